@@ -1,0 +1,45 @@
+"""Helpers shared by CLI commands: stderr console, per-file error reporting, exit codes."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True, highlight=False)
+"""Messages and progress go to stderr so stdout stays machine-readable."""
+
+
+def error_line(path: object, problem: object) -> None:
+    """One clear line per failed file: ``error: PATH: problem``."""
+    err_console.print(f"[red]error[/red]: {path}: {problem}", markup=True, soft_wrap=True)
+
+
+@dataclass
+class BatchSummary:
+    """Counts a batch command prints at the end; ``exit()`` is non-zero when anything failed."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def fail(self, path: object, problem: object) -> None:
+        self.failed += 1
+        self.failures.append((str(path), str(problem)))
+        error_line(path, problem)
+
+    def print(self, what: str = "images") -> None:
+        parts = [f"{self.ok} {what} ok", f"{self.failed} failed"]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (already done)")
+        err_console.print("summary: " + ", ".join(parts), highlight=False)
+
+    def exit(self) -> None:
+        if self.failed:
+            raise typer.Exit(code=1)
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

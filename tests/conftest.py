@@ -1,0 +1,71 @@
+"""Shared test fixtures: an isolated semcat home, small synthetic datasets, service URLs.
+
+Services (PostgreSQL, Chromium, Spark) are real. Locally a missing service skips its tests;
+in CI (`SEMCAT_REQUIRE_SERVICES=1`, set by `.ci/run`) a missing service fails them instead.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("SEMCAT_REQUIRE_SERVICES") == "1"
+
+
+def missing_service(reason: str) -> None:
+    """Skip locally, fail in CI: a test of a real service must never silently not run there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def semcat_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test session gets its own semcat home (feature cache, converted models, catalog)."""
+    home = tmp_path_factory.mktemp("semcat_home")
+    old = os.environ.get("SEMCAT_HOME")
+    os.environ["SEMCAT_HOME"] = str(home)
+    os.environ.pop("SEMCAT_DB", None)
+    yield home
+    if old is None:
+        os.environ.pop("SEMCAT_HOME", None)
+    else:
+        os.environ["SEMCAT_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 categories x 12 synthetic 160-px TIFFs (with data bars), seed 0: shared, read-only."""
+    from semcat.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("small_dataset")
+    write_dataset(root, per_class=12, size=160, seed=0, databar=True)
+    return root
+
+
+@pytest.fixture()
+def small_dataset_copy(small_dataset: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of ``small_dataset`` for tests that add, rename or break files."""
+    dst = tmp_path / "data"
+    shutil.copytree(small_dataset, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of a real PostgreSQL server (`SEMCAT_TEST_PG_URL`, started by `.ci/run`)."""
+    url = os.environ.get("SEMCAT_TEST_PG_URL")
+    if not url:
+        missing_service("SEMCAT_TEST_PG_URL is not set (no PostgreSQL server)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium for Playwright (no browser downloads are possible here)."""
+    path = "/usr/bin/chromium"
+    if not os.path.exists(path):
+        missing_service("Chromium not installed at /usr/bin/chromium")
+    return path
