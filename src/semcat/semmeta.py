@@ -1,0 +1,291 @@
+"""SEM acquisition metadata from vendor TIFF tags, normalised to SI units.
+
+Microscopes store how an image was taken (magnification, pixel size, beam voltage, working
+distance, detector, date) in private TIFF tags. Pixel size gives later stages the physical
+scale; the rest is searchable in the catalog. Supported, via tifffile's own parsers where
+they exist:
+
+- Zeiss ``CZ_SEM`` (tag 34118): ``TiffFile.sem_metadata`` (``ap_*``/``dp_*``/``sv_*`` keys).
+- FEI / Thermo Fisher ``FEI_SFEG`` (34680) and ``FEI_HELIOS`` (34682): ``TiffFile.fei_metadata``
+  (INI-like ``[Section] key=value`` text, values already in SI units).
+- TESCAN (50431): INI-like ``key=value`` text, values in SI units; parsed here.
+
+Only :func:`read_sem_metadata` touches files; :func:`parse_tiff_tags` works on an open
+``tifffile.TiffFile`` so :func:`semcat.images.read_image` parses each file once.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import tifffile
+
+__all__ = ["SemMetadata", "parse_tiff_tags", "read_sem_metadata", "databar_rows_from_metadata"]
+
+_TESCAN_TAG = 50431
+
+# Length units seen in vendor text, in metres.
+_LENGTH = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "μm": 1e-6, "nm": 1e-9, "pm": 1e-12,
+           "å": 1e-10, "a": 1e-10}
+_VOLTAGE = {"v": 1.0, "kv": 1e3, "mv": 1e6}
+
+
+@dataclass(frozen=True)
+class SemMetadata:
+    """What the instrument recorded about an acquisition; every quantity in SI units.
+
+    ``raw`` keeps the vendor's parsed tag content (JSON-safe) for anything not mapped here.
+    ``scan_rows`` is the number of scanned image rows when the vendor records it (FEI/Thermo
+    store the scan height; the file's extra rows are the data bar).
+    """
+
+    vendor: str | None = None
+    instrument: str | None = None
+    magnification: float | None = None
+    pixel_size_m: float | None = None
+    high_voltage_v: float | None = None
+    working_distance_m: float | None = None
+    detector: str | None = None
+    acquired: datetime | None = None
+    scan_rows: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: the datetime as ISO 8601 text, raw values made JSON-safe."""
+        d = asdict(self)
+        d["acquired"] = self.acquired.isoformat() if self.acquired else None
+        d["raw"] = _json_safe(self.raw)
+        return d
+
+
+def read_sem_metadata(path: str | Path) -> SemMetadata | None:
+    """SEM metadata of a TIFF file, or None when the file has none (or is not a TIFF)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return parse_tiff_tags(tif)
+    except (tifffile.TiffFileError, OSError, ValueError):
+        return None
+
+
+def parse_tiff_tags(tif: tifffile.TiffFile) -> SemMetadata | None:
+    """SEM metadata from the first page's vendor tags of an open TIFF; None when absent.
+
+    A malformed vendor payload never raises: the image is still usable without metadata.
+    """
+    try:
+        if tif.is_fei:
+            return _from_fei(tif.fei_metadata or {})
+        if tif.is_sem:
+            return _from_zeiss(tif.sem_metadata or {})
+        tag = tif.pages.first.tags.get(_TESCAN_TAG)
+        if tag is not None:
+            return _from_tescan(tag.value)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+        return None
+    return None
+
+
+def databar_rows_from_metadata(meta: SemMetadata | None, image_rows: int) -> int | None:
+    """Data-bar height implied by the metadata (file rows - scanned rows), or None.
+
+    Trusted only when it is plausible: positive and under 40% of the image height.
+    """
+    if meta is None or not meta.scan_rows:
+        return None
+    extra = image_rows - meta.scan_rows
+    if 0 < extra < 0.4 * image_rows:
+        return extra
+    return None
+
+
+# --- FEI / Thermo Fisher -------------------------------------------------------------------
+
+def _from_fei(md: dict[str, Any]) -> SemMetadata | None:
+    if not md:
+        return None
+
+    def get(section: str, key: str) -> Any:
+        sec = md.get(section)
+        return sec.get(key) if isinstance(sec, dict) else None
+
+    beam = get("Beam", "Beam")  # "EBeam" or "IBeam": names the section holding HV/WD
+    hv = _pos(get("Beam", "HV")) or _pos(get(str(beam), "HV")) or _pos(get("EBeam", "HV"))
+    wd = (_pos(get("Stage", "WorkingDistance")) or _pos(get(str(beam), "WD"))
+          or _pos(get("EBeam", "WD")))
+    scan = get("Beam", "Scan") or "Scan"
+    pixel = _pos(get(str(scan), "PixelWidth")) or _pos(get("Scan", "PixelWidth"))
+    hfw = _pos(get(str(scan), "HorFieldsize")) or _pos(get("Scan", "HorFieldsize"))
+    # Magnification relative to the recorded display width (FEI's own definition).
+    display = _pos(get("Image", "ScreenMagCanvasRealWidth")) or _pos(get("System", "DisplayWidth"))
+    mag = _pos(get("Image", "Magnification")) or (display / hfw if display and hfw else None)
+    name = get("Detectors", "Name")
+    mode = get("Detectors", "Mode")
+    detector = " ".join(str(x) for x in (name, mode) if x not in (None, "")) or None
+    instrument = get("System", "SystemType") or get("System", "Type")
+    acquired = _parse_datetime(get("User", "Date"), get("User", "Time"))
+    scan_rows = get("Image", "ResolutionY")
+    return SemMetadata(
+        vendor="FEI/Thermo Fisher",
+        instrument=_str(instrument),
+        magnification=mag,
+        pixel_size_m=pixel,
+        high_voltage_v=hv,
+        working_distance_m=wd,
+        detector=detector,
+        acquired=acquired,
+        scan_rows=int(scan_rows) if isinstance(scan_rows, (int, float)) and scan_rows > 0 else None,
+        raw=md,
+    )
+
+
+# --- Zeiss ---------------------------------------------------------------------------------
+
+def _from_zeiss(md: dict[str, Any]) -> SemMetadata | None:
+    entries = {k: v for k, v in md.items() if k and isinstance(v, tuple) and len(v) >= 2}
+    if not entries:
+        return None
+
+    def value(key: str) -> tuple[Any, str]:
+        item = entries.get(key)
+        if item is None:
+            return None, ""
+        return item[1], (item[2] if len(item) > 2 else "")
+
+    pixel = _length(*value("ap_pixel_size"))
+    wd = _length(*value("ap_wd"))
+    hv = _voltage(*value("ap_actualkv")) or _voltage(*value("ap_manualkv"))
+    mag = _zeiss_mag(value("ap_mag")[0])
+    detector = value("dp_detector_channel")[0] or value("dp_detector_type")[0]
+    instrument = value("sv_instrument_id")[0] or value("sv_serial_number")[0]
+    acquired = _parse_datetime(value("ap_date")[0], value("ap_time")[0])
+    return SemMetadata(
+        vendor="Zeiss",
+        instrument=_str(instrument),
+        magnification=mag,
+        pixel_size_m=pixel,
+        high_voltage_v=hv,
+        working_distance_m=wd,
+        detector=_str(detector),
+        acquired=acquired,
+        raw={k: list(v) for k, v in entries.items()},
+    )
+
+
+def _zeiss_mag(value: Any) -> float | None:
+    """Zeiss writes magnification as text: '20.00 K X', '1.50 KX', '500 X'."""
+    if isinstance(value, (int, float)):
+        return _pos(value)
+    if not isinstance(value, str):
+        return None
+    m = re.match(r"\s*([0-9.]+)\s*([kKmM]?)\s*[xX]?\s*$", value)
+    if not m:
+        return None
+    scale = {"": 1.0, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+    return _pos(float(m.group(1)) * scale)
+
+
+# --- TESCAN --------------------------------------------------------------------------------
+
+def _from_tescan(value: Any) -> SemMetadata | None:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    md: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, val = line.partition("=")
+        if sep and key.strip() and not key.strip().startswith("["):
+            md[key.strip()] = _number(val.strip())
+    if not md:
+        return None
+    return SemMetadata(
+        vendor="TESCAN",
+        instrument=_str(md.get("Device")),
+        magnification=_pos(md.get("Magnification")),
+        pixel_size_m=_pos(md.get("PixelSizeX")),
+        high_voltage_v=_pos(md.get("HV")),
+        working_distance_m=_pos(md.get("WD")),
+        detector=_str(md.get("Detector")),
+        acquired=_parse_datetime(md.get("Date"), md.get("Time")),
+        raw=md,
+    )
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def _pos(value: Any) -> float | None:
+    """A finite positive float, else None (vendors write 0 or text for 'unknown')."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def _str(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    s = str(value).strip()
+    return s or None
+
+
+def _length(value: Any, unit: str) -> float | None:
+    v = _pos(value)
+    factor = _LENGTH.get(unit.strip().lower())
+    return v * factor if v is not None and factor is not None else None
+
+
+def _voltage(value: Any, unit: str) -> float | None:
+    v = _pos(value)
+    factor = _VOLTAGE.get(unit.strip().lower())
+    return v * factor if v is not None and factor is not None else None
+
+
+_DATE_FORMATS = ("%m/%d/%Y", "%d %b %Y", "%Y-%m-%d", "%d.%m.%Y", "%Y.%m.%d", "%d/%m/%Y")
+_TIME_FORMATS = ("%I:%M:%S %p", "%H:%M:%S", "%H:%M")
+
+
+def _parse_datetime(day: Any, clock: Any) -> datetime | None:
+    """Combine vendor date and time text; None when the date cannot be read."""
+    d = _parse_with(str(day).strip(), _DATE_FORMATS) if day not in (None, "") else None
+    if d is None:
+        return None
+    t = _parse_with(str(clock).strip(), _TIME_FORMATS) if clock not in (None, "") else None
+    return datetime.combine(d.date(), t.time() if t else time())
+
+
+def _parse_with(text: str, formats: tuple[str, ...]) -> datetime | None:
+    for fmt in formats:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "tolist"):
+        return _json_safe(value.tolist())
+    return str(value)

@@ -1,0 +1,65 @@
+"""`semcat inspect`: --help, a happy path in text and JSON, and a batch with bad files."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import tifffile
+from typer.testing import CliRunner
+
+from semcat.cli import app
+
+runner = CliRunner()
+FEI_TEXT = "\r\n".join([
+    "[System]", "SystemType=Helios NanoLab 660", "[Beam]", "HV=5000",
+    "[Scan]", "PixelWidth=2.07e-009", "[Image]", "ResolutionY=200", "",
+])
+
+
+def _files(tmp_path):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (220, 256), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "fei.tif", img, extratags=[(34682, "s", 0, FEI_TEXT, True)])
+    cv2.imwrite(str(tmp_path / "plain.png"), img[:100])
+    return tmp_path
+
+
+def test_help():
+    result = runner.invoke(app, ["inspect", "--help"])
+    assert result.exit_code == 0
+    for word in ("--json", "--no-crop", "data-bar"):
+        assert word in result.output
+
+
+def test_json_lines(tmp_path):
+    result = runner.invoke(app, ["inspect", str(_files(tmp_path)), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    fei = by_name["fei.tif"]
+    assert (fei["format"], fei["bit_depth"], fei["rows"], fei["cols"]) == ("TIFF", 8, 220, 256)
+    assert fei["databar_rows"] == 20 and fei["pixel_size_m"] == 2.07e-9
+    assert fei["metadata"]["instrument"] == "Helios NanoLab 660"
+    assert by_name["plain.png"]["format"] == "PNG" and by_name["plain.png"]["metadata"] is None
+    assert "2 images ok, 0 failed" in result.stderr
+
+
+def test_text_and_no_crop(tmp_path):
+    result = runner.invoke(app, ["inspect", str(_files(tmp_path) / "fei.tif"), "--no-crop"])
+    assert result.exit_code == 0
+    line = result.stdout.strip()
+    assert "\tTIFF\t8-bit\t256x220\t1ch\tbar=0\t" in line and "5 kV" in line
+
+
+def test_bad_files_reported_batch_goes_on(tmp_path):
+    _files(tmp_path)
+    (tmp_path / "empty.tif").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("hello")
+    result = runner.invoke(app, ["inspect", str(tmp_path), str(tmp_path / "missing.jpg")])
+    assert result.exit_code == 1
+    assert len(result.stdout.splitlines()) == 2
+    assert "empty.tif: empty file (0 bytes)" in result.stderr
+    assert "notes.png: not an image" in result.stderr
+    assert "missing.jpg: file not found" in result.stderr
+    assert "2 images ok, 3 failed" in result.stderr
