@@ -1,8 +1,50 @@
-"""CLI commands: web (placeholder until its module lands)."""
+"""CLI command ``semcat serve``: the review web app (FastAPI + uvicorn)."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from semcat.commands._common import err_console
+
+
+def serve(
+    db: Annotated[str | None, typer.Option("--db", help="Catalog URL (SQLite file or postgresql://...); default $SEMCAT_DB or ~/.semcat/catalog.db.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", exists=True, dir_okay=False, readable=True, help="Model (.semcat) for uploads, calibration plots and the class list.")] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on. Anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    token: Annotated[str | None, typer.Option("--token", envvar="SEMCAT_TOKEN", help="Access token of reviewers (may label, tag, upload)..")] = None,
+    read_token: Annotated[str | None, typer.Option("--read-token", envvar="SEMCAT_READ_TOKEN", help="Access token of viewers (read-only)..")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Nobody may change the catalog: every session is a viewer.")] = False,
+    storage: Annotated[Path | None, typer.Option("--storage", file_okay=False, help="Folder uploaded images are stored in; default ~/.semcat/storage.")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload request in MB.")] = 200.0,
+) -> None:
+    """Serve the catalog in a browser: grid, search, image pages, review queue, dashboard, upload, REST API (/docs)."""
+    import uvicorn
+
+    from semcat.errors import SemcatError
+    from semcat.web.app import create_app
+    from semcat.web.settings import Settings
+
+    settings = Settings(host=host, port=port, token=token, read_token=read_token, read_only=read_only,
+                        model_path=model, storage_dir=storage, max_upload_bytes=int(max_upload_mb * 1e6))
+    if db:
+        settings.db_url = db
+    try:
+        app = create_app(settings)
+    except SemcatError as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(code=2) from None
+    shown = f"[{host}]" if ":" in host else host
+    link = f"http://{shown}:{port}/"
+    if token:
+        link += "?token=<your --token>"
+    err_console.print(f"semcat: serving {app.state.semcat.catalog!r} at {link} "
+                      f"({'read-only' if read_only else 'reviewers may label'}); Ctrl-C stops.", soft_wrap=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the top-level app."""
+    app.command("serve")(serve)

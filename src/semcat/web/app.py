@@ -1,0 +1,107 @@
+"""The semcat web app: one FastAPI object, one route table, one module per page group.
+
+Every HTML page has a JSON twin under ``/api/`` served by the same view (``context.render``);
+OpenAPI docs of the JSON routes are at ``/docs``. Images are only ever addressed by content hash.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from semcat import __version__
+from semcat.web import browse, dashboard, login, review, upload
+from semcat.web.context import WebState, is_api, template_dir
+from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, SessionSigner, load_secret
+from semcat.web.settings import Settings
+
+HTML, API = "html", "api"
+
+# (methods, path, view, kind) — kind "html" routes are left out of the OpenAPI schema.
+ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
+    (["GET"], "/", browse.catalog_page, HTML),
+    (["GET"], "/api/images", browse.catalog_page, API),
+    (["GET"], "/images/{sha256}", browse.image_page, HTML),
+    (["GET"], "/api/images/{sha256}", browse.image_page, API),
+    (["GET"], "/thumbs/{sha256}.png", browse.thumbnail, API),
+    (["GET"], "/images/{sha256}/view.png", browse.full_view, API),
+    (["GET"], "/images/{sha256}/file", browse.original, API),
+    (["POST"], "/images/{sha256}/label", review.confirm_label, HTML),
+    (["POST"], "/api/images/{sha256}/label", review.confirm_label, API),
+    (["POST"], "/images/{sha256}/tags", review.add_tag, HTML),
+    (["POST"], "/api/images/{sha256}/tags", review.add_tag, API),
+    (["POST"], "/images/{sha256}/notes", review.add_note, HTML),
+    (["POST"], "/api/images/{sha256}/notes", review.add_note, API),
+    (["GET"], "/review", review.queue_page, HTML),
+    (["GET"], "/api/review", review.queue_page, API),
+    (["GET"], "/dashboard", dashboard.dashboard_page, HTML),
+    (["GET"], "/api/stats", dashboard.dashboard_page, API),
+    (["GET"], "/dashboard/plots/{source}/{name}.png", dashboard.plot, API),
+    (["GET"], "/upload", upload.upload_page, HTML),
+    (["POST"], "/upload", upload.upload, HTML),
+    (["POST"], "/api/upload", upload.upload, API),
+    (["POST"], "/upload/{sha256}/add", upload.add_to_catalog, HTML),
+    (["POST"], "/api/upload/{sha256}/add", upload.add_to_catalog, API),
+    (["GET"], "/login", login.login_page, HTML),
+    (["POST"], "/login", login.login, HTML),
+    (["POST"], "/logout", login.logout, HTML),
+    (["GET"], "/api/whoami", login.whoami, API),
+    (["GET"], "/healthz", lambda: {"status": "ok", "version": __version__}, API),
+]
+
+
+def _templates() -> Jinja2Templates:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir()), autoescape=True,
+                             undefined=jinja2.ChainableUndefined)
+    return Jinja2Templates(env=env)
+
+
+async def _error(request: Request, exc: Exception) -> Response:
+    """Errors as JSON for the API, as a page for browsers; the message always says what to do."""
+    assert isinstance(exc, StarletteHTTPException)
+    if is_api(request) or "text/html" not in request.headers.get("accept", ""):
+        return await http_exception_handler(request, exc)
+    st: WebState = request.app.state.semcat
+    return st.templates.TemplateResponse(
+        request, "error.html", {"status": exc.status_code, "detail": exc.detail,
+                                "user": getattr(request.state, "user", None)},
+        status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def create_app(settings: Settings | None = None, *, catalog: Any = None) -> FastAPI:
+    """Build the ASGI app for ``settings``; ``catalog`` overrides opening ``settings.db_url``.
+
+    Raises ``InsecureBindError`` for a public host without a token.
+    """
+    settings = settings or Settings()
+    settings.check()
+    if catalog is None:
+        from semcat.catalog import open_catalog
+
+        catalog = open_catalog(settings.db_url)
+    app = FastAPI(title="semcat", version=__version__,
+                  description="Browse, search and review a catalogue of SEM images. "
+                              "Every HTML page has a JSON twin under /api/.")
+    app.state.semcat = WebState(settings=settings, catalog=catalog, templates=_templates())
+    app.state.signer = SessionSigner(load_secret(settings.secret_path))
+    for methods, path, view, kind in ROUTES:
+        app.add_api_route(path, view, methods=methods, include_in_schema=kind == API,
+                          response_model=None, name=f"{view.__module__.rsplit('.', 1)[-1]}.{view.__name__}:{kind}")
+    app.mount("/static", StaticFiles(directory=template_dir().with_name("static")), name="static")
+    app.add_exception_handler(StarletteHTTPException, _error)
+    app.add_exception_handler(ValueError, _value_error)
+    app.add_middleware(AuthMiddleware, settings=settings, signer=app.state.signer)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    return app
+
+
+async def _value_error(request: Request, exc: Exception) -> Response:
+    """Bad values the catalog refuses (e.g. an unknown order) are the client's mistake: 400."""
+    return JSONResponse({"detail": str(exc)}, 400)

@@ -1,0 +1,97 @@
+"""Shared per-app state and the one rendering rule: the same context as HTML or as JSON.
+
+Every page is one view function registered twice (``/x`` and ``/api/x``); ``render`` answers
+with the Jinja2 template for the HTML route and with the same context as JSON for the API route.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from semcat import CATEGORIES
+from semcat.web.security import CSRF_FIELD, User
+from semcat.web.settings import Settings
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+HASH_PREFIX_RE = re.compile(r"^[0-9a-f]{6,64}$")
+
+
+@dataclass
+class WebState:
+    """What every view needs: settings, the open catalog, templates and the (lazily loaded) model."""
+
+    settings: Settings
+    catalog: Any
+    templates: Jinja2Templates
+    _model: Any = None
+    _model_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def model(self) -> Any:
+        """The ``SemcatModel`` from ``--model`` (loaded on first use), or None when none was given."""
+        if self.settings.model_path is None:
+            return None
+        with self._model_lock:
+            if self._model is None:
+                from semcat.model import load_model
+
+                self._model = load_model(self.settings.model_path)
+            return self._model
+
+    def classes(self) -> list[str]:
+        """Classes a reviewer can choose: the model's, else the 10 NFFA categories."""
+        model = self.model()
+        return list(model.classes) if model is not None else list(CATEGORIES)
+
+
+def state(request: Request) -> WebState:
+    return request.app.state.semcat
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
+    """HTML from ``template`` or, on ``/api/`` routes, the same ``context`` as JSON."""
+    if is_api(request):
+        return JSONResponse(jsonable_encoder(context), status)
+    user: User | None = getattr(request.state, "user", None)
+    page = {**context, "user": user, "csrf_field": CSRF_FIELD, "read_only": not (user and user.can_review)}
+    return state(request).templates.TemplateResponse(request, template, page, status_code=status)
+
+
+def check_hash(sha256: str, *, prefix: bool = False) -> str:
+    """Refuse anything that is not a (lowercase hex) content hash: 400, before any lookup.
+
+    Files are only ever served by hash, so ``..``, slashes or encoded tricks never reach disk.
+    """
+    value = sha256.lower()
+    if not (HASH_PREFIX_RE if prefix else SHA256_RE).match(value):
+        need = "at least 6 hex digits of" if prefix else "the 64 hex digits of"
+        raise HTTPException(400, f"expected {need} an image's SHA-256; got {sha256[:80]!r}")
+    return value
+
+
+async def payload(request: Request) -> dict[str, Any]:
+    """The body of a write: a JSON object for API clients, form fields for browsers."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = await request.json()
+        except ValueError:
+            raise HTTPException(400, "body: expected a JSON object; got invalid JSON") from None
+        if not isinstance(data, dict):
+            raise HTTPException(400, f"body: expected a JSON object; got {type(data).__name__}")
+        return data
+    return dict(await request.form())
+
+
+def template_dir() -> Path:
+    return Path(__file__).with_name("templates")

@@ -1,0 +1,75 @@
+"""Browser-friendly PNG renderings of catalogued images, made on demand and cached on disk.
+
+Browsers cannot show 16-bit TIFFs, and a 100-megapixel original is too big for a grid, so the web
+app shows PNGs: thumbnails with the data bar cropped, and a larger "view" with the bar kept (it
+carries the scale). Files are keyed by content hash + size, written atomically, never edited.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from semcat._io import atomic_write_bytes
+from semcat.config import semcat_home
+
+THUMB_SIZES: tuple[int, ...] = (128, 256, 512)
+"""Allowed thumbnail sizes; other requests are rounded up, so the cache cannot be flooded."""
+VIEW_SIZE = 1600
+"""Longer side of the full-view rendering."""
+
+
+def default_thumb_dir() -> Path:
+    return semcat_home() / "thumbs"
+
+
+def snap_size(size: int) -> int:
+    """The smallest allowed thumbnail size ≥ ``size`` (the largest when ``size`` is bigger)."""
+    return next((s for s in THUMB_SIZES if s >= size), THUMB_SIZES[-1])
+
+
+def cache_path(sha256: str, kind: str, root: Path | None = None) -> Path:
+    """Where a rendering lives: ``<root>/<sha[:2]>/<sha>-<kind>.png``."""
+    return (root or default_thumb_dir()) / sha256[:2] / f"{sha256}-{kind}.png"
+
+
+def display_png(img: np.ndarray, max_side: int) -> bytes:
+    """Encode a gray float image in [0, 1] as an 8-bit PNG, contrast-stretched, longer side ≤ ``max_side``.
+
+    The stretch maps the 0.5th..99.5th percentiles to black..white so dim 16-bit or low-contrast
+    images stay visible; a flat image is shown as mid-gray rather than amplified noise.
+    """
+    rows, cols = img.shape
+    scale = max_side / max(rows, cols)
+    if scale < 1:
+        img = cv2.resize(img, (max(1, round(cols * scale)), max(1, round(rows * scale))),
+                         interpolation=cv2.INTER_AREA)
+    lo, hi = np.percentile(img, (0.5, 99.5))
+    if hi - lo < 1e-6:
+        out = np.full(img.shape, 128, np.uint8)
+    else:
+        out = (np.clip((img - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", out)
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an image of shape {img.shape}")
+    return buf.tobytes()
+
+
+def rendering(source: Path, sha256: str, *, size: int | None = None, root: Path | None = None) -> Path:
+    """Cached PNG of ``source``: a thumbnail (``size`` given, data bar cropped) or the full view.
+
+    Raises ``semcat.errors.ImageReadError`` when the file can no longer be decoded.
+    """
+    from semcat.images import read_image
+
+    if size is None:
+        kind, side, crop = f"view{VIEW_SIZE}", VIEW_SIZE, False
+    else:
+        side = snap_size(size)
+        kind, crop = f"{side}", True
+    path = cache_path(sha256, kind, root)
+    if not path.exists():
+        img, _ = read_image(source, crop_databar=crop, max_side=2 * side)
+        atomic_write_bytes(path, display_png(img, side))
+    return path
