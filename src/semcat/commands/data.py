@@ -1,8 +1,150 @@
-"""CLI commands: data (placeholder until its module lands)."""
+"""CLI commands: ``semcat synth`` (synthetic SEM data) and ``semcat dataset summary`` (folder scan)."""
 from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from semcat.commands._common import BatchSummary, err_console, error_line
+
+dataset_app = typer.Typer(
+    name="dataset",
+    help="Inspect labelled image folders: counts per class, hash splits, unreadable files.",
+    no_args_is_help=True,
+)
+
+
+class ImageFormat(str, Enum):
+    tif = "tif"
+    png = "png"
+    jpg = "jpg"
+
+
+class BitDepth(str, Enum):
+    b8 = "8"
+    b16 = "16"
+
+
+def _parse_shape(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if text is None:
+        return None
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected ROWSxCOLS such as 768x1024, got {text!r}") from None
+    return rows, cols
+
+
+def _parse_fractions(text: str) -> tuple[float, float, float]:
+    from semcat.dataset import check_fractions
+
+    try:
+        return check_fractions([float(v) for v in text.split(",")])
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected three comma-separated shares such as 0.8,0.1,0.1: {exc}") from None
+
+
+def synth(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write into: one sub-folder per category.", file_okay=False)],
+    per_class: Annotated[int, typer.Option("--per-class", min=0, help="Images per category.")] = 20,
+    size: Annotated[int, typer.Option("--size", min=32, help="Side of the square images in pixels.")] = 512,
+    shape: Annotated[Optional[str], typer.Option("--shape", help="Non-square images as ROWSxCOLS (e.g. 768x1024); overrides --size.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes byte-identical files.")] = 0,
+    databar: Annotated[bool, typer.Option("--databar/--no-databar", help="Append an instrument data bar (Zeiss/FEI/JEOL-like) below each image.")] = False,
+    fmt: Annotated[ImageFormat, typer.Option("--format", help="File format.")] = ImageFormat.tif,
+    bit_depth: Annotated[BitDepth, typer.Option("--bit-depth", help="8 or 16 bits per pixel (16 needs tif or png).")] = BitDepth.b8,
+    alignment: Annotated[int, typer.Option("--alignment", min=0, help="Also write N nanowire images with known alignment (order 0..1) and truth.csv into OUT-alignment/.")] = 0,
+    blends: Annotated[int, typer.Option("--blends", min=0, help="Also write N ambiguous two-category images and truth.csv into OUT-blends/.")] = 0,
+) -> None:
+    """Write procedural SEM-like images for the 10 NFFA categories (deterministic by --seed).
+
+    Files are named like a facility archive (USER_SAMPLE_NNN.tif, a few shots per sample).
+    Existing files are kept, so an interrupted run resumes and a larger --per-class only adds
+    images. Prints the folders written to stdout.
+    """
+    from semcat.synth import write_alignment_set, write_blend_set, write_dataset
+
+    shape_rc = _parse_shape(shape)
+    try:
+        written = write_dataset(out, per_class=per_class, size=size, seed=seed, databar=databar,
+                                fmt=fmt.value, shape=shape_rc, bit_depth=int(bit_depth.value), progress=True)
+        folders = [out]
+        if alignment:
+            folders.append(write_alignment_set(out.with_name(out.name + "-alignment"), n=alignment,
+                                               size=size, seed=seed).parent)
+        if blends:
+            folders.append(write_blend_set(out.with_name(out.name + "-blends"), n=blends, size=size,
+                                           seed=seed).parent)
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished files are kept; run the same command again to resume")
+        raise typer.Exit(code=130) from None
+    except OSError as exc:
+        error_line(out, f"cannot write: {exc.strerror or exc}")
+        raise typer.Exit(code=1) from None
+    new = sum(written.values())
+    err_console.print(f"summary: {new} images written, {per_class * len(written) - new} already there")
+    for folder in folders:
+        typer.echo(str(folder))
+
+
+@dataset_app.command("summary")
+def summary(
+    root: Annotated[Path, typer.Argument(metavar="DIR", help="Folder with one sub-folder per class (nested sub-folders allowed).", exists=True, file_okay=False)],
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help="Keep samples together: 'folder' (sub-folder below the class) or a regex with one group over the file name, e.g. '^([^_]+_[^_]+)_'.")] = None,
+    fractions: Annotated[str, typer.Option("--fractions", help="Train,val,test shares summing to 1.")] = "0.8,0.1,0.1",
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Decode every image to list unreadable ones (slower); --no-check only hashes.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+) -> None:
+    """Count images per class and per train/val/test split (by content hash); list unreadable files.
+
+    Splits depend only on each file's bytes (or its group), so adding or renaming images never
+    moves the others. Exit code 1 when some files could not be read.
+    """
+    from semcat.dataset import SPLITS, scan_dataset
+
+    shares = _parse_fractions(fractions)
+    try:
+        ds = scan_dataset(root, fractions=shares, group_by=group_by, check_images=check, progress=True)
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: nothing was written")
+        raise typer.Exit(code=130) from None
+    result = BatchSummary(ok=len(ds.samples))
+    for path, problem in ds.errors:
+        result.fail(path, problem)
+    for warning in ds.warnings:
+        err_console.print(f"[yellow]warning[/yellow]: {warning}", markup=True, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(ds.to_dict(), indent=2))
+    else:
+        _print_table(ds.counts(), SPLITS, show_groups=group_by is not None)
+    result.print("images")
+    result.exit()
+
+
+def _print_table(counts: dict[str, dict[str, int]], splits: tuple[str, ...], *, show_groups: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = ["total", *splits] + (["groups"] if show_groups else [])
+    table = Table(title=None, show_footer=True)
+    table.add_column("class", footer="all")
+    for col in columns:
+        table.add_column(col, justify="right", footer=str(sum(row[col] for row in counts.values())))
+    for name, row in counts.items():
+        table.add_row(name, *(str(row[c]) for c in columns))
+    Console(highlight=False, soft_wrap=True).print(table)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the top-level app."""
+    """Add ``semcat synth`` and the ``semcat dataset`` group to the top-level app."""
+    app.command("synth")(synth)
+    app.add_typer(dataset_app)

@@ -1,0 +1,321 @@
+"""Labelled image folders: scan, hash, and split train/val/test by content hash.
+
+Why content hashes: the split of an image depends only on its bytes (or on its sample group),
+so it never changes when other images are added or files are renamed, and exact duplicates can
+never leak between training and test. ``group_by`` keeps all shots of one sample on one side,
+because near-identical images of one specimen in train and test inflate accuracy.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from semcat._io import IMAGE_SUFFIXES, iter_image_files, sha256_bytes, sha256_file
+
+__all__ = ["SPLITS", "Dataset", "Sample", "assign_split", "check_fractions", "scan_dataset"]
+
+SPLITS: tuple[str, str, str] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: ``label`` is its first-level folder, ``subcategory`` any folders below."""
+
+    path: Path
+    label: str
+    sha256: str
+    split: str
+    group: str | None
+    subcategory: str | None = None
+
+
+@dataclass
+class Dataset:
+    """What :func:`scan_dataset` found: samples, skipped files with reasons, and warnings."""
+
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+    errors: list[tuple[str, str]]
+    warnings: list[str] = field(default_factory=list)
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    group_by: str | None = None
+
+    def split(self, name: str) -> list[Sample]:
+        """Samples of one split (``"train"``, ``"val"`` or ``"test"``)."""
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+        return [s for s in self.samples if s.split == name]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{class: {"total", "train", "val", "test", "groups"}}`` in class order."""
+        out = {c: {"total": 0, **{s: 0 for s in SPLITS}, "groups": 0} for c in self.classes}
+        groups: dict[str, set[str]] = defaultdict(set)
+        for s in self.samples:
+            row = out[s.label]
+            row["total"] += 1
+            row[s.split] += 1
+            if s.group is not None:
+                groups[s.label].add(s.group)
+        for c, g in groups.items():
+            out[c]["groups"] = len(g)
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-safe summary (what ``semcat dataset summary --json`` prints)."""
+        counts = self.counts()
+        return {
+            "root": str(self.root),
+            "fractions": list(self.fractions),
+            "group_by": self.group_by,
+            "classes": counts,
+            "total": {k: sum(row[k] for row in counts.values()) for k in ("total", *SPLITS)},
+            "errors": [{"path": p, "problem": e} for p, e in self.errors],
+            "warnings": list(self.warnings),
+        }
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """Validate (train, val, test) fractions: three numbers >= 0 that sum to 1."""
+    try:
+        values = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or any(not math.isfinite(f) or f < 0 for f in values) or abs(sum(values) - 1) > 1e-6:
+        raise ValueError(
+            "fractions must be three numbers >= 0 for train, val, test that sum to 1, "
+            f"e.g. (0.8, 0.1, 0.1); got {tuple(fractions)!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def assign_split(key: str, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> str:
+    """``"train"``, ``"val"`` or ``"test"`` for ``key`` (a content hash or a group name).
+
+    The first 64 bits of SHA-256(key) give a uniform number in [0, 1) that is compared with the
+    cumulative fractions: the answer depends on the key alone, never on the other images.
+
+    >>> assign_split("abc") in SPLITS
+    True
+    >>> assign_split("abc", (0.0, 0.0, 1.0))
+    'test'
+    """
+    train, val, _ = check_fractions(fractions)
+    u = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+    if u < train:
+        return "train"
+    return "val" if u < train + val else "test"
+
+
+def scan_dataset(
+    root: str | Path,
+    *,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    group_by: str | None = None,
+    check_images: bool = False,
+    progress: bool = False,
+    workers: int | None = None,
+) -> Dataset:
+    """Scan ``root/<class>/[sub/folders/]image`` files, hash them and assign splits.
+
+    Parameters
+    ----------
+    root : folder whose first-level sub-folders are the classes (hidden entries are ignored).
+    fractions : (train, val, test) shares, summing to 1.
+    group_by : ``None`` (each image on its own), ``"folder"`` (the sub-folder path below the class
+        is the sample) or a regular expression with one capture group applied to the file name,
+        e.g. ``'^([^_]+_[^_]+)_'``. Images of one group share a split; files that are exact
+        duplicates always share a split too, even across groups.
+    check_images : also decode each file (``semcat.images.read_image_bytes``) and list the ones
+        that are not readable images, instead of finding out later.
+    progress : show a progress bar on stderr while hashing.
+
+    Returns
+    -------
+    Dataset with ``samples`` sorted by class then path, ``errors`` as ``(path, problem)`` and
+    ``warnings`` about groups and lopsided splits.
+    """
+    fractions = check_fractions(fractions)
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"dataset root must be a folder of category sub-folders, got {str(root)!r} "
+                         f"({'not found' if not root.exists() else 'not a folder'})")
+    pattern = _group_pattern(group_by)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    errors: list[tuple[str, str]] = []
+    for p in sorted(root.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES:
+            errors.append((str(p), "not inside a category folder: move it into ROOT/<category>/"))
+    if not class_dirs:
+        raise ValueError(f"found no category sub-folders in {root}: expected {root}/<category>/<images>")
+
+    found = [(path, d.name) for d in class_dirs for path in iter_image_files([d])]
+    hashes = _hash_all([p for p, _ in found], check_images, progress, workers)
+
+    raw: list[tuple[Path, str, str, str | None, str | None]] = []
+    for (path, label), (digest, problem) in zip(found, hashes):
+        if problem is not None:
+            errors.append((str(path), problem))
+            continue
+        sub = path.parent.relative_to(root / label).as_posix()
+        sub = None if sub == "." else sub
+        raw.append((path, label, digest, sub, _group_of(path, sub, group_by, pattern)))
+
+    keys = _split_keys([(digest, group) for _, _, digest, _, group in raw])
+    samples = [
+        Sample(path, label, digest, assign_split(key, fractions), group, sub)
+        for (path, label, digest, sub, group), key in zip(raw, keys)
+    ]
+    ds = Dataset(root, [d.name for d in class_dirs], samples, errors, [], fractions, group_by)
+    ds.warnings.extend(_warnings(ds))
+    ds.classes = [c for c in ds.classes if any(s.label == c for s in samples)]
+    return ds
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _group_pattern(group_by: str | None) -> re.Pattern[str] | None:
+    if group_by is None or group_by == "folder":
+        return None
+    try:
+        pattern = re.compile(group_by)
+    except re.error as exc:
+        raise ValueError(f"group_by must be 'folder' or a regular expression, got {group_by!r} ({exc})") from None
+    if pattern.groups < 1:
+        raise ValueError(
+            f"group_by regex must have one capture group around the sample name, e.g. "
+            f"'^([^_]+_[^_]+)_'; got {group_by!r} with none"
+        )
+    return pattern
+
+
+def _group_of(path: Path, sub: str | None, group_by: str | None, pattern: re.Pattern[str] | None) -> str | None:
+    if group_by is None:
+        return None
+    if pattern is None:  # "folder"
+        return sub
+    m = pattern.search(path.name)
+    return m.group(1) if m and m.group(1) else None
+
+
+def _hash_one(path: Path, check: bool) -> tuple[str, str | None]:
+    """(sha256, None) or ("", problem) for one file."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "", "empty file (0 bytes)"
+        if not check:
+            return sha256_file(path), None
+        data = path.read_bytes()
+    except PermissionError:
+        return "", "permission denied: cannot read the file (check its permissions)"
+    except OSError as exc:
+        return "", f"cannot read the file: {exc.strerror or exc}"
+    from semcat.errors import ImageReadError
+    from semcat.images import read_image_bytes
+
+    try:
+        read_image_bytes(data, path, crop_databar=False, max_side=64)
+    except ImageReadError as exc:
+        return "", exc.problem
+    return sha256_bytes(data), None
+
+
+def _hash_all(
+    paths: list[Path], check: bool, progress: bool, workers: int | None
+) -> list[tuple[str, str | None]]:
+    """Hash (and optionally decode) files on a thread pool: hashing releases the GIL."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from semcat.commands._common import err_console
+
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    bar = Progress(TextColumn("hashing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err_console, disable=not progress, transient=True)
+    out: list[tuple[str, str | None]] = []
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with bar:
+            task = bar.add_task("hashing", total=len(paths))
+            for result in pool.map(lambda p: _hash_one(p, check), paths):
+                out.append(result)
+                bar.advance(task)
+    finally:  # Ctrl-C: drop the queued files instead of hashing them all first
+        pool.shutdown(wait=True, cancel_futures=True)
+    return out
+
+
+def _split_keys(items: list[tuple[str, str | None]]) -> list[str]:
+    """Split key per sample: its group, merged with every group sharing an identical file.
+
+    Union-find over group names and content hashes; the smallest name of each connected set is
+    the key, so duplicates and groups both stay on one side.
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def node(digest: str, group: str | None) -> str:
+        return f"group:{group}" if group is not None else digest
+
+    for digest, group in items:
+        a, b = find(node(digest, group)), find(digest)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    keys = []
+    for digest, group in items:
+        rep = find(node(digest, group))
+        keys.append(rep[len("group:"):] if rep.startswith("group:") else rep)
+    return keys
+
+
+def _warnings(ds: Dataset) -> list[str]:
+    """Missing groups, classes with too few groups, lopsided or empty splits, duplicates."""
+    out: list[str] = []
+    counts = ds.counts()
+    for c, row in counts.items():
+        if row["total"] == 0:
+            out.append(f"class {c!r} has no readable images: it is left out")
+    if ds.group_by is not None:
+        missing = sum(1 for s in ds.samples if s.group is None)
+        if missing:
+            how = "are directly in their class folder" if ds.group_by == "folder" else "match no group in the regex"
+            out.append(f"{missing} of {len(ds.samples)} images {how}: each is split on its own "
+                       f"(check --group-by {ds.group_by!r})")
+        needed = sum(1 for f in ds.fractions if f > 0)
+        for c, row in counts.items():
+            if 0 < row["groups"] < needed:
+                out.append(f"class {c!r} has only {row['groups']} group(s): too few to fill "
+                           f"{needed} splits; add samples or split without --group-by")
+    for c, row in counts.items():
+        n = row["total"]
+        if n < 10:
+            continue
+        for name, f in zip(SPLITS, ds.fractions):
+            expected = f * n
+            if abs(row[name] - expected) > 3 * math.sqrt(n * f * (1 - f)) + 1:
+                out.append(f"class {c!r}: {name} has {row[name]} of {n} images (expected ~{expected:.0f}); "
+                           "the split is lopsided" + (" (large groups?)" if ds.group_by else ""))
+    dup = Counter(s.sha256 for s in ds.samples)
+    extra = sum(k - 1 for k in dup.values() if k > 1)
+    if extra:
+        out.append(f"{extra} files are exact duplicates of others (each set kept in one split)")
+    labels_of: dict[str, set[str]] = defaultdict(set)
+    for s in ds.samples:
+        labels_of[s.sha256].add(s.label)
+    conflicting = sum(1 for v in labels_of.values() if len(v) > 1)
+    if conflicting:
+        out.append(f"{conflicting} identical images are filed under different classes: check their labels")
+    return out
