@@ -1,0 +1,150 @@
+"""Feature extraction throughput: files → features, semcat default vs the paper's setup.
+
+Usage: ``python benchmarks/features.py --n 2000`` (writes ``benchmarks/results/features.md``).
+
+Images: ``n`` synthetic 1024x768 8-bit TIFF SEM images (``semcat.synth``), decoded from disk.
+Measured in the same run, end to end (decode + preprocess + inference), no feature cache:
+
+- semcat default: ``extract_features`` with ``efficientnet_lite0`` and ``runtime="auto"``;
+- Lite0 runtime variants: torch eager (no channels_last), torch channels_last, OpenVINO fp32;
+- the paper's setup (baseline): timm ``inception_v3`` (random weights; speed does not depend on
+  them) at 299 px, plain eager fp32 PyTorch, no channels_last, PIL decode, one image at a time
+  through preprocessing, batches of 32 through the model;
+- peak RSS of a separate process extracting ``--rss-n`` (default 2,000) files.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "features.md"
+
+
+def make_images(root: Path, n: int) -> list[Path]:
+    from semcat import CATEGORIES
+    from semcat.synth import write_dataset
+
+    per_class = -(-n // len(CATEGORIES))
+    write_dataset(root, per_class=per_class, shape=(768, 1024), seed=0, fmt="tif")
+    return sorted(root.rglob("*.tif"))[:n]
+
+
+def semcat_rate(files: list[Path], runtime) -> float:
+    from semcat.features import extract_features
+
+    extract_features(files[:8], runtime=runtime, store=None, progress=False)  # warm-up
+    t = time.perf_counter()
+    res = extract_features(files, runtime=runtime, store=None, progress=False, batch_size=32)
+    dt_s = time.perf_counter() - t
+    assert len(res.paths) == len(files), res.errors[:3]
+    return len(files) / dt_s
+
+
+def baseline_rate(files: list[Path]) -> float:
+    """Inception-v3 at 299 px, eager fp32, NCHW, PIL decode + bicubic resize."""
+    import timm
+    import torch
+    from PIL import Image
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = timm.create_model("inception_v3", pretrained=False, num_classes=0).eval()
+
+    def load(p: Path) -> np.ndarray:
+        img = Image.open(p).convert("L").resize((299, 299), Image.BICUBIC).convert("RGB")
+        return ((np.asarray(img, np.float32) / 255 - 0.5) / 0.5).transpose(2, 0, 1)
+
+    with torch.no_grad():
+        model(torch.zeros(2, 3, 299, 299))
+        t = time.perf_counter()
+        for i in range(0, len(files), 32):
+            model(torch.from_numpy(np.stack([load(p) for p in files[i: i + 32]])))
+    return len(files) / (time.perf_counter() - t)
+
+
+def rss_child(folder: str) -> None:
+    from semcat.features import iter_features
+
+    n = 0
+    for chunk in iter_features(folder, store=None, progress=False):
+        n += len(chunk.paths)
+    print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+
+
+def peak_rss(files: list[Path], count: int, tmp: Path) -> tuple[int, int]:
+    """Extract ``count`` files (symlinks cycling over the images) in a fresh process: (n, MiB)."""
+    links = tmp / "rss"
+    links.mkdir()
+    for i in range(count):
+        (links / f"img{i:06d}.tif").symlink_to(files[i % len(files)])
+    out = subprocess.run([sys.executable, __file__, "--rss-child", str(links)], check=True,
+                         capture_output=True, text=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000, help="images for the semcat runs")
+    ap.add_argument("--n-baseline", type=int, default=128, help="images for the slow baseline and variants")
+    ap.add_argument("--rss-n", type=int, default=2000, help="files in the peak-RSS run")
+    ap.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return
+
+    from semcat.backbones import get_backbone
+    from semcat.runtime import OpenVINORuntime, TorchRuntime, load_runtime
+
+    spec = get_backbone("efficientnet_lite0")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_images(Path(tmp) / "imgs", args.n)
+        sub = files[: min(args.n_baseline, len(files))]
+        auto = load_runtime(spec, "auto")
+        rows = [("semcat default (efficientnet_lite0, auto → " + auto.name + ")", len(files), semcat_rate(files, auto))]
+        for label, rt in (("Lite0 torch eager (NCHW)", TorchRuntime(spec, device="cpu", channels_last=False)),
+                          ("Lite0 torch channels_last", TorchRuntime(spec, device="cpu")),
+                          ("Lite0 OpenVINO fp32", OpenVINORuntime(spec))):
+            rows.append((label, len(sub), semcat_rate(sub, rt)))
+        base = baseline_rate(sub)
+        rows.append(("paper setup: inception_v3 299px eager fp32, PIL", len(sub), base))
+        n_rss, rss = peak_rss(files, args.rss_n, Path(tmp))
+
+    lines = [
+        "# Feature extraction benchmark", "",
+        f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
+        f"- machine: {machine()}",
+        f"- images: synthetic 1024x768 8-bit TIFF SEM images (semcat.synth), end to end files → features, no cache",
+        "", "| setup | images | images/s | vs paper setup |", "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {label} | {n} | {rate:.1f} | {rate / base:.1f}x |" for label, n, rate in rows]
+    lines += ["", f"Peak RSS extracting {n_rss} files in a fresh process (semcat default): {rss} MiB.",
+              "", f"Targets (quiet 2-core machine): ≥ 200 images/s and ≥ 5x the paper setup; peak RSS < 2 GB.", ""]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

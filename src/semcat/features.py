@@ -1,0 +1,612 @@
+"""Bottleneck features: image files → preprocessed batches → frozen backbone → cached vectors.
+
+Preprocessing (:func:`preprocess`) turns a gray float image into the backbone's input:
+
+1. **Robust contrast normalisation.** The 0.5th and 99.5th percentiles are stretched to 0 and 1
+   (clipped). SEM images arrive as 12-bit data in 16-bit files, dim or over-bright exposures, or
+   8-bit with odd brightness/contrast; after the stretch they look alike, so the head does not
+   learn the detector settings. A flat image becomes mid-gray.
+2. **Resize** to the backbone's S×S. ``view`` chooses what is resized: ``full`` squashes the whole
+   image (as the paper did), ``center`` takes the central square, ``tiles5`` averages the
+   features of the full image and its four quadrants (5 forward passes). Downscaling uses
+   area averaging (anti-aliased, like PIL); upscaling the spec's interpolation.
+3. Gray → 3 channels, then the spec's ImageNet mean/std.
+
+Extraction (:func:`iter_features`, :func:`extract_features`) streams: a thread pool reads each
+file once (bytes → SHA-256 → decode from the same bytes), skips images whose features are
+already cached *before* decoding them, and decodes/preprocesses the next batches while the
+runtime infers the current one. Only a few batches are in flight, so memory does not grow with
+the number of images. Each finished batch is written to the :class:`FeatureStore` at once, so
+Ctrl-C (or a crash) loses at most the batch in progress and a re-run resumes. Bad files are
+reported as (path, problem) and never stop the batch.
+
+The :class:`FeatureStore` is a content-addressed cache shared by all datasets, keyed by
+(image SHA-256, :func:`feature_key`). See its docstring for the on-disk format.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from semcat._io import atomic_write, atomic_write_text, iter_image_files, sha256_bytes
+from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
+from semcat.config import default_feature_cache
+from semcat.errors import CacheError, ImageReadError
+from semcat.runtime import Runtime, load_runtime
+
+__all__ = [
+    "VIEWS",
+    "DEFAULT_VIEW",
+    "FeatureStore",
+    "FeatureResult",
+    "preprocess",
+    "feature_key",
+    "iter_features",
+    "extract_features",
+]
+
+VIEWS = ("full", "center", "tiles5")
+DEFAULT_VIEW = "center"
+PREPROCESS_VERSION = 1
+"""Bump when preprocessing changes its output: every cache key changes with it."""
+_LOW_PCT, _HIGH_PCT = 0.5, 99.5
+_PCT_SAMPLES = 1 << 18  # percentiles from at most ~262k pixels (a strided subsample)
+
+
+# --- preprocessing ---------------------------------------------------------------------------
+
+def preprocess(img: np.ndarray, spec: BackboneSpec | str, *, view: str = "full") -> np.ndarray:
+    """Gray float image (rows, cols) → model input (V, 3, S, S) float32; see the module docstring.
+
+    ``V`` is 1 for ``full``/``center`` and 5 for ``tiles5``.
+    """
+    spec = get_backbone(spec) if isinstance(spec, str) else spec
+    return _to_model_input(_preprocess_gray(img, spec.input_size, spec.interpolation, view), spec)
+
+
+def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) -> np.ndarray:
+    """Contrast-stretched, resized gray views (V, S, S) in [0, 1]: 3x less memory than RGB."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}; got {view!r}.")
+    img = np.asarray(img)
+    if img.ndim != 2 or min(img.shape) < 1:
+        raise ValueError(
+            f"expected a 2-D gray image (rows, cols); got shape {img.shape}. "
+            "Convert with semcat.images.to_gray_float first."
+        )
+    img = img.astype(np.float32, copy=False)
+    lo, hi = _robust_range(img)
+    out = np.empty((5 if view == "tiles5" else 1, size, size), np.float32)
+    for i, crop in enumerate(_crops(img, view)):
+        r = _resize(crop, size, interpolation)
+        if hi > lo:
+            np.subtract(r, lo, out=r)
+            np.multiply(r, 1.0 / (hi - lo), out=r)
+            np.clip(r, 0.0, 1.0, out=out[i])
+        else:
+            out[i] = 0.5
+    return out
+
+
+def _to_model_input(gray: np.ndarray, spec: BackboneSpec) -> np.ndarray:
+    """(V, S, S) in [0, 1] → (V, 3, S, S) normalised with the spec's mean/std."""
+    out = np.empty((gray.shape[0], 3, *gray.shape[1:]), np.float32)
+    for c in range(3):
+        np.subtract(gray, spec.mean[c], out=out[:, c])
+        out[:, c] *= 1.0 / spec.std[c]
+    return out
+
+
+def _robust_range(img: np.ndarray) -> tuple[float, float]:
+    step = max(1, int(np.sqrt(img.size / _PCT_SAMPLES)))
+    sample = img[::step, ::step]
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0:
+        return 0.0, 0.0
+    lo, hi = np.percentile(finite, (_LOW_PCT, _HIGH_PCT))
+    return float(lo), float(hi)
+
+
+def _crops(img: np.ndarray, view: str) -> list[np.ndarray]:
+    rows, cols = img.shape
+    if view == "full":
+        return [img]
+    if view == "center":
+        s = min(rows, cols)
+        r0, c0 = (rows - s) // 2, (cols - s) // 2
+        return [img[r0: r0 + s, c0: c0 + s]]
+    if min(rows, cols) < 2:
+        return [img] * 5
+    halves = np.array_split(img, 2, axis=0)
+    return [img, *(tile for half in halves for tile in np.array_split(half, 2, axis=1))]
+
+
+_INTERP = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+
+
+def _resize(img: np.ndarray, size: int, interpolation: str) -> np.ndarray:
+    rows, cols = img.shape
+    if rows == size and cols == size:
+        return img.copy()
+    shrink = rows >= size and cols >= size
+    flag = cv2.INTER_AREA if shrink else _INTERP.get(interpolation, cv2.INTER_CUBIC)
+    return cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=flag)
+
+
+def feature_key(spec: BackboneSpec | str, *, crop_databar: bool = True, view: str = DEFAULT_VIEW) -> str:
+    """Cache key: backbone + weights + preprocessing (view, data-bar crop, contrast rule).
+
+    Readable prefix, then a hash of the full signature (also stored in the key's ``key.json``).
+    """
+    spec = get_backbone(spec) if isinstance(spec, str) else spec
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}; got {view!r}.")
+    return f"{spec.name}-{view}-{hashlib.sha256(_key_signature(spec, crop_databar, view).encode()).hexdigest()[:16]}"
+
+
+def _key_signature(spec: BackboneSpec, crop_databar: bool, view: str) -> str:
+    return (f"{spec.signature()}|view={view}|databar={'crop' if crop_databar else 'keep'}"
+            f"|contrast=p{_LOW_PCT:g}-p{_HIGH_PCT:g}|preprocess=v{PREPROCESS_VERSION}")
+
+
+# --- the feature store -----------------------------------------------------------------------
+
+_MAGIC = b"SEMCATFS"
+_FORMAT = 1
+_HEAD = struct.Struct("<8sIHIQ32s")  # magic, format, key length, dim, count, sha256(payload)
+_SHARD_SUFFIX = ".fshard"
+
+
+@dataclass
+class _Shard:
+    path: Path
+    hashes: list[str]
+    features: np.ndarray  # (count, dim) float32, memory-mapped read-only
+
+
+class FeatureStore:
+    """Content-addressed feature cache on disk, shared by every dataset on the machine.
+
+    Layout: ``root/<feature key>/`` holds ``key.json`` (the full signature, for humans) and
+    shard files, each written once, atomically (temp file + rename), never modified:
+    a header (magic ``SEMCATFS``, format version, key, dim, count, SHA-256 of the payload),
+    the key bytes, ``count`` binary SHA-256 image digests, then ``count x dim`` float32
+    little-endian features. Loading verifies magic, version, key, size and checksum and raises
+    :class:`~semcat.errors.CacheError` naming the file and the fix; it never returns wrong
+    features. :meth:`compact` merges small shards into one.
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_feature_cache()
+        self._shards: dict[str, dict[Path, _Shard]] = {}
+        self._index: dict[str, dict[str, tuple[Path, int]]] = {}
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.root)!r})"
+
+    # reading
+    def get(self, key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached features of ``hashes`` (missing ones are simply absent from the result)."""
+        with self._lock:
+            index = self._refresh(key)
+            shards = self._shards[key]
+            out: dict[str, np.ndarray] = {}
+            for h in hashes:
+                hit = index.get(h)
+                if hit is not None:
+                    out[h] = np.array(shards[hit[0]].features[hit[1]], dtype=np.float32)
+            return out
+
+    def contains(self, key: str, hashes: Iterable[str], *, refresh: bool = True) -> set[str]:
+        """The subset of ``hashes`` already cached (no feature data is read)."""
+        index = self._index.get(key) if not refresh else None
+        if index is None:  # lock-free when not refreshing: decode threads ask per file
+            with self._lock:
+                index = self._refresh(key)
+        return {h for h in hashes if h in index}
+
+    def count(self, key: str) -> int:
+        """Number of images cached under ``key``."""
+        with self._lock:
+            return len(self._refresh(key))
+
+    def keys(self) -> list[str]:
+        """Feature keys present on disk."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def describe(self, key: str) -> dict:
+        """Contents of ``key.json`` (backbone signature, view, ...), or {} when absent."""
+        try:
+            return json.loads((self.root / key / "key.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    # writing
+    def put(self, key: str, hashes: Sequence[str], feats: np.ndarray, *, info: dict | None = None) -> None:
+        """Append features as one new shard file (atomic). ``info`` goes into ``key.json`` once."""
+        feats = np.ascontiguousarray(feats, dtype="<f4")
+        hashes = list(hashes)
+        if feats.ndim != 2 or feats.shape[0] != len(hashes):
+            raise ValueError(
+                f"expected features of shape (len(hashes), dim) = ({len(hashes)}, dim); got {feats.shape}."
+            )
+        if not len(hashes):
+            return
+        digests = b"".join(_digest(h) for h in hashes)
+        with self._lock:
+            self._refresh(key)
+            dim = self._dim(key)
+            if dim is not None and dim != feats.shape[1]:
+                raise CacheError(
+                    f"feature key {key!r} holds {dim}-wide features; got {feats.shape[1]}-wide ones. "
+                    "Keys must encode the backbone: use feature_key(spec, ...)."
+                )
+            folder = self.root / key
+            if info is not None and not (folder / "key.json").exists():
+                atomic_write_text(folder / "key.json", json.dumps({"key": key, "dim": feats.shape[1], **info}, indent=1))
+            path = folder / f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{_SHARD_SUFFIX}"
+            payload = digests + feats.tobytes()
+            kb = key.encode()
+            head = _HEAD.pack(_MAGIC, _FORMAT, len(kb), feats.shape[1], len(hashes), hashlib.sha256(payload).digest())
+            with atomic_write(path) as f:
+                f.write(head + kb)
+                f.write(payload)
+            self._add(key, self._open(path, key))
+
+    def compact(self, key: str, *, max_rows: int | None = None, min_shards: int = 2) -> int:
+        """Merge shards (only those with fewer than ``max_rows`` rows, if given) into one.
+
+        Nothing happens with fewer than ``min_shards`` such shards. Duplicates are dropped.
+        Returns the number of shard files merged away.
+        """
+        with self._lock:
+            self._refresh(key)
+            small = [s for s in self._shards[key].values() if max_rows is None or len(s.hashes) < max_rows]
+            if len(small) < max(2, min_shards):
+                return 0
+            rows: dict[str, np.ndarray] = {}
+            for s in small:
+                for i, h in enumerate(s.hashes):
+                    rows.setdefault(h, s.features[i])
+            self.put(key, list(rows), np.stack(list(rows.values())))
+            for s in small:
+                s.path.unlink(missing_ok=True)
+            self._forget(key)
+            return len(small)
+
+    def clear(self, key: str) -> None:
+        """Delete every cached feature of ``key`` (``semcat features --rebuild``)."""
+        with self._lock:
+            shutil.rmtree(self.root / key, ignore_errors=True)
+            self._forget(key)
+
+    # internals
+    def _forget(self, key: str) -> None:
+        self._shards.pop(key, None)
+        self._index.pop(key, None)
+
+    def _dim(self, key: str) -> int | None:
+        shards = self._shards.get(key) or {}
+        return next((s.features.shape[1] for s in shards.values()), None)
+
+    def _refresh(self, key: str) -> dict[str, tuple[Path, int]]:
+        """Pick up shards written by other processes; rebuild when one vanished (compaction)."""
+        if "/" in key or key.startswith(".") or not key:
+            raise ValueError(f"invalid feature key {key!r}: expected a name from feature_key().")
+        folder = self.root / key
+        on_disk = set(folder.glob("*" + _SHARD_SUFFIX)) if folder.is_dir() else set()
+        known = self._shards.get(key, {})
+        if set(known) - on_disk:
+            self._forget(key)
+            known = {}
+        self._shards.setdefault(key, known)
+        self._index.setdefault(key, {})
+        for path in sorted(on_disk - set(known)):
+            try:
+                shard = self._open(path, key)
+            except FileNotFoundError:  # compacted away by another process meanwhile
+                continue
+            self._add(key, shard)
+        return self._index[key]
+
+    def _add(self, key: str, shard: _Shard) -> None:
+        self._shards.setdefault(key, {})[shard.path] = shard
+        index = self._index.setdefault(key, {})
+        for i, h in enumerate(shard.hashes):
+            index[h] = (shard.path, i)
+
+    @staticmethod
+    def _open(path: Path, key: str) -> _Shard:
+        fix = (f"delete it (rm '{path}') or rebuild the cache (`semcat features --rebuild ...`); "
+               "its images are then recomputed.")
+        with open(path, "rb") as f:
+            raw = f.read(_HEAD.size)
+            if len(raw) < _HEAD.size or raw[:8] != _MAGIC:
+                raise CacheError(f"{path}: not a semcat feature shard (bad magic); {fix}")
+            magic, fmt, klen, dim, count, checksum = _HEAD.unpack(raw)
+            if fmt != _FORMAT:
+                raise CacheError(f"{path}: feature shard format {fmt}, this semcat reads {_FORMAT}; {fix}")
+            file_key = f.read(klen).decode("utf-8", "replace")
+            if file_key != key:
+                raise CacheError(
+                    f"{path}: foreign feature shard: it holds features for key {file_key!r}, not {key!r}; {fix}"
+                )
+            offset = _HEAD.size + klen
+            expected = offset + count * 32 + count * dim * 4
+            size = os.fstat(f.fileno()).st_size
+            if size != expected or dim == 0:
+                raise CacheError(f"{path}: truncated or padded ({size} bytes, expected {expected}); {fix}")
+            h = hashlib.sha256()
+            digests = f.read(count * 32)
+            h.update(digests)
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+            if h.digest() != checksum:
+                raise CacheError(f"{path}: checksum mismatch, the file is corrupted; {fix}")
+        feats = np.memmap(path, dtype="<f4", mode="r", offset=offset + count * 32, shape=(count, dim))
+        hashes = [digests[i * 32:(i + 1) * 32].hex() for i in range(count)]
+        return _Shard(path, hashes, feats)
+
+
+def _digest(h: str) -> bytes:
+    try:
+        b = bytes.fromhex(h)
+    except ValueError:
+        b = b""
+    if len(b) != 32:
+        raise ValueError(f"expected a SHA-256 hex digest (64 hex characters); got {h!r}.")
+    return b
+
+
+# --- extraction ------------------------------------------------------------------------------
+
+@dataclass
+class FeatureResult:
+    """Features of the files that could be read, in input order, plus what went wrong."""
+
+    paths: list[Path]
+    hashes: list[str]
+    features: np.ndarray  # (N, D) float32, one row per entry of ``paths``
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+    computed: int = 0  # images that went through the backbone
+    cached: int = 0  # images served from the FeatureStore
+    key: str = ""
+
+
+@dataclass
+class _Item:
+    path: Path
+    sha256: str | None = None
+    gray: np.ndarray | None = None  # (V, S, S) when it must be computed
+    error: str | None = None
+
+
+def iter_features(
+    paths: str | Path | Iterable[str | Path],
+    backbone: str | BackboneSpec = DEFAULT_BACKBONE,
+    *,
+    runtime: str | Runtime = "auto",
+    batch_size: int = 32,
+    store: FeatureStore | Literal["default"] | None = "default",
+    crop_databar: bool = True,
+    view: str = DEFAULT_VIEW,
+    progress: bool = True,
+    workers: int | None = None,
+    chunk_size: int = 1024,
+) -> Iterator[FeatureResult]:
+    """Stream features in input order, one :class:`FeatureResult` per chunk of files.
+
+    ``paths`` may name files and folders (searched recursively). A chunk ends after
+    ``batch_size`` computed images or ``chunk_size`` files; at most ~4 batches of decoded images
+    are held in memory. ``runtime`` is ``auto|torch|openvino`` or a :class:`Runtime` instance
+    (its ``images`` counter tells how many forward passes ran). The runtime is only loaded when
+    an image actually needs computing.
+    """
+    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    key = feature_key(spec, crop_databar=crop_databar, view=view)
+    store = FeatureStore() if store == "default" else store
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    files = list(iter_image_files([paths] if isinstance(paths, (str, Path)) else paths))
+    if store is not None:
+        store.contains(key, [])  # load the index once; workers then query it without re-listing
+    info = {"signature": _key_signature(spec, crop_databar, view)}
+
+    def load(path: Path) -> _Item:
+        item = _Item(path)
+        try:
+            data = _read_bytes(path)
+            item.sha256 = sha256_bytes(data)
+            if store is not None and store.contains(key, [item.sha256], refresh=False):
+                return item
+            from semcat.images import read_image_bytes
+
+            img, _ = read_image_bytes(data, path, crop_databar=crop_databar, max_side=2 * spec.input_size)
+            item.gray = _preprocess_gray(img, spec.input_size, spec.interpolation, view)
+        except ImageReadError as e:
+            item.error = e.problem
+        except Exception as e:  # a bad file must never stop the batch
+            item.error = f"{type(e).__name__}: {e}"
+        return item
+
+    rt: list[Runtime] = []
+    window = max(4 * batch_size, 2 * (workers or _default_workers()))
+    pool = ThreadPoolExecutor(max_workers=workers or _default_workers(), thread_name_prefix="semcat-decode")
+    bar = _Progress(progress, len(files), spec.name)
+    try:
+        todo = iter(files)
+        inflight: deque[Future[_Item]] = deque()
+        chunk: list[_Item] = []
+        n_new = 0
+
+        def top_up() -> None:
+            while len(inflight) < window:
+                nxt = next(todo, None)
+                if nxt is None:
+                    return
+                inflight.append(pool.submit(load, nxt))
+
+        top_up()
+        while inflight:
+            item = inflight.popleft().result()
+            top_up()
+            chunk.append(item)
+            n_new += item.gray is not None
+            if n_new >= batch_size or len(chunk) >= chunk_size or not inflight:
+                if n_new and not rt:
+                    rt.append(load_runtime(spec, runtime))
+                result = _finish_chunk(chunk, spec, key, store, rt[0] if rt else None, batch_size, info)
+                bar.advance(len(chunk))
+                chunk, n_new = [], 0
+                yield result
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
+        if store is not None:
+            _maybe_compact(store, key)
+
+
+def extract_features(
+    paths: str | Path | Iterable[str | Path],
+    backbone: str | BackboneSpec = DEFAULT_BACKBONE,
+    *,
+    runtime: str | Runtime = "auto",
+    batch_size: int = 32,
+    store: FeatureStore | Literal["default"] | None = "default",
+    crop_databar: bool = True,
+    view: str = DEFAULT_VIEW,
+    progress: bool = True,
+    workers: int | None = None,
+) -> FeatureResult:
+    """All features of ``paths`` at once (see :func:`iter_features` for the streaming form)."""
+    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    parts = list(iter_features(paths, spec, runtime=runtime, batch_size=batch_size, store=store,
+                               crop_databar=crop_databar, view=view, progress=progress, workers=workers))
+    feats = [p.features for p in parts if len(p.features)]
+    return FeatureResult(
+        paths=[x for p in parts for x in p.paths],
+        hashes=[x for p in parts for x in p.hashes],
+        features=np.concatenate(feats) if feats else np.zeros((0, spec.feature_dim), np.float32),
+        errors=[x for p in parts for x in p.errors],
+        computed=sum(p.computed for p in parts),
+        cached=sum(p.cached for p in parts),
+        key=feature_key(spec, crop_databar=crop_databar, view=view),
+    )
+
+
+def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: FeatureStore | None,
+                  rt: Runtime | None, batch_size: int, info: dict) -> FeatureResult:
+    """Infer the chunk's new images (one copy per distinct hash), store them, assemble in order."""
+    new: dict[str, np.ndarray] = {}
+    for it in chunk:
+        if it.gray is not None and it.sha256 not in new:
+            new[it.sha256] = it.gray
+    if store is not None and new:  # decoded ahead while an identical file's features were being stored
+        for h in store.contains(key, list(new), refresh=False):
+            del new[h]
+    computed: dict[str, np.ndarray] = {}
+    if new:
+        hashes = list(new)
+        views = new[hashes[0]].shape[0]
+        x = _to_model_input(np.concatenate([new[h] for h in hashes]), spec)
+        out = np.concatenate([rt(x[i: i + batch_size * views]) for i in range(0, len(x), batch_size * views)])
+        feats = out.reshape(len(hashes), views, -1).mean(axis=1).astype(np.float32)
+        computed = dict(zip(hashes, feats))
+        if store is not None:
+            store.put(key, hashes, feats, info=info)
+    need = [it.sha256 for it in chunk if it.error is None and it.sha256 not in computed]
+    cached = store.get(key, need) if store is not None and need else {}
+    res = FeatureResult([], [], np.zeros((0, spec.feature_dim), np.float32), key=key, computed=len(computed))
+    rows = []
+    for it in chunk:
+        if it.error is not None:
+            res.errors.append((str(it.path), it.error))
+            continue
+        vec = computed.get(it.sha256)
+        if vec is None:
+            vec = cached.get(it.sha256)
+            if vec is None:  # cached when listed, then removed (e.g. `--rebuild` elsewhere)
+                res.errors.append((str(it.path), "cached features vanished during the run; re-run"))
+                continue
+            res.cached += 1
+        res.paths.append(it.path)
+        res.hashes.append(it.sha256)
+        rows.append(vec)
+    if rows:
+        res.features = np.stack(rows).astype(np.float32, copy=False)
+    return res
+
+
+def _maybe_compact(store: FeatureStore, key: str) -> None:
+    """Keep the shard count low: batch-sized shards are merged once 64 have piled up."""
+    try:
+        store.compact(key, max_rows=4096, min_shards=64)
+    except (CacheError, OSError):
+        pass  # compaction is an optimisation; a bad shard is reported by the next read
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied: cannot read the file (check its permissions)") from None
+    except OSError as e:
+        raise ImageReadError(path, f"cannot read the file: {e.strerror or e}") from None
+
+
+def _default_workers() -> int:
+    return max(2, min(4, os.cpu_count() or 1))
+
+
+class _Progress:
+    """A rich progress bar on stderr with images/s (of computed images), or nothing."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.bar = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("features [bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self.task = self.bar.add_task(label, total=total, rate="")
+        self.t0 = time.perf_counter()
+        self.done = 0
+        self.bar.start()
+
+    def advance(self, n: int) -> None:
+        if self.bar is None:
+            return
+        self.done += n
+        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(self.task, advance=n, rate=f"{rate:.0f} img/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
