@@ -1,8 +1,355 @@
-"""CLI commands: catalog (placeholder until its module lands)."""
+"""CLI commands of the catalog: ingest, watch, search, similar, export, label, tag, stats."""
 from __future__ import annotations
 
+import json
+import sys
+import threading
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+from semcat.commands._common import err_console, error_line
+
+DbOpt = Annotated[Optional[str], typer.Option(
+    "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
+                 "[default: $SEMCAT_DB or SQLite in the semcat home].", show_default=False)]
+ModelOpt = Annotated[Optional[Path], typer.Option(
+    "--model", help="Model artifact (.semcat) used to classify new images; without it images are "
+                    "catalogued unclassified.", exists=True, dir_okay=False, readable=True)]
+
+
+class Engine(str, Enum):
+    local = "local"
+    spark = "spark"
+
+
+class OutFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ExportFormat(str, Enum):
+    json = "json"
+    csv = "csv"
+
+
+class Decision(str, Enum):
+    auto = "auto"
+    suggest = "suggest"
+    manual = "manual"
+    unknown = "unknown"
+
+
+def _open(db: str | None):  # -> Catalog, exits 2 on a bad URL or an unreachable server
+    from sqlalchemy.exc import OperationalError
+
+    from semcat.catalog import CatalogError, open_catalog
+
+    try:
+        return open_catalog(db)
+    except (CatalogError, OperationalError) as e:
+        err_console.print(f"[red]error[/red]: cannot open catalog {db or '(default)'}: "
+                          f"{getattr(e, 'orig', None) or e}", markup=True)
+        raise typer.Exit(code=2) from None
+
+
+def _load_model(model: Path | None):
+    if model is None:
+        return None
+    from semcat.errors import ModelFileError
+    from semcat.model import load_model
+
+    try:
+        return load_model(model)
+    except ModelFileError as e:
+        error_line(model, e)
+        raise typer.Exit(code=2) from None
+
+
+def _resolve_image(cat: Any, image: str) -> str:
+    """A path to an image file (hashed) or a catalogued hash / unique prefix → full hash."""
+    from semcat._io import sha256_file
+    from semcat.catalog import CatalogError
+
+    try:
+        sha = sha256_file(image) if Path(image).is_file() else image
+        return cat.resolve(sha)
+    except CatalogError as e:
+        err_console.print(f"[red]error[/red]: {e}", markup=True)
+        raise typer.Exit(code=1) from None
+
+
+def ingest_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).",
+                                                  exists=True, show_default=False)],
+    db: DbOpt = None,
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per transaction (a crash loses at most one batch).")] = 64,
+    engine: Annotated[Engine, typer.Option("--engine", help="local: this process; spark: classify on a Spark cluster and write the results here.")] = Engine.local,
+    master: Annotated[str, typer.Option("--master", help="Spark master URL for --engine spark.")] = "local[2]",
+) -> None:
+    """Catalogue images: hash, metadata, paths, and (with --model) classification.
+
+    Idempotent and resumable: re-running skips finished work; moved or renamed files are
+    recognised by their content hash.
+    """
+    if engine is Engine.spark:
+        if model is None:
+            err_console.print("[red]error[/red]: --engine spark needs --model MODEL", markup=True)
+            raise typer.Exit(code=2)
+        from semcat.catalog import normalize_url
+        from semcat.config import default_db_url
+        from semcat.engines import spark as spark_engine
+
+        summary = spark_engine.ingest([str(p) for p in inputs], normalize_url(db or default_db_url()),
+                                      str(model), master=master, batch_size=batch_size)
+    else:
+        cat = _open(db)
+        m = _load_model(model)
+        try:
+            summary = cat.ingest(inputs, m, batch_size=batch_size, progress=True)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished batches are committed; run the same command again to resume")
+            raise typer.Exit(code=130) from None
+        finally:
+            cat.close()
+    for path, problem in summary.errors:
+        error_line(path, problem)
+    err_console.print(f"summary: {summary.line()}", highlight=False)
+    raise typer.Exit(code=1 if summary.failed else 0)
+
+
+def watch_cmd(
+    folders: Annotated[list[Path], typer.Argument(help="Folders to watch (recursively).", exists=True,
+                                                   file_okay=False, show_default=False)],
+    model: ModelOpt = None,
+    db: DbOpt = None,
+    settle: Annotated[float, typer.Option("--settle", min=0.0, help="Seconds a file must stay unchanged before it is ingested.")] = 1.0,
+    initial: Annotated[bool, typer.Option("--initial/--no-initial", help="First ingest what is already in the folders.")] = True,
+) -> None:
+    """Watch folders and ingest images as they appear, once completely written. Ctrl-C stops."""
+    cat = _open(db)
+    m = _load_model(model)
+    failed = 0
+
+    def report(paths: list[str], summary: Any) -> None:
+        nonlocal failed
+        failed += summary.failed
+        for path, problem in summary.errors:
+            error_line(path, problem)
+        if summary.seen:
+            err_console.print(f"ingested: {summary.line()}", highlight=False)
+
+    from semcat.catalog.watch import watch
+
+    err_console.print(f"watching {', '.join(map(str, folders))} (Ctrl-C to stop)")
+    try:
+        watch(cat, folders, m, settle_s=settle, initial=initial, stop=threading.Event(), on_ingest=report)
+    except KeyboardInterrupt:
+        err_console.print("stopped")
+    finally:
+        cat.close()
+    raise typer.Exit(code=1 if failed else 0)
+
+
+def _parse_day(value: str | None, option: str) -> date | datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected a date like 2024-05-31 (or 2024-05-31T14:00), got {value!r}",
+                                 param_hint=option) from None
+
+
+def search_cmd(
+    category: Annotated[Optional[str], typer.Option("--category", help="Confirmed label, else predicted top-1 class.")] = None,
+    decision: Annotated[Optional[Decision], typer.Option("--decision", help="Decision of the latest prediction.")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Lowest top-1 probability.")] = None,
+    max_score: Annotated[Optional[float], typer.Option("--max-score", help="Highest top-1 probability.")] = None,
+    confirmed: Annotated[Optional[bool], typer.Option("--confirmed/--unconfirmed", help="Only images with / without a confirmed label.", show_default=False)] = None,
+    mag_min: Annotated[Optional[float], typer.Option("--mag-min", help="Lowest magnification.")] = None,
+    mag_max: Annotated[Optional[float], typer.Option("--mag-max", help="Highest magnification.")] = None,
+    pixel_size_min: Annotated[Optional[float], typer.Option("--pixel-size-min", help="Smallest pixel size in metres (e.g. 1e-9).")] = None,
+    pixel_size_max: Annotated[Optional[float], typer.Option("--pixel-size-max", help="Largest pixel size in metres.")] = None,
+    date_from: Annotated[Optional[str], typer.Option("--from", help="Acquired on or after this date (YYYY-MM-DD).")] = None,
+    date_to: Annotated[Optional[str], typer.Option("--to", help="Acquired on or before this date (YYYY-MM-DD).")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="Case-insensitive substring of a file path.")] = None,
+    tag: Annotated[Optional[str], typer.Option("--tag", help="Images carrying this tag.")] = None,
+    measurement: Annotated[Optional[str], typer.Option("--measurement", help="NAME:MIN:MAX, e.g. coherency:0.6: (bounds may be empty).")] = None,
+    order: Annotated[str, typer.Option("--order", help="recent, oldest, score (least sure first), score_desc, acquired, magnification.")] = "recent",
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Maximum number of results.")] = 50,
+    fmt: Annotated[OutFormat, typer.Option("--format", help="Output format on stdout.")] = OutFormat.table,
+    db: DbOpt = None,
+) -> None:
+    """Find catalogued images by category, decision, score, metadata, date, path text, tag."""
+    from semcat.catalog.search import ORDERS, parse_measurement
+
+    if order not in ORDERS:
+        raise typer.BadParameter(f"expected one of {', '.join(ORDERS)}, got {order!r}", param_hint="--order")
+    try:
+        meas = parse_measurement(measurement) if measurement else None
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--measurement") from None
+    filters = dict(category=category, decision=decision.value if decision else None, min_score=min_score,
+                   max_score=max_score, confirmed=confirmed, mag_min=mag_min, mag_max=mag_max,
+                   pixel_size_min=pixel_size_min, pixel_size_max=pixel_size_max,
+                   date_from=_parse_day(date_from, "--from"), date_to=_parse_day(date_to, "--to"),
+                   text=text, tag=tag, measurement=meas)
+    cat = _open(db)
+    try:
+        records = cat.search(**filters, limit=limit, order=order)
+        total = cat.count(**filters)
+    finally:
+        cat.close()
+    _print_records(records, fmt)
+    err_console.print(f"{len(records)} of {total} matching images shown", highlight=False)
+
+
+def _print_records(records: list[Any], fmt: OutFormat) -> None:
+    from semcat.catalog.export import write_records
+
+    if fmt is OutFormat.table:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_lines=False)
+        for col in ("sha256", "category", "score", "decision", "confirmed", "mag", "pixel nm", "path"):
+            table.add_column(col)
+        for r in records:
+            table.add_row(r.sha256[:12], r.category or "", f"{r.score:.3f}" if r.score is not None else "",
+                          r.decision or "", r.label_source or "", f"{r.magnification:g}" if r.magnification else "",
+                          f"{r.pixel_size_m * 1e9:.3g}" if r.pixel_size_m else "", r.path or (r.paths or [""])[0])
+        Console(file=sys.stdout, width=200).print(table)
+    else:
+        write_records(records, sys.stdout, fmt.value)
+
+
+def similar_cmd(
+    image: Annotated[str, typer.Argument(help="An image file, or the SHA-256 (or unique prefix) of a catalogued image.", show_default=False)],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many neighbours.")] = 10,
+    fmt: Annotated[OutFormat, typer.Option("--format", help="Output format on stdout.")] = OutFormat.table,
+    db: DbOpt = None,
+) -> None:
+    """Nearest catalogued images by backbone-feature cosine similarity."""
+    from semcat.catalog import CatalogError
+
+    cat = _open(db)
+    try:
+        sha = _resolve_image(cat, image)
+        try:
+            hits = cat.similar(sha, k=k)
+        except CatalogError as e:
+            err_console.print(f"[red]error[/red]: {e}", markup=True)
+            raise typer.Exit(code=1) from None
+        records = {r.sha256: r for r in cat.records([h for h, _ in hits])}
+    finally:
+        cat.close()
+    rows = [{"sha256": h, "similarity": round(s, 6), "category": records[h].category if h in records else None,
+             "path": records[h].path if h in records else None} for h, s in hits]
+    if fmt is OutFormat.json:
+        typer.echo(json.dumps(rows, indent=1))
+    elif fmt is OutFormat.csv:
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=["sha256", "similarity", "category", "path"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['similarity']:.4f}  {r['sha256'][:12]}  {r['category'] or '-':<28} {r['path'] or '(missing)'}")
+
+
+def export_cmd(
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="Format of the catalog export.")] = ExportFormat.json,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the export to this file (atomically) instead of stdout.", dir_okay=False)] = None,
+    sidecars: Annotated[Optional[Path], typer.Option("--sidecars", help="Also write one NAME.semcat.json per image into this folder.", file_okay=False)] = None,
+    next_to_images: Annotated[bool, typer.Option("--sidecars-next-to-images", help="Also write IMAGE.semcat.json beside each image file (images are never modified).")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Export the whole catalog as JSON or CSV, and optionally per-image JSON sidecars."""
+    from semcat._io import atomic_write
+    from semcat.catalog.export import write_records, write_sidecars
+
+    if sidecars is not None and next_to_images:
+        raise typer.BadParameter("use either --sidecars DIR or --sidecars-next-to-images, not both",
+                                 param_hint="--sidecars")
+    cat = _open(db)
+    try:
+        if out is not None:
+            with atomic_write(out, "w") as f:
+                n = write_records(cat.iter_records(), f, fmt.value)
+            err_console.print(f"wrote {n} images to {out}")
+        elif sidecars is None and not next_to_images:
+            n = write_records(cat.iter_records(), sys.stdout, fmt.value)
+        if sidecars is not None or next_to_images:
+            files = write_sidecars(cat.iter_records(), out_dir=sidecars, next_to_images=next_to_images)
+            err_console.print(f"wrote {len(files)} sidecar files")
+    finally:
+        cat.close()
+
+
+def label_cmd(
+    image: Annotated[str, typer.Argument(help="Image file or catalogued SHA-256 (prefix).", show_default=False)],
+    label: Annotated[str, typer.Argument(help="The confirmed class.", show_default=False)],
+    who: Annotated[Optional[str], typer.Option("--who", help="Who confirms (default: $USER).")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Confirm the class of one image (the latest label wins; history is kept)."""
+    import getpass
+
+    from semcat import CATEGORIES
+
+    cat = _open(db)
+    try:
+        sha = _resolve_image(cat, image)
+        if label not in CATEGORIES:
+            err_console.print(f"warning: {label!r} is not one of the 10 NFFA categories", highlight=False)
+        cat.confirm(sha, label, who=who or getpass.getuser(), source="human")
+    finally:
+        cat.close()
+    err_console.print(f"{sha[:12]}: label {label}")
+
+
+def tag_cmd(
+    image: Annotated[str, typer.Argument(help="Image file or catalogued SHA-256 (prefix).", show_default=False)],
+    tags: Annotated[list[str], typer.Argument(help="Tags to add.", show_default=False)],
+    remove: Annotated[bool, typer.Option("--remove", help="Remove these tags instead of adding them.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Add (or --remove) free-form tags on one image."""
+    cat = _open(db)
+    try:
+        sha = _resolve_image(cat, image)
+        for t in tags:
+            try:
+                (cat.remove_tag if remove else cat.add_tag)(sha, t)
+            except ValueError as e:
+                raise typer.BadParameter(str(e), param_hint="TAGS") from None
+    finally:
+        cat.close()
+
+
+def stats_cmd(db: DbOpt = None) -> None:
+    """Catalog counts (per category, decision, confirmed) as JSON on stdout."""
+    cat = _open(db)
+    try:
+        typer.echo(json.dumps(cat.stats(), indent=1))
+    finally:
+        cat.close()
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the top-level app."""
+    app.command("ingest")(ingest_cmd)
+    app.command("watch")(watch_cmd)
+    app.command("search")(search_cmd)
+    app.command("similar")(similar_cmd)
+    app.command("export")(export_cmd)
+    app.command("label")(label_cmd)
+    app.command("tag")(tag_cmd)
+    app.command("stats")(stats_cmd)

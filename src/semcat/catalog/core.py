@@ -1,0 +1,265 @@
+"""``Catalog``: the one object the CLI, the web app and the Spark engine use to read and write."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import and_, func, select, update
+from sqlalchemy import text as sql_text
+from sqlalchemy.orm import Session
+
+from semcat.catalog import ingest as _ingest
+from semcat.catalog import search as _search
+from semcat.catalog.db import CatalogError, Database
+from semcat.catalog.migrations import upgrade
+from semcat.catalog.records import ImageRecord, load_records
+from semcat.catalog.schema import (
+    Feature,
+    Image,
+    ImagePath,
+    IngestError,
+    Label,
+    Measurement,
+    Note,
+    Prediction,
+    REVIEW_WHERE,
+    Tag,
+    utcnow,
+)
+from semcat.catalog.similar import FeatureIndex, bytes_to_vector
+from semcat.config import semcat_home
+
+if TYPE_CHECKING:
+    from semcat.model import SemcatModel
+
+LABEL_SOURCES = ("human", "auto")
+
+
+class Catalog:
+    """A catalog database (SQLite or PostgreSQL), created or upgraded on open."""
+
+    def __init__(self, url: str | Path) -> None:
+        self.db = Database(str(url))
+        self.url = self.db.url
+        with self.db.write() as conn:
+            upgrade(conn)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.db.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.db.engine.url.render_as_string(hide_password=True)!r})"
+
+    # ---- ingest -------------------------------------------------------------------------------
+    def ingest(self, inputs: Iterable[str | Path], model: SemcatModel | None = None, *,
+               batch_size: int = 64, progress: bool = True) -> _ingest.IngestSummary:
+        """Catalogue images under ``inputs``; see ``semcat.catalog.ingest``."""
+        return _ingest.ingest(self.db, inputs, model, batch_size=batch_size, progress=progress)
+
+    # ---- queries -------------------------------------------------------------------------------
+    def search(self, *, category: str | None = None, decision: str | None = None,
+               min_score: float | None = None, max_score: float | None = None, confirmed: bool | None = None,
+               mag_min: float | None = None, mag_max: float | None = None,
+               pixel_size_min: float | None = None, pixel_size_max: float | None = None,
+               date_from: date | datetime | None = None, date_to: date | datetime | None = None,
+               text: str | None = None, tag: str | None = None,
+               measurement: tuple[str, float | None, float | None] | None = None,
+               limit: int = 100, offset: int = 0, order: str = "recent") -> list[ImageRecord]:
+        """Images matching every filter that is set (``category`` = confirmed label, else top-1)."""
+        f = _search.Filters(category, decision, min_score, max_score, confirmed, mag_min, mag_max,
+                            pixel_size_min, pixel_size_max, date_from, date_to, text, tag, measurement)
+        with self.db.read() as conn:
+            return load_records(conn, _search.run_search(conn, f, limit=limit, offset=offset, order=order))
+
+    def count(self, **filters: Any) -> int:
+        """Number of images matching the same keyword filters as ``search``."""
+        with self.db.read() as conn:
+            fts = conn.dialect.name == "sqlite"
+            return conn.execute(_search.count_query(_search.Filters(**filters), fts=fts)).scalar_one()
+
+    def iter_records(self, batch: int = 500, **filters: Any) -> Iterator[ImageRecord]:
+        """Every matching record in hash order, in pages (constant memory, for export)."""
+        f = _search.Filters(**filters)
+        last = ""
+        while True:
+            with self.db.read() as conn:
+                shas = list(conn.execute(
+                    select(Image.sha256).where(and_(Image.sha256 > last, *_search.conditions(f)))
+                    .order_by(Image.sha256).limit(batch)).scalars())
+                if not shas:
+                    return
+                records = load_records(conn, shas)
+            yield from records
+            last = shas[-1]
+
+    def resolve(self, sha_or_prefix: str) -> str:
+        """Full hash for a hash or unique prefix (at least 6 hex digits); CatalogError otherwise."""
+        s = sha_or_prefix.strip().lower()
+        if len(s) < 6 or any(c not in "0123456789abcdef" for c in s):
+            raise CatalogError(f"expected a SHA-256 hash or a prefix of at least 6 hex digits, got {sha_or_prefix!r}")
+        with self.db.read() as conn:
+            found = list(conn.execute(select(Image.sha256).where(Image.sha256.like(s + "%")).limit(3)).scalars())
+        if not found:
+            raise CatalogError(f"no image with hash {sha_or_prefix!r} in the catalog: ingest it first (semcat ingest)")
+        if len(found) > 1:
+            raise CatalogError(f"hash prefix {sha_or_prefix!r} is ambiguous ({', '.join(x[:12] for x in found)}…): "
+                               "give more digits")
+        return found[0]
+
+    def get(self, sha256: str) -> ImageRecord | None:
+        """The record of one image (full hash or unique prefix), or None when it is not catalogued."""
+        try:
+            sha = self.resolve(sha256)
+        except CatalogError:
+            return None
+        with self.db.read() as conn:
+            recs = load_records(conn, [sha])
+        return recs[0] if recs else None
+
+    def history(self, sha256: str) -> list[dict[str, Any]]:
+        """Predictions and labels of one image, oldest first."""
+        sha = self.resolve(sha256)
+        events: list[dict[str, Any]] = []
+        with self.db.read() as conn:
+            session = Session(bind=conn)
+            for pr in session.scalars(select(Prediction).where(Prediction.sha256 == sha)):
+                events.append({"kind": "prediction", "time": pr.created, "model_id": pr.model_id,
+                               "top": pr.top, "decision": pr.decision, "candidates": pr.candidates})
+            for lab in session.scalars(select(Label).where(Label.sha256 == sha)):
+                events.append({"kind": "label", "time": lab.created, "label": lab.label, "who": lab.who,
+                               "source": lab.source, "id": lab.id})
+        events.sort(key=lambda e: (e["time"], e["kind"] == "label", e.get("id", 0)))
+        for e in events:
+            e.pop("id", None)
+            e["time"] = e["time"].isoformat()
+        return events
+
+    def records(self, shas: Iterable[str]) -> list[ImageRecord]:
+        """Records of these full hashes, in the given order (unknown hashes left out)."""
+        with self.db.read() as conn:
+            return load_records(conn, list(shas))
+
+    def review_queue(self, limit: int = 50) -> list[ImageRecord]:
+        """Unconfirmed images whose decision needs a person, least sure first."""
+        with self.db.read() as conn:
+            shas = list(conn.execute(  # served in order by the partial index ix_images_review
+                select(Image.sha256).where(sql_text(REVIEW_WHERE))
+                .order_by(Image.top1_score, Image.sha256).limit(limit)).scalars())
+            return load_records(conn, shas)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts: images, per category, per decision, confirmed/unconfirmed, errors, missing paths."""
+        with self.db.read() as conn:
+            total = conn.execute(select(func.count()).select_from(Image)).scalar_one()
+            cats = dict(conn.execute(select(Image.category, func.count()).group_by(Image.category)).all())
+            decs = dict(conn.execute(select(Image.decision, func.count()).group_by(Image.decision)).all())
+            confirmed = conn.execute(select(func.count()).select_from(Image).where(Image.label.is_not(None))).scalar_one()
+            errors = conn.execute(select(func.count()).select_from(IngestError)).scalar_one()
+            missing = conn.execute(select(func.count()).select_from(ImagePath).where(ImagePath.missing.is_(True))).scalar_one()
+        return {
+            "images": total,
+            "categories": {k if k is not None else "(none)": v for k, v in sorted(cats.items(), key=lambda kv: str(kv[0]))},
+            "decisions": {k if k is not None else "(none)": v for k, v in sorted(decs.items(), key=lambda kv: str(kv[0]))},
+            "confirmed": confirmed, "unconfirmed": total - confirmed, "errors": errors, "missing_paths": missing,
+        }
+
+    def errors(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """Files the last ingests could not catalogue: (path, problem)."""
+        with self.db.read() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(IngestError.path, IngestError.message).order_by(IngestError.path).limit(limit))]
+
+    def confirmed_labels(self) -> list[tuple[str, str, str]]:
+        """(path, sha256, label) of every confirmed image whose file still exists, for retraining."""
+        out = []
+        for rec in self.iter_records(confirmed=True):
+            if rec.path is not None and rec.label is not None:
+                out.append((rec.path, rec.sha256, rec.label))
+        return out
+
+    def existing_path(self, sha256: str) -> Path | None:
+        """A catalogued file with this content that still exists on disk."""
+        with self.db.read() as conn:
+            paths = conn.execute(select(ImagePath.path).where(ImagePath.sha256 == sha256)
+                                 .order_by(ImagePath.missing, ImagePath.last_seen.desc())).scalars()
+            return next((Path(p) for p in paths if os.path.exists(p)), None)
+
+    # ---- writes by people (review) ---------------------------------------------------------------
+    def confirm(self, sha256: str, label: str, *, who: str | None, source: str = "human") -> None:
+        """Record a confirmed class; the latest label wins and the older ones stay in history."""
+        if not label or not label.strip():
+            raise ValueError("label must be a non-empty class name")
+        if source not in LABEL_SOURCES:
+            raise ValueError(f"source must be one of {', '.join(LABEL_SOURCES)}; got {source!r}")
+        sha = self.resolve(sha256)
+        with self.db.write() as conn:
+            conn.execute(Label.__table__.insert().values(sha256=sha, label=label, who=who, source=source,
+                                                         created=utcnow()))
+            conn.execute(update(Image).where(Image.sha256 == sha).values(label=label, label_source=source,
+                                                                       category=label))
+
+    def add_tag(self, sha256: str, tag: str) -> None:
+        """Tag an image (adding the same tag twice is a no-op)."""
+        tag = tag.strip()
+        if not tag:
+            raise ValueError("tag must be a non-empty string")
+        sha = self.resolve(sha256)
+        with self.db.write() as conn:
+            conn.execute(_ingest._insert(conn)(Tag).values(sha256=sha, tag=tag).on_conflict_do_nothing())
+
+    def remove_tag(self, sha256: str, tag: str) -> None:
+        """Remove a tag (absent tags are ignored)."""
+        sha = self.resolve(sha256)
+        with self.db.write() as conn:
+            conn.execute(Tag.__table__.delete().where(Tag.sha256 == sha, Tag.tag == tag))
+
+    def add_note(self, sha256: str, text: str, *, who: str | None) -> None:
+        """Attach a free-text note."""
+        if not text.strip():
+            raise ValueError("note text must not be empty")
+        sha = self.resolve(sha256)
+        with self.db.write() as conn:
+            conn.execute(Note.__table__.insert().values(sha256=sha, text=text, who=who, created=utcnow()))
+
+    def set_measurement(self, sha256: str, name: str, value: float, *, source: str | None) -> None:
+        """Set (or replace) a named numeric measurement, e.g. ``alignment_coherency``."""
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"measurement {name!r} must be a finite number; got {value}")
+        sha = self.resolve(sha256)
+        now = utcnow()
+        with self.db.write() as conn:
+            conn.execute(_ingest._insert(conn)(Measurement).values(
+                sha256=sha, name=name, value=value, source=source, created=now,
+            ).on_conflict_do_update(index_elements=["sha256", "name"],
+                                    set_={"value": value, "source": source, "created": now}))
+
+    # ---- similarity ------------------------------------------------------------------------------
+    def similar(self, sha256: str, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` images whose backbone features are closest (cosine) to this one's."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1; got {k}")
+        sha = self.resolve(sha256)
+        with self.db.read() as conn:
+            row = conn.execute(select(Feature.key, Feature.vector).where(Feature.sha256 == sha).limit(1)).first()
+        if row is None:
+            raise CatalogError(f"image {sha[:12]} has no stored features: ingest it with a model "
+                               "(semcat ingest DIR --model MODEL) to enable similarity search")
+        return FeatureIndex(self.db, row[0], self._index_dir()).query(bytes_to_vector(row[1]), k, exclude=sha)
+
+    def _index_dir(self) -> Path:
+        db = self.db.engine.url.database
+        if self.db.is_sqlite and db and db != ":memory:":
+            return Path(db + ".similar")
+        return semcat_home() / "similar"

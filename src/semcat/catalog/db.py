@@ -1,0 +1,108 @@
+"""Engine and transactions: SQLite (WAL, one writer path) or PostgreSQL, chosen by URL.
+
+SQLite allows one writer at a time. Every write here starts with ``BEGIN IMMEDIATE`` (the write
+lock is taken up front, so a transaction never fails half-way with "database is locked") and
+waits up to ``busy_timeout`` for another process; threads of one process queue on a lock.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from semcat.config import default_db_url
+from semcat.errors import SemcatError
+
+if TYPE_CHECKING:
+    from semcat.catalog.core import Catalog
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+class CatalogError(SemcatError, LookupError):
+    """A catalog request that cannot be served (unknown image, ambiguous hash, bad URL)."""
+
+
+def normalize_url(url: str | Path) -> str:
+    """Accept ``postgresql://`` (mapped to psycopg 3), ``sqlite:///...`` or a plain file path."""
+    s = str(url)
+    if "://" not in s:
+        return f"sqlite:///{Path(s).expanduser().resolve()}"
+    for prefix in ("postgresql://", "postgres://"):
+        if s.startswith(prefix):
+            return "postgresql+psycopg://" + s[len(prefix):]
+    if not (s.startswith("sqlite") or s.startswith("postgresql+")):
+        raise CatalogError(
+            f"unsupported catalog URL {s!r}: expected sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
+    return s
+
+
+def create_catalog_engine(url: str) -> Engine:
+    """An engine with the pragmas and write discipline the catalog relies on."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if u.database and u.database != ":memory:":
+        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("semcat_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """Owns the engine; hands out read connections and serialised write transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.engine = create_catalog_engine(self.url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock = threading.RLock()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for queries (its implicit transaction is rolled back at the end)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        with self._write_lock, self.engine.connect() as conn:
+            conn = conn.execution_options(semcat_write=True)
+            with conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_catalog(url: str | Path | None = None) -> Catalog:
+    """Open (creating or upgrading as needed) the catalog at ``url``.
+
+    ``url`` defaults to ``semcat.config.default_db_url()`` (``$SEMCAT_DB`` or SQLite in the
+    semcat home). ``postgresql://`` URLs use psycopg 3.
+    """
+    from semcat.catalog.core import Catalog
+
+    return Catalog(url if url is not None else default_db_url())

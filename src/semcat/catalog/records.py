@@ -1,0 +1,133 @@
+"""``ImageRecord``: one catalogued image with its latest state, built in a few batched queries."""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
+
+from semcat.catalog.schema import Image, ImagePath, Label, Measurement, Note, Prediction, Tag
+
+
+@dataclass
+class ImageRecord:
+    """A catalogued image. ``label`` is the latest confirmed class; ``top`` the latest prediction."""
+
+    sha256: str
+    path: str | None
+    paths: list[str]
+    format: str | None
+    width: int | None
+    height: int | None
+    bit_depth: int | None
+    file_size: int | None
+    magnification: float | None
+    pixel_size_m: float | None
+    high_voltage_v: float | None
+    working_distance_m: float | None
+    detector: str | None
+    instrument: str | None
+    acquired: datetime | None
+    ingested: datetime | None
+    model_id: str | None
+    top: list[tuple[str, float]]
+    decision: str | None
+    candidates: list[str]
+    label: str | None
+    label_source: str | None
+    label_who: str | None
+    label_time: datetime | None
+    tags: list[str] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    measurements: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def category(self) -> str | None:
+        """The confirmed label if any, else the top prediction."""
+        return self.label or (self.top[0][0] if self.top else None)
+
+    @property
+    def score(self) -> float | None:
+        """Probability of the top prediction."""
+        return self.top[0][1] if self.top else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (datetimes as ISO strings, top as [class, score] pairs)."""
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, datetime):
+                d[k] = v.isoformat()
+        d["top"] = [[c, float(s)] for c, s in self.top]
+        d["notes"] = [{**n, "time": n["time"].isoformat() if n.get("time") else None} for n in self.notes]
+        d["category"] = self.category
+        return d
+
+
+_SHAS = bindparam("shas", expanding=True)
+_IDS = bindparam("ids", expanding=True)
+# Built once: SQLAlchemy caches their compiled SQL, so a page of results costs 7 cheap queries.
+_Q_IMAGES = select(*Image.__table__.c).where(Image.sha256.in_(_SHAS))
+_Q_PATHS = (select(ImagePath.sha256, ImagePath.path, ImagePath.missing).where(ImagePath.sha256.in_(_SHAS))
+            .order_by(ImagePath.missing, ImagePath.last_seen.desc(), ImagePath.id))
+_Q_PREDS = select(Prediction.id, Prediction.model_id, Prediction.top, Prediction.decision,
+                  Prediction.candidates).where(Prediction.id.in_(_IDS))
+_Q_LABELS = (select(Label.sha256, Label.label, Label.who, Label.source, Label.created)
+             .where(Label.sha256.in_(_SHAS)).order_by(Label.created, Label.id))
+_Q_TAGS = select(Tag.sha256, Tag.tag).where(Tag.sha256.in_(_SHAS)).order_by(Tag.tag)
+_Q_NOTES = (select(Note.sha256, Note.text, Note.who, Note.created).where(Note.sha256.in_(_SHAS))
+            .order_by(Note.created, Note.id))
+_Q_MEAS = select(Measurement.sha256, Measurement.name, Measurement.value).where(Measurement.sha256.in_(_SHAS))
+
+
+def load_records(conn: Connection, shas: Sequence[str]) -> list[ImageRecord]:
+    """Records for ``shas`` in the given order (unknown hashes are left out)."""
+    if not shas:
+        return []
+    shas = list(dict.fromkeys(shas))
+    arg = {"shas": shas}
+    images = {r.sha256: r for r in conn.execute(_Q_IMAGES, arg)}
+    paths: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+    for sha, path, missing in conn.execute(_Q_PATHS, arg):
+        paths[sha].append((path, bool(missing)))
+    pred_ids = [r.prediction_id for r in images.values() if r.prediction_id is not None]
+    preds = {p.id: p for p in conn.execute(_Q_PREDS, {"ids": pred_ids})} if pred_ids else {}
+    labels = {lab.sha256: lab for lab in conn.execute(_Q_LABELS, arg)}  # ordered: the last one wins
+    tags: dict[str, list[str]] = defaultdict(list)
+    for sha, tag in conn.execute(_Q_TAGS, arg):
+        tags[sha].append(tag)
+    notes: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for n in conn.execute(_Q_NOTES, arg):
+        notes[n.sha256].append({"text": n.text, "who": n.who, "time": n.created})
+    meas: dict[str, dict[str, float]] = defaultdict(dict)
+    for sha, name, value in conn.execute(_Q_MEAS, arg):
+        meas[sha][name] = value
+    out = []
+    for sha in shas:
+        img = images.get(sha)
+        if img is None:
+            continue
+        pred = preds.get(img.prediction_id)
+        lab = labels.get(sha)
+        plist = paths.get(sha, [])
+        existing = next((p for p, missing in plist if not missing and os.path.exists(p)), None)
+        out.append(ImageRecord(
+            sha256=sha, path=existing, paths=[p for p, _ in plist], format=img.format, width=img.width,
+            height=img.height, bit_depth=img.bit_depth, file_size=img.file_size,
+            magnification=img.magnification, pixel_size_m=img.pixel_size_m,
+            high_voltage_v=img.high_voltage_v, working_distance_m=img.working_distance_m,
+            detector=img.detector, instrument=img.instrument, acquired=img.acquired, ingested=img.ingested,
+            model_id=pred.model_id if pred else None,
+            top=[(str(c), float(s)) for c, s in (pred.top if pred else [])],
+            decision=pred.decision if pred else None,
+            candidates=list(pred.candidates or []) if pred else [],
+            label=lab.label if lab else None, label_source=lab.source if lab else None,
+            label_who=lab.who if lab else None, label_time=lab.created if lab else None,
+            tags=tags.get(sha, []), notes=notes.get(sha, []), measurements=meas.get(sha, {}),
+            metadata=img.meta or {},
+        ))
+    return out
