@@ -1,8 +1,10 @@
 """File-system helpers every stage shares: content hashes, atomic writes, image discovery."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,6 +22,9 @@ _CHUNK = 1 << 20
 def sha256_file(path: str | Path) -> str:
     """SHA-256 hex digest of a file's bytes: the identity of an image everywhere in semcat."""
     h = hashlib.sha256()
+    mode = os.stat(path).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # open() would block
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO or socket)", str(path))
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
@@ -41,6 +46,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results should be as readable as open() makes them
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -52,6 +58,12 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -99,6 +99,8 @@ def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | N
     """
     p = Path(path)
     try:
+        if p.exists() and not (p.is_file() or p.is_dir()):  # reading a FIFO would block forever
+            raise ImageReadError(p, "not a regular file (a FIFO, socket or device): give an image file")
         data = p.read_bytes()
     except FileNotFoundError:
         raise ImageReadError(p, "file not found") from None
@@ -153,8 +155,10 @@ def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar:
 def _downscale(a: np.ndarray, max_side: int) -> np.ndarray:
     """Shrink so the longer side is ``max_side``: integer-factor INTER_AREA (OpenCV's fast
     path, ~20x quicker than a fractional INTER_AREA), then bilinear for the last factor < 2."""
+    if a.dtype not in (np.uint8, np.uint16, np.float32):  # OpenCV resizes no int32/uint32/float64
+        a = a.astype(np.float32)
     k = max(a.shape) // max_side
-    if k >= 2:
+    if k >= 2 and min(a.shape[:2]) >= k:  # else the short side would shrink to 0 rows
         a = cv2.resize(a, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
     if max(a.shape) > max_side:
         f = max_side / max(a.shape)
