@@ -1,8 +1,314 @@
-"""CLI commands: train (placeholder until its module lands)."""
+"""CLI commands: ``semcat train``, ``evaluate``, ``compare`` and ``classify``.
+
+Thin wrappers over ``semcat.training`` and ``semcat.engines``: data (JSON, CSV, Markdown,
+predictions) to stdout, progress and per-file errors to stderr, exit 1 when any file failed.
+"""
 from __future__ import annotations
 
+import csv
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import IO, Annotated, Any
+
 import typer
+
+from semcat.commands._common import BatchSummary, err_console
+
+
+class Solver(str, Enum):
+    lbfgs = "lbfgs"
+    adam = "adam"
+
+
+class Split(str, Enum):
+    all = "all"
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Engine(str, Enum):
+    local = "local"
+    spark = "spark"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[red]error[/red]: {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code=code)
+
+
+def _metrics_line(m: dict[str, Any] | None) -> str:
+    if not m:
+        return "no test images (the split is empty): add images or check the split fractions"
+    return (f"accuracy {100 * m['accuracy']:.1f}%, macro precision {100 * m['macro_precision']:.1f}%, "
+            f"recall@1 {100 * m['recall_at_1']:.1f}%, top-2 {100 * m['top2_accuracy']:.1f}% (N={m['n']})")
+
+
+def _from_catalog(url: str, group_by: str | None) -> Any:
+    """Confirmed catalog labels as a LabelledSet, split by content hash like a folder dataset."""
+    from semcat.catalog import open_catalog
+    from semcat.dataset import assign_split
+    from semcat.training import LabelledSet
+
+    rows = open_catalog(url).confirmed_labels()
+    if group_by:
+        err_console.print("note: --group-by applies to folders only; catalog images are split by content hash")
+    return LabelledSet([p for p, _, _ in rows], [lab for _, _, lab in rows], [assign_split(h) for _, h, _ in rows],
+                       sorted({lab for _, _, lab in rows}), [], url)
+
+
+def train(
+    data_dir: Annotated[Path | None, typer.Argument(metavar="DATA_DIR", exists=True, file_okay=False,
+                                                    help="Labelled folder: one sub-folder per category. "
+                                                         "Omit with --from-catalog.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="Model file to write (.semcat).")] = Path("model.semcat"),
+    backbone: Annotated[str, typer.Option(help="Feature backbone; join two with '+' to concatenate their "
+                                               "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = "efficientnet_lite0",
+    view: Annotated[str, typer.Option(help="Which part of the image the backbone sees: center (the "
+                                           "paper's centre crop), full (whole image) or tiles5.")] = "center",
+    solver: Annotated[Solver, typer.Option(help="lbfgs: full-batch L-BFGS (default, measured faster and "
+                                                "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
+    epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
+                                               help="Adam epochs / L-BFGS iterations (default 60 / 300).")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Learning rate (default 0.01 Adam, 1.0 L-BFGS).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Adam minibatch size.")] = 128,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="L2 penalty on the head weights.")] = 1e-3,
+    class_balanced: Annotated[bool, typer.Option("--class-balanced", help="Weight classes inversely to "
+                                                                          "their frequency.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the head training (Adam minibatch order).")] = 0,
+    group_by: Annotated[str | None, typer.Option(help="Regex whose first group names a sample in each file "
+                                                      "name; a sample's images never straddle splits.")] = None,
+    no_crop_databar: Annotated[bool, typer.Option("--no-crop-databar", help="Keep the instrument's data "
+                                                                            "bar (cropped by default).")] = False,
+    report_dir: Annotated[Path | None, typer.Option(file_okay=False, help="Folder for metrics.json, "
+                                                    "confusion.csv/.png and report.json (default: "
+                                                    "MODEL name + '.report').")] = None,
+    from_catalog: Annotated[str | None, typer.Option(metavar="DB_URL", help="Train on the labels confirmed "
+                                                     "in this catalog instead of DATA_DIR.")] = None,
+) -> None:
+    """Train the softmax head on cached backbone features: fit on train, early-stop on val, report on test.
+
+    Writes MODEL (one .semcat file) and a report folder with the test metrics and confusion matrix;
+    prints the test metrics as JSON on stdout. Unreadable images are named on stderr and skipped
+    (exit 1 when any failed). Features are cached, so a re-run only extracts new images.
+    """
+    from semcat.errors import SemcatError
+    from semcat.metrics import write_metrics
+    from semcat.training import labelled_set, train_on_samples
+    from semcat._io import atomic_write_text
+
+    if (data_dir is None) == (from_catalog is None):
+        _fail("give either DATA_DIR or --from-catalog DB_URL (exactly one).")
+    summary = BatchSummary()
+    try:
+        data = _from_catalog(from_catalog, group_by) if from_catalog else labelled_set(data_dir, group_by=group_by)
+        err_console.print(f"training on {len(data.paths)} images, {len(data.classes)} classes, backbone {backbone}")
+        model, report = train_on_samples(
+            data, backbone, view=view, crop_databar=not no_crop_databar, solver=solver.value, seed=seed,
+            progress=True, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+            class_weight="balanced" if class_balanced else None)
+    except (SemcatError, ValueError) as exc:
+        _fail(str(exc), code=1)
+    for path, problem in report["errors"]:
+        summary.fail(path, problem)
+    summary.ok = sum(sum(c.values()) for c in report["counts"].values())
+    model.save(out)
+    rdir = report_dir or out.with_name(out.name + ".report")
+    if report["test_metrics"]:
+        write_metrics(report["test_metrics"], rdir)
+    atomic_write_text(rdir / "report.json", json.dumps(report, indent=2) + "\n")
+    if report["classes_without_training_images"]:
+        err_console.print(f"warning: no training images for {report['classes_without_training_images']}")
+    err_console.print(f"features {report['time_features_s']:.1f} s, head {report['time_head_s']:.2f} s "
+                      f"({report['n_iter']} iterations); test: {_metrics_line(report['test_metrics'])}")
+    err_console.print(f"wrote {out} (model id {model.model_id[:12]}) and {rdir}/")
+    typer.echo(json.dumps({"model": str(out), "model_id": model.model_id, "report_dir": str(rdir),
+                           "test": _brief(report["test_metrics"])}))
+    summary.print()
+    summary.exit()
+
+
+def _brief(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    keys = ("n", "accuracy", "macro_precision", "recall_at_1", "top2_accuracy")
+    return {k: m[k] for k in keys} if m else None
+
+
+def evaluate(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", exists=True, dir_okay=False, help="Trained .semcat model.")],
+    labelled_dir: Annotated[Path, typer.Argument(metavar="LABELLED_DIR", exists=True, file_okay=False,
+                                                 help="Labelled folder (one sub-folder per category), e.g. "
+                                                      "images from another instrument or lab.")],
+    split: Annotated[Split, typer.Option(help="Evaluate all images, or only one split of the folder.")] = Split.all,
+    out: Annotated[Path | None, typer.Option(file_okay=False, help="Also write metrics.json, confusion.csv "
+                                                                   "and confusion.png to this folder.")] = None,
+) -> None:
+    """Accuracy, precision, recall@1, top-2 and the confusion matrix of MODEL on a labelled folder.
+
+    Categories the model does not know are named on stderr and excluded, never an error.
+    Prints the metrics as JSON on stdout; exit 1 when an image could not be read.
+    """
+    from semcat.errors import SemcatError
+    from semcat.metrics import write_metrics
+    from semcat.model import load_model
+    from semcat.training import evaluate_model
+
+    try:
+        model = load_model(model_path)
+        metrics = evaluate_model(model, labelled_dir, split=split.value, progress=True)
+    except (SemcatError, ValueError) as exc:
+        _fail(str(exc), code=1)
+    summary = BatchSummary(ok=metrics["n"])
+    for path, problem in metrics["errors"]:
+        summary.fail(path, problem)
+    for name, n in metrics["unknown_classes"].items():
+        err_console.print(f"warning: category {name!r} ({n} images) is not one of the model's classes; excluded")
+    if out:
+        write_metrics(metrics, out)
+        err_console.print(f"wrote {out}/metrics.json, confusion.csv, confusion.png")
+    err_console.print(_metrics_line(metrics if metrics["n"] else None))
+    typer.echo(json.dumps(metrics))
+    summary.print()
+    summary.exit()
+
+
+def compare(
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", exists=True, file_okay=False,
+                                             help="Labelled folder: one sub-folder per category.")],
+    backbones: Annotated[str, typer.Option(help="Comma-separated backbones; 'a+b' concatenates features.")] = "efficientnet_lite0",
+    runs: Annotated[int, typer.Option(min=1, help="Repeated runs (new head seed and re-split each).")] = 5,
+    variants: Annotated[str, typer.Option(help="Comma-separated preprocessing variants VIEW[:nocrop], "
+                                               "e.g. center,full,tiles5,center:nocrop.")] = "center",
+    solver: Annotated[Solver, typer.Option(help="Head solver.")] = Solver.lbfgs,
+    group_by: Annotated[str | None, typer.Option(help="Regex naming the sample in each file name (grouped split).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the first run (run r uses seed + r).")] = 0,
+    out: Annotated[Path | None, typer.Option(dir_okay=False, help="Write the table: .md (Markdown) or .csv.")] = None,
+) -> None:
+    """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
+
+    The paper's Table 3. Features are extracted once per backbone and variant (and cached); each
+    run retrains the head with another seed on another split. Prints Markdown on stdout.
+    """
+    from rich.table import Table
+
+    from semcat._io import atomic_write_text
+    from semcat.errors import SemcatError
+    from semcat.training import compare as run_compare
+    from semcat.training import compare_markdown, parse_variants
+
+    names = [b.strip() for b in backbones.split(",") if b.strip()]
+    try:
+        rows = run_compare(data_dir, names, runs, parse_variants(variants), solver=solver.value,
+                           group_by=group_by, seed=seed, progress=True)
+    except (SemcatError, ValueError) as exc:
+        _fail(str(exc), code=1)
+    table = Table(title=f"test accuracy over {runs} runs")
+    for col in ("backbone", "view", "crop", "accuracy %", "features s", "head s"):
+        table.add_column(col, justify="left" if col in ("backbone", "view") else "right")
+    for r in rows:
+        table.add_row(r["backbone"], r["view"], "on" if r["crop_databar"] else "off",
+                      f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f}",
+                      f"{r['time_features_s']:.1f}", f"{r['time_head_s']:.2f}")
+    err_console.print(table)
+    md = compare_markdown(rows)
+    if out:
+        atomic_write_text(out, _csv(rows) if out.suffix.lower() == ".csv" else md)
+        err_console.print(f"wrote {out}")
+    typer.echo(md, nl=False)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def classify(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", exists=True, dir_okay=False, help="Trained .semcat model.")],
+    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS...", help="Image files and folders (searched recursively).")],
+    top_k: Annotated[int, typer.Option(min=1, help="Classes reported per image, best first.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+    engine: Annotated[Engine, typer.Option(help="local (this machine) or spark (needs --output, a Parquet folder).")] = Engine.local,
+    master: Annotated[str, typer.Option(help="Spark master URL for --engine spark.")] = "local[2]",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write results here instead of stdout "
+                                                                      "(a Parquet folder with --engine spark).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images classified per chunk (local engine).")] = 64,
+) -> None:
+    """Top-k classes with probabilities and the labelling decision for each image, streamed as it goes.
+
+    Default output: one tab-separated line per image (path, label, score, decision). Unreadable
+    files get an error line on stderr (and a row with the error in --json/--csv); exit 1 if any failed.
+    """
+    if as_json and as_csv:
+        _fail("--json and --csv are exclusive; choose one.")
+    if engine is Engine.spark:
+        _classify_spark(model_path, inputs, output, master, top_k)
+        return
+    from semcat.engines.local import classify as local_classify
+    from semcat.errors import SemcatError
+    from semcat.model import load_model, row_columns
+
+    try:
+        model = load_model(model_path)
+    except SemcatError as exc:
+        _fail(str(exc), code=1)
+    summary = BatchSummary()
+    stream: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        writer = csv.DictWriter(stream, fieldnames=row_columns(top_k), lineterminator="\n") if as_csv else None
+        if writer:
+            writer.writeheader()
+        for pred in local_classify(model, inputs, top_k=top_k, batch_size=batch_size):
+            if pred.error:
+                summary.fail(pred.path, pred.error)
+            else:
+                summary.ok += 1
+            if writer:
+                writer.writerow(pred.to_row(top_k))
+            elif as_json:
+                stream.write(json.dumps(pred.to_dict()) + "\n")
+            elif not pred.error:
+                stream.write(f"{pred.path}\t{pred.label}\t{pred.score:.4f}\t{pred.decision}\n")
+            stream.flush()
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the lines above are complete")
+        summary.print()
+        raise typer.Exit(code=130) from None
+    finally:
+        if output:
+            stream.close()
+    summary.print()
+    summary.exit()
+
+
+def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, master: str, top_k: int) -> None:
+    if output is None:
+        _fail("--engine spark writes a Parquet folder: give --output DIR.")
+    from semcat.engines import spark
+    from semcat.errors import SemcatError
+
+    try:
+        res = spark.classify(model_path, [str(p) for p in inputs], output, master=master, top_k=top_k)
+    except SemcatError as exc:
+        _fail(str(exc), code=1)
+    summary = BatchSummary(ok=res.ok, skipped=res.skipped)
+    df = spark.read_results(output)
+    for row in df[df["error"].fillna("") != ""].itertuples():
+        summary.fail(row.path, row.error)
+    err_console.print(f"wrote {res.out} ({res.seconds:.1f} s on {res.master})")
+    summary.print()
+    summary.exit()
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the top-level app."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("compare")(compare)
+    app.command("classify")(classify)

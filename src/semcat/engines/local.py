@@ -1,0 +1,41 @@
+"""Local engine: classify files and folders on this machine, streaming predictions chunk by chunk.
+
+Chunks bound memory on huge archives and let callers (``semcat classify``, the catalog's ingest)
+write results as they come, so Ctrl-C keeps everything already printed or committed.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from semcat._io import iter_image_files
+from semcat.model import Prediction, SemcatModel, load_model
+
+__all__ = ["classify"]
+
+
+def classify(
+    model: SemcatModel | str | Path,
+    inputs: Iterable[str | Path],
+    *,
+    top_k: int = 3,
+    store: Any = "default",
+    batch_size: int = 64,
+    recursive: bool = True,
+    progress: bool = False,
+) -> Iterator[Prediction]:
+    """Yield one ``Prediction`` per image found in ``inputs`` (files and folders), in order.
+
+    ``model`` is a ``SemcatModel`` or the path of a ``.semcat`` file. Files that cannot be read
+    come out as predictions with ``error`` set; the stream goes on. ``batch_size`` images are
+    decoded and classified at a time (features come from, and go to, the cache ``store``).
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    if not isinstance(model, SemcatModel):
+        model = load_model(model)
+    files = iter_image_files(inputs, recursive=recursive)
+    while chunk := list(islice(files, int(batch_size))):
+        yield from model.predict(chunk, top_k=top_k, store=store, progress=progress)

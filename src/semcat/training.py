@@ -1,0 +1,297 @@
+"""Train, evaluate and compare heads on labelled image folders (the paper's Tables 2 and 3).
+
+Training follows the paper's protocol on the dataset's content-hash split: fit the head on
+``train``, early-stop on ``val``, report on ``test``. ``compare`` repeats that over several runs
+that differ in both the head seed and the split (a salted re-split), for several backbones and
+preprocessing variants, and splits the time into feature extraction and head training.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcat import __version__
+from semcat.head import SoftmaxHead
+from semcat.metrics import classification_metrics, run_stats
+from semcat.model import SemcatModel, extract_backbone_features
+
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "DEFAULT_VIEW",
+    "LabelledSet",
+    "Variant",
+    "compare",
+    "evaluate_model",
+    "labelled_set",
+    "parse_variants",
+    "train_on_dataset",
+    "train_on_samples",
+]
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_VIEW = "center"
+"""The paper's single centre crop; ``benchmarks/views.py`` measures full and tiles5 against it."""
+
+
+@dataclass
+class LabelledSet:
+    """Images with labels and splits, plus the files that could not be used."""
+
+    paths: list[str]
+    labels: list[str]
+    splits: list[str]
+    classes: list[str]
+    errors: list[tuple[str, str]]
+    root: str | None = None
+
+
+def labelled_set(data_dir: str | Path, *, group_by: str | None = None, split_salt: str = "") -> LabelledSet:
+    """Scan a folder of category sub-folders (``semcat.dataset.scan_dataset``).
+
+    A non-empty ``split_salt`` re-splits with the same fractions and grouping but another hash
+    salt, so repeated runs see different train/val/test partitions.
+    """
+    from semcat.dataset import _split_keys, assign_split, scan_dataset
+
+    ds = scan_dataset(data_dir, group_by=group_by)
+    samples = list(ds.samples)
+    if split_salt:  # same split keys as the dataset (groups and duplicates stay together), new salt
+        keys = _split_keys([(s.sha256, s.group) for s in samples])
+        splits = [assign_split(f"{split_salt}:{k}", ds.fractions) for k in keys]
+    else:
+        splits = [s.split for s in samples]
+    return LabelledSet([str(s.path) for s in samples], [s.label for s in samples], splits,
+                       list(ds.classes), [(str(p), str(e)) for p, e in ds.errors], str(data_dir))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A preprocessing variant of ``compare``: which view of the image, data-bar crop on/off."""
+
+    view: str = DEFAULT_VIEW
+    crop_databar: bool = True
+
+    def __str__(self) -> str:
+        return self.view + ("" if self.crop_databar else ":nocrop")
+
+
+def parse_variants(text: str | Sequence[str] | None) -> list[Variant]:
+    """``"center,full,tiles5,center:nocrop"`` → variants (None → the default variant only)."""
+    if text is None:
+        return [Variant()]
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        view, _, flag = item.partition(":")
+        if flag not in ("", "nocrop", "crop"):
+            raise ValueError(f"variant {item!r}: expected VIEW or VIEW:nocrop (e.g. center, full, tiles5, center:nocrop).")
+        out.append(Variant(view, flag != "nocrop"))
+    if not out:
+        raise ValueError(f"no variants in {text!r}; expected e.g. 'center,full,tiles5,center:nocrop'.")
+    return out
+
+
+def _head(solver: str, seed: int, classes: list[str], **hyper: Any) -> SoftmaxHead:
+    return SoftmaxHead(solver=solver, seed=seed, classes=classes,
+                       **{k: v for k, v in hyper.items() if v is not None})
+
+
+def _split_rows(splits: Sequence[str], name: str) -> np.ndarray:
+    return np.array([i for i, s in enumerate(splits) if s == name], dtype=np.int64)
+
+
+def train_on_samples(
+    data: LabelledSet,
+    backbone: str = DEFAULT_BACKBONE,
+    *,
+    view: str = DEFAULT_VIEW,
+    crop_databar: bool = True,
+    solver: str = "lbfgs",
+    seed: int = 0,
+    store: Any = "default",
+    progress: bool = False,
+    features: tuple[list[str], np.ndarray, list[tuple[str, str]], float] | None = None,
+    **hyper: Any,
+) -> tuple[SemcatModel, dict[str, Any]]:
+    """Train a model on a ``LabelledSet``: fit on train, early-stop on val, metrics on test.
+
+    ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
+    ``features`` = (ok_paths, X, errors, seconds) reuses features already extracted (``compare``).
+    Returns the model (not yet saved) and a JSON-safe report.
+    """
+    if features is None:
+        t0 = time.perf_counter()
+        ok, _, X, errors, counts = extract_backbone_features(
+            data.paths, backbone, view=view, crop_databar=crop_databar, store=store, progress=progress)
+        feat_s = time.perf_counter() - t0
+    else:
+        ok, X, errors, feat_s = features
+        counts = {}
+    row = {p: i for i, p in enumerate(ok)}
+    keep = [i for i, p in enumerate(data.paths) if p in row]
+    X = X[[row[data.paths[i]] for i in keep]]
+    y = np.array([data.labels[i] for i in keep])
+    splits = [data.splits[i] for i in keep]
+    tr, va, te = (_split_rows(splits, s) for s in ("train", "val", "test"))
+    if len(tr) == 0:
+        raise ValueError(
+            f"no usable training images (found {len(data.paths)} images, {len(errors)} unreadable); "
+            "expected a folder with one sub-folder per category holding images."
+        )
+    missing = sorted(set(data.classes) - set(y[tr].tolist()))
+    if len(set(y[tr].tolist())) < 2:
+        raise ValueError(f"training needs images of at least 2 categories in the train split; got {sorted(set(y[tr].tolist()))}.")
+    t0 = time.perf_counter()
+    head = _head(solver, seed, data.classes, **hyper)
+    head.fit(X[tr], y[tr], *((X[va], y[va]) if len(va) else ()))
+    head_s = time.perf_counter() - t0
+
+    def metrics(idx: np.ndarray) -> dict[str, Any] | None:
+        return classification_metrics(y[idx], head.predict_proba(X[idx]), data.classes) if len(idx) else None
+
+    report = {
+        "dataset": data.root,
+        "backbone": backbone,
+        "view": view,
+        "crop_databar": crop_databar,
+        "solver": solver,
+        "seed": seed,
+        "counts": {s: {c: int(np.sum(y[idx] == c)) for c in data.classes} for s, idx in (("train", tr), ("val", va), ("test", te))},
+        "classes_without_training_images": missing,
+        "errors": [list(e) for e in errors] + [list(e) for e in data.errors],
+        "features_computed": counts.get("computed"),
+        "features_cached": counts.get("cached"),
+        "time_features_s": round(feat_s, 3),
+        "time_head_s": round(head_s, 3),
+        "n_iter": int(head.n_iter_),
+        "val_metrics": metrics(va),
+        "test_metrics": metrics(te),
+        "trained": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "semcat_version": __version__,
+    }
+    meta = {"training": {k: v for k, v in report.items() if k not in ("errors", "val_metrics")}}
+    model = SemcatModel(backbone, head, view=view, crop_databar=crop_databar, meta=meta)
+    return model, report
+
+
+def train_on_dataset(
+    data_dir: str | Path,
+    backbone: str = DEFAULT_BACKBONE,
+    *,
+    group_by: str | None = None,
+    split_salt: str = "",
+    **kwargs: Any,
+) -> tuple[SemcatModel, dict[str, Any]]:
+    """Scan ``data_dir`` (category sub-folders) and ``train_on_samples`` on its splits."""
+    return train_on_samples(labelled_set(data_dir, group_by=group_by, split_salt=split_salt), backbone, **kwargs)
+
+
+def evaluate_model(
+    model: SemcatModel,
+    data_dir: str | Path,
+    *,
+    split: str = "all",
+    store: Any = "default",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on a labelled folder; categories the model does not know are excluded
+    and named in ``unknown_classes`` (with their image counts), never an error."""
+    if split not in ("all", "train", "val", "test"):
+        raise ValueError(f"split must be one of all, train, val, test; got {split!r}.")
+    data = labelled_set(data_dir)
+    known = set(model.classes)
+    unknown: dict[str, int] = {}
+    paths, labels = [], []
+    for p, lab, s in zip(data.paths, data.labels, data.splits):
+        if split != "all" and s != split:
+            continue
+        if lab not in known:
+            unknown[lab] = unknown.get(lab, 0) + 1
+            continue
+        paths.append(p)
+        labels.append(lab)
+    ok, _, X, errors, _ = extract_backbone_features(paths, model.backbone_name, view=model.view,
+                                                    crop_databar=model.crop_databar, store=store, progress=progress)
+    label_of = dict(zip(paths, labels))
+    metrics = classification_metrics([label_of[p] for p in ok], model.predict_features(X) if len(ok) else
+                                     np.zeros((0, len(model.classes)), np.float32), model.classes)
+    metrics.update({
+        "model_id": model.model_id,
+        "dataset": str(data_dir),
+        "split": split,
+        "unknown_classes": dict(sorted(unknown.items())),
+        "errors": [list(e) for e in errors] + [list(e) for e in data.errors],
+    })
+    return metrics
+
+
+def compare(
+    data_dir: str | Path,
+    backbones: Sequence[str],
+    runs: int = 5,
+    variants: Sequence[Variant] | None = None,
+    *,
+    solver: str = "lbfgs",
+    group_by: str | None = None,
+    seed: int = 0,
+    store: Any = "default",
+    progress: bool = False,
+    **hyper: Any,
+) -> list[dict[str, Any]]:
+    """The paper's Table 3: test accuracy mean ± std over ``runs`` and time per stage.
+
+    Run ``r`` trains with head seed ``seed + r`` on a split salted with ``r`` (run 0 uses the
+    dataset's own split). Features are extracted once per backbone and variant (``time_features_s``,
+    with how many came from the cache); ``time_head_s`` is the mean head-training time per run.
+    """
+    if int(runs) < 1:
+        raise ValueError(f"runs must be >= 1; got {runs}.")
+    variants = list(variants or [Variant()])
+    splits = [labelled_set(data_dir, group_by=group_by, split_salt=f"run{r}" if r else "") for r in range(int(runs))]
+    base = splits[0]
+    rows = []
+    for backbone in backbones:
+        for var in variants:
+            t0 = time.perf_counter()
+            ok, _, X, errors, counts = extract_backbone_features(
+                base.paths, backbone, view=var.view, crop_databar=var.crop_databar, store=store, progress=progress)
+            feat_s = time.perf_counter() - t0
+            accs, heads = [], []
+            for r, data in enumerate(splits):
+                _, rep = train_on_samples(data, backbone, view=var.view, crop_databar=var.crop_databar,
+                                          solver=solver, seed=seed + r, features=(ok, X, errors, feat_s), **hyper)
+                if rep["test_metrics"]:
+                    accs.append(rep["test_metrics"]["accuracy"])
+                heads.append(rep["time_head_s"])
+            acc = run_stats(accs)
+            rows.append({
+                "backbone": backbone, "view": var.view, "crop_databar": var.crop_databar, "runs": int(runs),
+                "accuracy_mean": acc["mean"], "accuracy_std": acc["std"],
+                "n_images": len(ok), "n_test": sum(s == "test" for s in base.splits),
+                "time_features_s": round(feat_s, 3), "features_computed": counts["computed"],
+                "features_cached": counts["cached"], "time_head_s": round(float(np.mean(heads)), 3),
+            })
+    return rows
+
+
+def compare_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table (accuracy as mean ± std in percent)."""
+    lines = [
+        "| backbone | view | data-bar crop | test accuracy (%) | runs | features (s) | head (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['backbone']} | {r['view']} | {'on' if r['crop_databar'] else 'off'} | "
+            f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | {r['runs']} | "
+            f"{r['time_features_s']:.1f} ({r['features_cached']} cached) | {r['time_head_s']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
