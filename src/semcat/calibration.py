@@ -230,7 +230,8 @@ class Calibrator:
     Attributes (after ``fit``)
     --------------------------
     temperature_ : float
-        Divides the logits; fitted by minimising the negative log-likelihood on the held-out set.
+        Divides the logits; fitted by minimising the negative log-likelihood on the held-out set
+        (with a weak prior on log T that only matters when that set is small and perfectly separated).
     t_auto_ : float
         Lowest calibrated top score whose automatic labels reach ``target_precision`` (see ``auto_threshold``);
         ``NEVER`` (just above 1) when none does.
@@ -263,9 +264,12 @@ class Calibrator:
                 f"got {y.dtype} values {np.unique(y)[:5].tolist()}... Map class names to indices first."
             )
 
+        # MAP estimate with a weak N(0, 1) prior on log T: when the held-out set is perfectly
+        # separated the plain NLL keeps falling as T -> 0 and would make every future score ~1.0;
+        # the prior stops that, and its weight (1/n) vanishes as held-out data grows.
         def nll(log_t: float) -> float:
             lp = log_softmax(logits / math.exp(log_t), axis=1)
-            return float(-lp[np.arange(len(y)), y].mean())
+            return float(-lp[np.arange(len(y)), y].mean()) + log_t**2 / (2 * len(y))
 
         res = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
         self.temperature_ = float(math.exp(res.x))

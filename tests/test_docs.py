@@ -1,0 +1,54 @@
+"""Docs stay true: every CLI command has working --help and is documented in the README."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from semcat.cli import app
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def _command_paths() -> list[str]:
+    root = typer.main.get_command(app)
+    paths: list[str] = []
+
+    def walk(cmd: click.Command, prefix: str) -> None:
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(sub, f"{prefix} {name}".strip())
+        else:
+            paths.append(prefix)
+
+    walk(root, "")
+    return paths
+
+
+COMMANDS = _command_paths()
+
+
+def test_cli_has_the_core_commands() -> None:
+    for name in ("synth", "dataset summary", "features", "train", "classify", "calibrate", "ingest", "serve"):
+        assert name in COMMANDS, f"missing command: semcat {name}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_works(command: str) -> None:
+    result = CliRunner().invoke(app, [*command.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_documented_in_readme(command: str) -> None:
+    assert re.search(rf"semcat {re.escape(command)}\b", README), f"`semcat {command}` is not in README.md"
+
+
+def test_readme_starts_with_the_two_setup_commands() -> None:
+    first_block = README.split("```", 2)[1]
+    assert "make demo" in first_block and "make test" in first_block
