@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer.main
 from typer.testing import CliRunner
@@ -18,8 +18,8 @@ def _command_paths() -> list[str]:
     root = typer.main.get_command(app)
     paths: list[str] = []
 
-    def walk(cmd: click.Command, prefix: str) -> None:
-        if isinstance(cmd, click.Group):
+    def walk(cmd: Any, prefix: str) -> None:
+        if hasattr(cmd, "commands"):  # a group (typer vendors its own click classes)
             for name, sub in cmd.commands.items():
                 walk(sub, f"{prefix} {name}".strip())
         else:

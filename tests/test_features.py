@@ -144,9 +144,10 @@ def test_killed_extraction_resumes_without_redoing_work(tmp_path: Path, spec, si
     data = tmp_path / "data"
     write_dataset(data, per_class=8, size=160, seed=5, categories=CATS)
     n = len(_files(data))
+    home = tmp_path / "home"  # a private cache: the session's shared one holds other tests' features
     proc = subprocess.Popen(_cli("features", str(data), "--runtime", "torch", "--batch-size", "2", "--workers", "1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
-    store = FeatureStore()
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "SEMCAT_HOME": str(home)})
+    store = FeatureStore(home / "features")
     key = feature_key(spec)
     deadline = time.monotonic() + 240
     while store.count(key) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -159,10 +160,9 @@ def test_killed_extraction_resumes_without_redoing_work(tmp_path: Path, spec, si
         assert proc.returncode == 130 and b"re-run to resume" in err
 
     rt = TorchRuntime(spec, device="cpu")
-    res = extract_features(data, spec, runtime=rt, batch_size=8, progress=False)
+    res = extract_features(data, spec, runtime=rt, batch_size=8, store=store, progress=False)
     assert len(res.paths) == n and not res.errors
     assert res.cached >= done and res.computed == n - res.cached == rt.images
-    store.clear(key)  # the next parametrisation starts from scratch
 
 
 # --- CLI -----------------------------------------------------------------------------------------

@@ -120,13 +120,26 @@ def ingest(db: Database, inputs: Iterable[str | Path], model: SemcatModel | None
     return summary
 
 
+def _file(path: Path) -> _File:
+    """A batch entry; a name the database cannot store (not valid UTF-8) is an error, not a crash."""
+    key = os.path.abspath(path)
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        safe = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return _File(path, safe, error="file name is not valid UTF-8: rename the file to catalogue it")
+    return _File(path, key)
+
+
 def _ingest_batch(db: Database, paths: Sequence[Path], model: SemcatModel | None, summary: IngestSummary) -> None:
-    files = [_File(p, os.path.abspath(p)) for p in paths]
+    files = [_file(p) for p in paths]
     with db.read() as conn:
         known_paths = {r.path: r for r in conn.execute(
             select(ImagePath.path, ImagePath.sha256, ImagePath.size, ImagePath.mtime_ns)
             .where(ImagePath.path.in_([f.key for f in files])))}
     for f in files:
+        if f.error is not None:
+            continue
         try:
             st = os.stat(f.path)
             f.size, f.mtime_ns = st.st_size, st.st_mtime_ns
