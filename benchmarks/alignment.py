@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,20 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from semcat._sysinfo import machine_description as machine
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine() -> str:
-    """One line naming the machine the numbers come from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def write_extremes(root: Path, n: int, size: int) -> tuple[Path, Path]:

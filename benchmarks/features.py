@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from semcat._sysinfo import machine_description as machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "features.md"
 
@@ -91,18 +92,6 @@ def peak_rss(files: list[Path], count: int, tmp: Path) -> tuple[int, int]:
     return int(out[0]), int(out[1])
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000, help="images for the semcat runs")
@@ -135,12 +124,12 @@ def main() -> None:
         "# Feature extraction benchmark", "",
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
         f"- machine: {machine()}",
-        f"- images: synthetic 1024x768 8-bit TIFF SEM images (semcat.synth), end to end files → features, no cache",
+        "- images: synthetic 1024x768 8-bit TIFF SEM images (semcat.synth), end to end files → features, no cache",
         "", "| setup | images | images/s | vs paper setup |", "|---|---:|---:|---:|",
     ]
     lines += [f"| {label} | {n} | {rate:.1f} | {rate / base:.1f}x |" for label, n, rate in rows]
     lines += ["", f"Peak RSS extracting {n_rss} files in a fresh process (semcat default): {rss} MiB.",
-              "", f"Targets (quiet 2-core machine): ≥ 200 images/s and ≥ 5x the paper setup; peak RSS < 2 GB.", ""]
+              "", "Targets (quiet 2-core machine): ≥ 200 images/s and ≥ 5x the paper setup; peak RSS < 2 GB.", ""]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))

@@ -1,7 +1,6 @@
 """images.py: decoding every supported input, refusing bad files, data-bar detection and crop."""
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zlib

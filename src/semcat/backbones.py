@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 import importlib
 import warnings
 from collections.abc import Callable
@@ -299,7 +298,6 @@ def convnext_tiny() -> BackboneSpec:
 def _timm_spec(name: str, timm_name: str, width: int | None = None) -> BackboneSpec:
     """Spec from timm's pretrained cfg; the feature width, unless given, from a meta model."""
     import timm
-    import torch
 
     cfg = timm.get_pretrained_cfg(timm_name)
     if width is None:
