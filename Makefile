@@ -11,7 +11,6 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	# torch first, alone, with ranges: pip takes the local wheels (never pin a newer one)
 	$(PIP) install -q 'torch>=2.4' 'torchvision>=0.19'
 	$(PIP) install -q -e '.[test]'
