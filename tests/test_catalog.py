@@ -21,7 +21,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from semcat.synth import write_dataset
 
     root = tmp_path_factory.mktemp("archive")
-    write_dataset(root / "synth", per_class=2, size=64, seed=3)
+    write_dataset(root / "synth", per_class=2, size=64, seed=3, metadata=False)  # filters count the FEI set only
     write_metadata_set(root / "fei")
     (root / "broken.tif").write_bytes(b"II*\x00 truncated")
     return root

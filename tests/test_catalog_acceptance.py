@@ -20,7 +20,7 @@ def archive500(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from semcat.synth import write_dataset
 
     root = tmp_path_factory.mktemp("archive500")
-    write_dataset(root / "synth", per_class=PER_CLASS, size=96, seed=11)
+    write_dataset(root / "synth", per_class=PER_CLASS, size=96, seed=11, metadata=False)  # filters count the FEI set only
     write_metadata_set(root / "fei" / "run1")
     write_metadata_set(root / "fei" / "run2", seed=100)  # same settings, other pixels
     return root

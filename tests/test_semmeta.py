@@ -10,30 +10,18 @@ import pytest
 import tifffile
 
 from semcat.images import read_image
-from semcat.semmeta import SemMetadata, read_sem_metadata
+from semcat.semmeta import DISPLAY_WIDTH_M, SemMetadata, fei_tag_payload, read_sem_metadata, zeiss_tag_payload
 
-FEI_TEXT = "\r\n".join([
-    "[User]", "Date=12/07/2016", "Time=02:35:17 PM",
-    "[System]", "Type=SEM", "SystemType=Helios NanoLab 660", "DisplayWidth=0.101",
-    "[Beam]", "HV=5000", "Beam=EBeam", "Scan=EScan",
-    "[EBeam]", "WD=0.0041",
-    "[EScan]", "PixelWidth=2.07e-009", "HorFieldsize=2.02e-006",
-    "[Stage]", "WorkingDistance=0.0041",
-    "[Image]", "ResolutionX=256", "ResolutionY=200",
-    "[Detectors]", "Name=TLD", "Mode=SE", "",
-])
-
-ZEISS_TEXT = "\r\n".join([
-    "0", "0",
-    "AP_PIXEL_SIZE", "Pixel Size = 5.582 nm",
-    "AP_MAG", "Mag = 20.00 K X",
-    "AP_WD", "WD = 8.5 mm",
-    "AP_ACTUALKV", "EHT = 5.00 kV",
-    "DP_DETECTOR_CHANNEL", "Signal A = InLens",
-    "AP_DATE", "Date :12 Mar 2015",
-    "AP_TIME", "Time :14:22:33",
-    "SV_SERIAL_NUMBER", "Serial No. = 4142-52-13", "",
-])
+FEI_ACQUIRED = datetime(2016, 12, 7, 14, 35, 17)
+FEI_TEXT = fei_tag_payload(
+    pixel_size_m=2.07e-9, columns=256, scan_rows=200, high_voltage_v=5000, working_distance_m=4.1e-3,
+    detector="TLD", mode="SE", acquired=FEI_ACQUIRED, system_type="Helios NanoLab 660",
+)
+ZEISS_ACQUIRED = datetime(2015, 3, 12, 14, 22, 33)
+ZEISS_TEXT = zeiss_tag_payload(
+    pixel_size_m=5.582e-9, magnification=20_000, high_voltage_v=5000, working_distance_m=8.5e-3,
+    detector="InLens", acquired=ZEISS_ACQUIRED, serial_number="4142-52-13",
+)
 
 TESCAN_TEXT = "\r\n".join([
     "[MAIN]", "Device=MIRA3 TESCAN", "Magnification=1500.0", "PixelSizeX=1.5e-07",
@@ -58,9 +46,9 @@ def test_fei_round_trip(tmp_path):
     assert meta.pixel_size_m == pytest.approx(2.07e-9)
     assert meta.high_voltage_v == pytest.approx(5000)
     assert meta.working_distance_m == pytest.approx(4.1e-3)
-    assert meta.magnification == pytest.approx(0.101 / 2.02e-6)
+    assert meta.magnification == pytest.approx(DISPLAY_WIDTH_M / (2.07e-9 * 256))
     assert meta.detector == "TLD SE"
-    assert meta.acquired == datetime(2016, 12, 7, 14, 35, 17)
+    assert meta.acquired == FEI_ACQUIRED
     assert meta.scan_rows == 200
     assert meta.raw["Beam"]["HV"] == 5000
 
@@ -83,7 +71,7 @@ def test_zeiss_round_trip(tmp_path):
     assert meta.high_voltage_v == pytest.approx(5000)
     assert meta.detector == "InLens"
     assert meta.instrument == "4142-52-13"
-    assert meta.acquired == datetime(2015, 3, 12, 14, 22, 33)
+    assert meta.acquired == ZEISS_ACQUIRED
 
 
 @pytest.mark.parametrize("dtype", ["s", "B"])
@@ -104,6 +92,17 @@ def test_to_dict_is_json_safe(tmp_path):
         meta = read_sem_metadata(_write(tmp_path / f"{tag}.tif", tag, text))
         d = json.loads(json.dumps(meta.to_dict()))
         assert d["vendor"] == meta.vendor and d["acquired"] == meta.acquired.isoformat()
+
+
+def test_payloads_use_the_vendor_text_formats() -> None:
+    """The builders write what the instruments write (lines copied from real files' tags)."""
+    for line in ("AP_MAG", "Mag = 20.00 K X", "Pixel Size = 5.582 nm", "EHT = 5.00 kV", "Date :12 Mar 2015"):
+        assert line in ZEISS_TEXT.split("\r\n")
+    for line in ("[EScan]", "PixelWidth=2.07e-09", "Date=12/07/2016", "Time=02:35:17 PM", "ResolutionY=200"):
+        assert line in FEI_TEXT.split("\r\n")
+    low = zeiss_tag_payload(pixel_size_m=1e-6, magnification=150, high_voltage_v=20e3, working_distance_m=0.01,
+                            detector="SE2", acquired=ZEISS_ACQUIRED)
+    assert "Mag = 150 X" in low and "SV_SERIAL_NUMBER" not in low
 
 
 def test_no_metadata_and_garbage(tmp_path):

@@ -191,3 +191,62 @@ def test_blend_and_blend_set(tmp_path: Path) -> None:
     rows = list(csv.DictReader(truth.open()))
     assert len(rows) == 4 and {r["class_a"] for r in rows} == {"Particles"}
     assert all(0.2 <= float(r["weight"]) <= 0.8 and (tmp_path / r["file"]).is_file() for r in rows)
+
+
+def test_tiffs_carry_vendor_metadata_consistent_with_the_image(tmp_path: Path) -> None:
+    import re
+
+    from semcat.images import read_image
+    from semcat.semmeta import DISPLAY_WIDTH_M, read_sem_metadata
+
+    cats = ["Particles", "MEMS_devices_and_electrodes"]
+    write_dataset(tmp_path / "a", per_class=6, size=64, categories=cats, databar=True)
+    by_sample: dict[str, set] = {}
+    vendors = set()
+    for path in sorted((tmp_path / "a").rglob("*.tif")):
+        meta = read_sem_metadata(path)
+        assert meta is not None, path
+        vendors.add(meta.vendor)
+        field = meta.pixel_size_m * 64  # pixel size = field width / columns
+        assert meta.magnification == pytest.approx(DISPLAY_WIDTH_M / field, rel=0.01)
+        assert 1e3 <= meta.high_voltage_v <= 30e3 and 1e-3 <= meta.working_distance_m <= 20e-3
+        assert meta.detector and meta.instrument and 2000 < meta.acquired.year < 2030
+        if meta.vendor.startswith("FEI"):  # the scan height marks the data bar exactly
+            img, info = read_image(path)
+            assert meta.scan_rows == 64 and info.databar_rows == 10 and img.shape == (64, 64)
+        sample = re.match(r"^([^_]+_[^_]+)_", path.name).group(1)
+        by_sample.setdefault(sample, set()).add((meta.vendor, meta.magnification, meta.detector))
+    assert vendors == {"Zeiss", "FEI/Thermo Fisher"}
+    assert all(len(v) == 1 for v in by_sample.values()), by_sample  # shots of a sample share settings
+    mags = {c: np.median([read_sem_metadata(p).magnification for p in (tmp_path / "a" / c).iterdir()]) for c in cats}
+    assert mags["Particles"] > 10 * mags["MEMS_devices_and_electrodes"]  # each kind at its usual scale
+
+    write_dataset(tmp_path / "plain", per_class=2, size=64, categories=cats, metadata=False)
+    assert all(read_sem_metadata(p) is None for p in (tmp_path / "plain").rglob("*.tif"))
+    truth = write_blend_set(tmp_path / "blends", n=2, size=48)
+    assert {read_sem_metadata(p).vendor for p in truth.parent.glob("*.tif")} == vendors
+
+
+def test_catalog_magnification_filters_on_synthetic_data(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from semcat.cli import app
+    from semcat.semmeta import read_sem_metadata
+
+    run = CliRunner().invoke
+    data, db = tmp_path / "data", f"sqlite:///{tmp_path / 'c.db'}"
+    assert run(app, ["synth", str(data), "--per-class", "4", "--size", "48"]).exit_code == 0
+    mags = {str(p): read_sem_metadata(p).magnification for p in data.rglob("*.tif")}
+    assert run(app, ["ingest", str(data), "--db", db]).exit_code == 0
+    lo, hi = sorted(mags.values())[len(mags) // 4], sorted(mags.values())[3 * len(mags) // 4]
+    result = run(app, ["search", "--db", db, "--mag-min", str(lo), "--mag-max", str(hi), "--format", "json",
+                       "--limit", "100"])
+    assert result.exit_code == 0, result.output
+    found = {r["path"] for r in json.loads(result.stdout)}
+    assert found == {p for p, m in mags.items() if lo <= m <= hi} and 0 < len(found) < len(mags)
+
+    plain = tmp_path / "plain"
+    result = run(app, ["synth", str(plain), "--per-class", "1", "--size", "48", "--no-metadata"])
+    assert result.exit_code == 0 and all(read_sem_metadata(p) is None for p in plain.rglob("*.tif"))

@@ -1,7 +1,6 @@
 """End to end in real headless Chromium: sign in, review 5 images with the keyboard, check the catalog."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from semcat.web.app import create_app
 from semcat.web.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-DOC_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "review.png"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run"]
 
@@ -35,8 +33,6 @@ def test_review_five_images_with_the_keyboard(chromium_path: str, tmp_path: Path
             page.wait_for_url("**/review")
             page.wait_for_function("document.querySelector('#review img').naturalWidth > 0")
             page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
-            DOC_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tmp_path / "review.png", DOC_SCREENSHOT)
 
             chosen = []
             for i in range(5):

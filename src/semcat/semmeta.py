@@ -12,6 +12,8 @@ they exist:
 
 Only :func:`read_sem_metadata` touches files; :func:`parse_tiff_tags` works on an open
 ``tifffile.TiffFile`` so :func:`semcat.images.read_image` parses each file once.
+:func:`zeiss_tag_payload` and :func:`fei_tag_payload` go the other way (values → vendor text) so
+tests and the synthetic generator write files the way microscopes do.
 """
 from __future__ import annotations
 
@@ -24,7 +26,15 @@ from typing import Any
 
 import tifffile
 
-__all__ = ["SemMetadata", "parse_tiff_tags", "read_sem_metadata", "databar_rows_from_metadata"]
+__all__ = [
+    "DISPLAY_WIDTH_M",
+    "SemMetadata",
+    "databar_rows_from_metadata",
+    "fei_tag_payload",
+    "parse_tiff_tags",
+    "read_sem_metadata",
+    "zeiss_tag_payload",
+]
 
 _TESCAN_TAG = 50431
 
@@ -32,6 +42,11 @@ _TESCAN_TAG = 50431
 _LENGTH = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "μm": 1e-6, "nm": 1e-9, "pm": 1e-12,
            "å": 1e-10, "a": 1e-10}
 _VOLTAGE = {"v": 1.0, "kv": 1e3, "mv": 1e6}
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+DISPLAY_WIDTH_M = 0.128
+"""Reference display width for magnification: a 4:3 image 128 mm x 96 mm (the Polaroid-era
+convention SEM vendors kept), so magnification = ``DISPLAY_WIDTH_M`` / horizontal field width."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,63 @@ def _from_tescan(value: Any) -> SemMetadata | None:
         acquired=_parse_datetime(md.get("Date"), md.get("Time")),
         raw=md,
     )
+
+
+# --- writing vendor tags (values → text) ------------------------------------------------------
+
+def zeiss_tag_payload(*, pixel_size_m: float, magnification: float, high_voltage_v: float,
+                      working_distance_m: float, detector: str, acquired: datetime,
+                      serial_number: str | None = None) -> str:
+    """Text of a Zeiss ``CZ_SEM`` tag (34118) as SmartSEM writes it; write it with tifffile as
+    ``extratags=[(34118, "s", 0, text, True)]``.
+
+    Upper-case key lines, each followed by ``Label = value unit``. Reading it back returns the
+    arguments up to Zeiss's rounding: 4 significant digits, magnification as ``20.00 K X``.
+    ``detector`` must be one word (``InLens``, ``SE2``), as Zeiss names its channels.
+    """
+    mag = f"{magnification / 1e3:.2f} K X" if magnification >= 1e3 else f"{magnification:.0f} X"
+    lines = [
+        "0", "0",
+        "AP_PIXEL_SIZE", f"Pixel Size = {pixel_size_m * 1e9:.4g} nm",
+        "AP_MAG", f"Mag = {mag}",
+        "AP_WD", f"WD = {working_distance_m * 1e3:.4g} mm",
+        "AP_ACTUALKV", f"EHT = {high_voltage_v / 1e3:.2f} kV",
+        "DP_DETECTOR_CHANNEL", f"Signal A = {detector}",
+        "AP_DATE", f"Date :{acquired.day:02d} {_MONTHS[acquired.month - 1]} {acquired.year}",
+        "AP_TIME", f"Time :{acquired:%H:%M:%S}",
+    ]
+    if serial_number:
+        lines += ["SV_SERIAL_NUMBER", f"Serial No. = {serial_number}"]
+    return "\r\n".join([*lines, ""])
+
+
+def fei_tag_payload(*, pixel_size_m: float, columns: int, scan_rows: int, high_voltage_v: float,
+                    working_distance_m: float, detector: str, acquired: datetime, mode: str = "SE",
+                    system_type: str = "Quanta 250 FEG", display_width_m: float = DISPLAY_WIDTH_M) -> str:
+    """Text of an FEI/Thermo tag (34682, or 34680 on older instruments) as xT writes it.
+
+    INI sections with SI values. The field width is ``pixel_size_m * columns`` and magnification
+    follows from ``display_width_m`` as FEI defines it; ``scan_rows`` is the scanned height, so
+    any rows of the file below it are the data bar.
+    """
+    hfw = pixel_size_m * columns
+    sections: dict[str, dict[str, Any]] = {
+        "User": {"Date": f"{acquired:%m/%d/%Y}",
+                 "Time": f"{acquired.hour % 12 or 12:02d}:{acquired:%M:%S} {'PM' if acquired.hour >= 12 else 'AM'}"},
+        "System": {"Type": "SEM", "SystemType": system_type, "DisplayWidth": display_width_m},
+        "Beam": {"HV": high_voltage_v, "Beam": "EBeam", "Scan": "EScan"},
+        "EBeam": {"HV": high_voltage_v, "WD": working_distance_m},
+        "EScan": {"PixelWidth": pixel_size_m, "PixelHeight": pixel_size_m, "HorFieldsize": hfw,
+                  "VerFieldsize": pixel_size_m * scan_rows},
+        "Stage": {"WorkingDistance": working_distance_m},
+        "Image": {"ResolutionX": int(columns), "ResolutionY": int(scan_rows)},
+        "Detectors": {"Name": detector, "Mode": mode},
+    }
+    lines = []
+    for name, entries in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in entries.items()]
+    return "\r\n".join([*lines, ""])
 
 
 # --- shared helpers ------------------------------------------------------------------------

@@ -9,13 +9,17 @@ beam blur, shot noise and scan-line jitter, random contrast/brightness. Images o
 
 Everything is vectorised numpy + OpenCV drawing: a 512 px image takes some tens of milliseconds.
 Each image in :func:`write_dataset` is seeded from ``(seed, category, index)`` so adding images
-never changes existing ones.
+never changes existing ones. TIFFs carry vendor acquisition metadata (Zeiss ``CZ_SEM`` or
+FEI/Thermo tags, alternating by sample) consistent with the image: pixel size = field width /
+columns, magnification against :data:`semcat.semmeta.DISPLAY_WIDTH_M`, so catalogue filters on
+magnification and pixel size have something real to work on.
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
+from datetime import datetime, timedelta
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +29,7 @@ import numpy as np
 
 from semcat import CATEGORIES
 from semcat._io import atomic_write, atomic_write_bytes
+from semcat.semmeta import DISPLAY_WIDTH_M, fei_tag_payload, zeiss_tag_payload
 
 __all__ = [
     "blend",
@@ -879,19 +884,90 @@ _SAMPLE_CODES: dict[str, tuple[str, ...]] = {
 _FORMATS = {"tif": ".tif", "tiff": ".tif", "png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}
 
 
-def _encode(img: np.ndarray, fmt: str) -> bytes:
-    """File bytes of ``img`` in ``fmt`` (tif via tifffile, png/jpg via OpenCV)."""
+def _encode(img: np.ndarray, fmt: str, tag: tuple[int, str] | None = None) -> bytes:
+    """File bytes of ``img`` in ``fmt`` (tif via tifffile, png/jpg via OpenCV).
+
+    ``tag`` = (TIFF tag number, text) of vendor metadata; TIFF only (PNG/JPEG have no such tags).
+    """
     if fmt in ("tif", "tiff"):
         import tifffile
 
         buf = io.BytesIO()
-        tifffile.imwrite(buf, img, photometric="minisblack")
+        extra = [(tag[0], "s", 0, tag[1], True)] if tag else []
+        tifffile.imwrite(buf, img, photometric="minisblack", extratags=extra)
         return buf.getvalue()
     params = [cv2.IMWRITE_JPEG_QUALITY, 92] if fmt in ("jpg", "jpeg") else []
     ok, data = cv2.imencode(_FORMATS[fmt], img, params)
     if not ok:  # pragma: no cover - OpenCV refuses only unsupported dtypes, checked earlier
         raise ValueError(f"OpenCV could not encode a {img.dtype} image as {fmt}")
     return data.tobytes()
+
+
+# Horizontal field width (m) each kind of sample is usually imaged at, for a look with zoom 1:
+# powders and devices at tens of x, particles and films at tens of thousands of x.
+_FIELD_WIDTH_M: dict[str, tuple[float, float]] = {
+    "Porous_Sponge": (1e-6, 30e-6),
+    "Patterned_surface": (2e-6, 50e-6),
+    "Particles": (0.5e-6, 10e-6),
+    "Films_Coated_Surface": (0.5e-6, 20e-6),
+    "Powder": (20e-6, 1e-3),
+    "Tips": (2e-6, 100e-6),
+    "Nanowires": (2e-6, 40e-6),
+    "Biological": (3e-6, 200e-6),
+    "MEMS_devices_and_electrodes": (20e-6, 2e-3),
+    "Fibres": (10e-6, 1e-3),
+}
+_ZEISS_TAG, _FEI_TAG = 34118, 34682
+_ZEISS_SERIALS = ("4142-52-13", "6102-31-07", "4310-88-21")
+_ZEISS_DETECTORS = ("InLens", "SE2", "ESB")
+_FEI_SYSTEMS = ("Quanta 250 FEG", "Helios NanoLab 660", "Nova NanoSEM 450")
+_FEI_DETECTORS = (("ETD", "SE"), ("TLD", "SE"), ("CBS", "BSE"))
+_KV = (1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0)
+
+
+@dataclass(frozen=True)
+class _Session:
+    """One sample's acquisition settings on one instrument: its shots share them."""
+
+    zeiss: bool
+    field_width_m: float
+    high_voltage_v: float
+    working_distance_m: float
+    detector: int
+    instrument: int
+    start: datetime
+
+
+def _draw_session(rng: np.random.Generator, category: str, zoom: float, zeiss: bool) -> _Session:
+    lo, hi = _FIELD_WIDTH_M[category]
+    return _Session(
+        zeiss=zeiss,
+        field_width_m=float(np.exp(rng.uniform(math.log(lo), math.log(hi)))) / zoom,
+        high_voltage_v=float(rng.choice(_KV)) * 1e3,
+        working_distance_m=round(float(rng.uniform(3.0, 12.0)), 2) * 1e-3,
+        detector=int(rng.integers(0, 3)),
+        instrument=int(rng.integers(0, 3)),
+        start=datetime(2012, 1, 2, 8) + timedelta(days=int(rng.integers(0, 13 * 365)),
+                                                   seconds=int(rng.integers(0, 9 * 3600))),
+    )
+
+
+def _metadata_tag(session: _Session, shot: int, shape: Shape) -> tuple[int, str]:
+    """(TIFF tag, vendor text) of shot number ``shot`` of a session, for a ``shape`` scan."""
+    rows, cols = shape
+    pixel = session.field_width_m / cols
+    when = session.start + timedelta(seconds=97 * shot)  # a shot every minute and a half
+    if session.zeiss:
+        return _ZEISS_TAG, zeiss_tag_payload(
+            pixel_size_m=pixel, magnification=DISPLAY_WIDTH_M / session.field_width_m,
+            high_voltage_v=session.high_voltage_v, working_distance_m=session.working_distance_m,
+            detector=_ZEISS_DETECTORS[session.detector], acquired=when,
+            serial_number=_ZEISS_SERIALS[session.instrument])
+    name, mode = _FEI_DETECTORS[session.detector]
+    return _FEI_TAG, fei_tag_payload(
+        pixel_size_m=pixel, columns=cols, scan_rows=rows, high_voltage_v=session.high_voltage_v,
+        working_distance_m=session.working_distance_m, detector=name, mode=mode, acquired=when,
+        system_type=_FEI_SYSTEMS[session.instrument])
 
 
 def _check_format(fmt: str, bit_depth: int) -> str:
@@ -940,6 +1016,7 @@ def write_dataset(
     fmt: str = "tif",
     shape: Shape | None = None,
     bit_depth: int = 8,
+    metadata: bool = True,
     progress: bool = False,
 ) -> dict[str, int]:
     """Write ``per_class`` images per category into ``out_dir/<category>/``.
@@ -949,6 +1026,10 @@ def write_dataset(
     samples. Image ``nnn`` of a category depends only on ``(seed, category, nnn)``: raising
     ``per_class`` adds files and leaves the others byte-identical. Existing files are skipped
     (an interrupted run resumes); writes are atomic.
+
+    ``metadata`` (TIFF only): embed vendor acquisition tags, Zeiss and FEI/Thermo alternating by
+    sample. Shots of a sample share magnification, beam and detector and were taken minutes
+    apart; the field width follows the category's usual scale and the sample's zoom.
 
     Returns the number of files newly written per category.
     """
@@ -963,25 +1044,35 @@ def write_dataset(
         task = bar.add_task("synth", total=per_class * len(cats))
         for cat in cats:
             ci = CATEGORIES.index(cat)
+            shots: dict[int, int] = {}
             for index, (group, stem) in enumerate(_groups(seed, ci, cat, per_class)):
+                shot = shots[group] = shots.get(group, -1) + 1
                 path = out / cat / f"{stem}_{index:03d}{_FORMATS[fmt]}"
                 if not path.exists():
+                    sample = [seed, ci, 1, group]
                     img = generate_image(
                         cat, np.random.default_rng([seed, ci, 0, index]), size, databar=databar,
-                        shape=shape, bit_depth=bit_depth, sample=np.random.default_rng([seed, ci, 1, group]),
+                        shape=shape, bit_depth=bit_depth, sample=np.random.default_rng(sample),
                     )
-                    atomic_write_bytes(path, _encode(img, fmt))
+                    tag = None
+                    if metadata and fmt in ("tif", "tiff"):
+                        zoom = _draw_look(np.random.default_rng(sample)).zoom  # the look generate_image drew
+                        session = _draw_session(np.random.default_rng([seed, ci, 3, group]), cat, zoom,
+                                                zeiss=(group + ci) % 2 == 0)
+                        tag = _metadata_tag(session, shot, shape)
+                    atomic_write_bytes(path, _encode(img, fmt, tag))
                     written[cat] += 1
                 bar.advance(task)
     return written
 
 
-def write_alignment_set(out_dir: str | Path, *, n: int = 100, size: int = 512, seed: int = 0) -> Path:
+def write_alignment_set(out_dir: str | Path, *, n: int = 100, size: int = 512, seed: int = 0,
+                        metadata: bool = True) -> Path:
     """Nanowire images with nominal order spanning 0..1 plus ``truth.csv`` (file, order, angle_deg).
 
     ``order`` is the measured nematic order parameter of the drawn wires, ``angle_deg`` their
     mean direction in degrees counter-clockwise from the column axis as seen on screen, in (-90, 90].
-    Returns the path of ``truth.csv``.
+    ``metadata``: embed vendor tags as :func:`write_dataset` does. Returns the path of ``truth.csv``.
     """
     out = Path(out_dir)
     rows = []
@@ -989,7 +1080,9 @@ def write_alignment_set(out_dir: str | Path, *, n: int = 100, size: int = 512, s
         img, s, angle = _nanowire_image(float(nominal), np.random.default_rng([seed, 100, i]), (size, size))
         name = f"nanowires_{i:04d}.tif"
         if not (out / name).exists():
-            atomic_write_bytes(out / name, _encode(_quantise(img, 8), "tif"))
+            zoom = _draw_look(np.random.default_rng([seed, 100, i])).zoom  # the look _nanowire_image drew
+            tag = _set_tag(metadata, [seed, 100, i, 1], "Nanowires", zoom, i, (size, size))
+            atomic_write_bytes(out / name, _encode(_quantise(img, 8), "tif", tag))
         rows.append((name, f"{s:.4f}", f"{angle:.2f}"))
     return _write_truth(out / "truth.csv", ("file", "order", "angle_deg"), rows)
 
@@ -1002,11 +1095,13 @@ def write_blend_set(
     seed: int = 0,
     pairs: Sequence[tuple[str, str]] | None = None,
     weights: tuple[float, float] = (0.2, 0.8),
+    metadata: bool = True,
 ) -> Path:
     """Ambiguous images between two categories plus ``truth.csv`` (file, class_a, class_b, weight).
 
     ``pairs`` defaults to random distinct pairs; ``weight`` (share of ``class_b``) is drawn
-    uniformly in ``weights``. Returns the path of ``truth.csv``.
+    uniformly in ``weights``. ``metadata``: embed vendor tags (at ``class_a``'s usual scale).
+    Returns the path of ``truth.csv``.
     """
     out = Path(out_dir)
     rows = []
@@ -1020,9 +1115,18 @@ def write_blend_set(
         name = f"blend_{i:04d}.tif"
         img = blend(a, b, w, rng, size)
         if not (out / name).exists():
-            atomic_write_bytes(out / name, _encode(img, "tif"))
+            tag = _set_tag(metadata, [seed, 101, i, 1], a, 1.0, i, (size, size))
+            atomic_write_bytes(out / name, _encode(img, "tif", tag))
         rows.append((name, a, b, f"{w:.3f}"))
     return _write_truth(out / "truth.csv", ("file", "class_a", "class_b", "weight"), rows)
+
+
+def _set_tag(metadata: bool, key: list[int], category: str, zoom: float, i: int,
+             shape: Shape) -> tuple[int, str] | None:
+    """Vendor tag of image ``i`` of an alignment/blend set: one session per image, vendors alternate."""
+    if not metadata:
+        return None
+    return _metadata_tag(_draw_session(np.random.default_rng(key), category, zoom, zeiss=i % 2 == 0), 0, shape)
 
 
 def _write_truth(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:

@@ -56,12 +56,14 @@ def synth(
     databar: Annotated[bool, typer.Option("--databar/--no-databar", help="Append an instrument data bar (Zeiss/FEI/JEOL-like) below each image.")] = False,
     fmt: Annotated[ImageFormat, typer.Option("--format", help="File format.")] = ImageFormat.tif,
     bit_depth: Annotated[BitDepth, typer.Option("--bit-depth", help="8 or 16 bits per pixel (16 needs tif or png).")] = BitDepth.b8,
+    metadata: Annotated[bool, typer.Option("--metadata/--no-metadata", help="Embed Zeiss or FEI/Thermo acquisition tags (magnification, pixel size, HV, WD, detector, date) in TIFFs.")] = True,
     alignment: Annotated[int, typer.Option("--alignment", min=0, help="Also write N nanowire images with known alignment (order 0..1) and truth.csv into OUT-alignment/.")] = 0,
     blends: Annotated[int, typer.Option("--blends", min=0, help="Also write N ambiguous two-category images and truth.csv into OUT-blends/.")] = 0,
 ) -> None:
     """Write procedural SEM-like images for the 10 NFFA categories (deterministic by --seed).
 
     Files are named like a facility archive (USER_SAMPLE_NNN.tif, a few shots per sample).
+    TIFFs carry vendor acquisition metadata consistent with the image unless --no-metadata.
     Existing files are kept, so an interrupted run resumes and a larger --per-class only adds
     images. Prints the folders written to stdout.
     """
@@ -70,14 +72,15 @@ def synth(
     shape_rc = _parse_shape(shape)
     try:
         written = write_dataset(out, per_class=per_class, size=size, seed=seed, databar=databar,
-                                fmt=fmt.value, shape=shape_rc, bit_depth=int(bit_depth.value), progress=True)
+                                fmt=fmt.value, shape=shape_rc, bit_depth=int(bit_depth.value), metadata=metadata,
+                                progress=True)
         folders = [out]
         if alignment:
             folders.append(write_alignment_set(out.with_name(out.name + "-alignment"), n=alignment,
-                                               size=size, seed=seed).parent)
+                                               size=size, seed=seed, metadata=metadata).parent)
         if blends:
             folders.append(write_blend_set(out.with_name(out.name + "-blends"), n=blends, size=size,
-                                           seed=seed).parent)
+                                           seed=seed, metadata=metadata).parent)
     except ValueError as exc:
         err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
         raise typer.Exit(code=2) from None
