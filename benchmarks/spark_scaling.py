@@ -24,9 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from alignment import machine  # noqa: E402  (same machine line in every result file)
+from semcat._sysinfo import machine_description as machine  # noqa: E402
 
 
 def make_images(root: Path, n: int, size: int) -> list[str]:
