@@ -33,7 +33,8 @@ def time_synth(size: int, n: int, work: Path) -> list[tuple[str, float, float, f
 
     from semcat import CATEGORIES
     from semcat._io import atomic_write_bytes
-    from semcat.synth import _encode, generate_image
+    from semcat.synth import generate_image
+    from semcat.synth.writers import _encode
 
     cv2.setNumThreads(1)
     rows = []
