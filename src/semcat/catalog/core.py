@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,30 @@ if TYPE_CHECKING:
     from semcat.model import SemcatModel
 
 LABEL_SOURCES = ("human", "auto")
+_HEX = frozenset("0123456789abcdef")
+
+
+def _resolve(conn: Connection, sha_or_prefix: str) -> str:
+    """``Catalog.resolve`` on an open connection, as an index range scan on ``images.sha256``.
+
+    A bare ``LIKE 'prefix%'`` cannot use the primary key (SQLite's LIKE is case-insensitive,
+    PostgreSQL's needs C collation), so every lookup scanned the whole table; hex digits sort
+    below ``g`` in any collation, so ``prefix <= sha256 < prefix || 'g'`` bounds the same rows.
+    """
+    s = sha_or_prefix.strip().lower()
+    if len(s) < 6 or not _HEX.issuperset(s):
+        raise CatalogError(f"expected a SHA-256 hash or a prefix of at least 6 hex digits, got {sha_or_prefix!r}")
+    if len(s) == 64:
+        found = list(conn.execute(select(Image.sha256).where(Image.sha256 == s)).scalars())
+    else:
+        found = list(conn.execute(select(Image.sha256).where(
+            Image.sha256 >= s, Image.sha256 < s + "g", Image.sha256.like(s + "%")).limit(3)).scalars())
+    if not found:
+        raise CatalogError(f"no image with hash {sha_or_prefix!r} in the catalog: ingest it first (semcat ingest)")
+    if len(found) > 1:
+        raise CatalogError(f"hash prefix {sha_or_prefix!r} is ambiguous ({', '.join(x[:12] for x in found)}…): "
+                           "give more digits")
+    return found[0]
 
 
 class Catalog:
@@ -105,33 +129,24 @@ class Catalog:
 
     def resolve(self, sha_or_prefix: str) -> str:
         """Full hash for a hash or unique prefix (at least 6 hex digits); CatalogError otherwise."""
-        s = sha_or_prefix.strip().lower()
-        if len(s) < 6 or any(c not in "0123456789abcdef" for c in s):
-            raise CatalogError(f"expected a SHA-256 hash or a prefix of at least 6 hex digits, got {sha_or_prefix!r}")
         with self.db.read() as conn:
-            found = list(conn.execute(select(Image.sha256).where(Image.sha256.like(s + "%")).limit(3)).scalars())
-        if not found:
-            raise CatalogError(f"no image with hash {sha_or_prefix!r} in the catalog: ingest it first (semcat ingest)")
-        if len(found) > 1:
-            raise CatalogError(f"hash prefix {sha_or_prefix!r} is ambiguous ({', '.join(x[:12] for x in found)}…): "
-                               "give more digits")
-        return found[0]
+            return _resolve(conn, sha_or_prefix)
 
     def get(self, sha256: str) -> ImageRecord | None:
         """The record of one image (full hash or unique prefix), or None when it is not catalogued."""
-        try:
-            sha = self.resolve(sha256)
-        except CatalogError:
-            return None
         with self.db.read() as conn:
+            try:
+                sha = _resolve(conn, sha256)
+            except CatalogError:
+                return None
             recs = load_records(conn, [sha])
         return recs[0] if recs else None
 
     def history(self, sha256: str) -> list[dict[str, Any]]:
         """Predictions and labels of one image, oldest first."""
-        sha = self.resolve(sha256)
         events: list[dict[str, Any]] = []
         with self.db.read() as conn:
+            sha = _resolve(conn, sha256)
             session = Session(bind=conn)
             for pr in session.scalars(select(Prediction).where(Prediction.sha256 == sha)):
                 events.append({"kind": "prediction", "time": pr.created, "model_id": pr.model_id,
@@ -157,6 +172,11 @@ class Catalog:
                 select(Image.sha256).where(sql_text(REVIEW_WHERE))
                 .order_by(Image.top1_score, Image.sha256).limit(limit)).scalars())
             return load_records(conn, shas)
+
+    def review_count(self) -> int:
+        """Number of images in the review queue (what ``review_queue`` would list without a limit)."""
+        with self.db.read() as conn:
+            return conn.execute(select(func.count()).select_from(Image).where(sql_text(REVIEW_WHERE))).scalar_one()
 
     def stats(self) -> dict[str, Any]:
         """Counts: images, per category, per decision, confirmed/unconfirmed, errors, missing paths."""
@@ -202,8 +222,8 @@ class Catalog:
             raise ValueError("label must be a non-empty class name")
         if source not in LABEL_SOURCES:
             raise ValueError(f"source must be one of {', '.join(LABEL_SOURCES)}; got {source!r}")
-        sha = self.resolve(sha256)
         with self.db.write() as conn:
+            sha = _resolve(conn, sha256)
             conn.execute(Label.__table__.insert().values(sha256=sha, label=label, who=who, source=source,
                                                          created=utcnow()))
             conn.execute(update(Image).where(Image.sha256 == sha).values(label=label, label_source=source,
@@ -214,22 +234,22 @@ class Catalog:
         tag = tag.strip()
         if not tag:
             raise ValueError("tag must be a non-empty string")
-        sha = self.resolve(sha256)
         with self.db.write() as conn:
+            sha = _resolve(conn, sha256)
             conn.execute(_ingest._insert(conn)(Tag).values(sha256=sha, tag=tag).on_conflict_do_nothing())
 
     def remove_tag(self, sha256: str, tag: str) -> None:
         """Remove a tag (absent tags are ignored)."""
-        sha = self.resolve(sha256)
         with self.db.write() as conn:
+            sha = _resolve(conn, sha256)
             conn.execute(Tag.__table__.delete().where(Tag.sha256 == sha, Tag.tag == tag))
 
     def add_note(self, sha256: str, text: str, *, who: str | None) -> None:
         """Attach a free-text note."""
         if not text.strip():
             raise ValueError("note text must not be empty")
-        sha = self.resolve(sha256)
         with self.db.write() as conn:
+            sha = _resolve(conn, sha256)
             conn.execute(Note.__table__.insert().values(sha256=sha, text=text, who=who, created=utcnow()))
 
     def set_measurement(self, sha256: str, name: str, value: float, *, source: str | None) -> None:
@@ -237,9 +257,9 @@ class Catalog:
         value = float(value)
         if not np.isfinite(value):
             raise ValueError(f"measurement {name!r} must be a finite number; got {value}")
-        sha = self.resolve(sha256)
         now = utcnow()
         with self.db.write() as conn:
+            sha = _resolve(conn, sha256)
             conn.execute(_ingest._insert(conn)(Measurement).values(
                 sha256=sha, name=name, value=value, source=source, created=now,
             ).on_conflict_do_update(index_elements=["sha256", "name"],
@@ -250,8 +270,8 @@ class Catalog:
         """The ``k`` images whose backbone features are closest (cosine) to this one's."""
         if k < 1:
             raise ValueError(f"k must be >= 1; got {k}")
-        sha = self.resolve(sha256)
         with self.db.read() as conn:
+            sha = _resolve(conn, sha256)
             row = conn.execute(select(Feature.key, Feature.vector).where(Feature.sha256 == sha).limit(1)).first()
         if row is None:
             raise CatalogError(f"image {sha[:12]} has no stored features: ingest it with a model "

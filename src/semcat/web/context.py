@@ -5,6 +5,7 @@ with the Jinja2 template for the HTML route and with the same context as JSON fo
 """
 from __future__ import annotations
 
+import json
 import re
 import threading
 from dataclasses import dataclass, field
@@ -59,10 +60,23 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+class FastJSONResponse(JSONResponse):
+    """``JSONResponse`` of ``jsonable_encoder(content)``, with the encoder called only where needed.
+
+    ``jsonable_encoder`` walks and rebuilds every value; contexts here are almost all plain JSON
+    types already, so ``json.dumps`` does the walk and asks the encoder only about the rest
+    (datetimes, paths, dataclasses ...). Same bytes, a fraction of the CPU per catalog page.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"),
+                          default=jsonable_encoder).encode("utf-8")
+
+
 def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
     """HTML from ``template`` or, on ``/api/`` routes, the same ``context`` as JSON."""
     if is_api(request):
-        return JSONResponse(jsonable_encoder(context), status)
+        return FastJSONResponse(context, status)
     user: User | None = getattr(request.state, "user", None)
     page = {**context, "user": user, "csrf_field": CSRF_FIELD, "read_only": not (user and user.can_review)}
     return state(request).templates.TemplateResponse(request, template, page, status_code=status)

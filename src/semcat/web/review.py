@@ -9,15 +9,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from semcat.web.browse import get_record
-from semcat.web.context import is_api, payload, render, state
+from semcat.web.context import FastJSONResponse, is_api, payload, render, state
 from semcat.web.security import User, require_reviewer, safe_next
 
-QUEUE_DECISIONS = ("suggest", "manual", "unknown")
 KEYS = "1234567890"
 MAX_TAG = 64
 MAX_NOTE = 5000
@@ -40,7 +38,7 @@ def queue_page(request: Request,
     """Unconfirmed suggest/manual/unknown images, lowest top score first; the first one is shown."""
     cat = state(request).catalog
     queue = [r.to_dict() for r in cat.review_queue(limit=offset + limit)][offset:]
-    remaining = sum(cat.count(decision=d, confirmed=False) for d in QUEUE_DECISIONS)
+    remaining = cat.review_count()
     current = queue[0] if queue else None
     context = {
         "queue": queue, "current": current, "offset": offset, "remaining": remaining,
@@ -63,7 +61,7 @@ def _text(data: dict, name: str, limit: int) -> str:
 def _done(request: Request, data: dict, sha256: str) -> Response:
     """After a write: JSON with the image's new state for the API, else back to the page."""
     if is_api(request):
-        return JSONResponse(jsonable_encoder({"image": state(request).catalog.get(sha256).to_dict()}))
+        return FastJSONResponse({"image": state(request).catalog.get(sha256).to_dict()})
     return RedirectResponse(safe_next(data.get("next") or f"/images/{sha256}"), 303)
 
 

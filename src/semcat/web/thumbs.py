@@ -61,8 +61,6 @@ def rendering(source: Path, sha256: str, *, size: int | None = None, root: Path 
 
     Raises ``semcat.errors.ImageReadError`` when the file can no longer be decoded.
     """
-    from semcat.images import read_image
-
     if size is None:
         kind, side, crop = f"view{VIEW_SIZE}", VIEW_SIZE, False
     else:
@@ -70,6 +68,8 @@ def rendering(source: Path, sha256: str, *, size: int | None = None, root: Path 
         kind, crop = f"{side}", True
     path = cache_path(sha256, kind, root)
     if not path.exists():
+        from semcat.images import read_image
+
         img, _ = read_image(source, crop_databar=crop, max_side=2 * side)
         atomic_write_bytes(path, display_png(img, side))
     return path
