@@ -33,7 +33,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory):
     X_val, y_val = _features(rng, centres, 300)
     head = SoftmaxHead(classes=list(CATEGORIES)).fit(X_train, y_train)
     model = SemcatModel("efficientnet_lite0", head, view="center", crop_databar=True, meta={"name": "report-test"})
-    calibrate_model(model, X_val, y_val, X_train, source="test features")
+    calibrate_model(model, X_val, y_val, X_train, source="test features", y_train=y_train)
     path = tmp_path_factory.mktemp("report") / "m.semcat"
     model.save(path)
     return path
@@ -45,7 +45,8 @@ def test_calibration_is_stored_in_the_artifact(model_path) -> None:
     assert cal is not None and 0 < cal["t_suggest"] <= cal["t_auto"]
     assert np.array(cal["heldout"]["confusion"]).sum() == cal["heldout"]["n"] == 300
     assert model.extra_tensors[STATS_TENSOR].shape == (300, 3)
-    assert model.extra_tensors["ood.reference"].shape == (400, DIM)
+    assert model.extra_tensors["ood.precision"].shape == (DIM, DIM)
+    assert model.calibration["ood"]["scores"] == ["mahalanobis", "max_logit"]
 
 
 def test_figures_have_the_papers_panels(tmp_path, model_path) -> None:

@@ -337,6 +337,7 @@ def calibrate_model(
     source: str = "val",
     calibrator: Calibrator | None = None,
     detector: Any = None,
+    y_train: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Calibrate a ``SemcatModel`` in place from features; returns its new ``calibration`` dict.
 
@@ -353,6 +354,8 @@ def calibrate_model(
         Their class names; every one must be one of ``model.classes``.
     X_train : ndarray of shape (M, D)
         Training features, the reference of the unknown detector.
+    y_train : sequence of str, optional
+        Their class names: the detector then measures distance to each class (recommended).
     """
     from semcat.ood import TENSOR_PREFIX, UnknownDetector
 
@@ -366,7 +369,7 @@ def calibrate_model(
     y = np.array([index[str(c)] for c in y_heldout], dtype=np.int64)
     logits = model.logits(X_heldout)
     cal = (calibrator or Calibrator()).fit(logits, y, target_precision=target_precision)
-    det = (detector or UnknownDetector()).fit(X_train, X_heldout)
+    det = (detector or UnknownDetector()).fit(X_train, X_heldout, y_train=y_train)
     raw_top, _ = score_cases(softmax(np.asarray(logits, np.float64), axis=1), y)
     proba = cal.transform(logits)
     top, case = score_cases(proba, y)

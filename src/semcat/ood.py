@@ -1,26 +1,49 @@
 """Unknown detection: is an image unlike anything the model was trained on?
 
 A softmax head always spreads probability over the classes it knows, so a photograph of a cat can
-still score 0.9 for "Particles". The detector looks at the backbone features instead: the distance
-from an image's L2-normalised feature vector to its k-th nearest training feature (cosine distance,
-the deep-nearest-neighbour test of Sun et al., ICML 2022). The threshold is a high quantile of the
-same score on held-out images of the known classes, so about ``1 - quantile`` of them are flagged.
+still score 0.9 for "Particles". The default detector asks two questions and flags an image when
+either answer is unusual:
 
-The detector is stored in the model artifact as plain tensors (no pickle): a reference subsample of
-training features plus a small parameter vector.
+1. **Mahalanobis distance** of the L2-normalised backbone features to the nearest class mean, with
+   one shared within-class covariance shrunk towards a multiple of the identity (Lee et al., NeurIPS
+   2018; the shrinkage keeps it stable with fewer images than feature dimensions). It catches
+   images far from every known class, such as photographs.
+2. **Max logit** of a linear softmax head fitted on the same features (Hendrycks et al., ICML
+   2022), negated. It catches images that sit between the classes, where no class is confident,
+   which is where an SEM category the model never saw tends to land.
+
+Each score is put on a common scale by its median and 90th percentile on held-out images of the
+known classes, the fused score is the larger of the two, and the threshold is a high quantile of
+the fused score on the held-out images, so about ``1 - quantile`` of known images are flagged.
+
+``method="knn"`` is the earlier detector (cosine distance to the k-th nearest training feature,
+Sun et al., ICML 2022); models calibrated before the change carry it and still load. On the
+leave-one-category-out benchmark (``benchmarks/ood.py``) the default flags about twice as many
+images of an unseen category at the same false-alarm rate.
+
+The detector is stored in the model artifact as plain tensors (no pickle).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from semcat._validation import check_features, check_is_fitted
+from semcat._validation import (
+    check_consistent_length,
+    check_features,
+    check_is_fitted,
+    check_labels,
+)
 
-__all__ = ["TENSOR_PREFIX", "UnknownDetector", "load_detector"]
+__all__ = ["METHODS", "TENSOR_PREFIX", "UnknownDetector", "load_detector"]
 
 TENSOR_PREFIX = "ood."
 """Names of the detector's tensors in ``SemcatModel.extra_tensors`` start with this."""
+
+METHODS = ("mahalanobis+maxlogit", "knn")
+_FORMAT_VERSION = 2  # tensors of "mahalanobis+maxlogit"; "knn" keeps the version-1 layout (no ood.version)
+_FITTED = ("reference_", "means_", "precision_", "logit_w_", "logit_b_", "norm_", "threshold_", "n_features_in_")
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
@@ -29,57 +52,130 @@ def _normalise(X: np.ndarray) -> np.ndarray:
 
 
 class UnknownDetector:
-    """k-nearest-neighbour cosine distance to training features, thresholded on held-out images.
+    """Flags features unlike the training features; threshold set on held-out known images.
 
     Parameters
     ----------
-    k : int
-        Which neighbour's distance is the score (1 = nearest). Small k suits small training sets.
+    method : {"mahalanobis+maxlogit", "knn"}
+        The fused two-score test (default, see the module docstring) or the k-NN cosine distance.
     quantile : float
         Share of held-out known images that must stay below the threshold (0.97 → ~3% flagged).
-    max_reference : int
-        Most training features kept as reference (a random subsample beyond that; 3000 x 1280
-        float32 is 15 MB in the artifact).
-    seed : int
-        Seed of that subsample.
+    shrinkage : float
+        Weight of the identity in the shrunk covariance (0 = sample covariance, 1 = plain Euclidean
+        distance). 0.5 keeps the distance stable with a few images per class.
+    k, max_reference, seed
+        ``knn`` only: which neighbour's distance is the score, the most training features kept as
+        reference (a random subsample beyond that) and that subsample's seed. ``seed`` also splits
+        the folds when ``fit`` gets no held-out features.
 
     Attributes (after ``fit``)
     --------------------------
-    reference_ : ndarray of shape (R, D)
-        L2-normalised training features.
     threshold_ : float
-        Scores above it are ``unknown``.
+        Fused scores above it are ``unknown``.
+    means_, precision_, logit_w_, logit_b_, norm_
+        ``mahalanobis+maxlogit``: class means (C, D) of the L2-normalised features, the shrunk
+        precision matrix (D, D), the head's logits as ``X @ logit_w_.T + logit_b_`` (absent with
+        one class), and the median/spread of each score on held-out images (2, n_scores).
+    reference_ : ndarray of shape (R, D)
+        ``knn``: L2-normalised training features.
     n_features_in_ : int
     """
 
-    def __init__(self, *, k: int = 3, quantile: float = 0.97, max_reference: int = 3000, seed: int = 0) -> None:
-        self.k = k
+    def __init__(self, *, method: str = "mahalanobis+maxlogit", quantile: float = 0.97, shrinkage: float = 0.5,
+                 k: int = 3, max_reference: int = 3000, seed: int = 0) -> None:
+        self.method = method
         self.quantile = quantile
+        self.shrinkage = shrinkage
+        self.k = k
         self.max_reference = max_reference
         self.seed = seed
 
-    def fit(self, X_train: np.ndarray, X_val: np.ndarray | None = None) -> UnknownDetector:
-        """Keep (a subsample of) the training features; set the threshold from ``X_val``.
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, X_train: np.ndarray, X_val: np.ndarray | None = None, *,
+            y_train: Sequence[object] | np.ndarray | None = None) -> UnknownDetector:
+        """Learn what known images look like from ``X_train`` (labels ``y_train``); threshold on ``X_val``.
 
-        Without ``X_val`` the threshold comes from the training features themselves, each scored
-        against the others (leave-one-out), which is slightly optimistic.
+        ``y_train`` gives the class means and the head; without it all training images are one
+        class and only the distance score is used. Without ``X_val`` the threshold comes from the
+        training features themselves, scored out of fold (k-NN: leave-one-out), which is slightly
+        optimistic.
         """
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}.")
         if not 0.5 <= self.quantile < 1.0:
             raise ValueError(f"quantile must be in [0.5, 1); got {self.quantile}.")
-        X = check_features(X_train, name="X_train", min_samples=self.k + 1)
+        if not 0.0 <= self.shrinkage <= 1.0:
+            raise ValueError(f"shrinkage must be in [0, 1]; got {self.shrinkage}.")
+        for attr in _FITTED:
+            self.__dict__.pop(attr, None)
+        X = check_features(X_train, name="X_train", min_samples=self.k + 1 if self.method == "knn" else 2)
+        if y_train is None:
+            y = np.zeros(len(X), np.int64)
+        else:
+            y = check_labels(y_train, name="y_train")
+            check_consistent_length(X_train=X, y_train=y)
+        if self.method == "knn":
+            return self._fit_knn(X, X_val)
+        if X_val is None:
+            raw_val = self._out_of_fold_raw(X, y)
+            self._fit_scores(X, y)
+        else:
+            self._fit_scores(X, y)
+            raw_val = self._raw(check_features(X_val, name="X_val", n_features=X.shape[1]))
+        med = np.nanmedian(raw_val, axis=0)  # NaN: a fold that saw one class has no max-logit score
+        spread = np.maximum(np.nanquantile(raw_val, 0.9, axis=0) - med, 1e-12)
+        self.norm_ = np.stack([med, spread]).astype(np.float64)
+        self.threshold_ = float(np.quantile(self._fuse(raw_val), self.quantile))
+        return self
+
+    def _fit_scores(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Class means, shrunk shared precision and (with 2+ classes) the max-logit head."""
+        Z = _normalise(X).astype(np.float64)
+        classes, yi = np.unique(y, return_inverse=True)
+        means = np.stack([Z[yi == c].mean(axis=0) for c in range(len(classes))])
+        centred = Z - means[yi]
+        cov = centred.T @ centred / len(Z)
+        base = max(float(np.trace(cov)) / cov.shape[0], 1e-8)
+        cov = (1.0 - self.shrinkage) * cov + self.shrinkage * base * np.eye(cov.shape[0])
+        vals, vecs = np.linalg.eigh(cov)
+        self.means_ = means.astype(np.float32)
+        self.precision_ = ((vecs / np.maximum(vals, 1e-3 * base)) @ vecs.T).astype(np.float32)
+        self.n_features_in_ = X.shape[1]
+        if len(classes) >= 2:
+            from semcat.head import SoftmaxHead
+
+            head = SoftmaxHead().fit(X, y)
+            scale = getattr(head, "scale_", np.ones(X.shape[1], np.float32))
+            mean = getattr(head, "mean_", np.zeros(X.shape[1], np.float32))
+            self.logit_w_ = (head.coef_ / scale).astype(np.float32)  # standardisation folded in
+            self.logit_b_ = (head.intercept_ - self.logit_w_ @ mean).astype(np.float32)
+
+    def _out_of_fold_raw(self, X: np.ndarray, y: np.ndarray, folds: int = 5) -> np.ndarray:
+        """Raw scores of each training image from a fit that did not see it."""
+        fold = np.random.default_rng(self.seed).permutation(len(X)) % min(folds, len(X))
+        out = np.empty((len(X), 1 + (len(np.unique(y)) >= 2)), np.float64)
+        for f in np.unique(fold):
+            part = UnknownDetector(shrinkage=self.shrinkage)
+            part._fit_scores(X[fold != f], y[fold != f])
+            raw = part._raw(X[fold == f])
+            out[fold == f] = raw if raw.shape[1] == out.shape[1] else np.c_[raw, np.full(len(raw), np.nan)]
+        return out
+
+    def _fit_knn(self, X: np.ndarray, X_val: np.ndarray | None) -> UnknownDetector:
         if len(X) > self.max_reference:
             keep = np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_reference, replace=False))
             X = X[keep]
         self.reference_ = _normalise(X).astype(np.float32)
         self.n_features_in_ = X.shape[1]
         if X_val is not None:
-            val_scores = self.score(X_val)
+            val_scores = self._knn(_normalise(check_features(X_val, name="X_val", n_features=X.shape[1])))
         else:
-            val_scores = self._scores(self.reference_, skip_self=True)
+            val_scores = self._knn(self.reference_, skip_self=True)
         self.threshold_ = float(np.quantile(val_scores, self.quantile))
         return self
 
-    def _scores(self, Xn: np.ndarray, *, skip_self: bool = False) -> np.ndarray:
+    # -- scoring ------------------------------------------------------------------------------
+    def _knn(self, Xn: np.ndarray, *, skip_self: bool = False) -> np.ndarray:
         k = min(self.k + int(skip_self), len(self.reference_))
         out = np.empty(len(Xn), dtype=np.float64)
         for start in range(0, len(Xn), 1024):  # bounded memory for big batches
@@ -88,48 +184,102 @@ class UnknownDetector:
             out[start:start + 1024] = 1.0 - kth
         return out
 
-    def score(self, X: np.ndarray) -> np.ndarray:
-        """Cosine distance to the k-th nearest training feature, shape (N,); higher = less familiar."""
-        check_is_fitted(self, "reference_")
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        """(N, n_scores): squared Mahalanobis distance to the nearest class mean[, minus max logit]."""
+        Z = _normalise(X).astype(np.float32)
+        ZP = Z @ self.precision_
+        mP = self.means_ @ self.precision_
+        d2 = (ZP * Z).sum(1)[:, None] - 2.0 * ZP @ self.means_.T + (mP * self.means_).sum(1)[None, :]
+        cols = [d2.min(axis=1).astype(np.float64)]
+        if hasattr(self, "logit_w_"):
+            cols.append(-(X @ self.logit_w_.T + self.logit_b_).max(axis=1).astype(np.float64))
+        return np.stack(cols, axis=1)
+
+    def _fuse(self, raw: np.ndarray) -> np.ndarray:
+        return np.nanmax((raw - self.norm_[0]) / self.norm_[1], axis=1)
+
+    def score_components(self, X: np.ndarray) -> np.ndarray:
+        """Each score on the common scale, shape (N, n_scores): columns ``to_dict()["scores"]``;
+        0 = the held-out median, 1 = its 90th percentile. Shows *why* an image is unknown."""
+        check_is_fitted(self, "norm_")
         Xa = check_features(X, name="X", n_features=self.n_features_in_)
-        return self._scores(_normalise(Xa))
+        return (self._raw(Xa) - self.norm_[0]) / self.norm_[1]
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Unknown score, shape (N,); higher = less familiar, above ``threshold_`` = unknown."""
+        check_is_fitted(self, "threshold_")
+        Xa = check_features(X, name="X", n_features=self.n_features_in_)
+        if self.method == "knn":
+            return self._knn(_normalise(Xa))
+        return self._fuse(self._raw(Xa))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """True where an image is unknown (score above ``threshold_``)."""
         return self.score(X) > self.threshold_
 
-    def to_dict(self) -> dict[str, float | int | str]:
+    # -- persistence --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, object]:
         """JSON-safe summary for the model's ``calibration["ood"]`` (``decide`` reads ``threshold``)."""
         check_is_fitted(self, "threshold_")
-        return {"method": "knn_cosine", "k": self.k, "quantile": self.quantile,
-                "threshold": self.threshold_, "n_reference": int(len(self.reference_))}
+        if self.method == "knn":
+            return {"method": "knn_cosine", "k": self.k, "quantile": self.quantile,
+                    "threshold": self.threshold_, "n_reference": len(self.reference_)}
+        scores = ["mahalanobis", "max_logit"][: self.norm_.shape[1]]
+        return {"method": self.method, "quantile": self.quantile, "threshold": self.threshold_,
+                "shrinkage": self.shrinkage, "n_classes": len(self.means_), "scores": scores}
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         """Tensors for ``SemcatModel.extra_tensors`` (safetensors-compatible, no pickle)."""
         check_is_fitted(self, "threshold_")
-        params = np.array([self.k, self.quantile, self.threshold_, self.max_reference, self.seed], dtype=np.float64)
-        return {f"{TENSOR_PREFIX}reference": self.reference_, f"{TENSOR_PREFIX}params": params}
+        p = TENSOR_PREFIX
+        if self.method == "knn":  # the version-1 layout, unchanged
+            params = np.array([self.k, self.quantile, self.threshold_, self.max_reference, self.seed], dtype=np.float64)
+            return {f"{p}reference": self.reference_, f"{p}params": params}
+        out = {f"{p}version": np.array([_FORMAT_VERSION], np.int64),
+               f"{p}params": np.array([self.quantile, self.threshold_, self.shrinkage, self.seed], np.float64),
+               f"{p}means": self.means_, f"{p}precision": self.precision_, f"{p}norm": self.norm_}
+        if hasattr(self, "logit_w_"):
+            out.update({f"{p}logit_w": self.logit_w_, f"{p}logit_b": self.logit_b_})
+        return out
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, np.ndarray]) -> UnknownDetector:
-        """Rebuild a fitted detector from ``to_tensors`` output (other keys are ignored)."""
+        """Rebuild a fitted detector from ``to_tensors`` output (other keys are ignored); reads
+        both the current layout and the version-1 (k-NN) layout of older models."""
+        p = TENSOR_PREFIX
+        version = int(np.asarray(tensors[f"{p}version"]).ravel()[0]) if f"{p}version" in tensors else 1
+        if version not in (1, _FORMAT_VERSION):
+            raise ValueError(
+                f"this model's unknown detector has format version {version}; this semcat reads versions "
+                f"1-{_FORMAT_VERSION}. Upgrade semcat, or re-run `semcat calibrate` with this version.")
         try:
-            ref = np.asarray(tensors[f"{TENSOR_PREFIX}reference"], dtype=np.float32)
-            k, quantile, threshold, max_reference, seed = np.asarray(tensors[f"{TENSOR_PREFIX}params"]).tolist()
+            if version == 1:
+                ref = np.asarray(tensors[f"{p}reference"], dtype=np.float32)
+                k, quantile, threshold, max_reference, seed = np.asarray(tensors[f"{p}params"]).tolist()
+                self = cls(method="knn", k=int(k), quantile=float(quantile), max_reference=int(max_reference), seed=int(seed))
+                self.reference_ = ref
+                self.n_features_in_ = ref.shape[1]
+            else:
+                quantile, threshold, shrinkage, seed = np.asarray(tensors[f"{p}params"]).tolist()
+                self = cls(quantile=float(quantile), shrinkage=float(shrinkage), seed=int(seed))
+                self.means_ = np.asarray(tensors[f"{p}means"], np.float32)
+                self.precision_ = np.asarray(tensors[f"{p}precision"], np.float32)
+                self.norm_ = np.asarray(tensors[f"{p}norm"], np.float64)
+                if f"{p}logit_w" in tensors:
+                    self.logit_w_ = np.asarray(tensors[f"{p}logit_w"], np.float32)
+                    self.logit_b_ = np.asarray(tensors[f"{p}logit_b"], np.float32)
+                self.n_features_in_ = self.precision_.shape[1]
         except (KeyError, ValueError) as exc:
             raise ValueError(
-                f"unknown-detector tensors are missing or malformed ({exc}); expected "
-                f"{TENSOR_PREFIX}reference and {TENSOR_PREFIX}params. Re-run `semcat calibrate`."
+                f"unknown-detector tensors are missing or malformed ({exc}); expected {p}params with "
+                f"{p}reference (version 1) or {p}means/{p}precision/{p}norm (version 2). Re-run `semcat calibrate`."
             ) from None
-        self = cls(k=int(k), quantile=float(quantile), max_reference=int(max_reference), seed=int(seed))
-        self.reference_ = ref
-        self.n_features_in_ = ref.shape[1]
         self.threshold_ = float(threshold)
         return self
 
 
 def load_detector(extra_tensors: Mapping[str, np.ndarray] | None) -> UnknownDetector | None:
     """The detector stored in a model's ``extra_tensors``, or None when the model has none."""
-    if not extra_tensors or f"{TENSOR_PREFIX}reference" not in extra_tensors:
+    if not extra_tensors or not {f"{TENSOR_PREFIX}reference", f"{TENSOR_PREFIX}version"} & set(extra_tensors):
         return None
     return UnknownDetector.from_tensors(extra_tensors)

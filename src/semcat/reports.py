@@ -267,7 +267,7 @@ def render_report(model: Any) -> str:
                      f"<p>temperature {_fmt(cal.get('temperature'))}; automatic label when top score ≥ "
                      f"<b>{'never' if cal['t_auto'] > 1 else _fmt(cal['t_auto'])}</b> (target precision {_fmt(cal.get('target_precision'))}); "
                      f"suggest the top two when ≥ <b>{_fmt(cal.get('t_suggest'))}</b>; manual below; "
-                     f"unknown when the feature distance exceeds {_fmt(ood.get('threshold'))}. "
+                     f"unknown when the unknown score exceeds {_fmt(ood.get('threshold'))}. "
                      f"ECE {_fmt(cal.get('ece_before'))} → {_fmt(cal.get('ece_after'))} after temperature scaling.</p>")
         parts.append(_bands_table(cal.get("bands") or {}))
         parts.append("<p class='note'>Shares and precision measured on the held-out images used for calibration.</p>")

@@ -106,11 +106,12 @@ def calibrate(
         err_console.print(f"warning: only {len(heldout)} held-out images: thresholds will be rough")
     summary = BatchSummary()
     X_val, y_val = _features(model, heldout, summary, "held-out")
-    X_train, _ = _features(model, train, summary, "training reference")
+    X_train, y_train = _features(model, train, summary, "training reference")
     try:
         from semcat.ood import UnknownDetector
 
         cal = calibrate_model(model, X_val, y_val, X_train, target_precision=target_precision, source=source,
+                              y_train=y_train,
                               detector=UnknownDetector(quantile=quantile))
     except ValueError as exc:
         err_console.print(f"[red]error[/red]: {exc}")

@@ -1,0 +1,148 @@
+"""Unknown detection, leave one category out: how often is an unseen category flagged?
+
+Usage: ``python benchmarks/ood.py [PER_CLASS] [--size 176] [--backbone efficientnet_lite0]``.
+Writes synthetic train/val/test sets (``semcat.synth``, data bars on, seeds 31/32/33, PER_CLASS
+images per category each) and ten scikit-image sample photographs (gray), extracts features through
+the default FeatureStore (a rerun only regenerates the images, ~10 s). Then, for each of the 10
+categories in turn, it fits each detector on the training features of the other nine (with their
+labels), sets the threshold on their val features (quantile 0.97) and reports the share flagged
+``unknown`` of: all images of the left-out category (train+val+test), the photographs, and the
+test images of the nine known categories. Detectors, in the same run: the previous default (k-NN
+cosine, k=3) as the baseline, the current default (Mahalanobis + max logit, max of the two) and
+each of its two scores alone. Issue 5's bar: left-out ≥ 80%, photos ≥ 90%, known ≤ 5%.
+Results go to ``benchmarks/results/ood.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from semcat import CATEGORIES
+from semcat._io import atomic_write_text
+from semcat.ood import UnknownDetector
+
+OUT = Path(__file__).resolve().parent / "results" / "ood.md"
+PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "clock", "rocket",
+          "immunohistochemistry", "hubble_deep_field", "moon")
+SPLITS = {"train": 31, "val": 32, "test": 33}
+
+Scorer = Callable[[np.ndarray], np.ndarray]  # features → score, higher = less familiar
+
+
+def write_images(root: Path, per_class: int, size: int) -> None:
+    """The three synthetic splits and the gray photographs, as TIFFs under ``root``."""
+    import skimage.data
+    import tifffile
+
+    from semcat.synth import write_dataset
+
+    for split, seed in SPLITS.items():
+        write_dataset(root / split, per_class=per_class, size=size, seed=seed, databar=True)
+    (root / "photos").mkdir(parents=True, exist_ok=True)
+    for name in PHOTOS:
+        img = getattr(skimage.data, name)()
+        gray = img if img.ndim == 2 else (img[..., :3] @ [0.299, 0.587, 0.114]).astype(np.uint8)
+        tifffile.imwrite(root / "photos" / f"{name}.tif", gray)
+
+
+def features(root: Path, backbone: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(features, labels) per split; labels are the category folder names."""
+    from semcat.model import extract_backbone_features
+
+    out = {}
+    for split in (*SPLITS, "photos"):
+        paths = sorted((root / split).rglob("*.tif"))
+        ok, _, X, errors, _ = extract_backbone_features(paths, backbone, view="center", crop_databar=True,
+                                                        store="default", progress=True)
+        if errors:
+            raise RuntimeError(f"feature extraction failed: {errors[:3]}")
+        out[split] = (X, np.array([Path(p).parent.name for p in ok]))
+    return out
+
+
+def detectors(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, quantile: float) -> dict[str, tuple[Scorer, float]]:
+    """Each detector fitted on (X, y) as (score function, threshold set on ``X_val``)."""
+    knn = UnknownDetector(method="knn", k=3, quantile=quantile).fit(X, X_val)
+    fused = UnknownDetector(quantile=quantile).fit(X, X_val, y_train=y)
+    out: dict[str, tuple[Scorer, float]] = {"k-NN cosine, k=3 (baseline)": (knn.score, knn.threshold_),
+                                            "Mahalanobis + max logit (default)": (fused.score, fused.threshold_)}
+    val = fused.score_components(X_val)
+    for j, name in enumerate(fused.to_dict()["scores"]):  # type: ignore[arg-type]
+        out[f"{name} alone"] = (lambda Q, j=j: fused.score_components(Q)[:, j], float(np.quantile(val[:, j], quantile)))
+    return out
+
+
+def evaluate(data: dict[str, tuple[np.ndarray, np.ndarray]], quantile: float) -> dict[str, np.ndarray]:
+    """Per detector: array (categories, 4) of flagged shares (left-out, photos, known test) and the
+    AUROC of left-out vs known test images (threshold-free, so detectors compare at equal false alarms)."""
+    from sklearn.metrics import roc_auc_score
+
+    rates: dict[str, list[list[float]]] = {}
+    photos = data["photos"][0]
+    for cat in CATEGORIES:
+        keep = {s: data[s][1] != cat for s in SPLITS}
+        novel = np.concatenate([data[s][0][~keep[s]] for s in SPLITS])
+        dets = detectors(data["train"][0][keep["train"]], data["train"][1][keep["train"]],
+                         data["val"][0][keep["val"]], quantile)
+        known = data["test"][0][keep["test"]]
+        for name, (score, thr) in dets.items():
+            s_novel, s_known = score(novel), score(known)
+            auroc = roc_auc_score(np.r_[np.ones(len(s_novel)), np.zeros(len(s_known))], np.r_[s_novel, s_known])
+            rates.setdefault(name, []).append(
+                [(s_novel > thr).mean(), (score(photos) > thr).mean(), (s_known > thr).mean(), auroc])
+    return {k: np.array(v) for k, v in rates.items()}
+
+
+def markdown(rates: dict[str, np.ndarray], args: argparse.Namespace, seconds: float) -> str:
+    base = rates["k-NN cosine, k=3 (baseline)"].mean(axis=0)
+    lines = [
+        (f"# Unknown detection, one category left out ({args.per_class} images per category and split, "
+        f"{args.size} px, {args.backbone})"),
+        "",
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run time {seconds:.0f} s",
+        f"- machine: {platform.node()} · {platform.machine()} · {os.cpu_count()} CPUs · Python {platform.python_version()}",
+        (f"- threshold: {args.quantile:.2f} quantile of the val features of the 9 known categories; "
+        f"photos: {len(PHOTOS)} scikit-image samples, gray"),
+        "- issue 5's bar: left-out ≥ 80%, photos ≥ 90%, known ≤ 5%",
+        "",
+        "## Mean over the 10 left-out categories",
+        "",
+        "| detector | left-out flagged | photos flagged | known flagged | left-out vs baseline | AUROC left-out vs known |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rates.items():
+        m = r.mean(axis=0)
+        lines.append(f"| {name} | {100 * m[0]:.0f}% | {100 * m[1]:.0f}% | {100 * m[2]:.1f}% | {m[0] / max(base[0], 1e-9):.2f}x | {m[3]:.3f} |")
+    lines += ["", "## Left-out category flagged (AUROC vs known), per category", "",
+              "| left out | " + " | ".join(rates) + " |", "|---|" + "---:|" * len(rates)]
+    for i, cat in enumerate(CATEGORIES):
+        lines.append(f"| {cat} | " + " | ".join(f"{100 * r[i, 0]:.0f}% ({r[i, 3]:.2f})" for r in rates.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("per_class", nargs="?", type=int, default=20, help="images per category in each split")
+    ap.add_argument("--size", type=int, default=176, help="synthetic image side in pixels")
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--quantile", type=float, default=0.97)
+    args = ap.parse_args()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        write_images(Path(tmp), args.per_class, args.size)
+        data = features(Path(tmp), args.backbone)
+    text = markdown(evaluate(data, args.quantile), args, time.perf_counter() - start)
+    atomic_write_text(OUT, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
