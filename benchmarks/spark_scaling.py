@@ -49,11 +49,9 @@ def train_model(paths: list[str], out: Path) -> Path:
 
 
 def time_local(model_path: Path, paths: list[str], cores: int) -> float:
-    import torch
-
     from semcat.engines.local import classify
 
-    torch.set_num_threads(cores)
+    os.environ["SEMCAT_THREADS"] = str(cores)  # inference threads of the local engine's runtime
     t0 = time.perf_counter()
     preds = list(classify(str(model_path), paths, store=None))
     elapsed = time.perf_counter() - t0

@@ -45,7 +45,7 @@ import numpy as np
 
 from semcat._io import atomic_write, atomic_write_text, iter_image_files, sha256_bytes
 from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
-from semcat.config import default_feature_cache
+from semcat.config import compute_threads, default_feature_cache
 from semcat.errors import CacheError, ImageReadError
 from semcat.runtime import Runtime, load_runtime
 
@@ -577,7 +577,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _default_workers() -> int:
-    return max(2, min(4, os.cpu_count() or 1))
+    return max(2, min(4, compute_threads()))
 
 
 class _Progress:

@@ -30,7 +30,7 @@ import numpy as np
 
 from semcat._io import atomic_write_text
 from semcat.backbones import BackboneSpec, build_model
-from semcat.config import semcat_home
+from semcat.config import compute_threads, semcat_home
 from semcat.errors import SemcatError
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class TorchRuntime(Runtime):
         super().__init__(spec)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device == "cpu":
-            torch.set_num_threads(threads or os.cpu_count() or 1)
+            torch.set_num_threads(threads or compute_threads())
         self._format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = build_model(spec).to(self.device, memory_format=self._format)
 
@@ -135,9 +135,8 @@ class OpenVINORuntime(Runtime):
         self.device = "cpu"
         self.ir = ensure_ir(spec)
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = str(threads)
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint,
+                  "INFERENCE_NUM_THREADS": str(threads or compute_threads())}
         try:
             self.compiled = core.compile_model(core.read_model(str(self.ir)), "CPU", config)
         except Exception as e:
@@ -223,22 +222,23 @@ def load_runtime(spec: BackboneSpec, runtime: str | Runtime = "auto") -> Runtime
         return runtime
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}.")
-    return _cached_runtime(spec, _auto_choice(spec) if runtime == "auto" else runtime)
+    choice = _auto_choice(spec) if runtime == "auto" else runtime
+    return _cached_runtime(spec, choice, compute_threads())
 
 
 @lru_cache(maxsize=4)
-def _cached_runtime(spec: BackboneSpec, runtime: str) -> Runtime:
+def _cached_runtime(spec: BackboneSpec, runtime: str, threads: int) -> Runtime:
     if runtime == "openvino":
         if not openvino_available():
             raise SemcatError("--runtime openvino needs the openvino package: pip install openvino")
-        rt: Runtime = OpenVINORuntime(spec)
+        rt: Runtime = OpenVINORuntime(spec, threads=threads)
         if not is_faithful(spec):
             warnings.warn(
                 f"OpenVINO features for {spec.name} differ from torch fp32 (cosine < {FAITHFUL_COSINE}); "
                 "use --runtime torch for exact features.", stacklevel=3,
             )
         return rt
-    return TorchRuntime(spec)
+    return TorchRuntime(spec, threads=threads)
 
 
 def _auto_choice(spec: BackboneSpec) -> str:

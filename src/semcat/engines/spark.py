@@ -99,6 +99,7 @@ def spark_session(master: str = "local[2]", *, app_name: str = "semcat",
         .config("spark.python.worker.reuse", "true")
         .config("spark.task.cpus", "1")
         .config("spark.executorEnv.OMP_NUM_THREADS", "1")
+        .config("spark.executorEnv.SEMCAT_THREADS", "1")
         .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.showConsoleProgress", "false")
@@ -182,9 +183,10 @@ _MODELS: dict[str, Any] = {}
 
 
 def _one_thread() -> None:
-    """One torch thread per task: Spark already runs one task per core."""
+    """One inference thread per task (torch and OpenVINO): Spark already runs one task per core."""
     import torch
 
+    os.environ.setdefault("SEMCAT_THREADS", "1")
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
 
