@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from semcat.config import compute_threads, default_db_url, semcat_home
@@ -36,13 +37,17 @@ def test_runtime_cache_is_keyed_by_threads(monkeypatch) -> None:
     from semcat.runtime import load_runtime
 
     spec = get_backbone("efficientnet_lite0")
+    batch = np.zeros((1, 3, 224, 224), np.float32)
     before = torch.get_num_threads()
     try:
         monkeypatch.setenv("SEMCAT_THREADS", "1")
         one = load_runtime(spec, "torch")
-        assert torch.get_num_threads() == 1
+        one(batch)
+        assert one.threads == 1 and torch.get_num_threads() == 1
         assert load_runtime(spec, "torch") is one
         monkeypatch.setenv("SEMCAT_THREADS", "2")
-        assert load_runtime(spec, "torch") is not one and torch.get_num_threads() == 2
+        two = load_runtime(spec, "torch")
+        two(batch)
+        assert two is not one and two.threads == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -478,7 +478,9 @@ def iter_features(
                 chunk, n_new = [], 0
                 yield result
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Wait for the decodes already running (a few images): threads still inside native code
+        # when the interpreter exits after Ctrl-C abort the process ("exception not rethrown").
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         if store is not None:
             _maybe_compact(store, key)

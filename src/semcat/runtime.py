@@ -105,14 +105,15 @@ class TorchRuntime(Runtime):
 
         super().__init__(spec)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cpu":
-            torch.set_num_threads(threads or compute_threads())
+        self.threads = threads or compute_threads()
         self._format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = build_model(spec).to(self.device, memory_format=self._format)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
+        if self.device == "cpu" and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)  # process-global: another runtime may have changed it
         x = torch.from_numpy(batch).to(self.device, memory_format=self._format, non_blocking=True)
         with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             return self.model(x).float().cpu().numpy()
