@@ -5,13 +5,13 @@ gets its own schema (dropped afterwards), so tests never see each other's rows.
 """
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from test_web_helpers import fresh_pg_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -20,23 +20,7 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'catalog.db'}"
         return
-    import sqlalchemy as sa
-
-    base = request.getfixturevalue("pg_url")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(base)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError as e:
-        from conftest import missing_service
-
-        missing_service(f"PostgreSQL at {base} unreachable: {e.orig}")
-    sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    engine.dispose()
+    yield from fresh_pg_url(request)
 
 
 FEI_TEMPLATE = """[User]
