@@ -433,12 +433,12 @@ def iter_features(
     def load(path: Path) -> _Item:
         item = _Item(path)
         try:
-            data = _read_bytes(path)
+            from semcat.images import read_file_bytes, read_image_bytes
+
+            data = read_file_bytes(path)
             item.sha256 = sha256_bytes(data)
             if store is not None and store.contains(key, [item.sha256], refresh=False):
                 return item
-            from semcat.images import read_image_bytes
-
             img, _ = read_image_bytes(data, path, crop_databar=crop_databar, max_side=2 * spec.input_size)
             item.gray = _preprocess_gray(img, spec.input_size, spec.interpolation, view)
         except ImageReadError as e:
@@ -563,19 +563,6 @@ def _maybe_compact(store: FeatureStore, key: str) -> None:
         store.compact(key, max_rows=4096, min_shards=64)
     except (CacheError, OSError):
         pass  # compaction is an optimisation; a bad shard is reported by the next read
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a folder, not an image file") from None
-    except PermissionError:
-        raise ImageReadError(path, "permission denied: cannot read the file (check its permissions)") from None
-    except OSError as e:
-        raise ImageReadError(path, f"cannot read the file: {e.strerror or e}") from None
 
 
 def _default_workers() -> int:

@@ -30,7 +30,7 @@ from semcat.semmeta import databar_rows_from_metadata, parse_tiff_tags
 if TYPE_CHECKING:
     from semcat.semmeta import SemMetadata
 
-__all__ = ["ImageInfo", "read_image", "read_image_bytes", "detect_databar", "to_gray_float",
+__all__ = ["ImageInfo", "read_image", "read_image_bytes", "read_file_bytes", "detect_databar", "to_gray_float",
            "sniff_format"]
 
 MIN_SIDE = 8
@@ -98,10 +98,17 @@ def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | N
         For missing, unreadable, empty, truncated, non-image, too small or too large files.
     """
     p = Path(path)
+    return read_image_bytes(read_file_bytes(p), p, crop_databar=crop_databar, max_side=max_side,
+                            max_pixels=max_pixels)
+
+
+def read_file_bytes(path: str | Path) -> bytes:
+    """A file's bytes, or an ``ImageReadError`` that says why not (missing, folder, FIFO, permissions)."""
+    p = Path(path)
     try:
         if p.exists() and not (p.is_file() or p.is_dir()):  # reading a FIFO would block forever
             raise ImageReadError(p, "not a regular file (a FIFO, socket or device): give an image file")
-        data = p.read_bytes()
+        return p.read_bytes()
     except FileNotFoundError:
         raise ImageReadError(p, "file not found") from None
     except IsADirectoryError:
@@ -110,8 +117,6 @@ def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | N
         raise ImageReadError(p, "permission denied: cannot read the file (check its permissions)") from None
     except OSError as exc:
         raise ImageReadError(p, f"cannot read the file: {exc.strerror or exc}") from None
-    return read_image_bytes(data, p, crop_databar=crop_databar, max_side=max_side,
-                            max_pixels=max_pixels)
 
 
 def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar: bool = True,
