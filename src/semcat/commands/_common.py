@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 
 import typer
 from rich.console import Console
@@ -43,3 +44,10 @@ class BatchSummary:
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+class Engine(str, Enum):
+    """Where batch work runs: this machine (threads) or a Spark cluster (``--master``)."""
+
+    local = "local"
+    spark = "spark"

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from semcat.commands._common import err_console, error_line
+from semcat.commands._common import Engine, err_console, error_line
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
@@ -20,10 +20,6 @@ ModelOpt = Annotated[Optional[Path], typer.Option(
     "--model", help="Model artifact (.semcat) used to classify new images; without it images are "
                     "catalogued unclassified.", exists=True, dir_okay=False, readable=True)]
 
-
-class Engine(str, Enum):
-    local = "local"
-    spark = "spark"
 
 
 class OutFormat(str, Enum):

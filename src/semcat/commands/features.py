@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console
+from semcat.commands._common import Engine, BatchSummary, err_console
 
 
 class RuntimeChoice(str, Enum):
@@ -24,10 +24,6 @@ class ViewChoice(str, Enum):
     center = "center"
     tiles5 = "tiles5"
 
-
-class EngineChoice(str, Enum):
-    local = "local"
-    spark = "spark"
 
 
 def backbones(
@@ -64,7 +60,7 @@ def features(
     no_crop_databar: Annotated[bool, typer.Option("--no-crop-databar", help="Keep the instrument data bar (default: crop it).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write features to this .npz (paths, sha256, features), or a Parquet folder with --engine spark.")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete this backbone/preprocessing's cached features first (e.g. after a CacheError).")] = False,
-    engine: Annotated[EngineChoice, typer.Option("--engine", help="local (threads + one process) or spark.")] = EngineChoice.local,
+    engine: Annotated[Engine, typer.Option("--engine", help="local (threads + one process) or spark.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL with --engine spark.")] = "local[2]",
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode threads (default: min(4, cores)).")] = None,
 ) -> None:
@@ -80,7 +76,7 @@ def features(
     crop = not no_crop_databar
     try:
         spec = get_backbone(backbone, weights=str(weights) if weights else None)
-        if engine is EngineChoice.spark:
+        if engine is Engine.spark:
             if out is None:
                 raise typer.BadParameter("--engine spark needs --out (a Parquet folder)", param_hint="--out")
             from semcat.engines import spark

@@ -14,7 +14,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console
+from semcat.commands._common import Engine, BatchSummary, err_console
 
 
 class Solver(str, Enum):
@@ -28,10 +28,6 @@ class Split(str, Enum):
     val = "val"
     test = "test"
 
-
-class Engine(str, Enum):
-    local = "local"
-    spark = "spark"
 
 
 def _fail(message: str, code: int = 2) -> None:
