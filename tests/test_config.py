@@ -51,3 +51,18 @@ def test_runtime_cache_is_keyed_by_threads(monkeypatch) -> None:
         assert two is not one and two.threads == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_openvino_pins_threads_only_when_it_owns_every_core() -> None:
+    """Two 1-thread processes (Spark tasks on local[2]) would both be pinned to core 0 and
+    share it: measured, two such processes ran at half speed each until pinning was turned off."""
+    from semcat.backbones import get_backbone
+    from semcat.runtime import OpenVINORuntime
+
+    spec = get_backbone("efficientnet_lite0")
+    cores = os.cpu_count() or 1
+    one = OpenVINORuntime(spec, threads=1)
+    assert one.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert one.compiled.get_property("ENABLE_CPU_PINNING") is (cores == 1)
+    every = OpenVINORuntime(spec, threads=cores)
+    assert every.compiled.get_property("ENABLE_CPU_PINNING") is True

@@ -136,8 +136,13 @@ class OpenVINORuntime(Runtime):
         self.device = "cpu"
         self.ir = ensure_ir(spec)
         core = ov.Core()
+        n_threads = threads or compute_threads()
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint,
-                  "INFERENCE_NUM_THREADS": str(threads or compute_threads())}
+                  "INFERENCE_NUM_THREADS": str(n_threads),
+                  # OpenVINO pins its threads to the first cores: two 1-thread processes (Spark
+                  # tasks) would share core 0 and run no faster than one. Pin only when this
+                  # process owns every core.
+                  "ENABLE_CPU_PINNING": n_threads >= (os.cpu_count() or 1)}
         try:
             self.compiled = core.compile_model(core.read_model(str(self.ir)), "CPU", config)
         except Exception as e:
