@@ -10,12 +10,18 @@ Measured in the same run, end to end (decode + preprocess + inference), no featu
 - the paper's setup (baseline): timm ``inception_v3`` (random weights; speed does not depend on
   them) at 299 px, plain eager fp32 PyTorch, no channels_last, PIL decode, one image at a time
   through preprocessing, batches of 32 through the model;
-- peak RSS of a separate process extracting ``--rss-n`` (default 2,000) files.
+- the paper's exact framework: TensorFlow Keras InceptionV3 at 299 px (``keras_baseline.py``),
+  run by ``--tf-python`` (default ``$SEMCAT_TF_PYTHON``, else this Python) when that Python has
+  ``tensorflow-cpu``; TensorFlow and torch want different numpy versions, so a separate venv is
+  the usual way: ``python -m venv /tmp/tf && /tmp/tf/bin/pip install tensorflow-cpu pillow``;
+- peak RSS of a separate process extracting ``--rss-n`` (default 2,000) files, with the OpenVINO
+  IR already converted (conversion is once per machine and needs torch; it adds ~300 MiB).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import resource
 import subprocess
@@ -32,11 +38,12 @@ RESULTS = Path(__file__).resolve().parent / "results" / "features.md"
 
 
 def make_images(root: Path, n: int) -> list[Path]:
+    """``n`` synthetic 1024x768 TIFFs under ``root`` (written once: a kept ``--images`` folder is reused)."""
     from semcat import CATEGORIES
     from semcat.synth import write_dataset
 
-    per_class = -(-n // len(CATEGORIES))
-    write_dataset(root, per_class=per_class, shape=(768, 1024), seed=0, fmt="tif")
+    if len(list(root.rglob("*.tif"))) < n:
+        write_dataset(root, per_class=-(-n // len(CATEGORIES)), shape=(768, 1024), seed=0, fmt="tif")
     return sorted(root.rglob("*.tif"))[:n]
 
 
@@ -72,6 +79,19 @@ def baseline_rate(files: list[Path]) -> float:
     return len(files) / (time.perf_counter() - t)
 
 
+def keras_rate(files: list[Path], python: str, tmp: Path) -> tuple[float, str] | None:
+    """(images/s, TensorFlow version) of the Keras baseline, or None when ``python`` lacks TensorFlow."""
+    listing = tmp / "keras_files.txt"
+    listing.write_text("\n".join(map(str, files)), encoding="utf-8")
+    script = Path(__file__).with_name("keras_baseline.py")
+    run = subprocess.run([python, str(script), str(listing)], capture_output=True, text=True)
+    if run.returncode != 0:
+        print(f"Keras baseline skipped ({python}): {run.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    return out["images_per_s"], out["tensorflow"]
+
+
 def rss_child(folder: str) -> None:
     from semcat.features import iter_features
 
@@ -97,6 +117,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="images for the semcat runs")
     ap.add_argument("--n-baseline", type=int, default=128, help="images for the slow baseline and variants")
     ap.add_argument("--rss-n", type=int, default=2000, help="files in the peak-RSS run")
+    ap.add_argument("--tf-python", default=os.environ.get("SEMCAT_TF_PYTHON", sys.executable),
+                    help="a Python with tensorflow-cpu for the Keras baseline (skipped without it)")
+    ap.add_argument("--images", type=Path, help="keep the generated TIFFs here and reuse them (default: temp)")
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -108,7 +131,7 @@ def main() -> None:
 
     spec = get_backbone("efficientnet_lite0")
     with tempfile.TemporaryDirectory() as tmp:
-        files = make_images(Path(tmp) / "imgs", args.n)
+        files = make_images(args.images or Path(tmp) / "imgs", args.n)
         sub = files[: min(args.n_baseline, len(files))]
         auto = load_runtime(spec, "auto")
         rows = [("semcat default (efficientnet_lite0, auto → " + auto.name + ")", len(files), semcat_rate(files, auto))]
@@ -118,6 +141,9 @@ def main() -> None:
             rows.append((label, len(sub), semcat_rate(sub, rt)))
         base = baseline_rate(sub)
         rows.append(("paper setup: inception_v3 299px eager fp32, PIL", len(sub), base))
+        keras = keras_rate(sub, args.tf_python, Path(tmp))
+        if keras is not None:
+            rows.append((f"paper's framework: TensorFlow {keras[1]} Keras InceptionV3 299px, PIL", len(sub), keras[0]))
         n_rss, rss = peak_rss(files, args.rss_n, Path(tmp))
 
     lines = [
@@ -128,6 +154,8 @@ def main() -> None:
         "", "| setup | images | images/s | vs paper setup |", "|---|---:|---:|---:|",
     ]
     lines += [f"| {label} | {n} | {rate:.1f} | {rate / base:.1f}x |" for label, n, rate in rows]
+    if keras is not None:
+        lines += ["", f"semcat default vs the Keras InceptionV3 baseline: {rows[0][2] / keras[0]:.1f}x."]
     lines += ["", f"Peak RSS extracting {n_rss} files in a fresh process (semcat default): {rss} MiB.",
               "", "Targets (quiet 2-core machine): ≥ 200 images/s and ≥ 5x the paper setup; peak RSS < 2 GB.", ""]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
