@@ -103,6 +103,9 @@ def test_search_filters_on_metadata(catalog_url: str, archive_copy: Path) -> Non
     by_mag = cat.search(mag_min=1, order="magnification")
     assert [r.magnification for r in by_mag] == sorted(mags)
     assert len(cat.search(limit=4)) == 4 and len(cat.search(limit=100, offset=20)) == 5
+    wide = cat.count(mag_min=1)
+    assert cat.count(mag_min=1, at_most=3) == 3 < wide == cat.count(mag_min=1, at_most=wide + 5)
+    assert cat.count(text="FEI/MID_", at_most=10) == 2
     cat.close()
 
 

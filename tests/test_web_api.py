@@ -54,6 +54,20 @@ def test_grid_and_filters_match_the_catalog(site) -> None:
     assert len(page["images"]) == 5 and page["prev_offset"] == 0 and page["next_offset"] == 10
     html = c.get("/", params={"decision": "manual"}).text
     assert html.count('class="card"') == manual["total"]
+    assert data["total_is_lower_bound"] is False and "21 images" in c.get("/").text
+
+
+def test_broad_search_counts_up_to_a_cap(site, monkeypatch) -> None:
+    """A page of a million matches says "10,000+" instead of counting them all."""
+    from semcat.web import browse
+
+    monkeypatch.setattr(browse, "COUNT_CAP", 6)
+    c = client(site[0])
+    first = c.get("/api/images", params={"limit": 4}).json()
+    assert first["total"] == 6 and first["total_is_lower_bound"] and first["next_offset"] == 4
+    last = c.get("/api/images", params={"limit": 4, "offset": 17}).json()  # 21 images: 17..20
+    assert last["total"] == 21 and not last["total_is_lower_bound"] and last["next_offset"] is None
+    assert "6+ images" in c.get("/", params={"limit": 4}).text
 
 
 @pytest.mark.parametrize("query, problem", [

@@ -162,9 +162,14 @@ def run_search(conn: Connection, f: Filters, *, limit: int = 100, offset: int = 
     return list(conn.execute(q).scalars())
 
 
-def count_query(f: Filters, *, fts: bool = False) -> Select[Any]:
-    """SELECT COUNT(*) of matching images."""
-    return select(func.count()).select_from(Image).where(and_(True, *conditions(f, fts=fts)))
+def count_query(f: Filters, *, fts: bool = False, at_most: int | None = None) -> Select[Any]:
+    """SELECT COUNT(*) of matching images, or of the first ``at_most`` of them."""
+    where = and_(True, *conditions(f, fts=fts))
+    if at_most is None:
+        return select(func.count()).select_from(Image).where(where)
+    if at_most < 0:
+        raise ValueError(f"at_most must be >= 0; got {at_most}")
+    return select(func.count()).select_from(select(Image.sha256).where(where).limit(at_most).subquery())
 
 
 def parse_measurement(spec: str) -> tuple[str, float | None, float | None]:

@@ -199,11 +199,16 @@ def search_cmd(
     cat = _open(db)
     try:
         records = cat.search(**filters, limit=limit, order=order)
-        total = cat.count(**filters)
+        cap = max(_COUNT_CAP, limit + 1)
+        total = cat.count(**filters, at_most=cap)
     finally:
         cat.close()
     _print_records(records, fmt)
-    err_console.print(f"{len(records)} of {total} matching images shown", highlight=False)
+    shown = f"{cap:,}+" if total >= cap else f"{total:,}"
+    err_console.print(f"{len(records)} of {shown} matching images shown", highlight=False)
+
+
+_COUNT_CAP = 10_000  # `search` stops counting matches here ("50 of 10,000+ ... shown")
 
 
 def _print_records(records: list[Any], fmt: OutFormat) -> None:

@@ -93,14 +93,19 @@ class SearchFilters:
         self.order, self.limit, self.offset = order, limit, offset
 
 
+COUNT_CAP = 10_000
+"""The catalog page counts matches up to here and then says "10,000+"."""
+
+
 def catalog_page(request: Request, f: Annotated[SearchFilters, Depends()]) -> Response:
     """Search the catalog: matching images (newest first by default), with paging."""
     cat = state(request).catalog
     images = cat.search(**f.filters, limit=f.limit, offset=f.offset, order=f.order)
-    total = cat.count(**f.filters)
+    cap = max(COUNT_CAP, f.offset + f.limit + 1)  # enough to know whether a next page exists
+    total = cat.count(**f.filters, at_most=cap)
     paging = {k: v for k, v in f.form.items() if k not in ("offset",)}
     context = {
-        "total": total, "offset": f.offset, "limit": f.limit, "filters": f.form,
+        "total": total, "total_is_lower_bound": total >= cap, "offset": f.offset, "limit": f.limit, "filters": f.form,
         "images": [r.to_dict() for r in images],
         "prev_offset": max(0, f.offset - f.limit) if f.offset else None,
         "next_offset": f.offset + f.limit if f.offset + f.limit < total else None,
