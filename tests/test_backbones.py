@@ -170,20 +170,27 @@ def test_openvino_matches_torch_fp32(lite0) -> None:
 
 
 @pytest.mark.skipif(os.path.exists("/dev/nvidiactl"), reason="a CUDA machine uses the torch runtime")
-def test_openvino_run_does_not_import_torch(lite0, tmp_path) -> None:
-    """With the IR converted, extraction never loads torch (~480 MiB of CUDA libraries):
-    peak memory of a 2,000-image run falls from ~880 to ~410 MiB (benchmarks/features.py)."""
+def test_openvino_extraction_and_classification_do_not_import_torch(lite0, tmp_path) -> None:
+    """With the IR converted, extracting and classifying never load torch (~480 MiB of CUDA
+    libraries): peak memory of a 2,000-image run falls from ~880 to ~410 MiB (benchmarks/features.py)."""
+    from semcat.head import SoftmaxHead
+    from semcat.model import SemcatModel
     from semcat.runtime import ensure_ir
     from semcat.synth import write_dataset
 
     ensure_ir(lite0)  # conversion needs torch; this test's process already has it
     write_dataset(tmp_path / "imgs", per_class=1, size=96, seed=3)
+    rng = np.random.default_rng(0)
+    head = SoftmaxHead().fit(rng.random((20, lite0.feature_dim), np.float32), ["a", "b"] * 10)
+    SemcatModel(lite0.name, head, view="center", crop_databar=True).save(tmp_path / "m.semcat")
     code = ("import sys; from semcat.features import extract_features; "
+            "from semcat.engines.local import classify; "
             f"r = extract_features({str(tmp_path / 'imgs')!r}, store=None, progress=False); "
-            "print(len(r.paths), len(r.errors), 'torch' in sys.modules)")
+            f"p = list(classify({str(tmp_path / 'm.semcat')!r}, [{str(tmp_path / 'imgs')!r}], store=None)); "
+            "print(len(r.paths), sum(x.error is None for x in p), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"}).stdout.split()
-    assert out == ["10", "0", "False"]
+    assert out == ["10", "10", "False"]
 
 
 def test_runtime_refuses_wrong_input_shape(lite0) -> None:

@@ -16,11 +16,9 @@ iterations) and the parameters with the lowest validation loss are kept (early s
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from semcat._validation import (
     check_consistent_length,
@@ -28,6 +26,11 @@ from semcat._validation import (
     check_is_fitted,
     check_labels,
 )
+
+# torch is imported only to fit: predicting is NumPy, and a process that only classifies (a Spark
+# executor, `semcat classify`) saves torch's start-up and ~480 MiB of memory.
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["SoftmaxHead"]
 
@@ -162,6 +165,8 @@ class SoftmaxHead:
             mean = np.zeros(X.shape[1], np.float32)
             scale = np.ones(X.shape[1], np.float32)
 
+        import torch
+
         k, d = len(classes), X.shape[1]
         Xt = torch.from_numpy((X - mean) / scale)
         yt = torch.from_numpy(yi)
@@ -196,6 +201,8 @@ class SoftmaxHead:
         return self
 
     def _loss(self, W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        import torch.nn.functional as F
+
         loss = F.cross_entropy(X @ W.T + b, y, weight=weight)
         if self.weight_decay:
             loss = loss + 0.5 * float(self.weight_decay) * (W * W).sum()
@@ -257,6 +264,9 @@ class _Best:
         """Record this round; True when patience is exhausted."""
         if self.val is None:
             return False
+        import torch
+        import torch.nn.functional as F
+
         with torch.no_grad():
             loss = float(F.cross_entropy(self.val[0] @ W.T + b, self.val[1]))
         if loss < self.loss - 1e-6:
@@ -267,6 +277,8 @@ class _Best:
 
     def restore(self, W: torch.Tensor, b: torch.Tensor) -> float | None:
         if self.state is not None:
+            import torch
+
             with torch.no_grad():
                 W.copy_(self.state[0])
                 b.copy_(self.state[1])
@@ -279,6 +291,8 @@ def _fit_lbfgs(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-un
     Written out because torch.optim imports torch._dynamo (seconds of start-up, more than the
     whole fit) and scipy's L-BFGS-B runs BLAS threads that crawl on a busy machine.
     """
+    import torch
+
     k, d = W.shape
     n_params = k * (d + 1)
 
@@ -334,6 +348,8 @@ def _fit_lbfgs(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-un
 
 def _fit_adam(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-untyped-def]
     """Minibatch Adam (Kingma & Ba), written out: torch.optim's import costs seconds."""
+    import torch
+
     gen = torch.Generator().manual_seed(int(head.seed))
     n, bs = X.shape[0], int(head.batch_size)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
