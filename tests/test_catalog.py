@@ -158,6 +158,13 @@ def test_predictions_labels_tags_measurements(catalog_url: str, archive_copy: Pa
     assert cat.count(tag="batch-7") == 1
     assert cat.count(measurement=("coherency", 0.5, None)) == 1
     assert cat.count(measurement=("coherency", None, 0.5)) == 1
+    for sha in shas[:8]:  # a broad tag: SQLite's search walks the ingest-time index and probes each row
+        cat.add_tag(sha, "broad")
+        cat.set_measurement(sha, "width", 2.0, source="test")
+    for kw in ({"tag": "broad"}, {"measurement": ("width", 1.0, None)}, {"tag": "batch-7"}):
+        found = cat.search(**kw, limit=100)
+        assert {r.sha256 for r in found} == {r.sha256 for r in cat.search(**kw, limit=100, order="score")}
+        assert len(found) == cat.count(**kw) == (1 if kw.get("tag") == "batch-7" else 8)
     rec = cat.get(target)
     assert rec.tags == ["batch-7"] and rec.measurements == {"coherency": 0.8}
     assert rec.notes[0]["text"] == "charging artefacts"
