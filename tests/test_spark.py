@@ -147,3 +147,13 @@ def test_ingest_writes_spark_results_into_the_catalog(spark, images, model_path,
         # feature vectors were stored too: similarity search works on Spark-ingested images
         first = next(p for p in local.values() if p.error is None)
         assert len(cat.similar(first.sha256, k=3)) == 3
+
+
+def test_tasks_are_small_enough_to_balance_the_cores():
+    """At least 4 tasks per core; a big chunk is cut into tasks of about 128 images."""
+    from semcat.engines.spark import _auto_partitions
+
+    assert _auto_partitions(50, 2) == 8
+    assert _auto_partitions(3, 2) == 3
+    assert _auto_partitions(5000, 2) == 40 and 5000 / 40 <= 128
+    assert _auto_partitions(5000, 64) == 256

@@ -303,7 +303,7 @@ def _run_chunks(
     with _progress(progress, what, len(todo)) as advance:
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start:start + chunk_size]
-            n_parts = partitions or max(1, min(len(chunk), parallelism * 4))
+            n_parts = partitions or _auto_partitions(len(chunk), parallelism)
             rdd = spark.sparkContext.parallelize([(p,) for p in chunk], n_parts)
             df = spark.createDataFrame(rdd, "path string")
             result = df.mapInPandas(fn, schema).cache()
@@ -321,6 +321,17 @@ def _run_chunks(
                     failed += row["count"]
             advance(len(chunk))
     return ok, failed, skipped
+
+
+_TASK_IMAGES = 128
+"""Aim for tasks of about this many images: while the last task runs the other cores idle, so
+smaller tasks waste less at the end of a job (measured: with 625-image tasks two cores ran
+~10% slower than two independent processes), and a task still amortises its start-up."""
+
+
+def _auto_partitions(n_paths: int, parallelism: int) -> int:
+    """Tasks per chunk: at least 4 per core, and none much over ``_TASK_IMAGES`` images."""
+    return max(1, min(n_paths, max(parallelism * 4, -(-n_paths // _TASK_IMAGES))))
 
 
 class _progress:
@@ -391,7 +402,8 @@ def classify(
     chunk_size : int
         Paths per Spark job: the unit of progress and of work lost on Ctrl-C.
     partitions : int or None
-        Tasks per chunk; None = 4 per core so stragglers balance out.
+        Tasks per chunk; None = at least 4 per core and about 128 images per task, so
+        stragglers balance out and no core idles long at the end of a chunk.
     use_cache : bool
         Executors read/write the feature cache (``SEMCAT_HOME``); only with a cache on a
         shared filesystem, or each node keeps its own.
