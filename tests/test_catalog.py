@@ -252,10 +252,12 @@ def test_path_text_search_index_agrees_with_a_scan(catalog_url: str, archive_cop
         p.rename(p.with_name("Renamed-" + p.name))
     cat.ingest([archive_copy], progress=False)
     with cat.db.read() as conn:
-        for needle in ("renamed-", "fei/", "Tips", "mid", "zzz", "/particles/"):
+        for needle in ("renamed-", "fei/", "Tips", "mid", "zzz", "/particles/", "low_", "_a.t", "%", "50%",
+                       "fei/renamed-low_a.tif", "ren"):  # `_`/`%` are literal; long needles probe 8 trigrams
             scan = conn.execute(count_query(Filters(text=needle), fts=False)).scalar_one()
             assert cat.count(text=needle) == scan, needle
             assert len(cat.search(text=needle, limit=100)) == scan
     assert cat.count(text="renamed-") == 2 and cat.count(text="zzz") == 0
     assert cat.count(text="/Particles/") == 2
+    assert cat.count(text="low_") >= 1 and cat.count(text="l%w") == 0
     cat.close()

@@ -113,8 +113,10 @@ class Catalog:
         row (~0.1 s per million), too slow for a page that only says "10,000+".
         """
         with self.db.read() as conn:
-            fts = conn.dialect.name == "sqlite"
-            return conn.execute(_search.count_query(_search.Filters(**filters), fts=fts, at_most=at_most)).scalar_one()
+            f = _search.Filters(**filters)
+            q = _search.count_query(f, fts=conn.dialect.name == "sqlite", rare=_search.rare_trigrams(conn, f.text),
+                                    at_most=at_most)
+            return conn.execute(q).scalar_one()
 
     def iter_records(self, batch: int = 500, **filters: Any) -> Iterator[ImageRecord]:
         """Every matching record in hash order, in pages (constant memory, for export)."""

@@ -1,6 +1,7 @@
 """Search filters → one SQL query over the indexed, denormalised ``images`` table."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -46,11 +47,48 @@ def _fts_usable(text_: str) -> bool:
     return len(text_) >= 3 and not any(ch in text_ for ch in "%_\\")
 
 
-def conditions(f: Filters, *, fts: bool = False, probe: bool = False) -> list[ColumnElement[bool]]:
+_COMMON_TRIGRAM = 20_000
+"""A trigram in more paths than this is not used to find a path substring's candidates."""
+
+
+def rare_trigrams(conn: Connection, text_: str | None, *, most: int = 3, probes: int = 8) -> list[str]:
+    """Up to ``most`` of the substring's trigrams found in the fewest paths (each in fewer than
+    ``_COMMON_TRIGRAM``); [] when the trigram index cannot answer or every trigram is common.
+
+    FTS5 intersects the posting lists of every trigram of a LIKE pattern: for ``user42/Tips`` in
+    an archive where every path holds ``/archive/user``, reading the lists of ``use`` and ``ser``
+    (a million rows each) took most of a 60 ms search. A few rare trigrams find the candidates
+    in ~2 ms, and the whole substring is then checked with LIKE, so ``_`` and ``%`` (common in
+    file names, and wildcards to LIKE) are found through the index too. Each trigram is counted
+    with a LIMIT, and at most ``probes`` evenly spaced ones, so the choice itself stays cheap.
+    """
+    if conn.dialect.name != "sqlite" or not text_ or len(text_) < 3:
+        return []
+    needle = text_.lower()
+    trigrams = list(dict.fromkeys(needle[i:i + 3] for i in range(len(needle) - 2)))
+    if len(trigrams) > probes:
+        trigrams = [trigrams[round(i * (len(trigrams) - 1) / (probes - 1))] for i in range(probes)]
+    counts = {}
+    for tri in trigrams:
+        counts[tri] = conn.exec_driver_sql(
+            "SELECT count(*) FROM (SELECT 1 FROM image_paths_fts WHERE image_paths_fts MATCH ? LIMIT ?)",
+            (_phrase(tri), _COMMON_TRIGRAM)).scalar_one()
+    rare = sorted((n, tri) for tri, n in counts.items() if n < _COMMON_TRIGRAM)
+    return [tri for _, tri in rare[:most]]
+
+
+def _phrase(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+def conditions(f: Filters, *, fts: bool = False, probe: bool = False,
+               rare: Sequence[str] = ()) -> list[ColumnElement[bool]]:
     """SQL conditions for the filters that are set (an empty list matches everything).
 
     ``fts``: answer the path-substring filter from SQLite's trigram table (``image_paths_fts``)
-    instead of testing each image's paths (best when few images match). ``probe``: test tags and
+    instead of testing each image's paths (best when few images match); with ``rare`` (from
+    :func:`rare_trigrams`) only those trigrams find candidates, which are then checked against
+    the whole substring. ``probe``: test tags and
     measurements row by row (``EXISTS`` on their primary key) instead of collecting every match
     first (``IN``): faster when walking an index in result order, where a broad filter's
     collection of 10,000 hashes would cost more than the walk.
@@ -80,14 +118,18 @@ def conditions(f: Filters, *, fts: bool = False, probe: bool = False) -> list[Co
         c.append(Image.acquired >= _day_start(f.date_from))
     if f.date_to is not None:
         c.append(Image.acquired <= _day_end(f.date_to))
-    if f.text and fts and _fts_usable(f.text):
+    if f.text and fts and rare:
+        found = text("SELECT rowid FROM image_paths_fts WHERE image_paths_fts MATCH :fts_query").bindparams(
+            fts_query=" AND ".join(map(_phrase, rare))).columns(rowid=Integer)
+        c.append(Image.sha256.in_(select(ImagePath.sha256).where(
+            ImagePath.id.in_(found), func.lower(ImagePath.path).like(_like_pattern(f.text), escape="\\"))))
+    elif f.text and fts and _fts_usable(f.text):
         hits = text("SELECT rowid FROM image_paths_fts WHERE path LIKE :fts_pattern").bindparams(
             fts_pattern=f"%{f.text}%").columns(rowid=Integer)
         c.append(Image.sha256.in_(select(ImagePath.sha256).where(ImagePath.id.in_(hits))))
     elif f.text:
-        pattern = "%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         c.append(exists().where(ImagePath.sha256 == Image.sha256,  # a substring: no index helps
-                                func.lower(ImagePath.path).like(pattern.lower(), escape="\\")))
+                                func.lower(ImagePath.path).like(_like_pattern(f.text), escape="\\")))
     if f.tag:
         c.append(exists().where(Tag.sha256 == Image.sha256, Tag.tag == f.tag) if probe
                  else Image.sha256.in_(select(Tag.sha256).where(Tag.tag == f.tag)))
@@ -120,12 +162,17 @@ def _order(order: str, f: Filters) -> list[Any]:
     }[order]
 
 
+def _like_pattern(text_: str) -> str:
+    """A case-insensitive LIKE pattern (for ``lower(path)``) matching ``text_`` anywhere."""
+    return "%" + text_.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def search_query(f: Filters, *, limit: int = 100, offset: int = 0, order: str = "recent",
-                 fts: bool = False) -> Select[Any]:
+                 fts: bool = False, rare: Sequence[str] = ()) -> Select[Any]:
     """SELECT of matching image hashes, ordered and paged."""
     if limit < 0 or offset < 0:
         raise ValueError(f"limit and offset must be >= 0; got limit={limit}, offset={offset}")
-    return (select(Image.sha256).where(and_(True, *conditions(f, fts=fts)))
+    return (select(Image.sha256).where(and_(True, *conditions(f, fts=fts, rare=rare)))
             .order_by(*_order(order, f)).limit(limit).offset(offset))
 
 
@@ -155,7 +202,7 @@ def run_search(conn: Connection, f: Filters, *, limit: int = 100, offset: int = 
     Narrow filters keep their index. PostgreSQL has histograms and decides well alone.
     """
     sqlite_ = conn.dialect.name == "sqlite"
-    q = search_query(f, limit=limit, offset=offset, order=order, fts=sqlite_)
+    q = search_query(f, limit=limit, offset=offset, order=order, fts=sqlite_, rare=rare_trigrams(conn, f.text))
     if not (sqlite_ and order in ("recent", "oldest") and any(getattr(f, k) is not None for k in _RANGE_FIELDS)):
         return list(conn.execute(q).scalars())
     conds = conditions(f, probe=True)
@@ -167,9 +214,10 @@ def run_search(conn: Connection, f: Filters, *, limit: int = 100, offset: int = 
     return list(conn.execute(q).scalars())
 
 
-def count_query(f: Filters, *, fts: bool = False, at_most: int | None = None) -> Select[Any]:
+def count_query(f: Filters, *, fts: bool = False, rare: Sequence[str] = (),
+                at_most: int | None = None) -> Select[Any]:
     """SELECT COUNT(*) of matching images, or of the first ``at_most`` of them."""
-    where = and_(True, *conditions(f, fts=fts))
+    where = and_(True, *conditions(f, fts=fts, rare=rare))
     if at_most is None:
         return select(func.count()).select_from(Image).where(where)
     if at_most < 0:
