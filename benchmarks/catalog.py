@@ -93,6 +93,7 @@ QUERIES: list[tuple[str, dict]] = [
     ("tag", {"tag": "project-7"}),
     ("measurement range", {"measurement": ("coherency", 0.9, None)}),
     ("path text (substring, trigram index)", {"text": "user42/Tips"}),
+    ("path text with _ (file-name part)", {"text": "sample12_"}),
 ]
 
 
