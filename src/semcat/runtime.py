@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -259,8 +260,6 @@ def _cuda_available() -> bool:
     Importing a CUDA build of torch maps ~480 MiB of libraries into the process: with the IR
     cached, an OpenVINO run never needs torch, and peak memory is about half without it.
     """
-    import sys
-
     if "torch" not in sys.modules and sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
         return False
     import torch
