@@ -260,4 +260,7 @@ def test_path_text_search_index_agrees_with_a_scan(catalog_url: str, archive_cop
     assert cat.count(text="renamed-") == 2 and cat.count(text="zzz") == 0
     assert cat.count(text="/Particles/") == 2
     assert cat.count(text="low_") >= 1 and cat.count(text="l%w") == 0
+    if cat.db.engine.dialect.name == "sqlite":  # a cached trigram choice gone stale changes no result
+        cat._rare_trigrams["renamed-"] = ["ren"]
+        assert cat.count(text="renamed-") == 2 and len(cat.search(text="renamed-")) == 2
     cat.close()

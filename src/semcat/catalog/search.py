@@ -51,7 +51,13 @@ _COMMON_TRIGRAM = 20_000
 """A trigram in more paths than this is not used to find a path substring's candidates."""
 
 
-def rare_trigrams(conn: Connection, text_: str | None, *, most: int = 3, probes: int = 8) -> list[str]:
+COUNT_CAP = 10_000
+"""Pages and `semcat search` count matches up to here and then say "10,000+": an exact count of
+a broad filter reads every matching row (~0.1 s per million)."""
+
+
+def rare_trigrams(conn: Connection, text_: str | None, *, most: int = 3, probes: int = 8,
+                  cache: dict[str, list[str]] | None = None) -> list[str]:
     """Up to ``most`` of the substring's trigrams found in the fewest paths (each in fewer than
     ``_COMMON_TRIGRAM``); [] when the trigram index cannot answer or every trigram is common.
 
@@ -61,10 +67,15 @@ def rare_trigrams(conn: Connection, text_: str | None, *, most: int = 3, probes:
     in ~2 ms, and the whole substring is then checked with LIKE, so ``_`` and ``%`` (common in
     file names, and wildcards to LIKE) are found through the index too. Each trigram is counted
     with a LIMIT, and at most ``probes`` evenly spaced ones, so the choice itself stays cheap.
+
+    ``cache`` (needle → answer) saves the probes when a page searches and then counts: any
+    trigrams of the needle find every match, so an answer gone stale costs speed, never results.
     """
     if conn.dialect.name != "sqlite" or not text_ or len(text_) < 3:
         return []
     needle = text_.lower()
+    if cache is not None and needle in cache:
+        return cache[needle]
     trigrams = list(dict.fromkeys(needle[i:i + 3] for i in range(len(needle) - 2)))
     if len(trigrams) > probes:
         trigrams = [trigrams[round(i * (len(trigrams) - 1) / (probes - 1))] for i in range(probes)]
@@ -74,7 +85,12 @@ def rare_trigrams(conn: Connection, text_: str | None, *, most: int = 3, probes:
             "SELECT count(*) FROM (SELECT 1 FROM image_paths_fts WHERE image_paths_fts MATCH ? LIMIT ?)",
             (_phrase(tri), _COMMON_TRIGRAM)).scalar_one()
     rare = sorted((n, tri) for tri, n in counts.items() if n < _COMMON_TRIGRAM)
-    return [tri for _, tri in rare[:most]]
+    found = [tri for _, tri in rare[:most]]
+    if cache is not None:
+        if len(cache) >= 256:
+            cache.clear()
+        cache[needle] = found
+    return found
 
 
 def _phrase(s: str) -> str:
@@ -191,7 +207,7 @@ def _likely(conds: list[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
 
 
 def run_search(conn: Connection, f: Filters, *, limit: int = 100, offset: int = 0,
-               order: str = "recent") -> list[str]:
+               order: str = "recent", rare_cache: dict[str, list[str]] | None = None) -> list[str]:
     """Matching hashes, in order. On SQLite, broad range filters walk the ingest-time index.
 
     SQLite's planner (built without STAT4 histograms) always prefers a range index and then
@@ -202,15 +218,21 @@ def run_search(conn: Connection, f: Filters, *, limit: int = 100, offset: int = 
     Narrow filters keep their index. PostgreSQL has histograms and decides well alone.
     """
     sqlite_ = conn.dialect.name == "sqlite"
-    q = search_query(f, limit=limit, offset=offset, order=order, fts=sqlite_, rare=rare_trigrams(conn, f.text))
-    if not (sqlite_ and order in ("recent", "oldest") and any(getattr(f, k) is not None for k in _RANGE_FIELDS)):
+
+    def indexed() -> list[str]:  # the trigram probes run only when this plan is taken
+        rare = rare_trigrams(conn, f.text, cache=rare_cache)
+        q = search_query(f, limit=limit, offset=offset, order=order, fts=sqlite_, rare=rare)
         return list(conn.execute(q).scalars())
+
+    if not (sqlite_ and order in ("recent", "oldest") and any(getattr(f, k) is not None for k in _RANGE_FIELDS)):
+        return indexed()
     conds = conditions(f, probe=True)
     sample = select(Image.sha256).order_by(*_order(order, f)).limit(SAMPLE)
     hits = conn.execute(select(func.count()).select_from(Image)
                         .where(Image.sha256.in_(sample), *_likely(conds))).scalar_one()
-    if hits * MAX_SCAN >= (limit + offset) * SAMPLE:
-        q = select(Image.sha256).where(*_likely(conds)).order_by(*_order(order, f)).limit(limit).offset(offset)
+    if hits * MAX_SCAN < (limit + offset) * SAMPLE:
+        return indexed()
+    q = select(Image.sha256).where(*_likely(conds)).order_by(*_order(order, f)).limit(limit).offset(offset)
     return list(conn.execute(q).scalars())
 
 

@@ -21,7 +21,6 @@ ModelOpt = Annotated[Optional[Path], typer.Option(
                     "catalogued unclassified.", exists=True, dir_okay=False, readable=True)]
 
 
-
 class OutFormat(str, Enum):
     table = "table"
     json = "json"
@@ -199,16 +198,15 @@ def search_cmd(
     cat = _open(db)
     try:
         records = cat.search(**filters, limit=limit, order=order)
-        cap = max(_COUNT_CAP, limit + 1)
+        from semcat.catalog.search import COUNT_CAP
+
+        cap = max(COUNT_CAP, limit + 1)
         total = cat.count(**filters, at_most=cap)
     finally:
         cat.close()
     _print_records(records, fmt)
     shown = f"{cap:,}+" if total >= cap else f"{total:,}"
     err_console.print(f"{len(records)} of {shown} matching images shown", highlight=False)
-
-
-_COUNT_CAP = 10_000  # `search` stops counting matches here ("50 of 10,000+ ... shown")
 
 
 def _print_records(records: list[Any], fmt: OutFormat) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import Engine, BatchSummary, err_console
+from semcat.commands._common import BatchSummary, Engine, err_console
 
 
 class RuntimeChoice(str, Enum):
@@ -23,7 +23,6 @@ class ViewChoice(str, Enum):
     full = "full"
     center = "center"
     tiles5 = "tiles5"
-
 
 
 def backbones(

@@ -14,7 +14,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from semcat.commands._common import Engine, BatchSummary, err_console
+from semcat.commands._common import BatchSummary, Engine, err_console
 
 
 class Solver(str, Enum):
@@ -27,7 +27,6 @@ class Split(str, Enum):
     train = "train"
     val = "val"
     test = "test"
-
 
 
 def _fail(message: str, code: int = 2) -> None:

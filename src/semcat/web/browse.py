@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from semcat.catalog.search import COUNT_CAP
 from semcat.errors import ImageReadError, SemcatError
 from semcat.web.context import check_hash, render, state
 from semcat.web.thumbs import rendering
@@ -91,10 +92,6 @@ class SearchFilters:
             "measurement": _measurement(measurement),
         }
         self.order, self.limit, self.offset = order, limit, offset
-
-
-COUNT_CAP = 10_000
-"""The catalog page counts matches up to here and then says "10,000+"."""
 
 
 def catalog_page(request: Request, f: Annotated[SearchFilters, Depends()]) -> Response:
