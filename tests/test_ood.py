@@ -63,7 +63,13 @@ def test_safetensors_round_trip_both_formats(data: dict[str, np.ndarray]) -> Non
     back = load_detector(load(save(det.to_tensors())))
     assert back is not None and back.threshold_ == det.threshold_ and back.shrinkage == 0.3
     np.testing.assert_allclose(back.score(data["test"][:50]), det.score(data["test"][:50]), rtol=1e-6)
-    assert back.to_dict() == det.to_dict()
+    assert back.to_dict() == det.to_dict() and back.power == 0.5
+    # version 2 (before the power normalisation): no ood.version 3, four params; it loads as power=1
+    plain = UnknownDetector(power=1.0).fit(data["train"], data["val"], y_train=data["y"])
+    v2 = plain.to_tensors() | {"ood.version": np.array([2]), "ood.params": plain.to_tensors()["ood.params"][:4]}
+    back = load_detector(load(save(v2)))
+    assert back is not None and back.power == 1.0
+    np.testing.assert_allclose(back.score(data["test"][:50]), plain.score(data["test"][:50]), rtol=1e-6)
     # the version-1 (k-NN) layout of models calibrated before the fused detector still loads
     old = UnknownDetector(method="knn", max_reference=100, seed=5).fit(data["train"], data["val"])
     assert set(old.to_tensors()) == {"ood.reference", "ood.params"} and old.reference_.shape == (100, 32)
@@ -74,6 +80,17 @@ def test_safetensors_round_trip_both_formats(data: dict[str, np.ndarray]) -> Non
     assert load_detector({}) is None
 
 
+def test_power_is_signed_and_changes_the_scores(data: dict[str, np.ndarray]) -> None:
+    """The signed root keeps negative features (e.g. after a LayerNorm head) distinct from positive ones."""
+    root = UnknownDetector().fit(data["train"], data["val"], y_train=data["y"])
+    plain = UnknownDetector(power=1.0).fit(data["train"], data["val"], y_train=data["y"])
+    assert not np.allclose(root.score(data["test"][:50]), plain.score(data["test"][:50]))
+    # fitting on the signed roots with power=1 is the same detector
+    roots = {k: np.sign(data[k]) * np.sqrt(np.abs(data[k])) for k in ("train", "val", "test")}
+    same = UnknownDetector(power=1.0).fit(roots["train"], roots["val"], y_train=data["y"])
+    np.testing.assert_allclose(same.score(roots["test"][:50]), root.score(data["test"][:50]), rtol=1e-4, atol=1e-4)
+
+
 def test_errors(data: dict[str, np.ndarray]) -> None:
     with pytest.raises(NotFittedError):
         UnknownDetector().score(data["test"])
@@ -82,6 +99,8 @@ def test_errors(data: dict[str, np.ndarray]) -> None:
         det.score(np.zeros((2, 16), np.float32))
     with pytest.raises(ValueError, match="quantile"):
         UnknownDetector(quantile=1.0).fit(data["train"])
+    with pytest.raises(ValueError, match="power"):
+        UnknownDetector(power=0.0).fit(data["train"])
     with pytest.raises(ValueError, match="method must be one of"):
         UnknownDetector(method="energy").fit(data["train"])
     with pytest.raises(ValueError, match="y_train"):
@@ -108,7 +127,7 @@ def test_unknown_acceptance_on_real_features(tmp_path_factory: pytest.TempPathFa
     from semcat.synth import write_dataset
 
     root = tmp_path_factory.mktemp("ood")
-    for split, per_class, seed in (("train", 14, 21), ("val", 8, 22), ("test", 8, 23)):
+    for split, per_class, seed in (("train", 14, 21), ("val", 16, 22), ("test", 8, 23)):
         write_dataset(root / split, per_class=per_class, size=160, seed=seed, databar=True)
     (root / "photos").mkdir()
     for name in PHOTOS:
@@ -136,6 +155,7 @@ def test_unknown_acceptance_on_real_features(tmp_path_factory: pytest.TempPathFa
           f"(k-NN {base[1]:.2f}), known {known_rate:.3f} (k-NN {base[2]:.3f})")
     assert known_rate <= 0.05  # issue 5's bars for known images and photographs
     assert photo_rate >= 0.9
-    # Issue 5 asks for 80% of an unseen category; the mean reached is ~40% here (measured: 0.39, k-NN 0.36;
-    # benchmarks/ood.py: 46% vs 24%), see README "Limits". This asserts what is honestly reached.
-    assert novel_rate >= max(0.35, base[0])
+    # Issue 5 asks for 80% of an unseen category; the mean reached is ~half here (measured: 0.48 at 3.5% of
+    # known images flagged, k-NN 0.30; benchmarks/ood.py: 46% vs 24%), see README "Limits". This asserts
+    # what is honestly reached.
+    assert novel_rate >= max(0.4, base[0])

@@ -2,9 +2,10 @@
 
 A softmax head always spreads probability over the classes it knows, so a photograph of a cat can
 still score 0.9 for "Particles". The default detector asks two questions and flags an image when
-either answer is unusual:
+either answer is unusual. Both read the features after a signed square root (power normalisation,
+Perronnin et al., ECCV 2010), which damps the few channels that dominate a pooled CNN vector:
 
-1. **Mahalanobis distance** of the L2-normalised backbone features to the nearest class mean, with
+1. **Mahalanobis distance** of the L2-normalised features to the nearest class mean, with
    one shared within-class covariance shrunk towards a multiple of the identity (Lee et al., NeurIPS
    2018; the shrinkage keeps it stable with fewer images than feature dimensions). It catches
    images far from every known class, such as photographs.
@@ -19,7 +20,8 @@ the fused score on the held-out images, so about ``1 - quantile`` of known image
 ``method="knn"`` is the earlier detector (cosine distance to the k-th nearest training feature,
 Sun et al., ICML 2022); models calibrated before the change carry it and still load. On the
 leave-one-category-out benchmark (``benchmarks/ood.py``) the default flags about twice as many
-images of an unseen category at the same false-alarm rate.
+images of an unseen category at the same false-alarm rate; the square root adds 0-4 points with
+fewer false alarms (version-2 models, fitted without it, load with ``power=1``).
 
 The detector is stored in the model artifact as plain tensors (no pickle).
 """
@@ -42,8 +44,12 @@ TENSOR_PREFIX = "ood."
 """Names of the detector's tensors in ``SemcatModel.extra_tensors`` start with this."""
 
 METHODS = ("mahalanobis+maxlogit", "knn")
-_FORMAT_VERSION = 2  # tensors of "mahalanobis+maxlogit"; "knn" keeps the version-1 layout (no ood.version)
+_FORMAT_VERSION = 3  # tensors of "mahalanobis+maxlogit" (3 adds power); "knn" keeps the version-1 layout
 _FITTED = ("reference_", "means_", "precision_", "logit_w_", "logit_b_", "norm_", "threshold_", "n_features_in_")
+
+
+def _signed_power(X: np.ndarray, power: float) -> np.ndarray:
+    return X if power == 1.0 else np.sign(X) * np.abs(X) ** power
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
@@ -63,6 +69,9 @@ class UnknownDetector:
     shrinkage : float
         Weight of the identity in the shrunk covariance (0 = sample covariance, 1 = plain Euclidean
         distance). 0.5 keeps the distance stable with a few images per class.
+    power : float
+        ``mahalanobis+maxlogit`` only: features become ``sign(x) * |x| ** power`` before both scores
+        (0.5 = signed square root; 1 = unchanged, as version-2 models were fitted).
     k, max_reference, seed
         ``knn`` only: which neighbour's distance is the score, the most training features kept as
         reference (a random subsample beyond that) and that subsample's seed. ``seed`` also splits
@@ -73,7 +82,7 @@ class UnknownDetector:
     threshold_ : float
         Fused scores above it are ``unknown``.
     means_, precision_, logit_w_, logit_b_, norm_
-        ``mahalanobis+maxlogit``: class means (C, D) of the L2-normalised features, the shrunk
+        ``mahalanobis+maxlogit``: class means (C, D) of the power- and L2-normalised features, the shrunk
         precision matrix (D, D), the head's logits as ``X @ logit_w_.T + logit_b_`` (absent with
         one class), and the median/spread of each score on held-out images (2, n_scores).
     reference_ : ndarray of shape (R, D)
@@ -82,10 +91,11 @@ class UnknownDetector:
     """
 
     def __init__(self, *, method: str = "mahalanobis+maxlogit", quantile: float = 0.97, shrinkage: float = 0.5,
-                 k: int = 3, max_reference: int = 3000, seed: int = 0) -> None:
+                 power: float = 0.5, k: int = 3, max_reference: int = 3000, seed: int = 0) -> None:
         self.method = method
         self.quantile = quantile
         self.shrinkage = shrinkage
+        self.power = power
         self.k = k
         self.max_reference = max_reference
         self.seed = seed
@@ -106,6 +116,8 @@ class UnknownDetector:
             raise ValueError(f"quantile must be in [0.5, 1); got {self.quantile}.")
         if not 0.0 <= self.shrinkage <= 1.0:
             raise ValueError(f"shrinkage must be in [0, 1]; got {self.shrinkage}.")
+        if not 0.0 < self.power <= 1.0:
+            raise ValueError(f"power must be in (0, 1]; got {self.power}.")
         for attr in _FITTED:
             self.__dict__.pop(attr, None)
         X = check_features(X_train, name="X_train", min_samples=self.k + 1 if self.method == "knn" else 2)
@@ -130,6 +142,7 @@ class UnknownDetector:
 
     def _fit_scores(self, X: np.ndarray, y: np.ndarray) -> None:
         """Class means, shrunk shared precision and (with 2+ classes) the max-logit head."""
+        X = _signed_power(X, self.power)
         Z = _normalise(X).astype(np.float64)
         classes, yi = np.unique(y, return_inverse=True)
         means = np.stack([Z[yi == c].mean(axis=0) for c in range(len(classes))])
@@ -155,7 +168,7 @@ class UnknownDetector:
         fold = np.random.default_rng(self.seed).permutation(len(X)) % min(folds, len(X))
         out = np.empty((len(X), 1 + (len(np.unique(y)) >= 2)), np.float64)
         for f in np.unique(fold):
-            part = UnknownDetector(shrinkage=self.shrinkage)
+            part = UnknownDetector(shrinkage=self.shrinkage, power=self.power)
             part._fit_scores(X[fold != f], y[fold != f])
             raw = part._raw(X[fold == f])
             out[fold == f] = raw if raw.shape[1] == out.shape[1] else np.c_[raw, np.full(len(raw), np.nan)]
@@ -186,6 +199,7 @@ class UnknownDetector:
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
         """(N, n_scores): squared Mahalanobis distance to the nearest class mean[, minus max logit]."""
+        X = _signed_power(X, self.power)
         Z = _normalise(X).astype(np.float32)
         ZP = Z @ self.precision_
         mP = self.means_ @ self.precision_
@@ -226,7 +240,7 @@ class UnknownDetector:
                     "threshold": self.threshold_, "n_reference": len(self.reference_)}
         scores = ["mahalanobis", "max_logit"][: self.norm_.shape[1]]
         return {"method": self.method, "quantile": self.quantile, "threshold": self.threshold_,
-                "shrinkage": self.shrinkage, "n_classes": len(self.means_), "scores": scores}
+                "shrinkage": self.shrinkage, "power": self.power, "n_classes": len(self.means_), "scores": scores}
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         """Tensors for ``SemcatModel.extra_tensors`` (safetensors-compatible, no pickle)."""
@@ -236,7 +250,7 @@ class UnknownDetector:
             params = np.array([self.k, self.quantile, self.threshold_, self.max_reference, self.seed], dtype=np.float64)
             return {f"{p}reference": self.reference_, f"{p}params": params}
         out = {f"{p}version": np.array([_FORMAT_VERSION], np.int64),
-               f"{p}params": np.array([self.quantile, self.threshold_, self.shrinkage, self.seed], np.float64),
+               f"{p}params": np.array([self.quantile, self.threshold_, self.shrinkage, self.seed, self.power], np.float64),
                f"{p}means": self.means_, f"{p}precision": self.precision_, f"{p}norm": self.norm_}
         if hasattr(self, "logit_w_"):
             out.update({f"{p}logit_w": self.logit_w_, f"{p}logit_b": self.logit_b_})
@@ -245,10 +259,10 @@ class UnknownDetector:
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, np.ndarray]) -> UnknownDetector:
         """Rebuild a fitted detector from ``to_tensors`` output (other keys are ignored); reads
-        both the current layout and the version-1 (k-NN) layout of older models."""
+        the current layout and those of older models: version 1 (k-NN) and version 2 (no power)."""
         p = TENSOR_PREFIX
         version = int(np.asarray(tensors[f"{p}version"]).ravel()[0]) if f"{p}version" in tensors else 1
-        if version not in (1, _FORMAT_VERSION):
+        if version not in (1, 2, _FORMAT_VERSION):
             raise ValueError(
                 f"this model's unknown detector has format version {version}; this semcat reads versions "
                 f"1-{_FORMAT_VERSION}. Upgrade semcat, or re-run `semcat calibrate` with this version.")
@@ -260,8 +274,10 @@ class UnknownDetector:
                 self.reference_ = ref
                 self.n_features_in_ = ref.shape[1]
             else:
-                quantile, threshold, shrinkage, seed = np.asarray(tensors[f"{p}params"]).tolist()
-                self = cls(quantile=float(quantile), shrinkage=float(shrinkage), seed=int(seed))
+                params = np.asarray(tensors[f"{p}params"]).tolist()
+                quantile, threshold, shrinkage, seed = params[:4]
+                power = params[4] if version >= 3 else 1.0
+                self = cls(quantile=float(quantile), shrinkage=float(shrinkage), power=float(power), seed=int(seed))
                 self.means_ = np.asarray(tensors[f"{p}means"], np.float32)
                 self.precision_ = np.asarray(tensors[f"{p}precision"], np.float32)
                 self.norm_ = np.asarray(tensors[f"{p}norm"], np.float64)
@@ -269,10 +285,10 @@ class UnknownDetector:
                     self.logit_w_ = np.asarray(tensors[f"{p}logit_w"], np.float32)
                     self.logit_b_ = np.asarray(tensors[f"{p}logit_b"], np.float32)
                 self.n_features_in_ = self.precision_.shape[1]
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, IndexError) as exc:
             raise ValueError(
                 f"unknown-detector tensors are missing or malformed ({exc}); expected {p}params with "
-                f"{p}reference (version 1) or {p}means/{p}precision/{p}norm (version 2). Re-run `semcat calibrate`."
+                f"{p}reference (version 1) or {p}means/{p}precision/{p}norm (versions 2-3). Re-run `semcat calibrate`."
             ) from None
         self.threshold_ = float(threshold)
         return self
