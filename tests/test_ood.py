@@ -41,7 +41,7 @@ def test_labels_catch_images_between_classes(data: dict[str, np.ndarray]) -> Non
     """With labels the detector knows the classes, so a blend of two is flagged; one class does not."""
     with_labels = UnknownDetector().fit(data["train"], data["val"], y_train=data["y"])
     one_class = UnknownDetector().fit(data["train"], data["val"])
-    assert with_labels.to_dict()["scores"] == ["mahalanobis", "max_logit"]
+    assert with_labels.to_dict()["scores"] == ["relative_mahalanobis", "max_logit"]
     assert one_class.to_dict()["scores"] == ["mahalanobis"]
     assert with_labels.predict(data["between"]).mean() >= 0.9
     assert with_labels.predict(data["between"]).mean() > one_class.predict(data["between"]).mean() + 0.3
@@ -65,10 +65,11 @@ def test_safetensors_round_trip_both_formats(data: dict[str, np.ndarray]) -> Non
     np.testing.assert_allclose(back.score(data["test"][:50]), det.score(data["test"][:50]), rtol=1e-6)
     assert back.to_dict() == det.to_dict() and back.power == 0.5
     # version 2 (before the power normalisation): no ood.version 3, four params; it loads as power=1
-    plain = UnknownDetector(power=1.0).fit(data["train"], data["val"], y_train=data["y"])
+    assert back.to_dict()["relative"] and "ood.whole_precision" in det.to_tensors()
+    plain = UnknownDetector(power=1.0, relative=False).fit(data["train"], data["val"], y_train=data["y"])
     v2 = plain.to_tensors() | {"ood.version": np.array([2]), "ood.params": plain.to_tensors()["ood.params"][:4]}
     back = load_detector(load(save(v2)))
-    assert back is not None and back.power == 1.0
+    assert back is not None and back.power == 1.0 and not back.relative
     np.testing.assert_allclose(back.score(data["test"][:50]), plain.score(data["test"][:50]), rtol=1e-6)
     # the version-1 (k-NN) layout of models calibrated before the fused detector still loads
     old = UnknownDetector(method="knn", max_reference=100, seed=5).fit(data["train"], data["val"])
@@ -89,6 +90,17 @@ def test_power_is_signed_and_changes_the_scores(data: dict[str, np.ndarray]) -> 
     roots = {k: np.sign(data[k]) * np.sqrt(np.abs(data[k])) for k in ("train", "val", "test")}
     same = UnknownDetector(power=1.0).fit(roots["train"], roots["val"], y_train=data["y"])
     np.testing.assert_allclose(same.score(roots["test"][:50]), root.score(data["test"][:50]), rtol=1e-4, atol=1e-4)
+
+
+def test_relative_distance_is_class_distance_minus_whole_distance(data: dict[str, np.ndarray]) -> None:
+    """Ren et al.'s relative Mahalanobis: the no-label fit (one mean, total covariance) is the background."""
+    rel = UnknownDetector().fit(data["train"], data["val"], y_train=data["y"])
+    plain = UnknownDetector(relative=False).fit(data["train"], data["val"], y_train=data["y"])
+    whole = UnknownDetector().fit(data["train"], data["val"])  # one class: nothing to be relative to
+    assert whole.to_dict()["scores"] == ["mahalanobis"] and not whole.to_dict()["relative"]
+    X = np.r_[data["test"][:20], data["novel"][:20]]
+    np.testing.assert_allclose(rel._raw(X)[:, 0], plain._raw(X)[:, 0] - whole._raw(X)[:, 0], rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(rel._raw(X)[:, 1], plain._raw(X)[:, 1], rtol=1e-6)
 
 
 def test_errors(data: dict[str, np.ndarray]) -> None:
@@ -155,7 +167,8 @@ def test_unknown_acceptance_on_real_features(tmp_path_factory: pytest.TempPathFa
           f"(k-NN {base[1]:.2f}), known {known_rate:.3f} (k-NN {base[2]:.3f})")
     assert known_rate <= 0.05  # issue 5's bars for known images and photographs
     assert photo_rate >= 0.9
-    # Issue 5 asks for 80% of an unseen category; the mean reached is ~half here (measured: 0.48 at 3.5% of
-    # known images flagged, k-NN 0.30; benchmarks/ood.py: 46% vs 24%), see README "Limits". This asserts
+    # Issue 5 asks for 80% of an unseen category; the mean reached is ~half here with 14 training images per
+    # category (measured: 0.52 at 4.2% of known images flagged, k-NN 0.30; benchmarks/ood.py: 47% vs 24% at
+    # 20, 80% at 300 per category), see README "Limits". This asserts
     # what is honestly reached.
     assert novel_rate >= max(0.4, base[0])

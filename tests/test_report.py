@@ -46,7 +46,7 @@ def test_calibration_is_stored_in_the_artifact(model_path) -> None:
     assert np.array(cal["heldout"]["confusion"]).sum() == cal["heldout"]["n"] == 300
     assert model.extra_tensors[STATS_TENSOR].shape == (300, 3)
     assert model.extra_tensors["ood.precision"].shape == (DIM, DIM)
-    assert model.calibration["ood"]["scores"] == ["mahalanobis", "max_logit"]
+    assert model.calibration["ood"]["scores"] == ["relative_mahalanobis", "max_logit"]
 
 
 def test_figures_have_the_papers_panels(tmp_path, model_path) -> None:

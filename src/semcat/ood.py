@@ -5,10 +5,13 @@ still score 0.9 for "Particles". The default detector asks two questions and fla
 either answer is unusual. Both read the features after a signed square root (power normalisation,
 Perronnin et al., ECCV 2010), which damps the few channels that dominate a pooled CNN vector:
 
-1. **Mahalanobis distance** of the L2-normalised features to the nearest class mean, with
-   one shared within-class covariance shrunk towards a multiple of the identity (Lee et al., NeurIPS
-   2018; the shrinkage keeps it stable with fewer images than feature dimensions). It catches
-   images far from every known class, such as photographs.
+1. **Relative Mahalanobis distance** of the L2-normalised features: the distance to the nearest
+   class mean, with one shared within-class covariance shrunk towards a multiple of the identity
+   (Lee et al., NeurIPS 2018; the shrinkage keeps it stable with fewer images than feature
+   dimensions), minus the distance to the mean of all training images under their total covariance
+   (Ren et al., 2021). The subtraction removes what every image shares with the training set as a
+   whole, which leaves the part that no known class explains: it helps most for an unseen category
+   that resembles the known ones. Images far from every class, such as photographs, stay far.
 2. **Max logit** of a linear softmax head fitted on the same features (Hendrycks et al., ICML
    2022), negated. It catches images that sit between the classes, where no class is confident,
    which is where an SEM category the model never saw tends to land.
@@ -20,8 +23,9 @@ the fused score on the held-out images, so about ``1 - quantile`` of known image
 ``method="knn"`` is the earlier detector (cosine distance to the k-th nearest training feature,
 Sun et al., ICML 2022); models calibrated before the change carry it and still load. On the
 leave-one-category-out benchmark (``benchmarks/ood.py``) the default flags about twice as many
-images of an unseen category at the same false-alarm rate; the square root adds 0-4 points with
-fewer false alarms (version-2 models, fitted without it, load with ``power=1``).
+images of an unseen category at the same false-alarm rate; the square root and the relative distance
+add a few points more with enough training images (version-2 models, fitted without either, load as
+they were fitted).
 
 The detector is stored in the model artifact as plain tensors (no pickle).
 """
@@ -44,12 +48,28 @@ TENSOR_PREFIX = "ood."
 """Names of the detector's tensors in ``SemcatModel.extra_tensors`` start with this."""
 
 METHODS = ("mahalanobis+maxlogit", "knn")
-_FORMAT_VERSION = 3  # tensors of "mahalanobis+maxlogit" (3 adds power); "knn" keeps the version-1 layout
-_FITTED = ("reference_", "means_", "precision_", "logit_w_", "logit_b_", "norm_", "threshold_", "n_features_in_")
+_FORMAT_VERSION = 3  # tensors of "mahalanobis+maxlogit" (3 adds power, whole_*); "knn" keeps the version-1 layout
+_FITTED = ("reference_", "means_", "precision_", "whole_mean_", "whole_precision_", "logit_w_", "logit_b_", "norm_", "threshold_", "n_features_in_")
 
 
 def _signed_power(X: np.ndarray, power: float) -> np.ndarray:
     return X if power == 1.0 else np.sign(X) * np.abs(X) ** power
+
+
+def _shrunk_precision(centred: np.ndarray, shrinkage: float) -> np.ndarray:
+    """Inverse of the covariance of ``centred`` shrunk towards a multiple of the identity (float32)."""
+    cov = centred.T @ centred / len(centred)
+    base = max(float(np.trace(cov)) / cov.shape[0], 1e-8)
+    cov = (1.0 - shrinkage) * cov + shrinkage * base * np.eye(cov.shape[0])
+    vals, vecs = np.linalg.eigh(cov)
+    return ((vecs / np.maximum(vals, 1e-3 * base)) @ vecs.T).astype(np.float32)
+
+
+def _sq_mahalanobis(Z: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """(N, C) squared Mahalanobis distances of the rows of ``Z`` to each mean."""
+    ZP = Z @ precision
+    mP = means @ precision
+    return (ZP * Z).sum(1)[:, None] - 2.0 * ZP @ means.T + (mP * means).sum(1)[None, :]
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
@@ -72,6 +92,9 @@ class UnknownDetector:
     power : float
         ``mahalanobis+maxlogit`` only: features become ``sign(x) * |x| ** power`` before both scores
         (0.5 = signed square root; 1 = unchanged, as version-2 models were fitted).
+    relative : bool
+        ``mahalanobis+maxlogit`` with labels only: subtract the distance to the mean of all training
+        images (Ren et al. 2021). False = the plain class distance (as version-2 models).
     k, max_reference, seed
         ``knn`` only: which neighbour's distance is the score, the most training features kept as
         reference (a random subsample beyond that) and that subsample's seed. ``seed`` also splits
@@ -81,9 +104,10 @@ class UnknownDetector:
     --------------------------
     threshold_ : float
         Fused scores above it are ``unknown``.
-    means_, precision_, logit_w_, logit_b_, norm_
+    means_, precision_, whole_mean_, whole_precision_, logit_w_, logit_b_, norm_
         ``mahalanobis+maxlogit``: class means (C, D) of the power- and L2-normalised features, the shrunk
-        precision matrix (D, D), the head's logits as ``X @ logit_w_.T + logit_b_`` (absent with
+        precision matrix (D, D), the mean (1, D) and shrunk total precision of all training features
+        (relative only), the head's logits as ``X @ logit_w_.T + logit_b_`` (absent with
         one class), and the median/spread of each score on held-out images (2, n_scores).
     reference_ : ndarray of shape (R, D)
         ``knn``: L2-normalised training features.
@@ -91,11 +115,12 @@ class UnknownDetector:
     """
 
     def __init__(self, *, method: str = "mahalanobis+maxlogit", quantile: float = 0.97, shrinkage: float = 0.5,
-                 power: float = 0.5, k: int = 3, max_reference: int = 3000, seed: int = 0) -> None:
+                 power: float = 0.5, relative: bool = True, k: int = 3, max_reference: int = 3000, seed: int = 0) -> None:
         self.method = method
         self.quantile = quantile
         self.shrinkage = shrinkage
         self.power = power
+        self.relative = relative
         self.k = k
         self.max_reference = max_reference
         self.seed = seed
@@ -146,14 +171,13 @@ class UnknownDetector:
         Z = _normalise(X).astype(np.float64)
         classes, yi = np.unique(y, return_inverse=True)
         means = np.stack([Z[yi == c].mean(axis=0) for c in range(len(classes))])
-        centred = Z - means[yi]
-        cov = centred.T @ centred / len(Z)
-        base = max(float(np.trace(cov)) / cov.shape[0], 1e-8)
-        cov = (1.0 - self.shrinkage) * cov + self.shrinkage * base * np.eye(cov.shape[0])
-        vals, vecs = np.linalg.eigh(cov)
         self.means_ = means.astype(np.float32)
-        self.precision_ = ((vecs / np.maximum(vals, 1e-3 * base)) @ vecs.T).astype(np.float32)
+        self.precision_ = _shrunk_precision(Z - means[yi], self.shrinkage)
         self.n_features_in_ = X.shape[1]
+        if len(classes) >= 2 and self.relative:
+            whole = Z.mean(axis=0, keepdims=True)
+            self.whole_mean_ = whole.astype(np.float32)
+            self.whole_precision_ = _shrunk_precision(Z - whole, self.shrinkage)
         if len(classes) >= 2:
             from semcat.head import SoftmaxHead
 
@@ -168,7 +192,7 @@ class UnknownDetector:
         fold = np.random.default_rng(self.seed).permutation(len(X)) % min(folds, len(X))
         out = np.empty((len(X), 1 + (len(np.unique(y)) >= 2)), np.float64)
         for f in np.unique(fold):
-            part = UnknownDetector(shrinkage=self.shrinkage, power=self.power)
+            part = UnknownDetector(shrinkage=self.shrinkage, power=self.power, relative=self.relative)
             part._fit_scores(X[fold != f], y[fold != f])
             raw = part._raw(X[fold == f])
             out[fold == f] = raw if raw.shape[1] == out.shape[1] else np.c_[raw, np.full(len(raw), np.nan)]
@@ -198,13 +222,14 @@ class UnknownDetector:
         return out
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
-        """(N, n_scores): squared Mahalanobis distance to the nearest class mean[, minus max logit]."""
+        """(N, n_scores): squared Mahalanobis distance to the nearest class mean (minus the one to
+        the mean of all training images when relative)[, minus max logit]."""
         X = _signed_power(X, self.power)
         Z = _normalise(X).astype(np.float32)
-        ZP = Z @ self.precision_
-        mP = self.means_ @ self.precision_
-        d2 = (ZP * Z).sum(1)[:, None] - 2.0 * ZP @ self.means_.T + (mP * self.means_).sum(1)[None, :]
-        cols = [d2.min(axis=1).astype(np.float64)]
+        d2 = _sq_mahalanobis(Z, self.means_, self.precision_).min(axis=1).astype(np.float64)
+        if hasattr(self, "whole_mean_"):
+            d2 -= _sq_mahalanobis(Z, self.whole_mean_, self.whole_precision_)[:, 0]
+        cols = [d2]
         if hasattr(self, "logit_w_"):
             cols.append(-(X @ self.logit_w_.T + self.logit_b_).max(axis=1).astype(np.float64))
         return np.stack(cols, axis=1)
@@ -238,9 +263,10 @@ class UnknownDetector:
         if self.method == "knn":
             return {"method": "knn_cosine", "k": self.k, "quantile": self.quantile,
                     "threshold": self.threshold_, "n_reference": len(self.reference_)}
-        scores = ["mahalanobis", "max_logit"][: self.norm_.shape[1]]
+        first = "relative_mahalanobis" if hasattr(self, "whole_mean_") else "mahalanobis"
+        scores = [first, "max_logit"][: self.norm_.shape[1]]
         return {"method": self.method, "quantile": self.quantile, "threshold": self.threshold_,
-                "shrinkage": self.shrinkage, "power": self.power, "n_classes": len(self.means_), "scores": scores}
+                "shrinkage": self.shrinkage, "power": self.power, "relative": hasattr(self, "whole_mean_"), "n_classes": len(self.means_), "scores": scores}
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         """Tensors for ``SemcatModel.extra_tensors`` (safetensors-compatible, no pickle)."""
@@ -254,12 +280,15 @@ class UnknownDetector:
                f"{p}means": self.means_, f"{p}precision": self.precision_, f"{p}norm": self.norm_}
         if hasattr(self, "logit_w_"):
             out.update({f"{p}logit_w": self.logit_w_, f"{p}logit_b": self.logit_b_})
+        if hasattr(self, "whole_mean_"):
+            out.update({f"{p}whole_mean": self.whole_mean_, f"{p}whole_precision": self.whole_precision_})
         return out
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, np.ndarray]) -> UnknownDetector:
         """Rebuild a fitted detector from ``to_tensors`` output (other keys are ignored); reads
-        the current layout and those of older models: version 1 (k-NN) and version 2 (no power)."""
+        the current layout and those of older models: version 1 (k-NN) and version 2 (no power, not
+        relative)."""
         p = TENSOR_PREFIX
         version = int(np.asarray(tensors[f"{p}version"]).ravel()[0]) if f"{p}version" in tensors else 1
         if version not in (1, 2, _FORMAT_VERSION):
@@ -277,13 +306,17 @@ class UnknownDetector:
                 params = np.asarray(tensors[f"{p}params"]).tolist()
                 quantile, threshold, shrinkage, seed = params[:4]
                 power = params[4] if version >= 3 else 1.0
-                self = cls(quantile=float(quantile), shrinkage=float(shrinkage), power=float(power), seed=int(seed))
+                self = cls(quantile=float(quantile), shrinkage=float(shrinkage), power=float(power),
+                           relative=f"{p}whole_mean" in tensors, seed=int(seed))
                 self.means_ = np.asarray(tensors[f"{p}means"], np.float32)
                 self.precision_ = np.asarray(tensors[f"{p}precision"], np.float32)
                 self.norm_ = np.asarray(tensors[f"{p}norm"], np.float64)
                 if f"{p}logit_w" in tensors:
                     self.logit_w_ = np.asarray(tensors[f"{p}logit_w"], np.float32)
                     self.logit_b_ = np.asarray(tensors[f"{p}logit_b"], np.float32)
+                if self.relative:
+                    self.whole_mean_ = np.asarray(tensors[f"{p}whole_mean"], np.float32)
+                    self.whole_precision_ = np.asarray(tensors[f"{p}whole_precision"], np.float32)
                 self.n_features_in_ = self.precision_.shape[1]
         except (KeyError, ValueError, IndexError) as exc:
             raise ValueError(
