@@ -64,8 +64,8 @@ def test_safetensors_round_trip_both_formats(data: dict[str, np.ndarray]) -> Non
     assert back is not None and back.threshold_ == det.threshold_ and back.shrinkage == 0.3
     np.testing.assert_allclose(back.score(data["test"][:50]), det.score(data["test"][:50]), rtol=1e-6)
     assert back.to_dict() == det.to_dict() and back.power == 0.5
-    # version 2 (before the power normalisation): no ood.version 3, four params; it loads as power=1
     assert back.to_dict()["relative"] and "ood.whole_precision" in det.to_tensors()
+    # version 2 (before power and relative): ood.version 2, four params, no whole_*; loads as power=1, plain
     plain = UnknownDetector(power=1.0, relative=False).fit(data["train"], data["val"], y_train=data["y"])
     v2 = plain.to_tensors() | {"ood.version": np.array([2]), "ood.params": plain.to_tensors()["ood.params"][:4]}
     back = load_detector(load(save(v2)))
@@ -169,6 +169,5 @@ def test_unknown_acceptance_on_real_features(tmp_path_factory: pytest.TempPathFa
     assert photo_rate >= 0.9
     # Issue 5 asks for 80% of an unseen category; the mean reached is ~half here with 14 training images per
     # category (measured: 0.52 at 4.2% of known images flagged, k-NN 0.30; benchmarks/ood.py: 47% vs 24% at
-    # 20, 80% at 300 per category), see README "Limits". This asserts
-    # what is honestly reached.
+    # 20, 80% at 300 per category), see README "Limits". This asserts what is honestly reached.
     assert novel_rate >= max(0.4, base[0])

@@ -11,7 +11,8 @@ Perronnin et al., ECCV 2010), which damps the few channels that dominate a poole
    dimensions), minus the distance to the mean of all training images under their total covariance
    (Ren et al., 2021). The subtraction removes what every image shares with the training set as a
    whole, which leaves the part that no known class explains: it helps most for an unseen category
-   that resembles the known ones. Images far from every class, such as photographs, stay far.
+   that resembles the known ones. Photographs are still flagged (97-100% of ten sample photos in the
+   benchmark), by this score or by the next.
 2. **Max logit** of a linear softmax head fitted on the same features (Hendrycks et al., ICML
    2022), negated. It catches images that sit between the classes, where no class is confident,
    which is where an SEM category the model never saw tends to land.
@@ -49,7 +50,8 @@ TENSOR_PREFIX = "ood."
 
 METHODS = ("mahalanobis+maxlogit", "knn")
 _FORMAT_VERSION = 3  # tensors of "mahalanobis+maxlogit" (3 adds power, whole_*); "knn" keeps the version-1 layout
-_FITTED = ("reference_", "means_", "precision_", "whole_mean_", "whole_precision_", "logit_w_", "logit_b_", "norm_", "threshold_", "n_features_in_")
+_FITTED = ("reference_", "means_", "precision_", "whole_mean_", "whole_precision_", "logit_w_", "logit_b_",
+           "norm_", "threshold_", "n_features_in_")
 
 
 def _signed_power(X: np.ndarray, power: float) -> np.ndarray:
@@ -266,7 +268,8 @@ class UnknownDetector:
         first = "relative_mahalanobis" if hasattr(self, "whole_mean_") else "mahalanobis"
         scores = [first, "max_logit"][: self.norm_.shape[1]]
         return {"method": self.method, "quantile": self.quantile, "threshold": self.threshold_,
-                "shrinkage": self.shrinkage, "power": self.power, "relative": hasattr(self, "whole_mean_"), "n_classes": len(self.means_), "scores": scores}
+                "shrinkage": self.shrinkage, "power": self.power, "relative": hasattr(self, "whole_mean_"),
+                "n_classes": len(self.means_), "scores": scores}
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         """Tensors for ``SemcatModel.extra_tensors`` (safetensors-compatible, no pickle)."""
