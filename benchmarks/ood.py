@@ -1,8 +1,9 @@
 """Unknown detection, leave one category out: how often is an unseen category flagged?
 
-Usage: ``python benchmarks/ood.py [PER_CLASS] [--size 176] [--backbone efficientnet_lite0]``.
-Writes synthetic train/val/test sets (``semcat.synth``, data bars on, seeds 31/32/33, PER_CLASS
-images per category each) and ten scikit-image sample photographs (gray), extracts features through
+Usage: ``python benchmarks/ood.py [PER_CLASS] [--eval-per-class N] [--seed 31] [--size 176]
+[--backbone efficientnet_lite0]``. Writes synthetic train/val/test sets (``semcat.synth``, data bars
+on, seeds SEED/SEED+1/SEED+2; PER_CLASS training images per category, val and test N each, N =
+PER_CLASS unless given) and ten scikit-image sample photographs (gray), extracts features through
 the default FeatureStore (a rerun only regenerates the images, ~10 s). Then, for each of the 10
 categories in turn, it fits each detector on the training features of the other nine (with their
 labels), sets the threshold on their val features (quantile 0.97) and reports the share flagged
@@ -13,7 +14,7 @@ logit, the larger of the two, on signed-square-rooted features); each of its two
 default without the relative distance; and the default until 2026-11-25 (plain Mahalanobis + max
 logit on the raw features).
 Issue 5's bar: left-out ≥ 80%, photos ≥ 90%, known ≤ 5%.
-Results go to ``benchmarks/results/ood.md``.
+Results go to ``benchmarks/results/ood.md`` (other sizes or seeds: ``ood-PER_CLASS[-sSEED].md``).
 """
 from __future__ import annotations
 
@@ -32,23 +33,25 @@ from semcat import CATEGORIES
 from semcat._io import atomic_write_text
 from semcat.ood import UnknownDetector
 
-OUT = Path(__file__).resolve().parent / "results" / "ood.md"
+RESULTS = Path(__file__).resolve().parent / "results"
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "clock", "rocket",
           "immunohistochemistry", "hubble_deep_field", "moon")
-SPLITS = {"train": 31, "val": 32, "test": 33}
+SPLITS = ("train", "val", "test")
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # features → score, higher = less familiar
 
 
-def write_images(root: Path, per_class: int, size: int) -> None:
-    """The three synthetic splits and the gray photographs, as TIFFs under ``root``."""
+def write_images(root: Path, per_class: int, size: int, *, eval_per_class: int | None = None, seed: int = 31) -> None:
+    """The three synthetic splits (val and test with ``eval_per_class`` images per category, default
+    ``per_class``) and the gray photographs, as TIFFs under ``root``."""
     import skimage.data
     import tifffile
 
     from semcat.synth import write_dataset
 
-    for split, seed in SPLITS.items():
-        write_dataset(root / split, per_class=per_class, size=size, seed=seed, databar=True)
+    for i, split in enumerate(SPLITS):
+        n = per_class if split == "train" or eval_per_class is None else eval_per_class
+        write_dataset(root / split, per_class=n, size=size, seed=seed + i, databar=True)
     (root / "photos").mkdir(parents=True, exist_ok=True)
     for name in PHOTOS:
         img = getattr(skimage.data, name)()
@@ -113,8 +116,9 @@ def evaluate(data: dict[str, tuple[np.ndarray, np.ndarray]], quantile: float) ->
 def markdown(rates: dict[str, np.ndarray], args: argparse.Namespace, seconds: float) -> str:
     base = rates["k-NN cosine, k=3 (baseline)"].mean(axis=0)
     lines = [
-        (f"# Unknown detection, one category left out ({args.per_class} images per category and split, "
-        f"{args.size} px, {args.backbone})"),
+        (f"# Unknown detection, one category left out ({args.per_class} training images per category, "
+         f"{args.eval_per_class or args.per_class} in val and test, {args.size} px, {args.backbone}, "
+         f"seeds {args.seed}-{args.seed + 2})"),
         "",
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run time {seconds:.0f} s",
         f"- machine: {platform.node()} · {platform.machine()} · {os.cpu_count()} CPUs · Python {platform.python_version()}",
@@ -140,17 +144,21 @@ def markdown(rates: dict[str, np.ndarray], args: argparse.Namespace, seconds: fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("per_class", nargs="?", type=int, default=20, help="images per category in each split")
+    ap.add_argument("per_class", nargs="?", type=int, default=20, help="training images per category")
+    ap.add_argument("--eval-per-class", type=int, default=None,
+                    help="val and test images per category (default: per_class)")
+    ap.add_argument("--seed", type=int, default=31, help="generator seed of train; val and test take the next two")
     ap.add_argument("--size", type=int, default=176, help="synthetic image side in pixels")
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--quantile", type=float, default=0.97)
     args = ap.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        write_images(Path(tmp), args.per_class, args.size)
+        write_images(Path(tmp), args.per_class, args.size, eval_per_class=args.eval_per_class, seed=args.seed)
         data = features(Path(tmp), args.backbone)
     text = markdown(evaluate(data, args.quantile), args, time.perf_counter() - start)
-    atomic_write_text(OUT, text)
+    name = "ood" if args.per_class == 20 and args.eval_per_class is None else f"ood-{args.per_class}"
+    atomic_write_text(RESULTS / (name + ("" if args.seed == 31 else f"-s{args.seed}") + ".md"), text)
     print(text)
 
 

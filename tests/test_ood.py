@@ -2,6 +2,8 @@
 issue-5 acceptance check on real Lite0 features of synthetic SEM images."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from safetensors.numpy import load, save
@@ -125,49 +127,73 @@ def test_errors(data: dict[str, np.ndarray]) -> None:
 
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "clock", "rocket",
           "immunohistochemistry", "hubble_deep_field", "moon")
+Features = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-@pytest.mark.slow
-def test_unknown_acceptance_on_real_features(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Issue 5, every category left out in turn (no easy pick): mean flagged shares of the left-out
-    category, of natural photographs and of held-out known images, against the k-NN baseline."""
+def _leave_one_out_features(root: Path, per_class: tuple[int, int, int], *, seed: int, size: int) -> Features:
+    """Real Lite0 features (and category labels) of synthetic train/val/test sets (``per_class``
+    images per category in each, seeds ``seed`` to ``seed + 2``) and of ten gray scikit-image photos."""
     import skimage.data
     import tifffile
 
-    from semcat import CATEGORIES
     from semcat.model import extract_backbone_features
     from semcat.synth import write_dataset
 
-    root = tmp_path_factory.mktemp("ood")
-    for split, per_class, seed in (("train", 14, 21), ("val", 16, 22), ("test", 8, 23)):
-        write_dataset(root / split, per_class=per_class, size=160, seed=seed, databar=True)
+    for i, (split, n) in enumerate(zip(("train", "val", "test"), per_class)):
+        write_dataset(root / split, per_class=n, size=size, seed=seed + i, databar=True)
     (root / "photos").mkdir()
     for name in PHOTOS:
         img = getattr(skimage.data, name)()
         gray = img if img.ndim == 2 else (img[..., :3] @ [0.299, 0.587, 0.114]).astype(np.uint8)
         tifffile.imwrite(root / "photos" / f"{name}.tif", gray)
-
-    def feats(folder: str) -> tuple[np.ndarray, np.ndarray]:
-        paths = sorted((root / folder).rglob("*.tif"))
-        ok, _, X, errors, _ = extract_backbone_features(paths, "efficientnet_lite0", view="center",
-                                                        crop_databar=True, store="default")
+    out = {}
+    for folder in ("train", "val", "test", "photos"):
+        ok, _, X, errors, _ = extract_backbone_features(sorted((root / folder).rglob("*.tif")), "efficientnet_lite0",
+                                                        view="center", crop_databar=True, store="default")
         assert not errors
-        return X, np.array([p.split("/")[-2] for p in ok])
+        out[folder] = (X, np.array([p.split("/")[-2] for p in ok]))
+    return out
 
-    (Xtr, ytr), (Xv, yv), (Xte, yte), (Xph, _) = feats("train"), feats("val"), feats("test"), feats("photos")
-    rates = {"fused": [], "knn": []}
+
+def _flagged_shares(data: Features, **detector: object) -> np.ndarray:
+    """Each category left out of training in turn (no easy pick): rows of the flagged shares of the
+    left-out category (all its images), of the photographs and of the known test images."""
+    from semcat import CATEGORIES
+
+    (Xtr, ytr), (Xv, yv), (Xte, yte), (Xph, _) = (data[s] for s in ("train", "val", "test", "photos"))
+    rows = []
     for cat in CATEGORIES:
+        known = ytr != cat
+        det = UnknownDetector(**detector).fit(Xtr[known], Xv[yv != cat], y_train=ytr[known])  # type: ignore[arg-type]
         novel = np.concatenate([Xtr[ytr == cat], Xv[yv == cat], Xte[yte == cat]])
-        for method, rows in rates.items():
-            det = UnknownDetector(method="mahalanobis+maxlogit" if method == "fused" else "knn")
-            det.fit(Xtr[ytr != cat], Xv[yv != cat], y_train=ytr[ytr != cat])
-            rows.append([det.predict(novel).mean(), det.predict(Xph).mean(), det.predict(Xte[yte != cat]).mean()])
-    (novel_rate, photo_rate, known_rate), base = np.mean(rates["fused"], axis=0), np.mean(rates["knn"], axis=0)
+        rows.append([det.predict(novel).mean(), det.predict(Xph).mean(), det.predict(Xte[yte != cat]).mean()])
+    return np.array(rows)
+
+
+@pytest.mark.slow
+def test_unknown_acceptance_on_real_features(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 5 at a facility's training size (500 images per category; the paper's set had ~1,800):
+    the mean over the ten left-out categories meets all three bars."""
+    data = _leave_one_out_features(tmp_path_factory.mktemp("ood500"), (500, 50, 50), seed=31, size=176)
+    rates = _flagged_shares(data)
+    novel_rate, photo_rate, known_rate = rates.mean(axis=0)
+    print(f"mean over left-out categories: left-out {novel_rate:.3f}, photos {photo_rate:.2f}, known {known_rate:.3f}; "
+          f"per category {np.round(rates[:, 0], 2).tolist()}")
+    assert novel_rate >= 0.8  # measured 0.82 (benchmarks/ood.py 500 --eval-per-class 50; seeds 201-203: 0.81)
+    assert photo_rate >= 0.9
+    assert known_rate <= 0.05  # measured 0.038
+
+
+@pytest.mark.slow
+def test_unknown_detector_with_few_training_images(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With 14 training images per category the left-out share is far from issue 5's 80% (README
+    "Limits"); the bars for photographs and known images still hold, and it beats the k-NN baseline."""
+    data = _leave_one_out_features(tmp_path_factory.mktemp("ood14"), (14, 16, 8), seed=21, size=160)
+    novel_rate, photo_rate, known_rate = _flagged_shares(data).mean(axis=0)
+    base = _flagged_shares(data, method="knn").mean(axis=0)
     print(f"mean over left-out categories: left-out {novel_rate:.2f} (k-NN {base[0]:.2f}), photos {photo_rate:.2f} "
           f"(k-NN {base[1]:.2f}), known {known_rate:.3f} (k-NN {base[2]:.3f})")
-    assert known_rate <= 0.05  # issue 5's bars for known images and photographs
+    assert known_rate <= 0.05
     assert photo_rate >= 0.9
-    # Issue 5 asks for 80% of an unseen category; the mean reached is ~half here with 14 training images per
-    # category (measured: 0.52 at 4.2% of known images flagged, k-NN 0.30; benchmarks/ood.py: 47% vs 24% at
-    # 20, 80% at 300 per category), see README "Limits". This asserts what is honestly reached.
+    # measured: 0.52 at 4.2% of known images flagged, k-NN 0.30; benchmarks/ood.py: 47% vs 24% at 20 per category
     assert novel_rate >= max(0.4, base[0])
