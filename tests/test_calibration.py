@@ -215,6 +215,7 @@ def test_calibrate_cli(small_dataset, tmp_path) -> None:
                 crop_databar=True).save(path)
     res = runner.invoke(app, ["calibrate", str(path), str(small_dataset), "--out", str(tmp_path / "plots")])
     assert res.exit_code == 0, res.output
+    assert "warning: the unknown test learned from only" in res.output  # a few images per class
     printed = json.loads(res.stdout.strip().splitlines()[-1])
     model = load_model(path)
     assert printed["t_auto"] == model.calibration["t_auto"] and "unknown_threshold" in printed
@@ -223,3 +224,16 @@ def test_calibrate_cli(small_dataset, tmp_path) -> None:
     bad.write_bytes(b"\0" * 10)
     res = runner.invoke(app, ["calibrate", str(bad), str(small_dataset)])
     assert res.exit_code == 1 and "bad.semcat" in res.output
+
+
+def test_calibrate_warns_when_classes_have_few_training_images(capsys: pytest.CaptureFixture[str]) -> None:
+    """The warning names the smallest class, and is silent from UNSEEN_CATEGORY_MIN_PER_CLASS images up."""
+    from semcat.commands.calibrate import _warn_if_few_training_images
+    from semcat.ood import UNSEEN_CATEGORY_MIN_PER_CLASS as enough
+
+    _warn_if_few_training_images(["Tips"] * enough + ["Powder"] * enough)
+    _warn_if_few_training_images([])
+    assert capsys.readouterr().err == ""
+    _warn_if_few_training_images(["Tips"] * enough + ["Powder"] * 12)
+    err = capsys.readouterr().err
+    assert "only 12 training images of 'Powder'" in err and err.count("\n") == 1

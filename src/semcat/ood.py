@@ -43,12 +43,15 @@ from semcat._validation import (
     check_labels,
 )
 
-__all__ = ["METHODS", "TENSOR_PREFIX", "UnknownDetector", "load_detector"]
+__all__ = ["METHODS", "TENSOR_PREFIX", "UNSEEN_CATEGORY_MIN_PER_CLASS", "UnknownDetector", "load_detector"]
 
 TENSOR_PREFIX = "ood."
 """Names of the detector's tensors in ``SemcatModel.extra_tensors`` start with this."""
 
 METHODS = ("mahalanobis+maxlogit", "knn")
+UNSEEN_CATEGORY_MIN_PER_CLASS = 500
+"""Training images per class from which the default detector flagged >= 80% of a left-out synthetic
+category in every benchmark draw (``benchmarks/ood.py``; about half with 20); ``calibrate`` warns below it."""
 _FORMAT_VERSION = 3  # tensors of "mahalanobis+maxlogit" (3 adds power, whole_*); "knn" keeps the version-1 layout
 _FITTED = ("reference_", "means_", "precision_", "whole_mean_", "whole_precision_", "logit_w_", "logit_b_",
            "norm_", "threshold_", "n_features_in_")

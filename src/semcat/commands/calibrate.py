@@ -32,6 +32,22 @@ def _features(model: Any, samples: list[Any], summary: BatchSummary, what: str) 
     return X, [label[p] for p in ok]
 
 
+def _warn_if_few_training_images(labels: list[str]) -> None:
+    """Say when the unknown test has too few training images per class to catch an unseen SEM category."""
+    from collections import Counter
+
+    from semcat.ood import UNSEEN_CATEGORY_MIN_PER_CLASS
+
+    if not labels:
+        return
+    cls, n = min(Counter(labels).items(), key=lambda item: item[1])
+    if n < UNSEEN_CATEGORY_MIN_PER_CLASS:
+        err_console.print(
+            f"warning: the unknown test learned from only {n} training images of {cls!r}; below "
+            f"~{UNSEEN_CATEGORY_MIN_PER_CLASS} per class it still flags photographs but misses more of an SEM "
+            "category the model never saw (README \"Limits\")", soft_wrap=True, highlight=False)
+
+
 def _print_summary(cal: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -107,6 +123,7 @@ def calibrate(
     summary = BatchSummary()
     X_val, y_val = _features(model, heldout, summary, "held-out")
     X_train, y_train = _features(model, train, summary, "training reference")
+    _warn_if_few_training_images(y_train)
     try:
         from semcat.ood import UnknownDetector
 
