@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,8 +35,6 @@ def _features(model: Any, samples: list[Any], summary: BatchSummary, what: str) 
 
 def _warn_if_few_training_images(labels: list[str]) -> None:
     """Say when the unknown test has too few training images per class to catch an unseen SEM category."""
-    from collections import Counter
-
     from semcat.ood import UNSEEN_CATEGORY_MIN_PER_CLASS
 
     if not labels:
