@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from semcat import __version__
+from semcat.commands._common import print_semcat_warnings
 from semcat.commands import (
     align,
     calibrate,
@@ -40,6 +41,7 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """semcat: SEM image categorisation and cataloguing."""
+    print_semcat_warnings()
 
 
 for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo):

@@ -17,6 +17,10 @@ class ImageReadError(SemcatError, ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class SemcatWarning(UserWarning):
+    """Base class of semcat's warnings: the CLI prints each as one ``warning: ...`` line."""
+
+
 class CacheError(SemcatError):
     """A feature cache file is corrupted or belongs to another backbone/preprocessing."""
 

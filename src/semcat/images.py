@@ -27,6 +27,7 @@ import tifffile
 
 from semcat.errors import ImageReadError
 from semcat.semmeta import databar_rows_from_metadata, parse_tiff_tags
+from semcat.sidecar import read_sidecar
 
 if TYPE_CHECKING:
     from semcat.semmeta import SemMetadata
@@ -85,7 +86,8 @@ def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | N
         The content decides the format, not the suffix.
     crop_databar : bool
         Remove the instrument's data bar at the bottom (vendor metadata first, else
-        :func:`detect_databar`).
+        :func:`detect_databar`). Vendor metadata is the file's own, else a JEOL/Hitachi
+        ``NAME.txt`` or TESCAN ``NAME-tif.hdr`` next to it (:mod:`semcat.sidecar`).
     max_side : int, optional
         Downscale while decoding so the longer side is at most this (JPEG reduced decode,
         integer-factor ``INTER_AREA``, then bilinear for the remaining factor below 2).
@@ -123,7 +125,11 @@ def read_file_bytes(path: str | Path) -> bytes:
 def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar: bool = True,
                      max_side: int | None = None,
                      max_pixels: int = 200_000_000) -> tuple[np.ndarray, ImageInfo]:
-    """Like :func:`read_image` for bytes already in memory (``name`` is used in messages)."""
+    """Like :func:`read_image` for bytes already in memory (``name`` is used in messages).
+
+    When ``name`` is a ``Path`` and the file has no vendor metadata of its own, a JEOL/Hitachi/
+    TESCAN sidecar next to it is read (:func:`semcat.sidecar.read_sidecar`).
+    """
     fmt = sniff_format(data, name)
     meta = None
     if fmt == "TIFF":
@@ -133,6 +139,8 @@ def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar:
         _check_size(header, name, max_pixels)
         raw = _decode_cv2(data, name, fmt, header, max_side)
     rows, cols = header.rows, header.cols
+    if meta is None and isinstance(name, Path):
+        meta = read_sidecar(name, rows)
 
     if max_side is not None and max(raw.shape) > max_side:
         raw = _downscale(raw, max_side)

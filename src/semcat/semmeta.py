@@ -8,7 +8,12 @@ they exist:
 - Zeiss ``CZ_SEM`` (tag 34118): ``TiffFile.sem_metadata`` (``ap_*``/``dp_*``/``sv_*`` keys).
 - FEI / Thermo Fisher ``FEI_SFEG`` (34680) and ``FEI_HELIOS`` (34682): ``TiffFile.fei_metadata``
   (INI-like ``[Section] key=value`` text, values already in SI units).
-- TESCAN (50431): INI-like ``key=value`` text, values in SI units; parsed here.
+- TESCAN (50431, and the ``-tif.hdr`` sidecar): INI-like ``key=value`` text, values in SI units.
+- JEOL ``.txt`` sidecar: ``$CM_KEY value`` lines (kV, mm, a scale-bar length for the pixel size).
+- Hitachi ``.txt`` sidecar: ``[SemImageFile]`` ``Key=value unit`` lines (nm, Volt, um).
+
+The three text formats are parsed here (no library reads them; RosettaSciIO neither); finding the
+sidecar next to an image is :mod:`semcat.sidecar`'s job.
 
 Only :func:`read_sem_metadata` touches files; :func:`parse_tiff_tags` works on an open
 ``tifffile.TiffFile`` so :func:`semcat.images.read_image` parses each file once.
@@ -31,6 +36,9 @@ __all__ = [
     "SemMetadata",
     "databar_rows_from_metadata",
     "fei_tag_payload",
+    "parse_hitachi_text",
+    "parse_jeol_text",
+    "parse_tescan_text",
     "parse_tiff_tags",
     "read_sem_metadata",
     "zeiss_tag_payload",
@@ -41,7 +49,7 @@ _TESCAN_TAG = 50431
 # Length units seen in vendor text, in metres.
 _LENGTH = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "μm": 1e-6, "nm": 1e-9, "pm": 1e-12,
            "å": 1e-10, "a": 1e-10}
-_VOLTAGE = {"v": 1.0, "kv": 1e3, "mv": 1e6}
+_VOLTAGE = {"v": 1.0, "volt": 1.0, "kv": 1e3, "mv": 1e6}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 DISPLAY_WIDTH_M = 0.128
@@ -55,7 +63,9 @@ class SemMetadata:
 
     ``raw`` keeps the vendor's parsed tag content (JSON-safe) for anything not mapped here.
     ``scan_rows`` is the number of scanned image rows when the vendor records it (FEI/Thermo
-    store the scan height; the file's extra rows are the data bar).
+    store the scan height, JEOL ``$CM_FULL_SIZE``, Hitachi ``DataSize``, TESCAN the file height
+    minus ``ImageStripSize``; the file's extra rows are the data bar). ``sidecar`` names the
+    text file next to the image the metadata came from (None for metadata inside the file).
     """
 
     vendor: str | None = None
@@ -67,6 +77,7 @@ class SemMetadata:
     detector: str | None = None
     acquired: datetime | None = None
     scan_rows: int | None = None
+    sidecar: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,10 +106,11 @@ def parse_tiff_tags(tif: tifffile.TiffFile) -> SemMetadata | None:
         if tif.is_fei:
             return _from_fei(tif.fei_metadata or {})
         if tif.is_sem:
-            return _from_zeiss(tif.sem_metadata or {})
+            return _from_zeiss(tif.sem_metadata or {}, tif.pages.first.imagewidth)
         tag = tif.pages.first.tags.get(_TESCAN_TAG)
         if tag is not None:
-            return _from_tescan(tag.value)
+            text = tag.value.decode("utf-8", "replace") if isinstance(tag.value, bytes) else str(tag.value)
+            return parse_tescan_text(text, tif.pages.first.imagelength)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError):
         return None
     return None
@@ -159,7 +171,7 @@ def _from_fei(md: dict[str, Any]) -> SemMetadata | None:
 
 # --- Zeiss ---------------------------------------------------------------------------------
 
-def _from_zeiss(md: dict[str, Any]) -> SemMetadata | None:
+def _from_zeiss(md: dict[str, Any], columns: int) -> SemMetadata | None:
     entries = {k: v for k, v in md.items() if k and isinstance(v, tuple) and len(v) >= 2}
     if not entries:
         return None
@@ -170,7 +182,13 @@ def _from_zeiss(md: dict[str, Any]) -> SemMetadata | None:
             return None, ""
         return item[1], (item[2] if len(item) > 2 else "")
 
-    pixel = _length(*value("ap_pixel_size"))
+    # "Pixel Size" is Zeiss's pixel for a 1024-column scan of the field (RosettaSciIO's rule,
+    # checked on real 512- and 2048-column files); "Image Pixel Size" (newer SmartSEM) and
+    # "Width" / columns are the stored image's own.
+    ref = _length(*value("ap_pixel_size"))
+    width = _length(*value("ap_width"))
+    pixel = (_length(*value("ap_image_pixel_size")) or (width / columns if width else None)
+             or (ref * 1024 / columns if ref else None))
     wd = _length(*value("ap_wd"))
     hv = _voltage(*value("ap_actualkv")) or _voltage(*value("ap_manualkv"))
     mag = _zeiss_mag(value("ap_mag")[0])
@@ -203,17 +221,19 @@ def _zeiss_mag(value: Any) -> float | None:
     return _pos(float(m.group(1)) * scale)
 
 
-# --- TESCAN --------------------------------------------------------------------------------
+# --- TESCAN, JEOL, Hitachi (text) ------------------------------------------------------------
 
-def _from_tescan(value: Any) -> SemMetadata | None:
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    md: dict[str, Any] = {}
-    for line in text.splitlines():
-        key, sep, val = line.partition("=")
-        if sep and key.strip() and not key.strip().startswith("["):
-            md[key.strip()] = _number(val.strip())
+def parse_tescan_text(text: str, image_rows: int | None = None) -> SemMetadata | None:
+    """TESCAN ``[MAIN]``/``[SEM]`` ``key=value`` text (SI units), from tag 50431 or a ``-tif.hdr`` file.
+
+    ``ImageStripSize`` is the height of TESCAN's info strip, so with ``image_rows`` (the file's
+    height) it gives ``scan_rows``.
+    """
+    md = _key_values(text)
     if not md:
         return None
+    strip = md.get("ImageStripSize")
+    scan_rows = image_rows - strip if isinstance(strip, int) and image_rows and 0 < strip < image_rows else None
     return SemMetadata(
         vendor="TESCAN",
         instrument=_str(md.get("Device")),
@@ -223,26 +243,115 @@ def _from_tescan(value: Any) -> SemMetadata | None:
         working_distance_m=_pos(md.get("WD")),
         detector=_str(md.get("Detector")),
         acquired=_parse_datetime(md.get("Date"), md.get("Time")),
+        scan_rows=scan_rows,
         raw=md,
     )
+
+
+def parse_jeol_text(text: str) -> SemMetadata | None:
+    """A JEOL SEM ``.txt`` sidecar (``$CM_FORMAT JEOL/SEM``): ``$KEY value`` lines; None if not one.
+
+    kV (``$CM_ACCEL_VOLT``), mm (``$$SM_WD``); the pixel size is the scale bar's length
+    (``$$SM_MICRON_MARKER``, e.g. ``5um``) over its pixels (``$$SM_MICRON_BAR``); ``$CM_FULL_SIZE``
+    is the scanned width and height, above any data bar the file carries.
+    """
+    md: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, _, val = line.strip().partition(" ")
+        if key.startswith("$") and key.lstrip("$"):
+            md[key.lstrip("$")] = _number(val.strip())
+    if not any(k.startswith("CM_") for k in md):
+        return None
+    marker_m, bar_px = _si(md.get("SM_MICRON_MARKER"), _LENGTH), _pos(md.get("SM_MICRON_BAR"))
+    return SemMetadata(
+        vendor="JEOL",
+        instrument=_str(md.get("CM_INSTRUMENT")),
+        magnification=_pos(md.get("CM_MAG")),
+        pixel_size_m=marker_m / bar_px if marker_m and bar_px else None,
+        high_voltage_v=_si(md.get("CM_ACCEL_VOLT"), _VOLTAGE, "kv"),
+        working_distance_m=_si(md.get("SM_WD"), _LENGTH, "mm"),
+        detector=_str(md.get("CM_SIGNAL")),
+        acquired=_parse_datetime(md.get("CM_DATE"), md.get("CM_TIME")),
+        scan_rows=_size_rows(md.get("CM_FULL_SIZE"), " "),
+        raw=md,
+    )
+
+
+def parse_hitachi_text(text: str) -> SemMetadata | None:
+    """A Hitachi ``.txt`` sidecar (``[SemImageFile]``, S-4800/SU/TM series); None if not one.
+
+    ``PixelSize`` in nm, ``AcceleratingVoltage=15000 Volt``, ``WorkingDistance=8100 um``,
+    ``DataSize=1280x960`` (the scanned image, above any data bar the file carries).
+    """
+    md = _key_values(text)
+    if "[SemImageFile]" not in text and not {"InstructName", "AcceleratingVoltage", "PixelSize"} & md.keys():
+        return None
+    return SemMetadata(
+        vendor="Hitachi",
+        instrument=_str(md.get("InstructName")),
+        magnification=_pos(md.get("Magnification")),
+        pixel_size_m=_si(md.get("PixelSize"), _LENGTH, "nm"),
+        high_voltage_v=_si(md.get("AcceleratingVoltage"), _VOLTAGE, "v"),
+        working_distance_m=_si(md.get("WorkingDistance"), _LENGTH),
+        detector=_str(md.get("SignalName")),
+        acquired=_parse_datetime(md.get("Date"), md.get("Time")),
+        scan_rows=_size_rows(md.get("DataSize"), "x"),
+        raw=md,
+    )
+
+
+def _key_values(text: str) -> dict[str, Any]:
+    """``key=value`` lines of INI-like text, sections ignored (vendors do not repeat keys)."""
+    md: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, val = line.partition("=")
+        if sep and key.strip() and not key.strip().startswith("["):
+            md[key.strip()] = _number(val.strip())
+    return md
+
+
+def _si(value: Any, units: dict[str, float], default_unit: str = "") -> float | None:
+    """``15000 Volt`` / ``8100 um`` / ``5um`` / a bare number (in ``default_unit``) → SI, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    else:
+        m = re.match(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([^\s0-9]*)\s*$", str(value or ""))
+        if not m:
+            return None
+        number, unit = float(m.group(1)), m.group(2)
+    v, factor = _pos(number), units.get((unit or default_unit).lower())
+    return v * factor if v is not None and factor is not None else None
+
+
+def _size_rows(value: Any, sep: str) -> int | None:
+    """Rows of a ``W H`` / ``WxH`` size text; None when it is not two positive integers."""
+    parts = str(value or "").lower().split(sep)
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts) and int(parts[1]) > 0:
+        return int(parts[1])
+    return None
 
 
 # --- writing vendor tags (values → text) ------------------------------------------------------
 
 def zeiss_tag_payload(*, pixel_size_m: float, magnification: float, high_voltage_v: float,
                       working_distance_m: float, detector: str, acquired: datetime,
-                      serial_number: str | None = None) -> str:
+                      serial_number: str | None = None, columns: int = 1024) -> str:
     """Text of a Zeiss ``CZ_SEM`` tag (34118) as SmartSEM writes it; write it with tifffile as
     ``extratags=[(34118, "s", 0, text, True)]``.
 
     Upper-case key lines, each followed by ``Label = value unit``. Reading it back returns the
     arguments up to Zeiss's rounding: 4 significant digits, magnification as ``20.00 K X``.
     ``detector`` must be one word (``InLens``, ``SE2``), as Zeiss names its channels.
+    ``pixel_size_m`` is the stored image's pixel (``columns`` wide); like SmartSEM, the unlabelled
+    leading numbers and ``Pixel Size`` give the pixel of a 1024-column scan of the same field,
+    ``Image Pixel Size`` the stored one.
     """
     mag = f"{magnification / 1e3:.2f} K X" if magnification >= 1e3 else f"{magnification:.0f} X"
+    ref = pixel_size_m * columns / 1024
     lines = [
-        "0", "0",
-        "AP_PIXEL_SIZE", f"Pixel Size = {pixel_size_m * 1e9:.4g} nm",
+        "0", "0", "0", f"{ref:.7g}", f"{magnification:.7g}",
+        "AP_PIXEL_SIZE", f"Pixel Size = {ref * 1e9:.4g} nm",
+        "AP_IMAGE_PIXEL_SIZE", f"Image Pixel Size = {pixel_size_m * 1e9:.4g} nm",
         "AP_MAG", f"Mag = {mag}",
         "AP_WD", f"WD = {working_distance_m * 1e3:.4g} mm",
         "AP_ACTUALKV", f"EHT = {high_voltage_v / 1e3:.2f} kV",
@@ -323,7 +432,7 @@ def _voltage(value: Any, unit: str) -> float | None:
     return v * factor if v is not None and factor is not None else None
 
 
-_DATE_FORMATS = ("%m/%d/%Y", "%d %b %Y", "%Y-%m-%d", "%d.%m.%Y", "%Y.%m.%d", "%d/%m/%Y")
+_DATE_FORMATS = ("%m/%d/%Y", "%d %b %Y", "%Y-%m-%d", "%d.%m.%Y", "%Y.%m.%d", "%d/%m/%Y", "%Y/%m/%d")
 _TIME_FORMATS = ("%I:%M:%S %p", "%H:%M:%S", "%H:%M")
 
 

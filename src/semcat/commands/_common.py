@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 
 import typer
 from rich.console import Console
+
+from semcat.errors import SemcatWarning
 
 err_console = Console(stderr=True, highlight=False)
 """Messages and progress go to stderr so stdout stays machine-readable."""
@@ -40,6 +43,23 @@ class BatchSummary:
     def exit(self) -> None:
         if self.failed:
             raise typer.Exit(code=1)
+
+
+def print_semcat_warnings() -> None:
+    """Show semcat's own warnings as one plain ``warning: ...`` line each (not Python's two-line
+    form with a source line); other warnings keep Python's format."""
+    shown = warnings.showwarning
+    if getattr(shown, "semcat", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, SemcatWarning):
+            err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.semcat = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 def is_tty() -> bool:

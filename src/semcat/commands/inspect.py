@@ -80,4 +80,6 @@ def _text_line(info: ImageInfo) -> str:
                  f"WD {m.working_distance_m * 1e3:.3g} mm" if m.working_distance_m else None,
                  m.detector, m.acquired.isoformat() if m.acquired else None]
         parts.append(", ".join(x for x in extra if x))
+    if m is not None and m.sidecar:
+        parts.append(f"sidecar={Path(m.sidecar).name}")
     return "\t".join(parts)

@@ -75,7 +75,7 @@ def _metadata_tag(session: _Session, shot: int, shape: Shape) -> tuple[int, str]
             pixel_size_m=pixel, magnification=DISPLAY_WIDTH_M / session.field_width_m,
             high_voltage_v=session.high_voltage_v, working_distance_m=session.working_distance_m,
             detector=_ZEISS_DETECTORS[session.detector], acquired=when,
-            serial_number=_ZEISS_SERIALS[session.instrument])
+            serial_number=_ZEISS_SERIALS[session.instrument], columns=cols)
     name, mode = _FEI_DETECTORS[session.detector]
     return _FEI_TAG, fei_tag_payload(
         pixel_size_m=pixel, columns=cols, scan_rows=rows, high_voltage_v=session.high_voltage_v,

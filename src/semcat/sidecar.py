@@ -1,0 +1,114 @@
+"""Find and read the vendor text file saved next to an image (JEOL/Hitachi ``.txt``, TESCAN ``.hdr``).
+
+JEOL and Hitachi microscopes keep their acquisition data (pixel size, voltage, working distance,
+magnification, scanned size) only in a sidecar ``NAME.txt`` beside ``NAME.tif``/``.bmp``/``.jpg``;
+TESCAN writes ``NAME-tif.hdr`` (the same text as its TIFF tag 50431). :func:`read_sidecar` is
+called for every image without metadata of its own, so the common case, no sidecar, costs one
+``stat`` of the folder: its listing is read once per folder modification time and cached
+(folders modified in the last 2 s are listed afresh).
+
+A sidecar that cannot be read or holds no usable value is a one-line :class:`SidecarWarning`
+naming the file; the image itself is never refused because of it.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import time
+import warnings
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+
+from semcat.errors import SemcatWarning
+from semcat.semmeta import SemMetadata, parse_hitachi_text, parse_jeol_text, parse_tescan_text
+
+__all__ = ["SidecarWarning", "find_sidecar", "read_sidecar"]
+
+MAX_SIDECAR_BYTES = 1 << 20
+"""Vendor sidecars are a few kB; anything larger is not one (and is not read into memory)."""
+_SETTLED_NS = 2_000_000_000
+
+
+class SidecarWarning(SemcatWarning):
+    """A sidecar next to an image is unreadable or malformed; the image is read without it."""
+
+
+def find_sidecar(image: str | Path) -> Path | None:
+    """The sidecar of ``image`` (``NAME.txt``, else ``NAME-EXT.hdr``; any letter case), or None."""
+    p = Path(image)
+    folder = p.parent
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+    # A folder changed in the last seconds may still be receiving files (a sidecar written just
+    # after its image): list it afresh rather than cache a listing that misses the sidecar.
+    fresh = time.time_ns() - mtime < _SETTLED_NS
+    names = _list_sidecars(str(folder)) if fresh else _cached_listing(str(folder), mtime)
+    if not names:
+        return None
+    for candidate in (f"{p.stem}.txt", f"{p.stem}-{p.suffix[1:]}.hdr"):
+        found = names.get(candidate.lower())
+        if found is not None:
+            return folder / found
+    return None
+
+
+def read_sidecar(image: str | Path, image_rows: int) -> SemMetadata | None:
+    """SEM metadata from the sidecar of ``image`` (``image_rows``: the file's height), or None.
+
+    Warns (:class:`SidecarWarning`, one line naming the sidecar) when one exists but is not a
+    readable JEOL, Hitachi or TESCAN file, or gives none of pixel size, voltage, working distance
+    and magnification.
+    """
+    path = find_sidecar(image)
+    if path is None:
+        return None
+    problem, meta = _parse(path, image_rows)
+    if problem:
+        warnings.warn(f"{path}: sidecar ignored: {problem}", SidecarWarning, stacklevel=2)
+        return None
+    return meta
+
+
+def _parse(path: Path, image_rows: int) -> tuple[str | None, SemMetadata | None]:
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file", None
+        if st.st_size > MAX_SIDECAR_BYTES:
+            return f"{st.st_size:,} bytes is too large for a vendor sidecar", None
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})", None
+    if b"\x00" in data:
+        return "binary content, not vendor text", None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:  # JEOL and Hitachi write Windows code pages (latin-1 µ)
+        text = data.decode("latin-1")
+    if path.suffix.lower() == ".hdr":
+        meta = parse_tescan_text(text, image_rows)
+    else:
+        meta = parse_jeol_text(text) or parse_hitachi_text(text)
+    if meta is None:
+        return "not a JEOL, Hitachi or TESCAN sidecar (no vendor keys found)", None
+    if not any((meta.pixel_size_m, meta.high_voltage_v, meta.working_distance_m, meta.magnification)):
+        return f"no readable pixel size, voltage, working distance or magnification ({meta.vendor} keys)", None
+    return None, replace(meta, sidecar=str(path))
+
+
+@lru_cache(maxsize=256)
+def _cached_listing(folder: str, mtime_ns: int) -> dict[str, str]:
+    """:func:`_list_sidecars` once per folder and modification time (the cache key)."""
+    return _list_sidecars(folder)
+
+
+def _list_sidecars(folder: str) -> dict[str, str]:
+    """Lower-case → real names of the ``.txt``/``.hdr`` files in ``folder``."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name.lower(): e.name for e in entries if e.name.lower().endswith((".txt", ".hdr"))}
+    except OSError:
+        return {}
