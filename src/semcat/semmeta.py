@@ -380,6 +380,8 @@ def fei_tag_payload(*, pixel_size_m: float, columns: int, scan_rows: int, high_v
         "System": {"Type": "SEM", "SystemType": system_type, "DisplayWidth": display_width_m},
         "Beam": {"HV": high_voltage_v, "Beam": "EBeam", "Scan": "EScan"},
         "EBeam": {"HV": high_voltage_v, "WD": working_distance_m},
+        "Scan": {"PixelWidth": pixel_size_m, "PixelHeight": pixel_size_m, "HorFieldsize": hfw,
+                 "VerFieldsize": pixel_size_m * scan_rows},  # xT repeats [Scan] as [EScan]/[IScan]
         "EScan": {"PixelWidth": pixel_size_m, "PixelHeight": pixel_size_m, "HorFieldsize": hfw,
                   "VerFieldsize": pixel_size_m * scan_rows},
         "Stage": {"WorkingDistance": working_distance_m},
