@@ -71,6 +71,7 @@ def test_jeol_round_trip(tmp_path, fmt):
 def test_hitachi_round_trip_latin1_and_upper_case_name(tmp_path):
     _image(tmp_path / "sample_01.tif")
     (tmp_path / "SAMPLE_01.TXT").write_bytes(HITACHI_TXT.encode("latin-1"))  # µ as Windows writes it
+    os.utime(tmp_path, ns=(10**18, 10**18))  # a settled folder: names match in any letter case
     _, info = read_image(tmp_path / "sample_01.tif")
     m = info.metadata
     assert m is not None and (m.vendor, m.instrument, m.detector) == ("Hitachi", "S-4800", "SE(U)")

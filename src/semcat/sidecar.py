@@ -5,7 +5,8 @@ magnification, scanned size) only in a sidecar ``NAME.txt`` beside ``NAME.tif``/
 TESCAN writes ``NAME-tif.hdr`` (the same text as its TIFF tag 50431). :func:`read_sidecar` is
 called for every image without metadata of its own, so the common case, no sidecar, costs one
 ``stat`` of the folder: its listing is read once per folder modification time and cached
-(folders modified in the last 2 s are listed afresh).
+(in a folder modified in the last 2 s, still receiving files, the two names are looked up
+directly instead).
 
 A sidecar that cannot be read or holds no usable value is a one-line :class:`SidecarWarning`
 naming the file; the image itself is never refused because of it.
@@ -35,24 +36,23 @@ class SidecarWarning(SemcatWarning):
 
 
 def find_sidecar(image: str | Path) -> Path | None:
-    """The sidecar of ``image`` (``NAME.txt``, else ``NAME-EXT.hdr``; any letter case), or None."""
+    """The sidecar of ``image`` (``NAME.txt``, else ``NAME-EXT.hdr``; any letter case once the
+    folder has been unchanged for 2 s), or None."""
     p = Path(image)
     folder = p.parent
     try:
         mtime = os.stat(folder).st_mtime_ns
     except OSError:
         return None
-    # A folder changed in the last seconds may still be receiving files (a sidecar written just
-    # after its image): list it afresh rather than cache a listing that misses the sidecar.
-    fresh = time.time_ns() - mtime < _SETTLED_NS
-    names = _list_sidecars(str(folder)) if fresh else _cached_listing(str(folder), mtime)
-    if not names:
-        return None
-    for candidate in (f"{p.stem}.txt", f"{p.stem}-{p.suffix[1:]}.hdr"):
-        found = names.get(candidate.lower())
-        if found is not None:
-            return folder / found
-    return None
+    candidates = (f"{p.stem}.txt", f"{p.stem}-{p.suffix[1:]}.hdr")
+    if time.time_ns() - mtime < _SETTLED_NS:
+        # A folder changed in the last seconds may still be receiving files (a sidecar written
+        # just after its image): look for the names themselves rather than cache a listing.
+        exact = (*candidates, f"{p.stem}.TXT")
+        return next((folder / c for c in exact if os.path.lexists(folder / c)), None)
+    names = _cached_listing(str(folder), mtime)
+    found = next((names[c.lower()] for c in candidates if c.lower() in names), None)
+    return folder / found if found else None
 
 
 def read_sidecar(image: str | Path, image_rows: int) -> SemMetadata | None:
@@ -101,12 +101,8 @@ def _parse(path: Path, image_rows: int) -> tuple[str | None, SemMetadata | None]
 
 @lru_cache(maxsize=256)
 def _cached_listing(folder: str, mtime_ns: int) -> dict[str, str]:
-    """:func:`_list_sidecars` once per folder and modification time (the cache key)."""
-    return _list_sidecars(folder)
-
-
-def _list_sidecars(folder: str) -> dict[str, str]:
-    """Lower-case → real names of the ``.txt``/``.hdr`` files in ``folder``."""
+    """Lower-case → real names of the ``.txt``/``.hdr`` files in ``folder``, once per folder and
+    modification time (the cache key)."""
     try:
         with os.scandir(folder) as entries:
             return {e.name.lower(): e.name for e in entries if e.name.lower().endswith((".txt", ".hdr"))}

@@ -200,6 +200,10 @@ def build_corpus(folder: str | Path) -> list[Case]:
     locked.write_bytes(_tiff(_sem(8)))
     locked.chmod(0)
     cases.append(Case(locked, "permissions 000", "good" if IS_ROOT else "bad"))
+    # A JEOL-style image whose sidecar is garbage: one warning line, the image is still processed.
+    (root / "bad_sidecar.tif").write_bytes(_tiff(_sem(9)))
+    (root / "bad_sidecar.txt").write_bytes(b"$CM_FORMAT JEOL/SEM\r\n$CM_MAG \xff\xfe?\r\n$$SM_WD -\r\n")
+    cases.append(Case(root / "bad_sidecar.tif", "image with a garbage JEOL sidecar (.txt)", "good"))
     mem = root / "proc_mem.tif"
     mem.symlink_to("/proc/self/mem")
     cases.append(Case(mem, "symlink to an unreadable file (EIO even for root)", "bad"))

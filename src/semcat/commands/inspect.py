@@ -29,6 +29,9 @@ def inspect_cmd(
 ) -> None:
     """Show format, bit depth, size, channels, data-bar rows, pixel size and SEM metadata per image.
 
+    Metadata comes from the file's vendor tags, else from a JEOL/Hitachi NAME.txt or TESCAN
+    NAME-tif.hdr next to it (shown as sidecar=NAME.txt).
+
     Unreadable files get one error line each; the rest go on. Exit code 1 when any file failed.
     """
     files = list(iter_image_files(paths))
