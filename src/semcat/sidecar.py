@@ -5,8 +5,8 @@ magnification, scanned size) only in a sidecar ``NAME.txt`` beside ``NAME.tif``/
 TESCAN writes ``NAME-tif.hdr`` (the same text as its TIFF tag 50431). :func:`read_sidecar` is
 called for every image without metadata of its own, so the common case, no sidecar, costs one
 ``stat`` of the folder: its listing is read once per folder modification time and cached
-(in a folder modified in the last 2 s, still receiving files, the two names are looked up
-directly instead).
+(in a folder modified in the last 2 s, maybe still receiving files, the two exact names are
+looked up instead).
 
 A sidecar that cannot be read or holds no usable value is a one-line :class:`SidecarWarning`
 naming the file; the image itself is never refused because of it.
@@ -38,21 +38,22 @@ class SidecarWarning(SemcatWarning):
 def find_sidecar(image: str | Path) -> Path | None:
     """The sidecar of ``image`` (``NAME.txt``, else ``NAME-EXT.hdr``; any letter case once the
     folder has been unchanged for 2 s), or None."""
-    p = Path(image)
-    folder = p.parent
+    folder, name = os.path.split(os.fspath(image))  # str operations: this runs for every image
+    folder = folder or "."
     try:
         mtime = os.stat(folder).st_mtime_ns
     except OSError:
         return None
-    candidates = (f"{p.stem}.txt", f"{p.stem}-{p.suffix[1:]}.hdr")
+    stem, ext = os.path.splitext(name)
+    candidates = (f"{stem}.txt", f"{stem}-{ext[1:]}.hdr")
     if time.time_ns() - mtime < _SETTLED_NS:
         # A folder changed in the last seconds may still be receiving files (a sidecar written
         # just after its image): look for the names themselves rather than cache a listing.
-        exact = (*candidates, f"{p.stem}.TXT")
-        return next((folder / c for c in exact if os.path.lexists(folder / c)), None)
-    names = _cached_listing(str(folder), mtime)
-    found = next((names[c.lower()] for c in candidates if c.lower() in names), None)
-    return folder / found if found else None
+        found = next((c for c in candidates if os.path.lexists(os.path.join(folder, c))), None)
+    else:
+        names = _cached_listing(folder, mtime)
+        found = next((names[c.lower()] for c in candidates if c.lower() in names), None) if names else None
+    return Path(folder, found) if found else None
 
 
 def read_sidecar(image: str | Path, image_rows: int) -> SemMetadata | None:
