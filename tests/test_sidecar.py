@@ -168,3 +168,14 @@ def test_inspect_shows_the_sidecar_and_warns_in_one_line(tmp_path):
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warned) == 1 and "bad.txt: sidecar ignored" in warned[0]
     assert "2 images ok, 0 failed" in result.stderr
+
+
+def test_catalog_row_carries_sidecar_metadata(tmp_path):
+    from semcat.catalog.ingest import describe
+
+    _image(tmp_path / "wafer_07.tif")
+    (tmp_path / "wafer_07.txt").write_text(JEOL_TXT)
+    row = describe(tmp_path / "wafer_07.tif")
+    assert (row["vendor"], row["instrument"], row["detector"]) == ("JEOL", "JSM-7800F", "SEI")
+    assert row["pixel_size_m"] == pytest.approx(2e-6 / 128) and row["high_voltage_v"] == pytest.approx(15_000)
+    assert row["meta"]["sidecar"] == str(tmp_path / "wafer_07.txt")
