@@ -1,7 +1,8 @@
 """Read SEM images fast and safely; find and crop the instrument's data bar.
 
-Only :func:`read_image` touches files (it reads the bytes once and hands them to
-:func:`read_image_bytes`); everything else takes and returns arrays.
+Only :func:`read_image` touches image files (it reads the bytes once and hands them to
+:func:`read_image_bytes`, which, given a ``Path``, also looks for a vendor sidecar next to it);
+everything else takes and returns arrays.
 
 Dtype rule (as in scikit-image's ``img_as_float``): the output is always a 2-D float32 array
 in [0, 1]. ``uint8`` is divided by 255 and ``uint16`` by 65535, whatever bits the detector really
@@ -427,8 +428,9 @@ def _tiff_pixels(page: tifffile.TiffPage, data: bytes) -> np.ndarray:
     """The first page's raw samples, through the fastest decoder that gives tifffile's pixels.
 
     libtiff (``imagecodecs.tiff_decode``) decodes a whole 8/16-bit page in one C call; tifffile
-    decodes strip by strip from Python, which costs ~5 µs a strip (1-row strips: 4-5 ms a
-    1024x768 image) and its LZW is 2x slower. Anything else (YCbCr, 1-bit, float, odd layouts)
+    decodes strip by strip from Python (PackBits in 1-row strips: 5.9 ms for the pixels of a
+    1024x768 image, against 1.3 ms for all of ``read_image`` through libtiff;
+    ``benchmarks/results/tiff_codecs.md``). Anything else (YCbCr, 1-bit, float, odd layouts)
     or any libtiff refusal goes through tifffile, whose errors the caller reports.
     """
     if (int(page.compression) in _LIBTIFF_COMPRESSIONS and int(page.photometric) in _LIBTIFF_PHOTOMETRICS
