@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from semcat.cli import app
 from semcat.images import read_image
-from semcat.semmeta import fei_tag_payload
+from semcat.semmeta import SemMetadata, fei_tag_payload, parse_hitachi_text, parse_jeol_text, parse_tescan_text
 from semcat.sidecar import SidecarWarning, find_sidecar
 
 ROWS, COLS, SCAN_ROWS = 212, 256, 192  # file height, width, scanned height: a 20-row data bar
@@ -179,3 +181,33 @@ def test_catalog_row_carries_sidecar_metadata(tmp_path):
     assert (row["vendor"], row["instrument"], row["detector"]) == ("JEOL", "JSM-7800F", "SEI")
     assert row["pixel_size_m"] == pytest.approx(2e-6 / 128) and row["high_voltage_v"] == pytest.approx(15_000)
     assert row["meta"]["sidecar"] == str(tmp_path / "wafer_07.txt")
+
+
+KEYS = ["$CM_FORMAT JEOL/SEM", "$CM_MAG", "$CM_ACCEL_VOLT", "$$SM_WD", "$CM_FULL_SIZE", "$$SM_MICRON_BAR",
+        "$$SM_MICRON_MARKER", "[SemImageFile]", "PixelSize=", "AcceleratingVoltage=", "WorkingDistance=",
+        "DataSize=", "Date=", "Time=", "ImageStripSize=", "HV=", "WD=", "PixelSizeX=", "Magnification="]
+ODD = ["9" * 400, "1e999", "-0", "nan", "1280x0", "0 0", "5um", "8100 um", "15000 Volt", "x", "2019/13/45"]
+
+
+def _lines(pairs: list[tuple[str, str]]) -> str:
+    return "\r\n".join(f"{k}{'' if k.endswith('=') else ' '}{v}" for k, v in pairs)
+
+
+def _parse_all(text: str) -> list[SemMetadata | None]:
+    return [parse_jeol_text(text), parse_hitachi_text(text), parse_tescan_text(text, ROWS)]
+
+
+def test_absurd_numbers_are_unknown_not_a_crash():
+    for key in KEYS:
+        for value in ODD:
+            for meta in _parse_all(_lines([("$CM_FORMAT JEOL/SEM", ""), ("[SemImageFile]", ""), (key, value)])):
+                assert meta is None or isinstance(meta, SemMetadata)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(st.text(max_size=12), st.sampled_from(ODD))),
+                max_size=12))
+def test_text_parsers_never_raise(pairs):
+    """Whatever the vendor text holds, the parsers give SemMetadata or None (fuzz, bounded)."""
+    for meta in _parse_all(_lines(pairs)):
+        assert meta is None or isinstance(meta, SemMetadata)

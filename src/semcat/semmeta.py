@@ -313,7 +313,7 @@ def _key_values(text: str) -> dict[str, Any]:
 def _si(value: Any, units: dict[str, float], default_unit: str = "") -> float | None:
     """``15000 Volt`` / ``8100 um`` / ``5um`` / a bare number (in ``default_unit``) → SI, else None."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number, unit = float(value), ""
+        number, unit = value, ""
     else:
         m = re.match(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([^\s0-9]*)\s*$", str(value or ""))
         if not m:
@@ -411,7 +411,10 @@ def _pos(value: Any) -> float | None:
     """A finite positive float, else None (vendors write 0 or text for 'unknown')."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # a 400-digit integer in vendor text
+        return None
     return v if math.isfinite(v) and v > 0 else None
 
 
