@@ -111,7 +111,7 @@ def parse_tiff_tags(tif: tifffile.TiffFile) -> SemMetadata | None:
         if tag is not None:
             text = tag.value.decode("utf-8", "replace") if isinstance(tag.value, bytes) else str(tag.value)
             return parse_tescan_text(text, tif.pages.first.imagelength)
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError):
         return None
     return None
 

@@ -89,10 +89,13 @@ def _parse(path: Path, image_rows: int) -> tuple[str | None, SemMetadata | None]
         text = data.decode("utf-8")
     except UnicodeDecodeError:  # JEOL and Hitachi write Windows code pages (latin-1 µ)
         text = data.decode("latin-1")
-    if path.suffix.lower() == ".hdr":
-        meta = parse_tescan_text(text, image_rows)
-    else:
-        meta = parse_jeol_text(text) or parse_hitachi_text(text)
+    try:
+        if path.suffix.lower() == ".hdr":
+            meta = parse_tescan_text(text, image_rows)
+        else:
+            meta = parse_jeol_text(text) or parse_hitachi_text(text)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        return f"cannot parse it ({type(exc).__name__}: {exc})", None  # a parser gap: warn, never fail
     if meta is None:
         return "not a JEOL, Hitachi or TESCAN sidecar (no vendor keys found)", None
     if not any((meta.pixel_size_m, meta.high_voltage_v, meta.working_distance_m, meta.magnification)):
