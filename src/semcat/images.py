@@ -419,8 +419,9 @@ def _decode_tiff(data: bytes, name: str | Path,
 
 
 # Compressions libtiff decodes into the same samples tifffile returns (TIFF tag 259 values):
-# none, LZW, JPEG, Deflate, PackBits, Adobe Deflate, LZMA, ZSTD, WebP.
-_LIBTIFF_COMPRESSIONS = frozenset({1, 5, 7, 8, 32773, 32946, 34925, 50000, 50001})
+# LZW, JPEG, Deflate, PackBits, Adobe Deflate, LZMA, ZSTD, WebP. Uncompressed pages stay with
+# tifffile, which reads them as fast (a copy) and has always decoded them here.
+_LIBTIFF_COMPRESSIONS = frozenset({5, 7, 8, 32773, 32946, 34925, 50000, 50001})
 _LIBTIFF_PHOTOMETRICS = frozenset({0, 1, 2, 3})  # MinIsWhite, MinIsBlack, RGB, palette: raw samples
 
 
