@@ -429,8 +429,8 @@ def _tiff_pixels(page: tifffile.TiffPage, data: bytes) -> np.ndarray:
     """The first page's raw samples, through the fastest decoder that gives tifffile's pixels.
 
     libtiff (``imagecodecs.tiff_decode``) decodes a whole 8/16-bit page in one C call; tifffile
-    decodes strip by strip from Python (PackBits in 1-row strips: 5.9 ms for the pixels of a
-    1024x768 image, against 1.3 ms for all of ``read_image`` through libtiff;
+    decodes strip by strip from Python (PackBits in 1-row strips: 5.8 ms for the pixels of a
+    1024x768 image, against 1.2 ms for all of ``read_image`` through libtiff;
     ``benchmarks/results/tiff_codecs.md``). Anything else (YCbCr, 1-bit, float, odd layouts)
     or any libtiff refusal goes through tifffile, whose errors the caller reports.
     """
