@@ -14,6 +14,7 @@ from semcat.commands import (
     catalog,
     data,
     demo,
+    duplicates,
     features,
     inspect,
     train,
@@ -42,5 +43,5 @@ def main(
     """semcat: SEM image categorisation and cataloguing."""
 
 
-for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo):
+for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, duplicates):
     _module.register(app)
