@@ -12,6 +12,7 @@ from semcat.commands import (
     align,
     calibrate,
     catalog,
+    categories,
     data,
     demo,
     duplicates,
@@ -43,5 +44,6 @@ def main(
     """semcat: SEM image categorisation and cataloguing."""
 
 
-for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, duplicates):
+for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, duplicates,
+                categories):
     _module.register(app)
