@@ -18,6 +18,7 @@ from semcat.commands import (
     duplicates,
     features,
     inspect,
+    queue,
     train,
     web,
 )
@@ -45,5 +46,5 @@ def main(
 
 
 for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, duplicates,
-                categories):
+                categories, queue):
     _module.register(app)

@@ -251,15 +251,19 @@ class Catalog:
             conn.execute(update(Image).where(Image.sha256 == sha).values(label=label, label_source=source,
                                                                        category=label))
 
-    def undo_label(self, sha256: str) -> str | None:
+    def undo_label(self, sha256: str, *, who: str | None = None) -> str | None:
         """Remove the latest label of an image (it is kept nowhere: undo is for a slip of the key);
-        the one before it, if any, is in effect again and returned."""
+        the one before it, if any, is in effect again and returned. With ``who``, only a latest
+        label by ``who`` is removed (CatalogError otherwise)."""
         with self.db.write() as conn:
             sha = _resolve(conn, sha256)
-            rows = conn.execute(select(Label.id, Label.label, Label.source).where(Label.sha256 == sha)
+            rows = conn.execute(select(Label.id, Label.label, Label.source, Label.who).where(Label.sha256 == sha)
                                 .order_by(Label.created.desc(), Label.id.desc()).limit(2)).all()
             if not rows:
                 raise CatalogError(f"image {sha[:12]} has no label to undo")
+            if who is not None and rows[0].who != who:
+                raise CatalogError(f"the latest label of image {sha[:12]} is by {rows[0].who!r}, not you: "
+                                   "only your own last label can be undone")
             conn.execute(Label.__table__.delete().where(Label.id == rows[0].id))
             before = rows[1] if len(rows) > 1 else None
             top1 = conn.execute(select(Image.top1).where(Image.sha256 == sha)).scalar()

@@ -6,14 +6,25 @@ function typingInField(ev) {
   return t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName));
 }
 
-// Review page: 1..9, 0 confirm the n-th choice; ← / → go to the previous / next image.
+// Review page: each class's key (1..9, 0, letters) confirms it; Backspace (or ← right after a
+// label) undoes the last label; n focuses the new-category field; ← / → previous / next image.
 function setupReview() {
   const review = document.getElementById("review");
-  if (!review) return;
+  const undo = document.getElementById("undo");
+  if (!review && !undo) return;
   let busy = false;
   document.addEventListener("keydown", (ev) => {
     if (busy || ev.ctrlKey || ev.metaKey || ev.altKey || typingInField(ev)) return;
-    if (/^[0-9]$/.test(ev.key)) {
+    if (undo && (ev.key === "Backspace" || ev.key === "ArrowLeft")) {
+      busy = true;
+      ev.preventDefault();
+      undo.requestSubmit();
+    } else if (!review) {
+      return;
+    } else if (ev.key === "n" && document.getElementById("new-category")) {
+      ev.preventDefault();
+      document.querySelector('#new-category input[name="name"]').focus();
+    } else if (/^[0-9a-z]$/.test(ev.key)) {
       const button = review.querySelector(`button[data-key="${ev.key}"]:not([disabled])`);
       if (button) {
         busy = true;  // one label per keypress, even when the key repeats
