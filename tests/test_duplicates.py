@@ -22,8 +22,8 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def dup_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20 fields (two per category) x (original, re-save, other bar, crop, re-scan, sibling)."""
-    return write_duplicate_set(tmp_path_factory.mktemp("dups"), fields=20, size=192, seed=5).parent
+    """12 fields (every category, two twice) x (original, re-save, other bar, crop, re-scan, sibling)."""
+    return write_duplicate_set(tmp_path_factory.mktemp("dups"), fields=12, size=192, seed=5).parent
 
 
 def test_perceptual_hash_ignores_brightness_and_noise_not_content() -> None:
@@ -78,7 +78,7 @@ def test_split_keeps_each_near_duplicate_group_on_one_side(dup_set: Path, tmp_pa
         return sum(len(v) > 1 for v in splits.values())
 
     merged = scan_dataset(root, fractions=(0.5, 0.25, 0.25))
-    assert straddling(merged) == 0 and merged.near_groups >= 20
+    assert straddling(merged) == 0 and merged.near_groups >= 12
     assert merged.to_dict()["near_duplicate_groups_merged"] == merged.near_groups
     found = scan_duplicates(root, features=False)
     split_of = {str(s.path): s.split for s in merged.samples}

@@ -4,7 +4,7 @@ Why: a new category has no output in the trained head until the next retrain. It
 examples already say what it looks like: their mean feature direction (the prototype) is a
 nearest-class-mean classifier that works from a handful of images. After ``MIN_EXAMPLES``
 confirmed images, an image at least as close to the prototype as most members are
-(the ``MEMBER_QUANTILE`` of the members' own cosines) gets the category offered among its
+(the ``MEMBER_QUANTILE`` of the members' leave-one-out cosines) gets the category offered among its
 candidates on the review page.
 """
 from __future__ import annotations
@@ -27,10 +27,15 @@ _MAX_EXAMPLES = 500
 
 
 def prototype(members: np.ndarray) -> tuple[np.ndarray, float]:
-    """(unit mean direction, cosine threshold) of a category's member feature vectors."""
+    """(unit mean direction, cosine threshold) of a category's member feature vectors.
+
+    The threshold is the ``MEMBER_QUANTILE`` of each member's cosine to the prototype of the
+    *other* members (leave-one-out): how close a new member is, not one already averaged in.
+    """
     u = _unit(members)
-    proto = _unit(u.mean(axis=0))
-    return proto, float(np.quantile(u @ proto, MEMBER_QUANTILE))
+    total = u.sum(axis=0)
+    loo = np.einsum("ij,ij->i", u, _unit(total[None, :] - u))
+    return _unit(total), float(np.quantile(loo, MEMBER_QUANTILE))
 
 
 def suggest(cat: Any, sha256: str, categories: Iterable[str]) -> list[str]:

@@ -5,7 +5,8 @@ its thresholds. Each *field* is one rendered specimen area; its variants are wha
 really holds of the same area (the file re-saved as JPEG, the image cropped, the area scanned
 again with new noise and a slightly moved stage, the same pixels with another data bar). Each
 field also has a *sibling*: another area of the same sample, taken with the same look, which
-must never be merged with it (the hard negative).
+must never be merged with it (the hard negative; for Tips, whose sample is a single tip that
+every shot shows, the sibling is another tip).
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def duplicate_variants(category: str, seed: int | list[int], size: int = 256) ->
     look = _draw_look(rng)
     gen = _GENERATORS[category]
     h, mat = gen(rng, look, (full, full))
-    h2, mat2 = gen(rng, look, (full, full))  # the sibling: same sample and look, another area
+    # the sibling: same sample and look, another area (a Tips sample is one tip: another tip)
+    look2 = _draw_look(rng) if category == "Tips" else look
+    h2, mat2 = gen(rng, look2, (full, full))
     img = _render(h, mat, look, rng)
     m = full - size
     r0, c0 = m // 2, m // 2
@@ -58,7 +61,7 @@ def duplicate_variants(category: str, seed: int | list[int], size: int = 256) ->
         "rebar": _quantise(_with_databar(img[r0:r0 + size, c0:c0 + size], other_bar), 8),
         "crop": original[cr:cr + side, cc:cc + side].copy(),
         "rescan": _quantise(_with_databar(again[dr:dr + size, dc:dc + size], bar), 8),
-        "sibling": _quantise(_with_databar(_render(h2, mat2, look, rng)[r0:r0 + size, c0:c0 + size], bar), 8),
+        "sibling": _quantise(_with_databar(_render(h2, mat2, look2, rng)[r0:r0 + size, c0:c0 + size], bar), 8),
     }
 
 
