@@ -134,3 +134,22 @@ def _sha(path: Path) -> str:
     from semcat._io import sha256_file
 
     return sha256_file(path)
+
+
+def test_training_from_the_catalog_keeps_stored_groups_in_one_split(dup_set: Path, tmp_path: Path) -> None:
+    from semcat.commands.train import _from_catalog
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    with open_catalog(url) as cat:
+        cat.ingest([dup_set], progress=False)
+        for rec in cat.search(limit=1000):
+            cat.confirm(rec.sha256, "Tips", who="t")
+        stored = cat.set_duplicate_groups(g for g in [[_sha(p) for p in group] for group in
+                                                      scan_duplicates(dup_set, features=False).path_groups()])
+        keys = cat.duplicate_keys()
+    data = _from_catalog(url, None)
+    split_of = dict(zip(data.paths, data.splits))
+    by_group = defaultdict(set)
+    for path, split in split_of.items():
+        by_group[keys.get(_sha(Path(path)), path)].add(split)
+    assert stored >= 12 and all(len(v) == 1 for v in by_group.values())

@@ -382,6 +382,11 @@ class Catalog:
                     n += 1
         return n
 
+    def duplicate_keys(self) -> dict[str, str]:
+        """Every grouped image's group key (hash → the group's smallest hash), for splits."""
+        with self.db.read() as conn:
+            return dict(conn.execute(select(Image.sha256, Image.dup_group).where(Image.dup_group.is_not(None))).all())
+
     def duplicates_of(self, sha256: str) -> list[str]:
         """The other images of this image's duplicate group (empty when it has none)."""
         with self.db.read() as conn:
