@@ -66,6 +66,16 @@ def _resolve(conn: Connection, sha_or_prefix: str) -> str:
     return found[0]
 
 
+def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None, source: str) -> None:
+    """Insert the label rows and update the images' latest label (full hashes, checked by the caller)."""
+    now = utcnow()
+    conn.execute(Label.__table__.insert(), [{"sha256": s, "label": label, "who": who, "source": source,
+                                             "created": now} for s in shas])
+    for i in range(0, len(shas), 1000):
+        conn.execute(update(Image).where(Image.sha256.in_(shas[i:i + 1000]))
+                     .values(label=label, label_source=source, category=label))
+
+
 class Catalog:
     """A catalog database (SQLite or PostgreSQL), created or upgraded on open."""
 
@@ -235,6 +245,28 @@ class Catalog:
         one is refused, never stored, so a typo cannot start a class of its own. Create a new
         category first with :meth:`add_category`.
         """
+        self._check_label(label, source, allowed)
+        with self.db.write() as conn:
+            _write_labels(conn, [_resolve(conn, sha256)], label, who, source)
+
+    def confirm_many(self, shas: Iterable[str], label: str, *, who: str | None, source: str = "human",
+                     allowed: Iterable[str] | None = None) -> int:
+        """:meth:`confirm` for many full hashes in one transaction (all or none); returns how many.
+        CatalogError when a hash is not catalogued."""
+        shas = list(dict.fromkeys(shas))
+        self._check_label(label, source, allowed)
+        with self.db.write() as conn:
+            found: set[str] = set()
+            for i in range(0, len(shas), 1000):
+                found.update(conn.execute(select(Image.sha256).where(Image.sha256.in_(shas[i:i + 1000]))).scalars())
+            missing = [s for s in shas if s not in found]
+            if missing:
+                raise CatalogError(f"{len(missing)} of {len(shas)} hashes are not catalogued "
+                                   f"(first: {missing[0][:16]!r}); nothing was labelled")
+            _write_labels(conn, shas, label, who, source)
+        return len(shas)
+
+    def _check_label(self, label: str, source: str, allowed: Iterable[str] | None) -> None:
         if not label or not label.strip():
             raise ValueError("label must be a non-empty class name")
         if source not in LABEL_SOURCES:
@@ -244,12 +276,6 @@ class Catalog:
             raise ValueError(f"label {label!r} is not a known category ({', '.join(sorted(known))}); "
                              f"create it first (semcat category add {label!r}, or 'New category' "
                              "on the review page) or pick an existing one")
-        with self.db.write() as conn:
-            sha = _resolve(conn, sha256)
-            conn.execute(Label.__table__.insert().values(sha256=sha, label=label, who=who, source=source,
-                                                         created=utcnow()))
-            conn.execute(update(Image).where(Image.sha256 == sha).values(label=label, label_source=source,
-                                                                       category=label))
 
     def undo_label(self, sha256: str, *, who: str | None = None) -> str | None:
         """Remove the latest label of an image (it is kept nowhere: undo is for a slip of the key);

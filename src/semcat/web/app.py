@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from semcat import __version__
-from semcat.web import browse, dashboard, login, review, upload
+from semcat.web import browse, catalog_map, dashboard, login, review, upload
 from semcat.web.context import WebState, is_api, template_dir
 from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, SessionSigner, load_secret
 from semcat.web.settings import Settings
@@ -45,6 +45,9 @@ ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
     (["POST"], "/api/images/{sha256}/notes", review.add_note, API),
     (["GET"], "/review", review.queue_page, HTML),
     (["GET"], "/api/review", review.queue_page, API),
+    (["GET"], "/map", catalog_map.map_page, HTML),
+    (["GET"], "/api/map", catalog_map.map_page, API),
+    (["POST"], "/api/labels", catalog_map.label_many, API),
     (["GET"], "/dashboard", dashboard.dashboard_page, HTML),
     (["GET"], "/api/stats", dashboard.dashboard_page, API),
     (["GET"], "/dashboard/plots/{source}/{name}.png", dashboard.plot, API),
