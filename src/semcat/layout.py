@@ -18,8 +18,9 @@ from semcat.catalog.similar import _normalise
 
 __all__ = ["PCA_DIMS", "TSNE_MAX", "catalog_layout", "layout"]
 
-TSNE_MAX = 5000
-"""Largest number of images laid out by t-SNE; above it, PCA."""
+TSNE_MAX = 2000
+"""Largest number of images laid out by t-SNE; above it, PCA (t-SNE's time grows fast: see
+``benchmarks/results/map.md``)."""
 PCA_DIMS = 50
 
 
