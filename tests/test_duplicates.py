@@ -153,3 +153,23 @@ def test_training_from_the_catalog_keeps_stored_groups_in_one_split(dup_set: Pat
     for path, split in split_of.items():
         by_group[keys.get(_sha(Path(path)), path)].add(split)
     assert stored >= 12 and all(len(v) == 1 for v in by_group.values())
+
+
+def test_a_version_3_catalog_is_upgraded_with_groups_and_categories(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from semcat.catalog.schema import SCHEMA_VERSION
+
+    open_catalog(db_url).close()
+    cat = open_catalog(db_url)
+    with cat.db.write() as conn:  # back to version 3: no dup_group, no categories
+        conn.exec_driver_sql("DROP INDEX ix_images_dup_group")
+        conn.exec_driver_sql("ALTER TABLE images DROP COLUMN dup_group")
+        conn.exec_driver_sql("DROP TABLE categories")
+        conn.exec_driver_sql("UPDATE schema_version SET version = 3")
+    cat.close()
+    with open_catalog(db_url) as cat, cat.db.read() as conn:
+        insp = sa.inspect(conn)
+        assert "dup_group" in {c["name"] for c in insp.get_columns("images")}
+        assert "categories" in insp.get_table_names()
+        assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == SCHEMA_VERSION == 4
