@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from semcat.catalog.similar import _normalise
+
 __all__ = ["ALIGN_MIN_NCC", "FEATURE_MIN_COSINE", "PHASH_MAX_DISTANCE", "DuplicateScan", "alignment_score", "catalog_duplicates",
            "exact_pairs", "load_thumb", "feature_pairs", "find_groups", "group_pairs", "near_pairs", "perceptual_hash",
            "phash_bytes", "phash_file", "scan_duplicates"]
@@ -83,7 +85,7 @@ def phash_file(path: str | Path) -> PHash:
 
 def near_pairs(hashes: Sequence[int | None], max_distance: int = PHASH_MAX_DISTANCE) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, whose perceptual hashes differ in at most ``max_distance``
-    bits (None = no hash). Blockwise XOR + popcount: O(N²) but ~1 ns a pair."""
+    bits (None = no hash). Blockwise XOR + popcount over all pairs (O(N²), vectorised)."""
     idx = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
     if len(idx) < 2:
         return []
@@ -102,7 +104,7 @@ def feature_pairs(features: np.ndarray, min_cosine: float = FEATURE_MIN_COSINE) 
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"features must be a 2-D array (images x dimensions); got shape {x.shape}")
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = _normalise(x)
     out: list[tuple[int, int]] = []
     for start in range(0, len(x), _BLOCK):
         rows, cols = np.nonzero(x[start:start + _BLOCK] @ x.T >= min_cosine)
