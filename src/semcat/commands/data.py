@@ -101,7 +101,7 @@ def summary(
     root: Annotated[Path, typer.Argument(metavar="DIR", help="Folder with one sub-folder per class (nested sub-folders allowed).", exists=True, file_okay=False)],
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Keep samples together: 'folder' (sub-folder below the class) or a regex with one group over the file name, e.g. '^([^_]+_[^_]+)_'.")] = None,
     fractions: Annotated[str, typer.Option("--fractions", help="Train,val,test shares summing to 1.")] = "0.8,0.1,0.1",
-    check: Annotated[bool, typer.Option("--check/--no-check", help="Decode every image to list unreadable ones (slower); --no-check only hashes.")] = True,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Decode every image to list unreadable ones (slower); --no-check --no-near-duplicates only hashes.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
     near: Annotated[bool, typer.Option("--near-duplicates/--no-near-duplicates", help="Keep near duplicates (re-saves, other data bars; semcat duplicates) in one split; decodes every image.")] = True,
 ) -> None:
