@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--hovers", type=int, default=300)
     ap.add_argument("--lassos", type=int, default=20)
-    ap.add_argument("--tsne-points", type=int, default=2000, help="also time the t-SNE layout at this size")
+    ap.add_argument("--tsne-points", type=int, default=1000, help="also time the t-SNE layout at this size")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/map.md")
     args = ap.parse_args(argv)

@@ -9,6 +9,7 @@ feature key and set of images (``semcat_home()/maps``), so the page opens fast n
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from semcat.catalog.similar import _normalise
 
 __all__ = ["PCA_DIMS", "TSNE_MAX", "catalog_layout", "layout"]
 
-TSNE_MAX = 2000
+TSNE_MAX = 1000
 """Largest number of images laid out by t-SNE; above it, PCA (t-SNE's time grows fast: see
-``benchmarks/results/map.md``)."""
+``benchmarks/results/map.md``; the first map request waits for it)."""
 PCA_DIMS = 50
 
 
@@ -52,26 +53,28 @@ def layout(features: np.ndarray, *, seed: int = 0) -> np.ndarray:
 
 
 def catalog_layout(cat: Any, cache_dir: Path | None = None) -> tuple[list[str], np.ndarray]:
-    """(hashes, positions) of every catalogued image with stored features; cached on disk."""
+    """(hashes, positions) of every catalogued image with stored features, sorted by hash.
+
+    Cached on disk per catalog and feature set (key, count and last row id of the vectors), so
+    a warm call reads one small file instead of every vector.
+    """
     from semcat._io import atomic_write_bytes
     from semcat.config import semcat_home
 
-    shas, feats = cat.features()
-    if not shas:
+    summary = cat.feature_summary()
+    if summary is None:
         return [], np.zeros((0, 2), np.float32)
+    tag = hashlib.sha256(f"{cat.url}|{summary}".encode()).hexdigest()[:24]
+    path = (cache_dir or semcat_home() / "maps") / f"{tag}.npz"
+    if path.exists():
+        with np.load(path) as cached:
+            return [s.decode() for s in cached["shas"]], cached["xy"]
+    shas, feats = cat.features()
     order = np.argsort(shas)
     shas = [shas[i] for i in order]
-    tag = hashlib.sha256(f"{cat.url}|{feats.shape[1]}|".encode() + "".join(shas).encode()).hexdigest()[:24]
-    path = (cache_dir or semcat_home() / "maps") / f"{tag}.npy"
-    if path.exists():
-        xy = np.load(path)
-        if xy.shape == (len(shas), 2):
-            return shas, xy
     xy = layout(feats[order])
-    import io
-
     buf = io.BytesIO()
-    np.save(buf, xy)
+    np.savez(buf, shas=np.array([s.encode() for s in shas], dtype="S64"), xy=xy)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
     return shas, xy

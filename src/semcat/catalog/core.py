@@ -375,6 +375,20 @@ class Catalog:
                                "(semcat ingest DIR --model MODEL) to enable similarity search")
         return FeatureIndex(self.db, row[0], self._index_dir()).query(bytes_to_vector(row[1]), k, exclude=sha)
 
+    def feature_summary(self) -> tuple[str, int, int] | None:
+        """(key, vectors, largest row id) of the most common feature key, None without features:
+        what changes whenever vectors are added, so callers can cache what they derive."""
+        with self.db.read() as conn:
+            row = conn.execute(select(Feature.key, func.count(), func.max(Feature.id)).group_by(Feature.key)
+                               .order_by(func.count().desc(), Feature.key).limit(1)).first()
+        return (row[0], int(row[1]), int(row[2])) if row else None
+
+    def image_states(self) -> dict[str, tuple[str | None, str | None, bool]]:
+        """Every image's (category, decision, confirmed), in one query (for the map)."""
+        with self.db.read() as conn:
+            return {sha: (cat, dec, label is not None) for sha, cat, dec, label in conn.execute(
+                select(Image.sha256, Image.category, Image.decision, Image.label))}
+
     def features(self, shas: Iterable[str] | None = None) -> tuple[list[str], np.ndarray]:
         """Stored feature vectors (of the most common feature key): (hashes, matrix N x D),
         for ``shas`` (those without features left out) or for every image."""

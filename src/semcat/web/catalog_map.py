@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -26,15 +27,16 @@ def map_data(request: Request) -> dict:
 
     cat = state(request).catalog
     shas, xy = catalog_layout(cat)
-    records = {r.sha256: r for r in cat.records(shas)} if shas else {}
-    category = [records[s].category if s in records else None for s in shas]
-    decision = [records[s].decision if s in records else None for s in shas]
-    confirmed = ["confirmed" if s in records and records[s].label else "unconfirmed" for s in shas]
+    states = cat.image_states()
+    none = (None, None, False)
+    category = [states.get(s, none)[0] for s in shas]
+    decision = [states.get(s, none)[1] for s in shas]
+    confirmed = ["confirmed" if states.get(s, none)[2] else "unconfirmed" for s in shas]
     names = {"category": sorted({c for c in category if c}, key=str) + [None],
              "decision": ["auto", "suggest", "manual", "unknown", None], "confirmed": ["confirmed", "unconfirmed"]}
     return {
-        "n": len(shas), "sha256": shas, "x": [round(float(v), 4) for v in xy[:, 0]],
-        "y": [round(float(v), 4) for v in xy[:, 1]], "names": names,
+        "n": len(shas), "sha256": shas, "x": np.round(xy[:, 0].astype(float), 4).tolist(),
+        "y": np.round(xy[:, 1].astype(float), 4).tolist(), "names": names,
         "category": _codes(category, names["category"]), "decision": _codes(decision, names["decision"]),
         "confirmed": _codes(confirmed, names["confirmed"]),
     }

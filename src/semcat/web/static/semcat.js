@@ -50,6 +50,9 @@ function setupMap() {
   const base = document.createElement("canvas");  // the points, drawn once per colouring/selection
   base.width = canvas.width; base.height = canvas.height;
   const bctx = base.getContext("2d");
+  const sel = document.createElement("canvas");  // the selected points, redrawn per lasso
+  sel.width = canvas.width; sel.height = canvas.height;
+  const sctx = sel.getContext("2d");
   const tip = document.getElementById("map-tip");
   const status = document.getElementById("map-status");
   const colorBy = document.getElementById("map-color");
@@ -71,17 +74,26 @@ function setupMap() {
       list.push(i);
     }
   }
+  function rgba(hex) {  // "#rrggbb" → a little-endian RGBA pixel for a Uint32Array view
+    const v = parseInt(hex.slice(1), 16);
+    return (0xff000000 | ((v & 0xff) << 16) | (v & 0xff00) | ((v >> 16) & 0xff)) >>> 0;
+  }
+  function paint(target, indices, colorOf) {  // 3x3 squares straight into pixels: no per-point draw call
+    const img = target.createImageData(W, H), buf = new Uint32Array(img.data.buffer);
+    for (const i of indices) {
+      const x = px[i] | 0, y = py[i] | 0, c = colorOf(i);
+      for (let dy = -1; dy <= 1; dy++) {
+        const row = (y + dy) * W;
+        if (y + dy < 0 || y + dy >= H) continue;
+        for (let dx = -1; dx <= 1; dx++) if (x + dx >= 0 && x + dx < W) buf[row + x + dx] = c;
+      }
+    }
+    target.putImageData(img, 0, 0);
+  }
   function drawBase() {
     const field = colorBy.value, codes = data[field], names = data.names[field];
-    bctx.clearRect(0, 0, W, H);
-    const byColor = names.map(() => []);
-    for (let i = 0; i < data.n; i++) byColor[codes[i]].push(i);
-    byColor.forEach((idx, c) => {
-      bctx.fillStyle = names[c] === null ? "#cccccc" : PALETTE[c % PALETTE.length];
-      for (const i of idx) bctx.fillRect(px[i] - 1.5, py[i] - 1.5, 3, 3);
-    });
-    bctx.strokeStyle = "#000";
-    for (const i of selected) bctx.strokeRect(px[i] - 3, py[i] - 3, 6, 6);
+    const colors = names.map((name, c) => rgba(name === null ? "#cccccc" : PALETTE[c % PALETTE.length]));
+    paint(bctx, Array.from({ length: data.n }, (_, i) => i), (i) => colors[codes[i]]);
     const legend = document.getElementById("map-legend");
     legend.replaceChildren(...names.map((name, c) => {
       const span = document.createElement("span"), dot = document.createElement("i");
@@ -89,11 +101,17 @@ function setupMap() {
       span.append(dot, document.createTextNode(name === null ? "(none)" : name));
       return span;
     }));
+    drawSelection();
+  }
+  function drawSelection() {
+    const black = rgba("#000000");
+    paint(sctx, selected, () => black);
     show();
   }
   function show() {
     ctx.clearRect(0, 0, W, H);
     ctx.drawImage(base, 0, 0);
+    if (selected.length) ctx.drawImage(sel, 0, 0);
     if (lasso && lasso.length > 1) {
       ctx.beginPath(); ctx.moveTo(lasso[0][0], lasso[0][1]);
       for (const [x, y] of lasso) ctx.lineTo(x, y);
@@ -155,7 +173,7 @@ function setupMap() {
     if (poly.length < 3 || !data) { show(); return; }
     const t0 = performance.now();
     selected = select(poly);
-    drawBase();
+    drawSelection();
     timings.select.push(performance.now() - t0);
     status.textContent = `${selected.length} selected of ${data.n}`;
     if (form) {
