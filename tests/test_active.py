@@ -107,6 +107,9 @@ def test_review_order_strategies_and_the_queue_command(cat) -> None:
     assert by_margin == [pool[i].sha256 for i in np.argsort(-unc, kind="stable")[:5]]
     with pytest.raises(ValueError, match="needs stored features"):
         review_order(cat, "diversity", 5)
+    web = client(create_app(Settings(db_url=cat.url, local_user="t"), catalog=cat))
+    page = web.get("/review", params={"strategy": "diversity"}, headers={"accept": "text/html"})
+    assert page.status_code == 400 and "ingest with --model" in page.text and "<html" in page.text
     rng = np.random.default_rng(1)
     _store_features(cat, {r.sha256: rng.normal(size=8) for r in pool})
     div = review_order(cat, "diversity", 5)

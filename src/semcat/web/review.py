@@ -55,7 +55,10 @@ def queue_page(request: Request,
     if strategy is None:
         records = cat.review_queue(limit=offset + limit)
     else:
-        records = review_order(cat, strategy, offset + limit)
+        try:
+            records = review_order(cat, strategy, offset + limit)
+        except ValueError as exc:  # e.g. diversity without stored features: say so on the page
+            raise HTTPException(400, f"strategy: {exc}") from None
     queue = [r.to_dict() for r in records][offset:]
     current = queue[0] if queue else None
     classes = st.classes()
