@@ -46,7 +46,12 @@ _ALIGN_HIGHPASS = 4.0
 """Sigma (pixels at ``_ALIGN_SIDE``) of the blur subtracted before matching: shading and uneven
 illumination, which other shots of the same session share, no longer count as agreement."""
 
-_BLOCK = 2048
+_BLOCK_CELLS = 1 << 22
+"""Pairs compared per block (rows x all images): ~32 MB of uint64 or float32 at a time."""
+
+
+def _block(n: int) -> int:
+    return max(1, _BLOCK_CELLS // max(n, 1))
 
 
 def perceptual_hash(img: np.ndarray) -> int:
@@ -91,8 +96,9 @@ def near_pairs(hashes: Sequence[int | None], max_distance: int = PHASH_MAX_DISTA
         return []
     h = np.array([hashes[i] for i in idx], dtype=np.uint64)
     out: list[tuple[int, int]] = []
-    for start in range(0, len(h), _BLOCK):
-        d = np.bitwise_count(h[start:start + _BLOCK, None] ^ h[None, :])
+    step = _block(len(h))
+    for start in range(0, len(h), step):
+        d = np.bitwise_count(h[start:start + step, None] ^ h[None, :])
         rows, cols = np.nonzero(d <= max_distance)
         keep = cols > rows + start
         out.extend(zip(idx[rows[keep] + start].tolist(), idx[cols[keep]].tolist()))
@@ -106,8 +112,9 @@ def feature_pairs(features: np.ndarray, min_cosine: float = FEATURE_MIN_COSINE) 
         raise ValueError(f"features must be a 2-D array (images x dimensions); got shape {x.shape}")
     x = _normalise(x)
     out: list[tuple[int, int]] = []
-    for start in range(0, len(x), _BLOCK):
-        rows, cols = np.nonzero(x[start:start + _BLOCK] @ x.T >= min_cosine)
+    step = _block(len(x))
+    for start in range(0, len(x), step):
+        rows, cols = np.nonzero(x[start:start + step] @ x.T >= min_cosine)
         keep = cols > rows + start
         out.extend(zip((rows[keep] + start).tolist(), cols[keep].tolist()))
     return out
