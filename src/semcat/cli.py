@@ -13,10 +13,13 @@ from semcat.commands import (
     align,
     calibrate,
     catalog,
+    categories,
     data,
     demo,
+    duplicates,
     features,
     inspect,
+    queue,
     train,
     web,
 )
@@ -44,5 +47,6 @@ def main(
     print_semcat_warnings()
 
 
-for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo):
+for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, duplicates,
+                categories, queue):
     _module.register(app)

@@ -16,8 +16,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from semcat._io import IMAGE_SUFFIXES, iter_image_files, sha256_bytes, sha256_file
+
+if TYPE_CHECKING:
+    from semcat.duplicates import PHash
 
 __all__ = ["SPLITS", "Dataset", "Sample", "assign_split", "check_fractions", "scan_dataset"]
 
@@ -47,6 +51,10 @@ class Dataset:
     warnings: list[str] = field(default_factory=list)
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     group_by: str | None = None
+    near_links: list[tuple[str, str]] = field(default_factory=list)
+    """Content-hash pairs found to be near duplicates (their split keys were merged)."""
+    near_groups: int = 0
+    """How many near-duplicate groups were merged into one split key each."""
 
     def split(self, name: str) -> list[Sample]:
         """Samples of one split (``"train"``, ``"val"`` or ``"test"``)."""
@@ -77,6 +85,7 @@ class Dataset:
             "group_by": self.group_by,
             "classes": counts,
             "total": {k: sum(row[k] for row in counts.values()) for k in ("total", *SPLITS)},
+            "near_duplicate_groups_merged": self.near_groups,
             "errors": [{"path": p, "problem": e} for p, e in self.errors],
             "warnings": list(self.warnings),
         }
@@ -120,6 +129,7 @@ def scan_dataset(
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     group_by: str | None = None,
     check_images: bool = False,
+    near_duplicates: bool = True,
     progress: bool = False,
     workers: int | None = None,
 ) -> Dataset:
@@ -135,6 +145,9 @@ def scan_dataset(
         duplicates always share a split too, even across groups.
     check_images : also decode each file (``semcat.images.read_image_bytes``) and list the ones
         that are not readable images, instead of finding out later.
+    near_duplicates : decode each file (bar cropped) for its perceptual hash and keep near
+        duplicates (``semcat.duplicates.find_groups`` without features) in one split, like exact
+        ones; implies ``check_images``.
     progress : show a progress bar on stderr while hashing.
 
     Returns
@@ -157,23 +170,27 @@ def scan_dataset(
         raise ValueError(f"found no category sub-folders in {root}: expected {root}/<category>/<images>")
 
     found = [(path, d.name) for d in class_dirs for path in iter_image_files([d])]
-    hashes = _hash_all([p for p, _ in found], check_images, progress, workers)
+    hashes = _hash_all([p for p, _ in found], check_images or near_duplicates, near_duplicates, progress, workers)
 
     raw: list[tuple[Path, str, str, str | None, str | None]] = []
-    for (path, label), (digest, problem) in zip(found, hashes):
+    phashes: list[PHash | None] = []
+    for (path, label), (digest, problem, phash) in zip(found, hashes):
         if problem is not None:
             errors.append((str(path), problem))
             continue
         sub = path.parent.relative_to(root / label).as_posix()
         sub = None if sub == "." else sub
         raw.append((path, label, digest, sub, _group_of(path, sub, group_by, pattern)))
+        phashes.append(phash)
 
-    keys = _split_keys([(digest, group) for _, _, digest, _, group in raw])
+    links = _near_links([r[0] for r in raw], [r[2] for r in raw], phashes) if near_duplicates else []
+    keys = _split_keys([(digest, group) for _, _, digest, _, group in raw], links)
     samples = [
         Sample(path, label, digest, assign_split(key, fractions), group, sub)
         for (path, label, digest, sub, group), key in zip(raw, keys)
     ]
-    ds = Dataset(root, [d.name for d in class_dirs], samples, errors, [], fractions, group_by)
+    ds = Dataset(root, [d.name for d in class_dirs], samples, errors, [], fractions, group_by, links,
+                 _count_groups(links))
     ds.warnings.extend(_warnings(ds))
     ds.classes = [c for c in ds.classes if any(s.label == c for s in samples)]
     return ds
@@ -206,31 +223,34 @@ def _group_of(path: Path, sub: str | None, group_by: str | None, pattern: re.Pat
     return m.group(1) if m and m.group(1) else None
 
 
-def _hash_one(path: Path, check: bool) -> tuple[str, str | None]:
-    """(sha256, None) or ("", problem) for one file."""
+def _hash_one(path: Path, check: bool, phash: bool) -> tuple[str, str | None, PHash | None]:
+    """(sha256, None, perceptual hash or None) or ("", problem, None) for one file."""
     try:
         if os.path.getsize(path) == 0:
-            return "", "empty file (0 bytes)"
+            return "", "empty file (0 bytes)", None
         if not check:
-            return sha256_file(path), None
+            return sha256_file(path), None, None
         data = path.read_bytes()
     except PermissionError:
-        return "", "permission denied: cannot read the file (check its permissions)"
+        return "", "permission denied: cannot read the file (check its permissions)", None
     except OSError as exc:
-        return "", f"cannot read the file: {exc.strerror or exc}"
+        return "", f"cannot read the file: {exc.strerror or exc}", None
+    from semcat.duplicates import phash_bytes
     from semcat.errors import ImageReadError
     from semcat.images import read_image_bytes
 
     try:
+        if phash:  # decoding for the hash checks the image too
+            return sha256_bytes(data), None, phash_bytes(data, path)
         read_image_bytes(data, path, crop_databar=False, max_side=64)
     except ImageReadError as exc:
-        return "", exc.problem
-    return sha256_bytes(data), None
+        return "", exc.problem, None
+    return sha256_bytes(data), None, None
 
 
 def _hash_all(
-    paths: list[Path], check: bool, progress: bool, workers: int | None
-) -> list[tuple[str, str | None]]:
+    paths: list[Path], check: bool, phash: bool, progress: bool, workers: int | None
+) -> list[tuple[str, str | None, PHash | None]]:
     """Hash (and optionally decode) files on a thread pool: hashing releases the GIL."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -239,12 +259,12 @@ def _hash_all(
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     bar = Progress(TextColumn("hashing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=err_console, disable=not progress, transient=True)
-    out: list[tuple[str, str | None]] = []
+    out: list[tuple[str, str | None, PHash | None]] = []
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         with bar:
             task = bar.add_task("hashing", total=len(paths))
-            for result in pool.map(lambda p: _hash_one(p, check), paths):
+            for result in pool.map(lambda p: _hash_one(p, check, phash), paths):
                 out.append(result)
                 bar.advance(task)
     finally:  # Ctrl-C: drop the queued files instead of hashing them all first
@@ -252,8 +272,26 @@ def _hash_all(
     return out
 
 
-def _split_keys(items: list[tuple[str, str | None]]) -> list[str]:
-    """Split key per sample: its group, merged with every group sharing an identical file.
+def _near_links(paths: list[Path], digests: list[str], phashes: list[PHash | None]) -> list[tuple[str, str]]:
+    """Content-hash pairs of pixel-checked near duplicates (perceptual hashes, no features)."""
+    from semcat.duplicates import try_thumb, find_groups
+
+    groups = find_groups(digests, phashes, None, lambda i: try_thumb(paths[i]))
+    return [(digests[g[0]], digests[i]) for g in groups for i in g[1:] if digests[i] != digests[g[0]]]
+
+
+def _count_groups(links: list[tuple[str, str]]) -> int:
+    """Connected sets formed by ``links``."""
+    from semcat.duplicates import group_pairs
+
+    index: dict[str, int] = {}
+    pairs = [(index.setdefault(a, len(index)), index.setdefault(b, len(index))) for a, b in links]
+    return len(group_pairs(len(index), pairs))
+
+
+def _split_keys(items: list[tuple[str, str | None]], links: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Split key per sample: its group, merged with every group sharing an identical file and
+    with the content hashes ``links`` joins (near duplicates).
 
     Union-find over group names and content hashes; the smallest name of each connected set is
     the key, so duplicates and groups both stay on one side.
@@ -270,8 +308,8 @@ def _split_keys(items: list[tuple[str, str | None]]) -> list[str]:
     def node(digest: str, group: str | None) -> str:
         return f"group:{group}" if group is not None else digest
 
-    for digest, group in items:
-        a, b = find(node(digest, group)), find(digest)
+    for a, b in [(node(d, g), d) for d, g in items] + list(links):
+        a, b = find(a), find(b)
         if a != b:
             parent[max(a, b)] = min(a, b)
     keys = []

@@ -62,7 +62,7 @@ def labelled_set(data_dir: str | Path, *, group_by: str | None = None, split_sal
     ds = scan_dataset(data_dir, group_by=group_by)
     samples = list(ds.samples)
     if split_salt:  # same split keys as the dataset (groups and duplicates stay together), new salt
-        keys = _split_keys([(s.sha256, s.group) for s in samples])
+        keys = _split_keys([(s.sha256, s.group) for s in samples], ds.near_links)
         splits = [assign_split(f"{split_salt}:{k}", ds.fractions) for k in keys]
     else:
         splits = [s.split for s in samples]

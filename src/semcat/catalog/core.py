@@ -18,6 +18,7 @@ from semcat.catalog.db import CatalogError, Database
 from semcat.catalog.migrations import upgrade
 from semcat.catalog.records import ImageRecord, load_records
 from semcat.catalog.schema import (
+    Category,
     Feature,
     Image,
     ImagePath,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from semcat.model import SemcatModel
 
 LABEL_SOURCES = ("human", "auto")
+MAX_CATEGORY = 64
+"""Longest category name (the width of ``labels.label``)."""
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -61,6 +64,16 @@ def _resolve(conn: Connection, sha_or_prefix: str) -> str:
         raise CatalogError(f"hash prefix {sha_or_prefix!r} is ambiguous ({', '.join(x[:12] for x in found)}…): "
                            "give more digits")
     return found[0]
+
+
+def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None, source: str) -> None:
+    """Insert the label rows and update the images' latest label (full hashes, checked by the caller)."""
+    now = utcnow()
+    conn.execute(Label.__table__.insert(), [{"sha256": s, "label": label, "who": who, "source": source,
+                                             "created": now} for s in shas])
+    for i in range(0, len(shas), 1000):
+        conn.execute(update(Image).where(Image.sha256.in_(shas[i:i + 1000]))
+                     .values(label=label, label_source=source, category=label))
 
 
 class Catalog:
@@ -224,18 +237,94 @@ class Catalog:
             return next((Path(p) for p in paths if os.path.exists(p)), None)
 
     # ---- writes by people (review) ---------------------------------------------------------------
-    def confirm(self, sha256: str, label: str, *, who: str | None, source: str = "human") -> None:
-        """Record a confirmed class; the latest label wins and the older ones stay in history."""
+    def confirm(self, sha256: str, label: str, *, who: str | None, source: str = "human",
+                allowed: Iterable[str] | None = None) -> None:
+        """Record a confirmed class; the latest label wins and the older ones stay in history.
+
+        A label must be a known category (``allowed``, else :meth:`known_labels`): an unknown
+        one is refused, never stored, so a typo cannot start a class of its own. Create a new
+        category first with :meth:`add_category`.
+        """
+        self._check_label(label, source, allowed)
+        with self.db.write() as conn:
+            _write_labels(conn, [_resolve(conn, sha256)], label, who, source)
+
+    def confirm_many(self, shas: Iterable[str], label: str, *, who: str | None, source: str = "human",
+                     allowed: Iterable[str] | None = None) -> int:
+        """:meth:`confirm` for many full hashes in one transaction (all or none); returns how many.
+        CatalogError when a hash is not catalogued."""
+        shas = list(dict.fromkeys(shas))
+        self._check_label(label, source, allowed)
+        with self.db.write() as conn:
+            found: set[str] = set()
+            for i in range(0, len(shas), 1000):
+                found.update(conn.execute(select(Image.sha256).where(Image.sha256.in_(shas[i:i + 1000]))).scalars())
+            missing = [s for s in shas if s not in found]
+            if missing:
+                raise CatalogError(f"{len(missing)} of {len(shas)} hashes are not catalogued "
+                                   f"(first: {missing[0][:16]!r}); nothing was labelled")
+            _write_labels(conn, shas, label, who, source)
+        return len(shas)
+
+    def _check_label(self, label: str, source: str, allowed: Iterable[str] | None) -> None:
         if not label or not label.strip():
             raise ValueError("label must be a non-empty class name")
         if source not in LABEL_SOURCES:
             raise ValueError(f"source must be one of {', '.join(LABEL_SOURCES)}; got {source!r}")
+        known = set(allowed) if allowed is not None else set(self.known_labels())
+        if label not in known:
+            raise ValueError(f"label {label!r} is not a known category ({', '.join(sorted(known))}); "
+                             f"create it first (semcat category add {label!r}, or 'New category' "
+                             "on the review page) or pick an existing one")
+
+    def undo_label(self, sha256: str, *, who: str | None = None) -> str | None:
+        """Remove the latest label of an image (it is kept nowhere: undo is for a slip of the key);
+        the one before it, if any, is in effect again and returned. With ``who``, only a latest
+        label by ``who`` is removed (CatalogError otherwise)."""
         with self.db.write() as conn:
             sha = _resolve(conn, sha256)
-            conn.execute(Label.__table__.insert().values(sha256=sha, label=label, who=who, source=source,
-                                                         created=utcnow()))
-            conn.execute(update(Image).where(Image.sha256 == sha).values(label=label, label_source=source,
-                                                                       category=label))
+            rows = conn.execute(select(Label.id, Label.label, Label.source, Label.who).where(Label.sha256 == sha)
+                                .order_by(Label.created.desc(), Label.id.desc()).limit(2)).all()
+            if not rows:
+                raise CatalogError(f"image {sha[:12]} has no label to undo")
+            if who is not None and rows[0].who != who:
+                raise CatalogError(f"the latest label of image {sha[:12]} is by {rows[0].who!r}, not you: "
+                                   "only your own last label can be undone")
+            conn.execute(Label.__table__.delete().where(Label.id == rows[0].id))
+            before = rows[1] if len(rows) > 1 else None
+            top1 = conn.execute(select(Image.top1).where(Image.sha256 == sha)).scalar()
+            conn.execute(update(Image).where(Image.sha256 == sha).values(
+                label=before.label if before else None, label_source=before.source if before else None,
+                category=before.label if before else top1))
+        return before.label if before else None
+
+    # ---- categories --------------------------------------------------------------------------------
+    def categories(self) -> list[str]:
+        """Categories created by people (:meth:`add_category`), oldest first."""
+        with self.db.read() as conn:
+            return list(conn.execute(select(Category.name).order_by(Category.created, Category.name)).scalars())
+
+    def add_category(self, name: str, *, who: str | None) -> str:
+        """Create a category (creating an existing one is a no-op); returns the cleaned name."""
+        name = (name or "").strip()
+        if not name or len(name) > MAX_CATEGORY or not name.isprintable():
+            raise ValueError(f"category name must be 1-{MAX_CATEGORY} printable characters; got {name[:80]!r}")
+        with self.db.write() as conn:
+            conn.execute(_ingest._insert(conn)(Category).values(name=name, who=who, created=utcnow())
+                         .on_conflict_do_nothing())
+        return name
+
+    def known_labels(self) -> list[str]:
+        """Labels :meth:`confirm` accepts by default: the 10 NFFA categories, created categories,
+        every class a model predicted into this catalog and every label already confirmed."""
+        from semcat import CATEGORIES
+
+        with self.db.read() as conn:
+            predicted = conn.execute(select(Prediction.top1).distinct()).scalars()
+            labelled = conn.execute(select(Image.label).distinct()).scalars()
+            found = {x for x in [*predicted, *labelled] if x}
+        created = self.categories()
+        return list(dict.fromkeys([*CATEGORIES, *created, *sorted(found)]))
 
     def add_tag(self, sha256: str, tag: str) -> None:
         """Tag an image (adding the same tag twice is a no-op)."""
@@ -285,6 +374,68 @@ class Catalog:
             raise CatalogError(f"image {sha[:12]} has no stored features: ingest it with a model "
                                "(semcat ingest DIR --model MODEL) to enable similarity search")
         return FeatureIndex(self.db, row[0], self._index_dir()).query(bytes_to_vector(row[1]), k, exclude=sha)
+
+    def feature_summary(self) -> tuple[str, int, int] | None:
+        """(key, vectors, largest row id) of the most common feature key, None without features:
+        what changes whenever vectors are added, so callers can cache what they derive."""
+        with self.db.read() as conn:
+            row = conn.execute(select(Feature.key, func.count(), func.max(Feature.id)).group_by(Feature.key)
+                               .order_by(func.count().desc(), Feature.key).limit(1)).first()
+        return (row[0], int(row[1]), int(row[2])) if row else None
+
+    def image_states(self) -> dict[str, tuple[str | None, str | None, bool]]:
+        """Every image's (category, decision, confirmed), in one query (for the map)."""
+        with self.db.read() as conn:
+            return {sha: (cat, dec, label is not None) for sha, cat, dec, label in conn.execute(
+                select(Image.sha256, Image.category, Image.decision, Image.label))}
+
+    def features(self, shas: Iterable[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """Stored feature vectors (of the most common feature key): (hashes, matrix N x D),
+        for ``shas`` (those without features left out) or for every image."""
+        with self.db.read() as conn:
+            key = conn.execute(select(Feature.key).group_by(Feature.key)
+                               .order_by(func.count().desc(), Feature.key).limit(1)).scalar()
+            if key is None:
+                return [], np.zeros((0, 0), np.float32)
+            q = select(Feature.sha256, Feature.vector).where(Feature.key == key)
+            rows = []
+            if shas is None:
+                rows = conn.execute(q).all()
+            else:
+                wanted = list(shas)
+                for i in range(0, len(wanted), 1000):
+                    rows += conn.execute(q.where(Feature.sha256.in_(wanted[i:i + 1000]))).all()
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        return [r[0] for r in rows], np.stack([bytes_to_vector(r[1]) for r in rows])
+
+    # ---- duplicate groups ------------------------------------------------------------------------
+    def set_duplicate_groups(self, groups: Iterable[Iterable[str]]) -> int:
+        """Replace the stored duplicate groups (lists of full hashes); returns how many were stored."""
+        n = 0
+        with self.db.write() as conn:
+            conn.execute(update(Image).where(Image.dup_group.is_not(None)).values(dup_group=None))
+            for group in groups:
+                members = sorted(set(group))
+                if len(members) > 1:
+                    conn.execute(update(Image).where(Image.sha256.in_(members)).values(dup_group=members[0]))
+                    n += 1
+        return n
+
+    def duplicate_keys(self) -> dict[str, str]:
+        """Every grouped image's group key (hash → the group's smallest hash), for splits."""
+        with self.db.read() as conn:
+            return dict(conn.execute(select(Image.sha256, Image.dup_group).where(Image.dup_group.is_not(None))).all())
+
+    def duplicates_of(self, sha256: str) -> list[str]:
+        """The other images of this image's duplicate group (empty when it has none)."""
+        with self.db.read() as conn:
+            sha = _resolve(conn, sha256)
+            group = conn.execute(select(Image.dup_group).where(Image.sha256 == sha)).scalar()
+            if group is None:
+                return []
+            return [s for s in conn.execute(select(Image.sha256).where(Image.dup_group == group)
+                                            .order_by(Image.sha256)).scalars() if s != sha]
 
     def _index_dir(self) -> Path:
         db = self.db.engine.url.database

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from semcat.catalog.schema import SCHEMA_VERSION, Base, Feature, IngestError, SchemaVersion
+from semcat.catalog.schema import SCHEMA_VERSION, Base, Category, Feature, Image, IngestError, SchemaVersion
 
 
 def _v2_errors_and_features(conn: Connection) -> None:
@@ -41,6 +41,16 @@ def _v3_path_search(conn: Connection) -> None:
             pass
 
 
+def _v4_duplicates_and_categories(conn: Connection) -> None:
+    """Version 4: ``images.dup_group`` (near-duplicate groups) and the ``categories`` table."""
+    insp = inspect(conn)
+    if "dup_group" not in {c["name"] for c in insp.get_columns("images")}:
+        conn.exec_driver_sql("ALTER TABLE images ADD COLUMN dup_group VARCHAR(64)")
+    if "ix_images_dup_group" not in {i["name"] for i in insp.get_indexes("images")}:
+        next(i for i in Image.__table__.indexes if i.name == "ix_images_dup_group").create(conn)
+    Category.__table__.create(conn, checkfirst=True)
+
+
 _SQLITE_PATH_FTS = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS image_paths_fts USING fts5("
     "path, content='image_paths', content_rowid='id', tokenize='trigram')",
@@ -53,7 +63,8 @@ _SQLITE_PATH_FTS = (
     "INSERT INTO image_paths_fts(rowid, path) VALUES (new.id, new.path); END",
 )
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_errors_and_features, 3: _v3_path_search}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_errors_and_features, 3: _v3_path_search,
+                                                      4: _v4_duplicates_and_categories}
 """Target version -> function that upgrades from the version before it."""
 
 

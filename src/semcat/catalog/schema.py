@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bump together with a new function in ``migrations.MIGRATIONS``."""
 
 
@@ -87,6 +87,8 @@ class Image(Base):
     label_source: Mapped[str | None] = mapped_column(String(16))
     # label if confirmed, else top1: what "category" means in a search
     category: Mapped[str | None] = mapped_column(String(64))
+    # duplicate group (``semcat duplicates``): the smallest hash of the group, None when alone
+    dup_group: Mapped[str | None] = mapped_column(_SHA)
 
     # Each index serves one filter *in result order* (LIMIT stops early instead of sorting).
     __table_args__ = (
@@ -96,6 +98,7 @@ class Image(Base):
         Index("ix_images_decision_recent", "decision", "ingested", "sha256"),
         Index("ix_images_label_decision_score", "label", "decision", "top1_score", "sha256"),
         Index("ix_images_score", "top1_score", "sha256"),
+        Index("ix_images_dup_group", "dup_group"),
         Index("ix_images_review", "top1_score", "sha256",
               sqlite_where=text(REVIEW_WHERE), postgresql_where=text(REVIEW_WHERE)),
     )
@@ -204,6 +207,15 @@ class Feature(Base):
     )
 
 
+class Category(Base):
+    """A category created by a person beyond the model's classes (a label outside both is refused)."""
+
+    __tablename__ = "categories"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    who: Mapped[str | None] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 V1_TABLES = ("schema_version", "images", "image_paths", "predictions", "labels", "tags", "notes", "measurements")
 """Tables of schema version 1 (version 2 added ``errors`` and ``features``, version 3 the
-path trigram index: see ``migrations.py``)."""
+path trigram index, version 4 ``images.dup_group`` and ``categories``: see ``migrations.py``)."""

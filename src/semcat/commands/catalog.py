@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from semcat.commands._common import Engine, err_console, error_line
 
@@ -298,20 +299,24 @@ def label_cmd(
     who: Annotated[Optional[str], typer.Option("--who", help="Who confirms (default: $USER).")] = None,
     db: DbOpt = None,
 ) -> None:
-    """Confirm the class of one image (the latest label wins; history is kept)."""
-    import getpass
+    """Confirm the class of one image (the latest label wins; history is kept).
 
-    from semcat import CATEGORIES
+    The label must be a known category (the 10 NFFA ones, one a model predicted into this
+    catalog, or one created with `semcat category add`); anything else is refused, exit code 1.
+    """
+    import getpass
 
     cat = _open(db)
     try:
         sha = _resolve_image(cat, image)
-        if label not in CATEGORIES:
-            err_console.print(f"warning: {label!r} is not one of the 10 NFFA categories", highlight=False)
-        cat.confirm(sha, label, who=who or getpass.getuser(), source="human")
+        try:
+            cat.confirm(sha, label, who=who or getpass.getuser(), source="human")
+        except ValueError as e:
+            err_console.print(f"[red]error[/red]: {escape(str(e))}", markup=True, soft_wrap=True)
+            raise typer.Exit(code=1) from None
     finally:
         cat.close()
-    err_console.print(f"{sha[:12]}: label {label}")
+    err_console.print(f"{sha[:12]}: label {label}", markup=False)
 
 
 def tag_cmd(

@@ -101,8 +101,9 @@ def summary(
     root: Annotated[Path, typer.Argument(metavar="DIR", help="Folder with one sub-folder per class (nested sub-folders allowed).", exists=True, file_okay=False)],
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Keep samples together: 'folder' (sub-folder below the class) or a regex with one group over the file name, e.g. '^([^_]+_[^_]+)_'.")] = None,
     fractions: Annotated[str, typer.Option("--fractions", help="Train,val,test shares summing to 1.")] = "0.8,0.1,0.1",
-    check: Annotated[bool, typer.Option("--check/--no-check", help="Decode every image to list unreadable ones (slower); --no-check only hashes.")] = True,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Decode every image to list unreadable ones (slower); --no-check --no-near-duplicates only hashes.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+    near: Annotated[bool, typer.Option("--near-duplicates/--no-near-duplicates", help="Keep near duplicates (re-saves, other data bars; semcat duplicates) in one split; decodes every image.")] = True,
 ) -> None:
     """Count images per class and per train/val/test split (by content hash); list unreadable files.
 
@@ -113,7 +114,8 @@ def summary(
 
     shares = _parse_fractions(fractions)
     try:
-        ds = scan_dataset(root, fractions=shares, group_by=group_by, check_images=check, progress=True)
+        ds = scan_dataset(root, fractions=shares, group_by=group_by, check_images=check, near_duplicates=near,
+                          progress=True)
     except ValueError as exc:
         err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
         raise typer.Exit(code=2) from None
@@ -125,6 +127,8 @@ def summary(
         result.fail(path, problem)
     for warning in ds.warnings:
         err_console.print(f"[yellow]warning[/yellow]: {warning}", markup=True, soft_wrap=True)
+    if near:
+        err_console.print(f"{ds.near_groups} near-duplicate groups merged (each kept in one split)", highlight=False)
     if as_json:
         typer.echo(json.dumps(ds.to_dict(), indent=2))
     else:

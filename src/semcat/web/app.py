@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from semcat import __version__
-from semcat.web import browse, dashboard, login, review, upload
+from semcat.web import browse, catalog_map, dashboard, login, review, upload
 from semcat.web.context import WebState, is_api, template_dir
 from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, SessionSigner, load_secret
 from semcat.web.settings import Settings
@@ -35,12 +35,19 @@ ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
     (["GET"], "/images/{sha256}/file", browse.original, API),
     (["POST"], "/images/{sha256}/label", review.confirm_label, HTML),
     (["POST"], "/api/images/{sha256}/label", review.confirm_label, API),
+    (["POST"], "/images/{sha256}/label/undo", review.undo_label, HTML),
+    (["POST"], "/api/images/{sha256}/label/undo", review.undo_label, API),
+    (["POST"], "/categories", review.new_category, HTML),
+    (["POST"], "/api/categories", review.new_category, API),
     (["POST"], "/images/{sha256}/tags", review.add_tag, HTML),
     (["POST"], "/api/images/{sha256}/tags", review.add_tag, API),
     (["POST"], "/images/{sha256}/notes", review.add_note, HTML),
     (["POST"], "/api/images/{sha256}/notes", review.add_note, API),
     (["GET"], "/review", review.queue_page, HTML),
     (["GET"], "/api/review", review.queue_page, API),
+    (["GET"], "/map", catalog_map.map_page, HTML),
+    (["GET"], "/api/map", catalog_map.map_page, API),
+    (["POST"], "/api/labels", catalog_map.label_many, API),
     (["GET"], "/dashboard", dashboard.dashboard_page, HTML),
     (["GET"], "/api/stats", dashboard.dashboard_page, API),
     (["GET"], "/dashboard/plots/{source}/{name}.png", dashboard.plot, API),

@@ -133,6 +133,7 @@ def image_page(request: Request, sha256: str) -> Response:
     context = {
         "image": record.to_dict(), "history": cat.history(record.sha256), "similar": similar,
         "similar_error": similar_error, "classes": state(request).classes(),
+        "duplicates": cat.duplicates_of(record.sha256),
     }
     return render(request, "image.html", context)
 

@@ -47,9 +47,11 @@ class WebState:
             return self._model
 
     def classes(self) -> list[str]:
-        """Classes a reviewer can choose: the model's, else the 10 NFFA categories."""
+        """Classes a reviewer can choose: the model's, else the 10 NFFA categories, then the
+        categories created in the catalog (in creation order, so keys stay put)."""
         model = self.model()
-        return list(model.classes) if model is not None else list(CATEGORIES)
+        base = list(model.classes) if model is not None else list(CATEGORIES)
+        return base + [c for c in self.catalog.categories() if c not in base]
 
 
 def state(request: Request) -> WebState:

@@ -1,50 +1,77 @@
-"""The review queue and every write a reviewer makes: confirm a label, add a tag, add a note.
+"""The review queue and every write a reviewer makes: confirm or undo a label, create a
+category, add a tag, add a note.
 
-The queue page shows one image at a time (lowest confidence first) with numbered choices:
-the model's candidates first, then the other classes. Keys 1..9, 0 pick a choice, the arrow keys
-skip; each confirmation is a plain form POST, so a click works without JavaScript too.
+The queue page shows one image at a time (lowest confidence first, or in an active-learning
+order with ``?strategy=``, see ``semcat.active``) with choices: the model's candidates first,
+then the other classes. Each class keeps its key across images (1..9, 0, then letters), so
+hands learn them; after a label the page says what was stored and Backspace / ← undoes it.
+Each write is a plain form POST, so a click works without JavaScript too.
 """
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from semcat.web.browse import get_record
-from semcat.web.context import FastJSONResponse, is_api, payload, render, state
+from semcat.web.context import FastJSONResponse, check_hash, is_api, payload, render, state
 from semcat.web.security import User, require_reviewer, safe_next
 
-KEYS = "1234567890"
+KEYS = "1234567890abcdefghijklmopqrstuvwxyz"
+"""Key of the n-th class (``n`` is not one: it focuses the new-category field)."""
 MAX_TAG = 64
 MAX_NOTE = 5000
+Strategy = Literal["uncertainty", "diversity", "hybrid", "random"]
 
 
-def choices(record: dict, classes: list[str]) -> list[dict]:
-    """Numbered choices for one image: candidates first (best first), then the other classes."""
+def choices(record: dict, classes: list[str], suggested: Sequence[str] = ()) -> list[dict]:
+    """Choices for one image: candidates (and ``suggested`` new categories) first, best first,
+    then the other classes. A class's key is its place in ``classes``, the same on every image."""
     scores = {c: s for c, s in record.get("top") or []}
     first = [c for c in record.get("candidates") or [] if c in classes]
     if not first:
         first = [c for c, _ in record.get("top") or [] if c in classes][:1]
+    first += [c for c in suggested if c in classes and c not in first]
     ordered = first + sorted((c for c in classes if c not in first), key=lambda c: -scores.get(c, -1.0))
-    return [{"key": KEYS[i] if i < len(KEYS) else None, "label": c, "candidate": c in first,
-             "score": scores.get(c)} for i, c in enumerate(ordered)]
+    key = {c: KEYS[i] for i, c in enumerate(classes[:len(KEYS)])}
+    return [{"key": key.get(c), "label": c, "candidate": c in first, "suggested": c in suggested,
+             "score": scores.get(c)} for c in ordered]
 
 
 def queue_page(request: Request,
                offset: Annotated[int, Query(ge=0, description="Skip this many queued images")] = 0,
-               limit: Annotated[int, Query(ge=1, le=500, description="Queued images to list")] = 20) -> Response:
-    """Unconfirmed suggest/manual/unknown images, lowest top score first; the first one is shown."""
-    cat = state(request).catalog
-    queue = [r.to_dict() for r in cat.review_queue(limit=offset + limit)][offset:]
-    remaining = cat.review_count()
+               limit: Annotated[int, Query(ge=1, le=500, description="Queued images to list")] = 20,
+               strategy: Annotated[Strategy | None, Query(description="Active-learning order (default: lowest top score first)")] = None,
+               done: Annotated[str | None, Query(description="Hash of the image just labelled (shown with an undo)")] = None) -> Response:
+    """Unconfirmed suggest/manual/unknown images, in ``strategy`` order; the first one is shown."""
+    from semcat.active import review_order
+    from semcat.prototypes import suggest
+
+    st = state(request)
+    cat = st.catalog
+    if strategy is None:
+        records = cat.review_queue(limit=offset + limit)
+    else:
+        try:
+            records = review_order(cat, strategy, offset + limit)
+        except ValueError as exc:  # e.g. diversity without stored features: say so on the page
+            raise HTTPException(400, f"strategy: {exc}") from None
+    queue = [r.to_dict() for r in records][offset:]
     current = queue[0] if queue else None
+    classes = st.classes()
+    just = cat.get(check_hash(done)) if done else None
+    qs = f"&strategy={strategy}" if strategy else ""
     context = {
-        "queue": queue, "current": current, "offset": offset, "remaining": remaining,
-        "choices": choices(current, state(request).classes()) if current else [],
+        "queue": queue, "current": current, "offset": offset, "remaining": cat.review_count(),
+        "choices": choices(current, classes, suggest(cat, current["sha256"], cat.categories())) if current else [],
         "prev_offset": offset - 1 if offset else None,
         "next_offset": offset + 1 if len(queue) > 1 else None,
+        "strategy": strategy, "qs": qs,
+        "labelled": {"sha256": just.sha256, "label": just.label, "name": (just.path or just.sha256).rsplit("/", 1)[-1]}
+        if just is not None and just.label else None,
     }
     return render(request, "review.html", context)
 
@@ -70,9 +97,33 @@ def _confirm(request: Request, data: dict, sha256: str, user: User) -> Response:
     label = _text(data, "label", 200)
     classes = state(request).classes()
     if label not in classes:
-        raise HTTPException(400, f"label: expected one of {', '.join(classes)}; got {label!r}")
-    state(request).catalog.confirm(record.sha256, label, who=user.name, source="human")
+        raise HTTPException(400, f"label: expected one of {', '.join(classes)} (or create a new category "
+                                 f"first); got {label!r}")
+    state(request).catalog.confirm(record.sha256, label, who=user.name, source="human", allowed=classes)
     return _done(request, data, record.sha256)
+
+
+def _undo(request: Request, data: dict, sha256: str, user: User) -> Response:
+    from semcat.catalog import CatalogError
+
+    record = get_record(request, sha256)
+    try:
+        state(request).catalog.undo_label(record.sha256, who=user.name)
+    except CatalogError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return _done(request, data, record.sha256)
+
+
+def _new_category(request: Request, data: dict, user: User) -> Response:
+    cat = state(request).catalog
+    name = cat.add_category(_text(data, "name", 200), who=user.name)
+    sha = data.get("sha256")
+    if sha:  # create and label the image in one step
+        record = get_record(request, str(sha))
+        cat.confirm(record.sha256, name, who=user.name, source="human", allowed=state(request).classes())
+    if is_api(request):
+        return FastJSONResponse({"category": name, "categories": state(request).classes()})
+    return RedirectResponse(safe_next(data.get("next") or "/review"), 303)
 
 
 def _tag(request: Request, data: dict, sha256: str, user: User) -> Response:
@@ -100,3 +151,13 @@ async def add_tag(request: Request, sha256: str, user: Annotated[User, Depends(r
 async def add_note(request: Request, sha256: str, user: Annotated[User, Depends(require_reviewer)]) -> Response:
     """Add a note (field ``text``) to an image; stored with who wrote it and when."""
     return await run_in_threadpool(_note, request, await payload(request), sha256, user)
+
+
+async def undo_label(request: Request, sha256: str, user: Annotated[User, Depends(require_reviewer)]) -> Response:
+    """Undo your latest label of an image (409 when its latest label is someone else's or none)."""
+    return await run_in_threadpool(_undo, request, await payload(request), sha256, user)
+
+
+async def new_category(request: Request, user: Annotated[User, Depends(require_reviewer)]) -> Response:
+    """Create a category (field ``name``); with ``sha256``, also label that image with it."""
+    return await run_in_threadpool(_new_category, request, await payload(request), user)
