@@ -116,6 +116,17 @@ def test_int8_without_a_quantised_model_says_how_to_build_one(empty_home: Path) 
         replace(FP32, precision="int4")
 
 
+def test_unreadable_calibration_files_are_named_and_skipped(small_dataset: Path, tmp_path: Path) -> None:
+    from semcat.quantize import _user_inputs
+
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00 not really a tiff")
+    good = sorted((small_dataset / "Powder").glob("*.tif"))[0]
+    inputs, hashes, errors = _user_inputs(FP32, [good, bad])
+    assert len(inputs) == len(hashes) == 1 and inputs[0].shape == (1, 3, 224, 224)
+    assert len(errors) == 1 and errors[0][0] == str(bad) and errors[0][1]
+
+
 def test_fp32_signature_and_cache_key_are_unchanged_by_the_precision_field() -> None:
     """Features cached and models trained before int8 existed stay valid."""
     assert "precision" not in FP32.signature()

@@ -143,8 +143,9 @@ def quantize(
 
     try:
         spec = get_backbone(backbone, weights=str(weights) if weights else None)
-        err_console.print(f"quantising {spec.name} to int8 (calibration: {synthetic} synthetic"
-                          f"{' + your images' if calibration else ''}); this takes a minute or two", markup=False)
+        err_console.print(f"int8 model of {spec.name} (calibration: {synthetic} synthetic"
+                          f"{' + your images' if calibration else ''}): re-used if its inputs are unchanged, "
+                          "else built (a few minutes)", markup=False)
         res = quantize_backbone(spec, calibration, n_synthetic=synthetic, max_user=max_user,
                                 fp32_depthwise=fp32_depthwise, rebuild=rebuild)
     except SemcatError as e:
