@@ -136,3 +136,12 @@ def test_fp32_signature_and_cache_key_are_unchanged_by_the_precision_field() -> 
     assert BackboneSpec.from_dict(INT8.to_dict()) == INT8
     old = {k: v for k, v in FP32.to_dict().items() if k != "precision"}  # a model file from before
     assert BackboneSpec.from_dict(old) == FP32
+
+    from semcat.head import SoftmaxHead
+    from semcat.model import SemcatModel
+
+    X = np.random.default_rng(0).random((6, FP32.feature_dim), dtype=np.float32)
+    head = SoftmaxHead(seed=0).fit(X, ["a", "b"] * 3)
+    entry = SemcatModel(FP32, head, view="center", crop_databar=True)._metadata()["backbones"][0]
+    assert "precision" not in entry  # so fp32 models keep their model id (catalogued predictions stay theirs)
+    assert SemcatModel(INT8, head, view="center", crop_databar=True, feature_keys=["k"])._metadata()["backbones"][0]["precision"] == "int8"

@@ -297,8 +297,8 @@ class SemcatModel:
             "format_version": FORMAT_VERSION,
             "backbone": self.backbone_name,
             "backbones": [
-                {"name": s.name, "weights": s.weights, "feature_dim": int(s.feature_dim), "signature": s.signature(),
-                 "precision": s.precision}
+                {"name": s.name, "weights": s.weights, "feature_dim": int(s.feature_dim), "signature": s.signature()}
+                | ({} if s.precision == "fp32" else {"precision": s.precision})  # fp32 model ids unchanged
                 for s in self.backbones
             ],
             # as trained: a loaded model keeps the file's keys (an int8 model must not need this machine's int8 IR)
