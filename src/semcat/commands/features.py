@@ -76,7 +76,8 @@ def features(
 
     crop = not no_crop_databar
     try:
-        spec = with_precision(get_backbone(backbone, weights=str(weights) if weights else None), precision.value)
+        choice = "fp32" if runtime is RuntimeChoice.torch and precision is Precision.auto else precision.value  # int8 is OpenVINO's
+        spec = with_precision(get_backbone(backbone, weights=str(weights) if weights else None), choice)
         if engine is Engine.spark:
             if out is None:
                 raise typer.BadParameter("--engine spark needs --out (a Parquet folder)", param_hint="--out")
