@@ -100,6 +100,15 @@ def test_model_records_precision_and_a_mismatch_warns_with_the_drift(quantised, 
     assert moved.feature_specs[0].precision == "fp32" and note and "int8 features differ from fp32" in note
 
 
+def test_auto_is_fp32_without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from semcat.quantize import resolve_precision
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    assert resolve_precision(FP32, "auto") == "fp32"
+
+
 def test_int8_without_a_quantised_model_says_how_to_build_one(empty_home: Path) -> None:
     from semcat.features import feature_key
     from semcat.quantize import resolve_precision

@@ -209,6 +209,8 @@ def int8_ir_path(spec: BackboneSpec) -> Path:
 
 def int8_info(spec: BackboneSpec) -> dict | None:
     """The int8 IR's record (calibration key, parity to fp32), or None when it is not built."""
+    if not openvino_available():  # --precision auto must still work (as fp32) without OpenVINO
+        return None
     xml = int8_ir_path(spec)
     try:
         if xml.exists() and xml.with_suffix(".bin").exists():
