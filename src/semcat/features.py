@@ -47,7 +47,7 @@ from semcat._io import atomic_write, atomic_write_text, iter_image_files, sha256
 from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
 from semcat.config import compute_threads, default_feature_cache
 from semcat.errors import CacheError, ImageReadError
-from semcat.runtime import Runtime, load_runtime
+from semcat.runtime import Runtime, int8_record, load_runtime
 
 __all__ = [
     "VIEWS",
@@ -161,7 +161,12 @@ def feature_key(spec: BackboneSpec | str, *, crop_databar: bool = True, view: st
 
 def _key_signature(spec: BackboneSpec, crop_databar: bool, view: str) -> str:
     return (f"{spec.signature()}|view={view}|databar={'crop' if crop_databar else 'keep'}"
-            f"|contrast=p{_LOW_PCT:g}-p{_HIGH_PCT:g}|preprocess=v{PREPROCESS_VERSION}")
+            f"|contrast=p{_LOW_PCT:g}-p{_HIGH_PCT:g}|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}")
+
+
+def _quantisation(spec: BackboneSpec) -> str:
+    """int8 features depend on the calibration too: re-quantising on other images changes the key."""
+    return "" if spec.precision == "fp32" else f"|int8={int8_record(spec)['key']}"
 
 
 # --- the feature store -----------------------------------------------------------------------

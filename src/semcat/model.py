@@ -15,7 +15,7 @@ import hashlib
 import json
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ def resolve_backbones(name: str, weights: Sequence[str | None] | None = None) ->
 
 def extract_backbone_features(
     paths: Sequence[str | Path],
-    backbone: str,
+    backbone: str | Sequence[Any],
     *,
     view: str,
     crop_databar: bool,
@@ -118,7 +118,7 @@ def extract_backbone_features(
     progress: bool = False,
     batch_size: int = 32,
 ) -> tuple[list[str], list[str], np.ndarray, list[tuple[str, str]], dict[str, int]]:
-    """Features of ``paths`` for a backbone name, concatenating the parts of ``a+b`` names.
+    """Features of ``paths`` for a backbone name (or its BackboneSpecs), concatenating the parts of ``a+b`` names.
 
     Folders in ``paths`` are expanded. Returns ``(ok_paths, hashes, features, errors, counts)``:
     rows only for files every part read, in input order; ``errors`` as (path, problem); ``counts`` = computed/cached feature vectors.
@@ -129,7 +129,7 @@ def extract_backbone_features(
     per_part: list[dict[str, tuple[str, np.ndarray]]] = []
     errors: dict[str, str] = {}
     counts = {"computed": 0, "cached": 0}
-    for spec in resolve_backbones(backbone):
+    for spec in resolve_backbones(backbone) if isinstance(backbone, str) else backbone:
         res = extract_features(paths, spec, store=store, crop_databar=crop_databar, view=view,
                                progress=progress, batch_size=batch_size)
         counts["computed"] += res.computed
@@ -173,6 +173,7 @@ class SemcatModel:
         calibration: Mapping[str, Any] | None = None,
         extra_tensors: Mapping[str, np.ndarray] | None = None,
         backbones: Sequence[Any] | None = None,
+        feature_keys: Sequence[str] | None = None,
     ) -> None:
         if not hasattr(head, "coef_"):
             raise NotFittedError("SemcatModel needs a fitted SoftmaxHead: call head.fit(X, y) first.")
@@ -189,6 +190,9 @@ class SemcatModel:
         for k in self.extra_tensors:
             if k.startswith(_RESERVED_PREFIX):
                 raise ValueError(f"extra tensor name {k!r} is reserved for the head; use another prefix (e.g. 'ood.').")
+        self.feature_specs = list(self.backbones)
+        """The specs features are computed with: ``backbones`` unless :meth:`use_precision` changed it."""
+        self._trained_keys = list(feature_keys) if feature_keys else None
         width = sum(int(s.feature_dim) for s in self.backbones)
         if width != head.n_features_in_:
             raise ValueError(
@@ -202,11 +206,29 @@ class SemcatModel:
         return self.backbones[0]
 
     @property
+    def precision(self) -> str:
+        """The feature precision (fp32/int8) the head was trained on, recorded in the model file."""
+        return str(self.backbone.precision)
+
+    def use_precision(self, choice: str = "auto") -> str | None:
+        """Compute features at ``choice`` (fp32/int8/auto) from now on; returns a warning stating
+        the measured drift when that differs from :attr:`precision`. ``auto`` keeps the trained
+        precision, or falls back to fp32 (warned) where no int8 model has been built."""
+        from semcat.quantize import drift_note, model_precision
+
+        run = model_precision(self.backbone, self.precision, choice)
+        self.feature_specs = [replace(s, precision=run) for s in self.backbones]
+        return drift_note(self.feature_specs[0], self.precision)
+
+    @property
     def feature_keys(self) -> list[str]:
-        """Feature-cache keys (backbone + preprocessing signature) of each backbone part."""
+        """Feature-cache keys (backbone + preprocessing signature) of the features this model computes."""
+        return self._keys(self.feature_specs)
+
+    def _keys(self, specs: Sequence[Any]) -> list[str]:
         from semcat.features import feature_key
 
-        return [feature_key(s, crop_databar=self.crop_databar, view=self.view) for s in self.backbones]
+        return [feature_key(s, crop_databar=self.crop_databar, view=self.view) for s in specs]
 
     # -- prediction ---------------------------------------------------------------------------
     def logits(self, X: object) -> np.ndarray:
@@ -242,7 +264,7 @@ class SemcatModel:
         if not paths:
             return []
         ok, hashes, X, errors, _ = extract_backbone_features(
-            paths, self.backbone_name, view=self.view, crop_databar=self.crop_databar,
+            paths, self.feature_specs, view=self.view, crop_databar=self.crop_databar,
             store=store, progress=progress, batch_size=batch_size)
         done = {p: i for i, p in enumerate(ok)}
         err = dict(errors)
@@ -276,9 +298,11 @@ class SemcatModel:
             "backbone": self.backbone_name,
             "backbones": [
                 {"name": s.name, "weights": s.weights, "feature_dim": int(s.feature_dim), "signature": s.signature()}
+                | ({} if s.precision == "fp32" else {"precision": s.precision})  # fp32 model ids unchanged
                 for s in self.backbones
             ],
-            "feature_keys": self.feature_keys,
+            # as trained: a loaded model keeps the file's keys (an int8 model must not need this machine's int8 IR)
+            "feature_keys": self._trained_keys or self._keys(self.backbones),
             "view": self.view,
             "crop_databar": self.crop_databar,
             "classes": self.classes,
@@ -393,7 +417,8 @@ def load_model(path: str | Path) -> SemcatModel:
     try:
         return SemcatModel(meta["backbone"], head, view=meta["view"], crop_databar=meta["crop_databar"],
                            meta={k: v for k, v in meta.items() if k not in known},
-                           calibration=meta.get("calibration"), extra_tensors=extra, backbones=specs)
+                           calibration=meta.get("calibration"), extra_tensors=extra, backbones=specs,
+                           feature_keys=meta.get("feature_keys"))
     except (KeyError, ValueError) as exc:
         raise ModelFileError(f"{path}: inconsistent model file ({exc}); retrain it with `semcat train`.") from None
 
@@ -404,7 +429,7 @@ def _load_backbones(meta: dict[str, Any], path: str) -> list[Any]:
     for entry in entries:
         name, weights = entry.get("name"), entry.get("weights")
         try:
-            spec = resolve_backbones(name, [weights])[0]
+            spec = replace(resolve_backbones(name, [weights])[0], precision=entry.get("precision", "fp32"))
         except Exception as exc:
             raise ModelFileError(
                 f"{path}: the model needs backbone {name!r} with weights {weights!r}, which is not "

@@ -9,6 +9,10 @@ Two runtimes give the same features (cosine ≥ 0.9999, tested):
   needed), compiled with ``INFERENCE_PRECISION_HINT=f32``: without it CPUs with AMX/AVX-512
   silently run bf16 and features drift (cosine ≈ 0.92). The batch dimension is dynamic.
 
+An ``int8`` spec (:mod:`semcat.quantize`) runs the quantised IR cached beside the fp32 one
+(``<name>-<hash>-int8.xml``, with its calibration and parity record in ``.json``); only OpenVINO
+runs it, and it must have been built first (``semcat quantize``).
+
 ``runtime="auto"`` picks torch on CUDA, else OpenVINO when installed and verified faithful for
 this backbone (checked once at conversion, result stored beside the IR), else torch.
 Every runtime counts the images it has inferred (``images``): tests use it to prove that
@@ -23,6 +27,7 @@ import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +51,9 @@ __all__ = [
     "load_runtime",
     "openvino_available",
     "ir_path",
+    "int8_ir_path",
+    "int8_info",
+    "int8_record",
 ]
 
 RUNTIMES = ("auto", "torch", "openvino")
@@ -104,6 +112,8 @@ class TorchRuntime(Runtime):
     ) -> None:
         import torch
 
+        if spec.precision != "fp32":
+            raise SemcatError(f"{spec.name} at {spec.precision} runs only on OpenVINO; use --runtime openvino (or auto).")
         super().__init__(spec)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.threads = threads or compute_threads()
@@ -121,7 +131,7 @@ class TorchRuntime(Runtime):
 
 
 class OpenVINORuntime(Runtime):
-    """OpenVINO fp32 on CPU from a cached IR; ``hint`` is OpenVINO's performance hint.
+    """OpenVINO on CPU from a cached IR (fp32, or int8 for an int8 spec); ``hint`` is OpenVINO's performance hint.
 
     ``THROUGHPUT`` (default) runs one infer request per CPU stream and splits each batch among
     them; measured on a 2-core EPYC it beat ``LATENCY`` by ~10 % with decode threads running
@@ -135,7 +145,9 @@ class OpenVINORuntime(Runtime):
 
         super().__init__(spec)
         self.device = "cpu"
-        self.ir = ensure_ir(spec)
+        if spec.precision == "int8":
+            int8_record(spec)
+        self.ir = int8_ir_path(spec) if spec.precision == "int8" else ensure_ir(spec)
         core = ov.Core()
         n_threads = threads or compute_threads()
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint,
@@ -184,12 +196,44 @@ def ir_path(spec: BackboneSpec) -> Path:
     """Where the converted OpenVINO IR of this backbone lives (one per spec signature)."""
     import openvino as ov
 
+    spec = replace(spec, precision="fp32")
     h = hashlib.sha256(f"{spec.signature()}|ov={ov.get_version()}".encode()).hexdigest()[:16]
     return semcat_home() / "openvino" / f"{spec.name}-{h}.xml"
 
 
+def int8_ir_path(spec: BackboneSpec) -> Path:
+    """Where :mod:`semcat.quantize` keeps the int8 IR of this backbone: beside the fp32 IR."""
+    fp32 = ir_path(spec)
+    return fp32.with_name(f"{fp32.stem}-int8.xml")
+
+
+def int8_info(spec: BackboneSpec) -> dict | None:
+    """The int8 IR's record (calibration key, parity to fp32), or None when it is not built."""
+    if not openvino_available():  # --precision auto must still work (as fp32) without OpenVINO
+        return None
+    xml = int8_ir_path(spec)
+    try:
+        if xml.exists() and xml.with_suffix(".bin").exists():
+            return dict(json.loads(xml.with_suffix(".json").read_text()))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def int8_record(spec: BackboneSpec) -> dict:
+    """:func:`int8_info`, or a :class:`SemcatError` saying how to build the int8 model."""
+    info = int8_info(spec)
+    if info is None:
+        raise SemcatError(
+            f"no int8 model of {spec.name} on this machine yet: build it once with `semcat quantize "
+            f"--backbone {spec.name}` (or semcat.quantize.quantize_backbone), or use --precision fp32."
+        )
+    return info
+
+
 def ensure_ir(spec: BackboneSpec) -> Path:
     """Convert the torch model to fp32 IR once (atomic: .bin, check .json, then .xml last)."""
+    spec = replace(spec, precision="fp32")
     xml = ir_path(spec)
     if xml.exists() and xml.with_suffix(".bin").exists() and xml.with_suffix(".json").exists():
         return xml
@@ -239,7 +283,7 @@ def _cached_runtime(spec: BackboneSpec, runtime: str, threads: int) -> Runtime:
         if not openvino_available():
             raise SemcatError("--runtime openvino needs the openvino package: pip install openvino")
         rt: Runtime = OpenVINORuntime(spec, threads=threads)
-        if not is_faithful(spec):
+        if spec.precision == "fp32" and not is_faithful(spec):
             warnings.warn(
                 f"OpenVINO features for {spec.name} differ from torch fp32 (cosine < {FAITHFUL_COSINE}); "
                 "use --runtime torch for exact features.", stacklevel=3,
@@ -249,6 +293,8 @@ def _cached_runtime(spec: BackboneSpec, runtime: str, threads: int) -> Runtime:
 
 
 def _auto_choice(spec: BackboneSpec) -> str:
+    if spec.precision == "int8":
+        return "openvino"
     if _cuda_available() or "openvino" not in spec.runtimes or not openvino_available():
         return "torch"
     return "openvino" if is_faithful(spec) else "torch"

@@ -19,7 +19,8 @@ import numpy as np
 from semcat import __version__
 from semcat.head import SoftmaxHead
 from semcat.metrics import classification_metrics, run_stats
-from semcat.model import SemcatModel, extract_backbone_features
+from semcat.model import SemcatModel, extract_backbone_features, resolve_backbones
+from semcat.quantize import with_precision
 
 __all__ = [
     "DEFAULT_BACKBONE",
@@ -119,18 +120,21 @@ def train_on_samples(
     store: Any = "default",
     progress: bool = False,
     features: tuple[list[str], np.ndarray, list[tuple[str, str]], float] | None = None,
+    precision: str = "auto",
     **hyper: Any,
 ) -> tuple[SemcatModel, dict[str, Any]]:
     """Train a model on a ``LabelledSet``: fit on train, early-stop on val, metrics on test.
 
     ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
     ``features`` = (ok_paths, X, errors, seconds) reuses features already extracted (``compare``).
+    ``precision`` (fp32/int8/auto, see :func:`semcat.quantize.resolve_precision`) is recorded in the model.
     Returns the model (not yet saved) and a JSON-safe report.
     """
+    specs = [with_precision(s, precision) for s in resolve_backbones(backbone)]
     if features is None:
         t0 = time.perf_counter()
         ok, _, X, errors, counts = extract_backbone_features(
-            data.paths, backbone, view=view, crop_databar=crop_databar, store=store, progress=progress)
+            data.paths, specs, view=view, crop_databar=crop_databar, store=store, progress=progress)
         feat_s = time.perf_counter() - t0
     else:
         ok, X, errors, feat_s = features
@@ -160,6 +164,7 @@ def train_on_samples(
     report = {
         "dataset": data.root,
         "backbone": backbone,
+        "precision": specs[0].precision,
         "view": view,
         "crop_databar": crop_databar,
         "solver": solver,
@@ -178,7 +183,7 @@ def train_on_samples(
         "semcat_version": __version__,
     }
     meta = {"training": {k: v for k, v in report.items() if k not in ("errors", "val_metrics")}}
-    model = SemcatModel(backbone, head, view=view, crop_databar=crop_databar, meta=meta)
+    model = SemcatModel(backbone, head, view=view, crop_databar=crop_databar, meta=meta, backbones=specs)
     return model, report
 
 
@@ -218,7 +223,7 @@ def evaluate_model(
             continue
         paths.append(p)
         labels.append(lab)
-    ok, _, X, errors, _ = extract_backbone_features(paths, model.backbone_name, view=model.view,
+    ok, _, X, errors, _ = extract_backbone_features(paths, model.feature_specs, view=model.view,
                                                     crop_databar=model.crop_databar, store=store, progress=progress)
     label_of = dict(zip(paths, labels))
     metrics = classification_metrics([label_of[p] for p in ok], model.predict_features(X) if len(ok) else
@@ -267,7 +272,8 @@ def compare(
             accs, heads = [], []
             for r, data in enumerate(splits):
                 _, rep = train_on_samples(data, backbone, view=var.view, crop_databar=var.crop_databar,
-                                          solver=solver, seed=seed + r, features=(ok, X, errors, feat_s), **hyper)
+                                          solver=solver, seed=seed + r, features=(ok, X, errors, feat_s),
+                                          precision="fp32", **hyper)
                 if rep["test_metrics"]:
                     accs.append(rep["test_metrics"]["accuracy"])
                 heads.append(rep["time_head_s"])

@@ -71,3 +71,23 @@ class Engine(str, Enum):
 
     local = "local"
     spark = "spark"
+
+
+class Precision(str, Enum):
+    """Feature precision: ``--precision`` on every command that computes features."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    int8 = "int8"
+
+
+PRECISION_HELP = ("Feature precision: fp32, int8 (the NNCF-quantised backbone built by `semcat quantize`), "
+                  "or auto: int8 where the CPU has VNNI/AMX and a quantised model that met parity exists, "
+                  "else fp32; with a model, the precision its head was trained on.")
+
+
+def use_model_precision(model: object, precision: Precision) -> None:
+    """Set the model's feature precision; print the measured drift when it differs from training."""
+    note = model.use_precision(precision.value)  # type: ignore[attr-defined]
+    if note:
+        err_console.print(f"warning: {note}", markup=False, highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console
+from semcat.commands._common import PRECISION_HELP, BatchSummary, Precision, err_console, use_model_precision
 
 
 class Split(str, Enum):
@@ -24,7 +24,7 @@ def _features(model: Any, samples: list[Any], summary: BatchSummary, what: str) 
 
     err_console.print(f"{what}: {len(samples)} images")
     ok, _, X, errors, _ = extract_backbone_features(
-        [s.path for s in samples], model.backbone_name, view=model.view, crop_databar=model.crop_databar,
+        [s.path for s in samples], model.feature_specs, view=model.view, crop_databar=model.crop_databar,
         store="default", progress=True)
     for path, problem in errors:
         summary.fail(path, problem)
@@ -83,6 +83,7 @@ def calibrate(
     out: Annotated[Path | None, typer.Option(file_okay=False,
                                              help="Folder for the plots and calibration.json "
                                                   "(default: MODEL's name + '.calibration').")] = None,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
 ) -> None:
     """Fit temperature, decision thresholds and the unknown detector on held-out images; store them in MODEL.
 
@@ -98,6 +99,7 @@ def calibrate(
 
     try:
         model = load_model(model_path)
+        use_model_precision(model, precision)
     except SemcatError as exc:
         err_console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(code=1) from None

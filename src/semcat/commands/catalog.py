@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from semcat.commands._common import Engine, err_console, error_line
+from semcat.commands._common import PRECISION_HELP, Engine, Precision, err_console, error_line, use_model_precision
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
@@ -87,6 +87,7 @@ def ingest_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per transaction (a crash loses at most one batch).")] = 64,
     engine: Annotated[Engine, typer.Option("--engine", help="local: this process; spark: classify on a Spark cluster and write the results here.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL for --engine spark.")] = "local[2]",
+    precision: Annotated[Precision, typer.Option("--precision", help=PRECISION_HELP)] = Precision.auto,
 ) -> None:
     """Catalogue images: hash, metadata, paths, and (with --model) classification.
 
@@ -102,10 +103,13 @@ def ingest_cmd(
         from semcat.engines import spark as spark_engine
 
         summary = spark_engine.ingest([str(p) for p in inputs], normalize_url(db or default_db_url()),
-                                      str(model), master=master, batch_size=batch_size)
+                                      str(model), master=master, batch_size=batch_size,
+                                      precision=precision.value)
     else:
         cat = _open(db)
         m = _load_model(model)
+        if m is not None:
+            use_model_precision(m, precision)
         try:
             summary = cat.ingest(inputs, m, batch_size=batch_size, progress=True)
         except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, Engine, err_console
+from semcat.commands._common import PRECISION_HELP, BatchSummary, Engine, Precision, err_console
 
 
 class RuntimeChoice(str, Enum):
@@ -62,6 +62,7 @@ def features(
     engine: Annotated[Engine, typer.Option("--engine", help="local (threads + one process) or spark.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL with --engine spark.")] = "local[2]",
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode threads (default: min(4, cores)).")] = None,
+    precision: Annotated[Precision, typer.Option("--precision", help=PRECISION_HELP)] = Precision.auto,
 ) -> None:
     """Extract backbone features of images into the shared cache (resumable; Ctrl-C safe).
 
@@ -71,16 +72,19 @@ def features(
     from semcat.backbones import get_backbone
     from semcat.errors import SemcatError
     from semcat.features import FeatureStore, extract_features, feature_key
+    from semcat.quantize import with_precision
 
     crop = not no_crop_databar
     try:
-        spec = get_backbone(backbone, weights=str(weights) if weights else None)
+        choice = "fp32" if runtime is RuntimeChoice.torch and precision is Precision.auto else precision.value  # int8 is OpenVINO's
+        spec = with_precision(get_backbone(backbone, weights=str(weights) if weights else None), choice)
         if engine is Engine.spark:
             if out is None:
                 raise typer.BadParameter("--engine spark needs --out (a Parquet folder)", param_hint="--out")
             from semcat.engines import spark
 
-            summary = spark.features(inputs, out, backbone=backbone, view=view.value, crop_databar=crop, master=master)
+            summary = spark.features(inputs, out, backbone=backbone, view=view.value, crop_databar=crop, master=master,
+                                     precision=spec.precision)
             typer.echo(json.dumps(dataclasses.asdict(summary), default=str))
             return
         store = FeatureStore()
@@ -100,7 +104,7 @@ def features(
         summary.fail(path, problem)
     if out is not None:
         _write_npz(out, res)
-    typer.echo(json.dumps({"key": key, "images": len(res.paths), "computed": res.computed,
+    typer.echo(json.dumps({"key": key, "precision": spec.precision, "images": len(res.paths), "computed": res.computed,
                            "cached": res.cached, "failed": len(res.errors), "dim": int(res.features.shape[1]),
                            "out": str(out) if out else None}))
     summary.print()
@@ -117,7 +121,52 @@ def _write_npz(out: Path, res) -> None:
                  features=res.features, key=np.array(res.key))
 
 
+def quantize(
+    calibration: Annotated[Optional[list[Path]], typer.Option("--calibration", exists=True, help="Your own images (files or folders; up to --max-user of them, evenly spaced) added to the synthetic calibration set. Repeatable.")] = None,
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registered backbone or any timm name (see `semcat backbones`).")] = "efficientnet_lite0",
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Local checkpoint (safetensors or torch state dict) for the backbone.", exists=True, dir_okay=False)] = None,
+    synthetic: Annotated[int, typer.Option("--synthetic", min=0, help="Synthetic SEM calibration images (all ten categories).")] = 300,
+    max_user: Annotated[int, typer.Option("--max-user", min=0, help="At most this many of the --calibration images.")] = 300,
+    fp32_depthwise: Annotated[bool, typer.Option("--fp32-depthwise", help="Keep depthwise convolutions in fp32 (closer to fp32 features, slower).")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Quantise again even when the inputs are unchanged.")] = False,
+) -> None:
+    """Build the int8 (NNCF post-training) model of a backbone and measure its drift from fp32.
+
+    Runs offline, once per machine; the int8 model is cached beside the fp32 one and rebuilt only
+    when its inputs change. Prints its record (calibration, feature cosine to fp32 on held-out
+    synthetic images) as JSON. Example: `semcat quantize --calibration /data/sem-archive`, then
+    `semcat train DATA_DIR --precision int8`. Unreadable calibration files are named and skipped.
+    """
+    from semcat._sysinfo import has_int8_acceleration
+    from semcat.backbones import get_backbone
+    from semcat.errors import SemcatError
+    from semcat.quantize import parity_ok, quantize_backbone
+
+    try:
+        spec = get_backbone(backbone, weights=str(weights) if weights else None)
+        err_console.print(f"int8 model of {spec.name} (calibration: {synthetic} synthetic"
+                          f"{' + your images' if calibration else ''}): re-used if its inputs are unchanged, "
+                          "else built (a few minutes)", markup=False)
+        res = quantize_backbone(spec, calibration, n_synthetic=synthetic, max_user=max_user,
+                                fp32_depthwise=fp32_depthwise, rebuild=rebuild)
+    except SemcatError as e:
+        err_console.print(f"error: {e}", markup=False)
+        raise typer.Exit(code=1) from None
+    summary = BatchSummary(ok=res.info["calibration"]["user"])
+    for path, problem in res.errors:
+        summary.fail(path, problem)
+    typer.echo(json.dumps({"path": str(res.path), "built": res.built, **res.info}))
+    use = "used by --precision auto" if parity_ok(res.info) and has_int8_acceleration() else (
+        "not used by --precision auto (" + ("parity not met" if not parity_ok(res.info) else "this CPU lacks VNNI/AMX") + ")")
+    err_console.print(f"int8 feature cosine to fp32: min {res.info['cosine_min']:.4f}, median "
+                      f"{res.info['cosine_median']:.4f}; {use}", markup=False)
+    if calibration:
+        summary.print("calibration images")
+    summary.exit()
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the top-level app."""
     app.command("backbones")(backbones)
     app.command("features")(features)
+    app.command("quantize")(quantize)

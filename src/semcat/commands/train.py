@@ -14,7 +14,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from semcat.commands._common import BatchSummary, Engine, err_console
+from semcat.commands._common import PRECISION_HELP, BatchSummary, Engine, Precision, err_console, use_model_precision
 
 
 class Solver(str, Enum):
@@ -85,6 +85,7 @@ def train(
     report_dir: Annotated[Path | None, typer.Option(file_okay=False, help="Folder for metrics.json, "
                                                     "confusion.csv/.png and report.json (default: "
                                                     "MODEL name + '.report').")] = None,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     from_catalog: Annotated[str | None, typer.Option(metavar="DB_URL", help="Train on the labels confirmed "
                                                      "in this catalog instead of DATA_DIR.")] = None,
 ) -> None:
@@ -108,7 +109,7 @@ def train(
         model, report = train_on_samples(
             data, backbone, view=view, crop_databar=not no_crop_databar, solver=solver.value, seed=seed,
             progress=True, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-            class_weight="balanced" if class_balanced else None)
+            class_weight="balanced" if class_balanced else None, precision=precision.value)
     except (SemcatError, ValueError) as exc:
         _fail(str(exc), code=1)
     for path, problem in report["errors"]:
@@ -239,6 +240,7 @@ def classify(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write results here instead of stdout "
                                                                       "(a Parquet folder with --engine spark).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images classified per chunk (local engine).")] = 64,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
 ) -> None:
     """Top-k classes with probabilities and the labelling decision for each image, streamed as it goes.
 
@@ -248,7 +250,7 @@ def classify(
     if as_json and as_csv:
         _fail("--json and --csv are exclusive; choose one.")
     if engine is Engine.spark:
-        _classify_spark(model_path, inputs, output, master, top_k)
+        _classify_spark(model_path, inputs, output, master, top_k, precision)
         return
     from semcat.engines.local import classify as local_classify
     from semcat.errors import SemcatError
@@ -256,6 +258,7 @@ def classify(
 
     try:
         model = load_model(model_path)
+        use_model_precision(model, precision)
     except SemcatError as exc:
         _fail(str(exc), code=1)
     summary = BatchSummary()
@@ -287,14 +290,16 @@ def classify(
     summary.exit()
 
 
-def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, master: str, top_k: int) -> None:
+def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, master: str, top_k: int,
+                    precision: Precision) -> None:
     if output is None:
         _fail("--engine spark writes a Parquet folder: give --output DIR.")
     from semcat.engines import spark
     from semcat.errors import SemcatError
 
     try:
-        res = spark.classify(model_path, [str(p) for p in inputs], output, master=master, top_k=top_k)
+        res = spark.classify(model_path, [str(p) for p in inputs], output, master=master, top_k=top_k,
+                             precision=precision.value)
     except SemcatError as exc:
         _fail(str(exc), code=1)
     summary = BatchSummary(ok=res.ok, skipped=res.skipped)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,7 +203,7 @@ def _cached_model(model_path: str) -> Any:
 
 
 def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: bool,
-                      with_features: bool = False) -> Callable[
+                      with_features: bool = False, precision: str = "fp32") -> Callable[
     [Iterator[pd.DataFrame]], Iterator[pd.DataFrame]
 ]:
     """The ``mapInPandas`` function: paths in, one prediction row per path out."""
@@ -214,6 +215,7 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
 
         _one_thread()
         model = _cached_model(model_path)
+        model.use_precision(precision)  # resolved on the driver: every executor computes alike
         store: Any = "default" if use_cache else None
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
@@ -240,7 +242,7 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
     return run
 
 
-def _feature_batches(backbone: str, view: str, crop_databar: bool, use_cache: bool) -> Callable[
+def _feature_batches(backbone: str, view: str, crop_databar: bool, use_cache: bool, precision: str = "fp32") -> Callable[
     [Iterator[pd.DataFrame]], Iterator[pd.DataFrame]
 ]:
     """The ``mapInPandas`` function for bottleneck extraction: one row per path, errors included."""
@@ -248,13 +250,14 @@ def _feature_batches(backbone: str, view: str, crop_databar: bool, use_cache: bo
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        from semcat.model import extract_backbone_features
+        from semcat.model import extract_backbone_features, resolve_backbones
 
         _one_thread()
+        specs = [replace(s, precision=precision) for s in resolve_backbones(backbone)]
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
             ok, hashes, feats, errors, _ = extract_backbone_features(
-                paths, backbone, view=view, crop_databar=crop_databar,
+                paths, specs, view=view, crop_databar=crop_databar,
                 store="default" if use_cache else None)
             done = {p: (h, v) for p, h, v in zip(ok, hashes, feats)}
             err = dict(errors)
@@ -331,6 +334,12 @@ and a task still amortises its start-up. On 2 quiet cores it changed little (Spa
 the time of two independent processes with 625-image tasks, 1.09x with 128)."""
 
 
+def _warn(note: str | None) -> None:
+    """A precision mismatch between training and this run (the measured drift), as a warning."""
+    if note:
+        warnings.warn(note, stacklevel=3)
+
+
 def _auto_partitions(n_paths: int, parallelism: int) -> int:
     """Tasks per chunk: at least 4 per core, and none much over ``_TASK_IMAGES`` images."""
     return max(1, min(n_paths, max(parallelism * 4, -(-n_paths // _TASK_IMAGES))))
@@ -384,6 +393,7 @@ def classify(
     use_cache: bool = False,
     progress: bool = True,
     spark: SparkSession | None = None,
+    precision: str = "auto",
 ) -> SparkSummary:
     """Classify every input image on Spark and append one row per image to a Parquet folder.
 
@@ -411,15 +421,20 @@ def classify(
         shared filesystem, or each node keeps its own.
     spark : SparkSession or None
         Reuse a running session (then it is not stopped).
+    precision : str
+        Feature precision, as :meth:`semcat.model.SemcatModel.use_precision` (decided here, on
+        the driver; executors need the int8 model built under their ``SEMCAT_HOME``).
     """
     from semcat.model import load_model
 
     model_path = Path(model_path).absolute()
-    model_id = load_model(model_path).model_id  # fail early, on the driver, for a bad model
+    model = load_model(model_path)  # fail early, on the driver, for a bad model
+    model_id = model.model_id
+    _warn(model.use_precision(precision))
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark)
     try:
-        fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache)
+        fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache, precision=model.feature_specs[0].precision)
         ok, failed, skipped = _run_chunks(session, paths, Path(out), fn, classify_schema(int(top_k)),
                                           chunk_size=chunk_size, partitions=partitions,
                                           progress=progress, what="classify (spark)")
@@ -443,21 +458,24 @@ def features(
     use_cache: bool = False,
     progress: bool = True,
     spark: SparkSession | None = None,
+    precision: str = "auto",
 ) -> SparkSummary:
     """Extract bottleneck features on Spark into a Parquet folder (columns :data:`FEATURES_SCHEMA`).
 
     Same inputs, chunking and resume as :func:`classify`; ``backbone`` is a registered backbone
     name or ``a+b`` (concatenated); ``view`` and ``crop_databar`` as in
-    :func:`semcat.features.extract_features`.
+    :func:`semcat.features.extract_features`; ``precision`` fp32/int8/auto
+    (:func:`semcat.quantize.resolve_precision`, decided here on the driver).
     """
     from semcat.model import resolve_backbones
+    from semcat.quantize import resolve_precision
 
-    resolve_backbones(backbone)  # unknown name → close matches, before Spark starts
+    precision = resolve_precision(resolve_backbones(backbone)[0], precision)  # unknown name → close matches, before Spark starts
     name = backbone
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark)
     try:
-        ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(name, view, crop_databar, use_cache),
+        ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(name, view, crop_databar, use_cache, precision),
                                           FEATURES_SCHEMA, chunk_size=chunk_size,
                                           partitions=partitions, progress=progress,
                                           what="features (spark)")
@@ -525,6 +543,7 @@ def ingest(
     chunk_size: int = _DEFAULT_CHUNK,
     progress: bool = True,
     spark: SparkSession | None = None,
+    precision: str = "auto",
 ) -> Any:
     """Classify on Spark, then catalogue the results: returns the catalog's ``IngestSummary``.
 
@@ -543,10 +562,12 @@ def ingest(
 
     model_path = Path(model_path).absolute()
     model = load_model(model_path)
+    _warn(model.use_precision(precision))
     out = Path(out) if out is not None else semcat_home() / "spark" / f"ingest-{model.model_id[:16]}"
     session, own, paths = _prepare(inputs, master, spark)
     try:
-        fn = _classify_batches(str(model_path), model.model_id, int(top_k), False, with_features=True)
+        fn = _classify_batches(str(model_path), model.model_id, int(top_k), False, with_features=True,
+                               precision=model.feature_specs[0].precision)
         _run_chunks(session, paths, out, fn, classify_schema(int(top_k), True), chunk_size=chunk_size,
                     partitions=None, progress=progress, what="classify (spark)")
     finally:
