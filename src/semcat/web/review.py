@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from semcat._validation import MAX_OFFSET
 from semcat.web.browse import get_record
 from semcat.web.context import FastJSONResponse, is_api, payload, render, state
 from semcat.web.security import User, require_reviewer, safe_next
@@ -33,11 +34,11 @@ def choices(record: dict, classes: list[str]) -> list[dict]:
 
 
 def queue_page(request: Request,
-               offset: Annotated[int, Query(ge=0, description="Skip this many queued images")] = 0,
+               offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many queued images")] = 0,
                limit: Annotated[int, Query(ge=1, le=500, description="Queued images to list")] = 20) -> Response:
     """Unconfirmed suggest/manual/unknown images, lowest top score first; the first one is shown."""
     cat = state(request).catalog
-    queue = [r.to_dict() for r in cat.review_queue(limit=offset + limit)][offset:]
+    queue = [r.to_dict() for r in cat.review_queue(limit=limit, offset=offset)]
     remaining = cat.review_count()
     current = queue[0] if queue else None
     context = {

@@ -51,6 +51,10 @@ class Settings:
     storage_dir: Path | None = None
     max_upload_bytes: int = 200 * 1024 * 1024
     max_upload_files: int = 20
+    max_decode_bytes: int = 256 * 2**20
+    """Largest decoded image (pixels x channels x bytes per sample) a thumbnail or upload may need."""
+    max_decodes: int = 2
+    """Images decoded at once; further requests wait (so eight big uploads cannot exhaust memory)."""
     local_user: str = field(default_factory=_local_user)
     secret_file: Path | None = None
 
