@@ -146,7 +146,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     here = Path(__file__).resolve().parent
     if not any(a == here or here.is_relative_to(a) for a in args):
         return
-    order = {name: i for i, name in enumerate(("fuzz", "bad inputs", "interrupt", "concurrency", "load"))}
+    order = {name: i for i, name in enumerate(("fuzz", "bad inputs", "attack", "interrupt", "concurrency", "load"))}
     rows.sort(key=lambda r: (order.get(r["part"].split(":")[0], 9), r["part"]))
     outcome = "passed" if exitstatus == 0 else f"FAILED (exit {exitstatus})"
     atomic_write_text(FIGURES_FILE, _render(rows, time.monotonic() - _START, outcome))
