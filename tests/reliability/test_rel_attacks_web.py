@@ -10,16 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from test_web_helpers import LiveServer, client, csrf, free_port, make_catalog, write_archive
+from test_web_helpers import client, csrf, make_catalog, write_archive
 
-from reliability.conftest import assert_clean, p95
+from reliability.conftest import Served, assert_clean, p95
 from reliability.corpus import amplifying_png
 
 TOKEN, READ_TOKEN, OTHER_TOKEN = "reviewer-token-1", "viewer-token-22", "replaced-token-333"
@@ -204,32 +203,15 @@ def tmpfs(tmp_path: Path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"semcat serve exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise AssertionError("semcat serve did not answer within the timeout")
-
-
 def test_serve_on_a_read_only_share_serves_read_only(tmpfs, tmp_path, figures) -> None:
     archive = write_archive(tmpfs / "archive")
     db = tmpfs / "catalog.db"
     make_catalog(f"sqlite:///{db}", archive).close()
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
-    port = free_port()
-    env = {**os.environ, "SEMCAT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("semcat")), "serve", "--db", str(db), "--port", str(port),
-                             "--storage", str(tmp_path / "storage")], env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    server = Served("--db", db, "--storage", tmp_path / "storage", log=tmp_path / "serve.log",
+                    env={"SEMCAT_HOME": str(tmp_path / "home")})
     try:
-        _wait_healthy(base, proc)
-        with httpx.Client(base_url=base, timeout=30) as c:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
             listing = c.get("/api/images")
             sha = listing.json()["images"][0]["sha256"]
             pages = [c.get(f"/api/images/{sha}"), c.get(f"/thumbs/{sha}.png"), c.get(f"/images/{sha}/file"),
@@ -238,8 +220,8 @@ def test_serve_on_a_read_only_share_serves_read_only(tmpfs, tmp_path, figures) -
             write = c.post(f"/api/images/{sha}/label", json={"label": "Particles"},
                            headers={"X-CSRF-Token": who["csrf_token"]})
     finally:
-        proc.terminate()
-        err = proc.communicate(timeout=20)[1]
+        server.stop()
+    err = server.output()
     failed = [r.request.url.path for r in [listing, *pages] if r.status_code != 200]
     figures.add("attack: serve a SQLite catalogue on a read-only share", inputs=len(pages) + 2,
                 failures=len(failed) + (write.status_code != 403) + (who["role"] != "viewer"),
@@ -297,22 +279,17 @@ def test_amplifying_pngs_cost_neither_memory_nor_time(tmp_path, figures) -> None
     with pytest.raises(ImageReadError, match="too large to decode"):
         read_image(bomb, max_side=512)
     library_s = time.perf_counter() - t0
-    port = free_port()
-    env = {**os.environ, "SEMCAT_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("semcat")), "serve", "--db",
-                             str(tmp_path / "catalog.db"), "--port", str(port), "--storage", str(tmp_path / "storage")],
-                            env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    server = Served("--db", tmp_path / "catalog.db", "--storage", tmp_path / "storage", log=tmp_path / "serve.log",
+                    env={"SEMCAT_HOME": str(tmp_path / "home")})
     answers: list[tuple[int, str, float]] = []
     try:
-        _wait_healthy(base, proc)
-        before = _peak_rss_mb(proc.pid)
-        with httpx.Client(base_url=base, timeout=120) as c:
+        before = _peak_rss_mb(server.proc.pid)
+        with httpx.Client(base_url=server.url, timeout=120) as c:
             headers = csrf(c)
             cookies = dict(c.cookies)
 
         def upload() -> None:
-            with httpx.Client(base_url=base, timeout=120, cookies=cookies) as c:
+            with httpx.Client(base_url=server.url, timeout=120, cookies=cookies) as c:
                 t = time.perf_counter()
                 r = c.post("/api/upload", files={"files": ("big.png", bomb.read_bytes(), "image/png")}, headers=headers)
                 answers.append((r.status_code, str(r.json()["results"][0]["error"]), time.perf_counter() - t))
@@ -322,10 +299,10 @@ def test_amplifying_pngs_cost_neither_memory_nor_time(tmp_path, figures) -> None
             t.start()
         for t in threads:
             t.join(timeout=180)
-        grown = _peak_rss_mb(proc.pid) - before
+        grown = _peak_rss_mb(server.proc.pid) - before
     finally:
-        proc.terminate()
-        err = proc.communicate(timeout=20)[1]
+        server.stop()
+    err = server.output()
     refused = [a for a in answers if a[0] == 200 and "too large to decode" in a[1]]
     figures.add("attack: 8 concurrent uploads of a 1.8 MB PNG that decodes to 1.5 GB", inputs=len(answers),
                 failures=8 - len(refused) + (grown > 150), p95_ms=1000 * p95([a[2] for a in answers]),

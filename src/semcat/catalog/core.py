@@ -255,6 +255,9 @@ class Catalog:
             raise ValueError(f"source must be one of {', '.join(LABEL_SOURCES)}; got {source!r}")
         with self.db.write() as conn:
             sha = _resolve(conn, sha256)
+            # Concurrent confirmations of one image queue here (PostgreSQL; SQLite has one writer),
+            # so the label shown is always the latest one stored.
+            conn.execute(select(Image.sha256).where(Image.sha256 == sha).with_for_update())
             conn.execute(Label.__table__.insert().values(sha256=sha, label=label, who=who, source=source,
                                                          created=utcnow()))
             conn.execute(update(Image).where(Image.sha256 == sha).values(label=label, label_source=source,

@@ -113,6 +113,13 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None) -> Fast
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app of one ``semcat serve --workers N`` process (uvicorn imports this factory by name)."""
+    from semcat.web.settings import settings_from_env
+
+    return create_app(settings_from_env())
+
+
 async def _value_error(request: Request, exc: Exception) -> Response:
     """Bad values the catalog refuses (e.g. an unknown order) are the client's mistake: 400."""
     return await _error(request, StarletteHTTPException(400, str(exc)))

@@ -98,24 +98,39 @@ class SessionSigner:
 class Revoked:
     """Session ids ended by ``POST /logout``, kept (in a file beside the key) until they would expire.
 
-    A logged-out cookie replayed later, even after a restart, is refused.
+    A logged-out cookie replayed later, even after a restart or to another ``--workers`` process
+    (each re-reads the file when it changes), is refused.
     """
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+        self._seen: int | None = None
+        self._reload()
+
+    def _reload(self) -> None:
         try:
-            data = json.loads(path.read_text())
+            mtime = self._path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._seen:
+            return
+        try:
+            data = json.loads(self._path.read_text())
             self._until = {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
         except (OSError, ValueError, TypeError):
-            self._until = {}
+            return
+        self._seen = mtime
 
     def __contains__(self, sid: object) -> bool:
+        self._reload()
         return sid in self._until
 
     def add(self, sid: str, until: float) -> None:
         now = time.time()
         with self._lock:
+            self._reload()
             self._until = {k: v for k, v in self._until.items() if v > now}
             self._until[sid] = until
             try:

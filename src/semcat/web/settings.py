@@ -1,8 +1,11 @@
 """Server settings, checked once before anything listens: a public bind without a token is refused."""
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import ipaddress
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +13,9 @@ from semcat.config import default_db_url, semcat_home
 from semcat.errors import SemcatError
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+SETTINGS_ENV = "SEMCAT_SERVE_SETTINGS"
+"""Environment variable that hands the settings to each ``semcat serve --workers N`` process."""
+_PATHS = ("model_path", "storage_dir", "secret_file")
 
 
 class InsecureBindError(SemcatError):
@@ -86,3 +92,15 @@ class Settings:
     def secret_path(self) -> Path:
         """File holding the key that signs session cookies (kept across restarts)."""
         return self.secret_file or semcat_home() / "web_secret"
+
+
+def settings_to_env(settings: Settings) -> None:
+    """Put ``settings`` where worker processes started by uvicorn find them (``settings_from_env``)."""
+    os.environ[SETTINGS_ENV] = json.dumps({k: str(v) if k in _PATHS and v is not None else v
+                                           for k, v in dataclasses.asdict(settings).items()})
+
+
+def settings_from_env() -> Settings:
+    """The settings ``settings_to_env`` stored (in a worker process)."""
+    data = json.loads(os.environ[SETTINGS_ENV])
+    return Settings(**{k: Path(v) if k in _PATHS and v is not None else v for k, v in data.items()})
