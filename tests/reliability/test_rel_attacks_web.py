@@ -7,6 +7,7 @@ RELIABILITY.md; ``failures`` counts attacks that got through.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -178,13 +179,20 @@ def test_huge_and_hostile_parameters_get_a_one_line_4xx(db_url, tmp_path, figure
         r = c.get(url, headers={"Accept": "application/json"})
         if not _one_line_4xx(r):
             bad.append(f"{url[:60]}: {r.status_code} {r.text[:120]}")
+    sha = cat.search(limit=1)[0].sha256
+    for field, value in (("tags", {"tag": "a\x00b"}), ("notes", {"text": "x\x00"}), ("tags", {"tag": "t" * 70}),
+                         ("notes", {"text": "\ud800"})):
+        r = c.post(f"/api/images/{sha}/{field}", content=json.dumps(value).encode(),  # \u-escaped, as a client may
+                   headers={**csrf(c), "Content-Type": "application/json"})
+        if not _one_line_4xx(r):
+            bad.append(f"POST {field} {str(value)[:30]}: {r.status_code} {r.text[:120]}")
     ok = c.get("/api/images", params={"text": "Particles", "min_score": "0.1", "offset": "0"})
     cat.close()
     backend = db_url.split(":", 1)[0]
-    figures.add(f"attack: huge/hostile query parameters ({backend})", inputs=len(HOSTILE_QUERIES) + 1,
+    figures.add(f"attack: huge/hostile query parameters ({backend})", inputs=len(HOSTILE_QUERIES) + 5,
                 failures=len(bad) + (ok.status_code != 200),
-                notes="offsets/limits past 64-bit, 60,000-char text, NUL/newline, nan/inf: one-line 400 "
-                      "(bounds in semcat._validation)")
+                notes="offsets/limits past 64-bit, 60,000-char text, NUL/newline, nan/inf, NUL or lone "
+                      "surrogate in tags/notes: one-line 400 (bounds in semcat._validation)")
     assert not bad, bad
     assert ok.status_code == 200 and ok.json()["total"] > 0
 

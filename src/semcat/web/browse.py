@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from semcat._io import atomic_write_bytes
 from semcat._storage import storage_problem
 from semcat._validation import MAX_OFFSET, check_number, check_query_text
+from semcat.catalog.db import CatalogError
 from semcat.catalog.search import COUNT_CAP
 from semcat.errors import ImageReadError, SemcatError
 from semcat.web.context import check_hash, render, state
@@ -123,6 +124,14 @@ def catalog_page(request: Request, f: Annotated[SearchFilters, Depends()]) -> Re
         "paging": paging, "decisions": DECISIONS, "orders": ORDERS, "classes": state(request).classes(),
     }
     return render(request, "catalog.html", context)
+
+
+def resolve_hash(request: Request, sha256: str) -> str:
+    """The full hash of a catalogued image (one indexed query), else 404; for writes that need no record."""
+    try:
+        return state(request).catalog.resolve(check_hash(sha256, prefix=True))
+    except CatalogError:
+        raise HTTPException(404, f"no catalogued image has the hash {sha256[:80]!r}") from None
 
 
 def get_record(request: Request, sha256: str) -> Any:

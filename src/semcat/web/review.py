@@ -12,8 +12,8 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from semcat._validation import MAX_OFFSET
-from semcat.web.browse import get_record
+from semcat._validation import MAX_OFFSET, check_query_text
+from semcat.web.browse import resolve_hash
 from semcat.web.context import FastJSONResponse, is_api, payload, render, state
 from semcat.web.security import User, require_reviewer, safe_next
 
@@ -53,9 +53,11 @@ def queue_page(request: Request,
 def _text(data: dict, name: str, limit: int) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise HTTPException(400, f"{name}: expected non-empty text; got {value!r}")
-    if len(value) > limit:
-        raise HTTPException(400, f"{name}: expected at most {limit} characters; got {len(value)}")
+        raise HTTPException(400, f"{name}: expected non-empty text; got {str(value)[:40]!r}")
+    try:  # line breaks are fine in a note; NUL and other control characters are not
+        check_query_text(name, value.replace("\n", " ").replace("\r", " ").replace("\t", " "), most=limit)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
     return value.strip()
 
 
@@ -67,25 +69,25 @@ def _done(request: Request, data: dict, sha256: str) -> Response:
 
 
 def _confirm(request: Request, data: dict, sha256: str, user: User) -> Response:
-    record = get_record(request, sha256)
+    sha = resolve_hash(request, sha256)
     label = _text(data, "label", 200)
     classes = state(request).classes()
     if label not in classes:
-        raise HTTPException(400, f"label: expected one of {', '.join(classes)}; got {label!r}")
-    state(request).catalog.confirm(record.sha256, label, who=user.name, source="human")
-    return _done(request, data, record.sha256)
+        raise HTTPException(400, f"label: expected one of {', '.join(classes)}; got {label[:80]!r}")
+    state(request).catalog.confirm(sha, label, who=user.name, source="human")
+    return _done(request, data, sha)
 
 
 def _tag(request: Request, data: dict, sha256: str, user: User) -> Response:
-    record = get_record(request, sha256)
-    state(request).catalog.add_tag(record.sha256, _text(data, "tag", MAX_TAG))
-    return _done(request, data, record.sha256)
+    sha = resolve_hash(request, sha256)
+    state(request).catalog.add_tag(sha, _text(data, "tag", MAX_TAG))
+    return _done(request, data, sha)
 
 
 def _note(request: Request, data: dict, sha256: str, user: User) -> Response:
-    record = get_record(request, sha256)
-    state(request).catalog.add_note(record.sha256, _text(data, "text", MAX_NOTE), who=user.name)
-    return _done(request, data, record.sha256)
+    sha = resolve_hash(request, sha256)
+    state(request).catalog.add_note(sha, _text(data, "text", MAX_NOTE), who=user.name)
+    return _done(request, data, sha)
 
 
 async def confirm_label(request: Request, sha256: str, user: Annotated[User, Depends(require_reviewer)]) -> Response:
