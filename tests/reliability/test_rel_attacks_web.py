@@ -214,7 +214,10 @@ def tmpfs(tmp_path: Path):
 def test_serve_on_a_read_only_share_serves_read_only(tmpfs, tmp_path, figures) -> None:
     archive = write_archive(tmpfs / "archive")
     db = tmpfs / "catalog.db"
-    make_catalog(f"sqlite:///{db}", archive).close()
+    cat = make_catalog(f"sqlite:///{db}", archive)
+    swapped = sorted(cat.search(limit=100), key=lambda r: r.sha256)[0]
+    cat.close()
+    Path(swapped.path).write_bytes(b"not the catalogued bytes")  # cannot even be flagged missing here
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
     server = Served("--db", db, "--storage", tmp_path / "storage", log=tmp_path / "serve.log",
                     env={"SEMCAT_HOME": str(tmp_path / "home")})
@@ -224,6 +227,7 @@ def test_serve_on_a_read_only_share_serves_read_only(tmpfs, tmp_path, figures) -
             sha = listing.json()["images"][0]["sha256"]
             pages = [c.get(f"/api/images/{sha}"), c.get(f"/thumbs/{sha}.png"), c.get(f"/images/{sha}/file"),
                      c.get("/api/review"), c.get("/api/stats")]
+            gone = c.get(f"/images/{swapped.sha256}/file")
             who = c.get("/api/whoami").json()
             write = c.post(f"/api/images/{sha}/label", json={"label": "Particles"},
                            headers={"X-CSRF-Token": who["csrf_token"]})
@@ -231,13 +235,16 @@ def test_serve_on_a_read_only_share_serves_read_only(tmpfs, tmp_path, figures) -
         server.stop()
     err = server.output()
     failed = [r.request.url.path for r in [listing, *pages] if r.status_code != 200]
-    figures.add("attack: serve a SQLite catalogue on a read-only share", inputs=len(pages) + 2,
-                failures=len(failed) + (write.status_code != 403) + (who["role"] != "viewer"),
-                notes="opened read-only (mode=ro, else immutable); every session a viewer; writes 403")
+    figures.add("attack: serve a SQLite catalogue on a read-only share", inputs=len(pages) + 3,
+                failures=len(failed) + (write.status_code != 403) + (who["role"] != "viewer")
+                + (gone.status_code != 404),
+                notes="opened read-only (mode=ro, else immutable); every session a viewer; writes 403; "
+                      "a swapped file 404")
     assert "Traceback" not in err, err[-3000:]
     assert "read-only" in err
     assert not failed, failed
     assert who["role"] == "viewer" and write.status_code == 403 and _one_line_4xx(write)
+    assert gone.status_code == 404 and _one_line_4xx(gone)
 
 
 def test_full_disk_is_a_one_line_507(tmpfs, tmp_path, figures, monkeypatch) -> None:

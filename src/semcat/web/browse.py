@@ -175,11 +175,12 @@ def _verified_source(request: Request, sha256: str) -> tuple[Path, BinaryIO]:
         f = open_verified(path, sha, size)
         if f is not None:
             return path, f
-    try:
-        cat.mark_missing(paths)
-    except Exception as exc:  # noqa: BLE001 - flagging is a courtesy; refusing to serve is the point
-        if storage_problem(exc) is None:
-            raise
+    if not cat.db.read_only:
+        try:
+            cat.mark_missing(paths)
+        except Exception as exc:  # noqa: BLE001 - flagging is a courtesy; refusing to serve is the point
+            if storage_problem(exc) is None:
+                raise
     raise HTTPException(404, f"image {sha[:12]}… is catalogued but none of its files holds that content any "
                              "more (moved, deleted or replaced): run `semcat ingest` on its folder again")
 
