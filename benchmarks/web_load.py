@@ -8,8 +8,7 @@ catalog pages, 20% image pages, 15% review queue, 15% thumbnails, 10% label writ
 images. The server runs as its own process (``semcat serve``), as in production;
 clients run in this process, on the same machine. ``--baseline SRC_DIR`` serves the same catalog
 with another source tree (e.g. ``git archive main src``) in the same run, alternating rounds, so the
-comparison shares the machine's noise; the baseline runs on h11 + asyncio, as before httptools and
-uvloop were dependencies. PostgreSQL needs ``SEMCAT_TEST_PG_URL``.
+comparison shares the machine's noise. PostgreSQL needs ``SEMCAT_TEST_PG_URL``.
 """
 from __future__ import annotations
 
@@ -39,15 +38,6 @@ from semcat.catalog import open_catalog  # noqa: E402
 from semcat.synth import write_dataset  # noqa: E402
 
 OUT = HERE / "results" / "web_load.md"
-
-
-def _without_fast_http(folder: Path) -> Path:
-    """A folder whose ``httptools`` and ``uvloop`` fail to import, so uvicorn falls back to h11 +
-    asyncio as it did before they were dependencies (put it on the baseline's PYTHONPATH)."""
-    for name in ("httptools", "uvloop"):
-        (folder / name).mkdir()
-        (folder / name / "__init__.py").write_text(f"raise ImportError('{name} hidden for the baseline')\n")
-    return folder
 
 
 def _pg_url(base: str) -> tuple[str, str]:
@@ -123,9 +113,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds per configuration")
     a = ap.parse_args()
     trees = [(f"this commit, --workers {w}", ROOT / "src", ["--workers", w]) for w in a.workers.split(",")]
-    if a.baseline:
-        hidden = _without_fast_http(Path(tempfile.mkdtemp(prefix="semcat-h11-")))
-        trees += [(f"{a.baseline_label} (h11 + asyncio)", Path(f"{a.baseline.resolve()}{os.pathsep}{hidden}"), [])]
+    trees += [(a.baseline_label, a.baseline.resolve(), [])] if a.baseline else []
     tmp = Path(tempfile.mkdtemp(prefix="semcat-webload-"))
     rows = []
     try:
