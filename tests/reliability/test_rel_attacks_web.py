@@ -94,7 +94,8 @@ def test_swapped_files_are_not_served(tmp_path, figures) -> None:
     link.symlink_to(Path(intact.path).name)
     figures.add("attack: swapped catalogued files (web file, thumbnail, view)", inputs=checked + 1,
                 failures=len(got_through) + len(unflagged) + (not served_ok),
-                notes=f"{len(SWAPS)} swaps ({', '.join(SWAPS)}): 404 '…none of its files holds that content…', "
+                notes="test_swapped_files_are_not_served: "
+                      f"{len(SWAPS)} swaps ({', '.join(SWAPS)}): 404 '…none of its files holds that content…', "
                       "path flagged missing; the unchanged file still served byte-exact")
     assert not got_through, got_through
     assert not unflagged, f"not flagged missing: {unflagged}"
@@ -130,7 +131,8 @@ def test_sessions_end_with_their_token_and_at_logout(tmp_path, figures) -> None:
                                               "viewer"),
     }
     signer = SessionSigner(load_secret(tmp_path / "web_secret"))
-    old = {**new_session(Settings(), "reviewer", "x", signer.fingerprint(TOKEN)), "iat": int(time.time()) - SESSION_MAX_AGE - 5}
+    old = {**new_session(Settings(), "reviewer", "x", signer.fingerprint(TOKEN)),
+           "iat": int(time.time()) - SESSION_MAX_AGE - 5}
     outcomes["expired session (signed, token still valid)"] = (whoami(browser(token=TOKEN), signer.dumps(old)), 401)
     c = browser(token=TOKEN)
     c.cookies.set(SESSION_COOKIE, reviewer_cookie)
@@ -143,7 +145,8 @@ def test_sessions_end_with_their_token_and_at_logout(tmp_path, figures) -> None:
     outcomes["label write after logout"] = (write.status_code, 401)
     wrong = {k: v for k, v in outcomes.items() if v[0] != v[1]}
     figures.add("attack: stale session cookies (old token, logout, restart, expiry)", inputs=len(outcomes),
-                failures=len(wrong), notes=f"sessions carry a token fingerprint, start time and id; "
+                failures=len(wrong), notes="test_sessions_end_with_their_token_and_at_logout: "
+                                           f"sessions carry a token fingerprint, start time and id; "
                                            f"lifetime {SESSION_MAX_AGE // 3600} h; logout revoked server-side")
     assert not wrong, wrong
     cat.close()
@@ -191,7 +194,8 @@ def test_huge_and_hostile_parameters_get_a_one_line_4xx(db_url, tmp_path, figure
     backend = db_url.split(":", 1)[0]
     figures.add(f"attack: huge/hostile query parameters ({backend})", inputs=len(HOSTILE_QUERIES) + 5,
                 failures=len(bad) + (ok.status_code != 200),
-                notes="offsets/limits past 64-bit, 60,000-char text, NUL/newline, nan/inf, NUL or lone "
+                notes="test_huge_and_hostile_parameters_get_a_one_line_4xx: "
+                      "offsets/limits past 64-bit, 60,000-char text, NUL/newline, nan/inf, NUL or lone "
                       "surrogate in tags/notes: one-line 400 (bounds in semcat._validation)")
     assert not bad, bad
     assert ok.status_code == 200 and ok.json()["total"] > 0
@@ -238,7 +242,8 @@ def test_serve_on_a_read_only_share_serves_read_only(tmpfs, tmp_path, figures) -
     figures.add("attack: serve a SQLite catalogue on a read-only share", inputs=len(pages) + 3,
                 failures=len(failed) + (write.status_code != 403) + (who["role"] != "viewer")
                 + (gone.status_code != 404),
-                notes="opened read-only (mode=ro, else immutable); every session a viewer; writes 403; "
+                notes="test_serve_on_a_read_only_share_serves_read_only: "
+                      "opened read-only (mode=ro, else immutable); every session a viewer; writes 403; "
                       "a swapped file 404")
     assert "Traceback" not in err, err[-3000:]
     assert "read-only" in err
@@ -268,7 +273,8 @@ def test_full_disk_is_a_one_line_507(tmpfs, tmp_path, figures, monkeypatch) -> N
            or (r.status_code == 507 and ("disk is full" not in r.json()["detail"] or "\n" in r.json()["detail"]))]
     figures.add("attack: full disk under the web app (SQLite on a 6 MB tmpfs)", inputs=len(writes) + 1,
                 failures=len(bad) + (not full) + (thumb.status_code != 200),
-                notes=f"{len(full)}/{len(writes)} note writes answered 507 'the disk is full …', the rest stored; "
+                notes="test_full_disk_is_a_one_line_507: "
+                      f"{len(full)}/{len(writes)} note writes answered 507 'the disk is full …', the rest stored; "
                       "thumbnails still shown when their cache cannot be written")
     assert full and not bad, bad
     assert thumb.status_code == 200 and thumb.content.startswith(b"\x89PNG")
@@ -321,7 +327,8 @@ def test_amplifying_pngs_cost_neither_memory_nor_time(tmp_path, figures) -> None
     refused = [a for a in answers if a[0] == 200 and "too large to decode" in a[1]]
     figures.add("attack: 8 concurrent uploads of a 1.8 MB PNG that decodes to 1.5 GB", inputs=len(answers),
                 failures=8 - len(refused) + (grown > 150), p95_ms=1000 * p95([a[2] for a in answers]),
-                notes=f"refused from the header (decode budget {256} MiB in serve, 1 GiB in the library; "
+                notes="test_amplifying_pngs_cost_neither_memory_nor_time: "
+                      f"refused from the header (decode budget 256 MiB in serve, 1 GiB in the library; "
                       f"library refusal {1000 * library_s:.0f} ms); server peak memory +{grown:.0f} MB")
     assert_clean(subprocess.CompletedProcess([], 0, "", err))
     assert len(refused) == 8, answers
