@@ -72,7 +72,7 @@ def test_broad_search_counts_up_to_a_cap(site, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("query, problem", [
-    ({"min_score": "high"}, "min_score: expected a number"),
+    ({"min_score": "high"}, "min_score: expected a finite number"),
     ({"decision": "maybe"}, "decision: expected one of auto"),
     ({"date_from": "31/12/2024"}, "date_from: expected a date"),
     ({"measurement": "coherency"}, "measurement: expected NAME:MIN:MAX"),

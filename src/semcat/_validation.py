@@ -5,6 +5,7 @@ given, and what to do about it.
 """
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,12 +13,25 @@ import numpy as np
 from semcat.errors import NotFittedError
 
 __all__ = [
+    "MAX_LIMIT",
+    "MAX_OFFSET",
+    "MAX_QUERY_TEXT",
     "backbones_with_width",
+    "check_count",
     "check_consistent_length",
     "check_features",
     "check_is_fitted",
     "check_labels",
+    "check_number",
+    "check_query_text",
 ]
+
+MAX_OFFSET = 1_000_000_000
+"""Largest offset a catalogue query accepts (far beyond any archive, far inside 64-bit arithmetic)."""
+MAX_LIMIT = 100_000
+"""Largest number of rows one catalogue query may ask for (web pages cap lower)."""
+MAX_QUERY_TEXT = 1000
+"""Longest path-substring search, in characters (SQLite refuses LIKE patterns over 50,000)."""
 
 
 def check_features(
@@ -113,3 +127,53 @@ def check_is_fitted(estimator: object, attribute: str = "coef_") -> None:
             f"this {type(estimator).__name__} is not fitted yet: call .fit(X, y) first "
             "(or train a model with `semcat train`)."
         )
+
+
+# ---- query bounds: the one place the web edge and the CLI check search and paging parameters ----
+
+def check_count(name: str, value: object, *, most: int, least: int = 0) -> int:
+    """``value`` (an int or decimal text) as an int in ``least..most``, else a one-line ``ValueError``."""
+    text = str(value).strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    number = int(text) if 0 < len(text) <= 40 and digits.isascii() and digits.isdigit() else None
+    if number is None or not least <= number <= most:
+        raise ValueError(f"{name}: expected a whole number from {least} to {most:,}; got {_shown(text)}")
+    return number
+
+
+def check_number(name: str, value: object, *, low: float | None = None, high: float | None = None) -> float | None:
+    """``value`` as a finite float within ``low..high`` (None for empty), else a one-line ``ValueError``.
+
+    ``nan`` compares false with everything, so a NaN bound silently matched nothing; refused here.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    want = "a finite number" + (f" from {low} to {high}" if low is not None and high is not None else "")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {want}; got {_shown(str(value))}") from None
+    if not np.isfinite(number) or (low is not None and number < low) or (high is not None and number > high):
+        raise ValueError(f"{name}: expected {want}; got {_shown(str(value))}")
+    return number
+
+
+def check_query_text(name: str, value: str | None, *, most: int = MAX_QUERY_TEXT) -> str | None:
+    """Search text without control characters (NUL, newline ...) or lone surrogates, at most ``most`` characters.
+
+    None for empty. A NUL cut the pattern short in SQLite and matched every path.
+    """
+    if value is None or value == "":
+        return None
+    if len(value) > most:
+        raise ValueError(f"{name}: expected at most {most:,} characters; got {len(value):,}")
+    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ValueError(f"{name}: expected printable text; got the control character {bad!r} "
+                         f"at position {value.index(bad)}")
+    return value
+
+
+def _shown(text: str) -> str:
+    """A value quoted for an error message, cut short so a huge input never floods a log line."""
+    return repr(text[:40] + "…") if len(text) > 40 else repr(text)

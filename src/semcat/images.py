@@ -38,6 +38,9 @@ __all__ = ["ImageInfo", "read_image", "read_image_bytes", "read_file_bytes", "de
 
 MIN_SIDE = 8
 """Images smaller than this on either side are refused: nothing to classify."""
+MAX_DECODE_BYTES = 1 << 30
+"""Largest decoded size (pixels x channels x bytes per sample) read by default: a small PNG of
+14000 x 14000 16-bit RGBA pixels is under the pixel limit but decodes to 1.5 GB."""
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF"),
@@ -77,7 +80,8 @@ class _Header:
 
 
 def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | None = None,
-               max_pixels: int = 200_000_000) -> tuple[np.ndarray, ImageInfo]:
+               max_pixels: int = 200_000_000,
+               max_decode_bytes: int = MAX_DECODE_BYTES) -> tuple[np.ndarray, ImageInfo]:
     """Read an image file as a 2-D float32 gray array in [0, 1] plus its :class:`ImageInfo`.
 
     Parameters
@@ -95,6 +99,9 @@ def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | N
         The feature extractor passes about twice the model input size.
     max_pixels : int
         Refuse images with more pixels than this (checked from the header, before decoding).
+    max_decode_bytes : int
+        Refuse images whose decoded samples (pixels x channels x bytes per sample, after a JPEG's
+        reduced decode) would take more memory than this (checked from the header).
 
     Raises
     ------
@@ -103,7 +110,7 @@ def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | N
     """
     p = Path(path)
     return read_image_bytes(read_file_bytes(p), p, crop_databar=crop_databar, max_side=max_side,
-                            max_pixels=max_pixels)
+                            max_pixels=max_pixels, max_decode_bytes=max_decode_bytes)
 
 
 def read_file_bytes(path: str | Path) -> bytes:
@@ -124,8 +131,8 @@ def read_file_bytes(path: str | Path) -> bytes:
 
 
 def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar: bool = True,
-                     max_side: int | None = None,
-                     max_pixels: int = 200_000_000) -> tuple[np.ndarray, ImageInfo]:
+                     max_side: int | None = None, max_pixels: int = 200_000_000,
+                     max_decode_bytes: int = MAX_DECODE_BYTES) -> tuple[np.ndarray, ImageInfo]:
     """Like :func:`read_image` for bytes already in memory (``name`` is used in messages).
 
     When ``name`` is a ``Path`` and the file has no vendor metadata of its own, a JEOL/Hitachi/
@@ -134,10 +141,11 @@ def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar:
     fmt = sniff_format(data, name)
     meta = None
     if fmt == "TIFF":
-        raw, header, meta = _decode_tiff(data, name, max_pixels)
+        raw, header, meta = _decode_tiff(data, name, max_pixels, max_decode_bytes)
     else:
         header = _HEADER_READERS[fmt](data, name)
         _check_size(header, name, max_pixels)
+        _check_decode_bytes(header, name, max_decode_bytes, _jpeg_factor(header, max_side) if fmt == "JPEG" else 1)
         raw = _decode_cv2(data, name, fmt, header, max_side)
     rows, cols = header.rows, header.cols
     if meta is None and isinstance(name, Path):
@@ -381,8 +389,22 @@ def _check_size(h: _Header, name: str | Path, max_pixels: int) -> None:
                                    f"raise max_pixels if the file is genuine)")
 
 
-def _decode_tiff(data: bytes, name: str | Path,
-                 max_pixels: int) -> tuple[np.ndarray, _Header, SemMetadata | None]:
+def _check_decode_bytes(h: _Header, name: str | Path, max_bytes: int, reduce: int = 1) -> None:
+    """Refuse, from the header, an image whose decoded samples would pass ``max_bytes``."""
+    need = -(-h.rows // reduce) * -(-h.cols // reduce) * h.channels * -(-h.bit_depth // 8)
+    if need > max_bytes:
+        raise ImageReadError(name, f"image too large to decode: {h.cols}x{h.rows} pixels x {h.channels} channel(s) "
+                                   f"x {h.bit_depth} bits = {need / 2**20:,.0f} MiB exceeds the decode budget of "
+                                   f"{max_bytes / 2**20:,.0f} MiB (possible decompression bomb)")
+
+
+def _jpeg_factor(h: _Header, max_side: int | None) -> int:
+    """The JPEG reduced-decode factor (1, 2, 4 or 8) that still leaves at least ``max_side`` pixels."""
+    return next((f for f in (8, 4, 2) if max_side and max(h.rows, h.cols) / f >= max_side), 1)
+
+
+def _decode_tiff(data: bytes, name: str | Path, max_pixels: int,
+                 max_decode_bytes: int = MAX_DECODE_BYTES) -> tuple[np.ndarray, _Header, SemMetadata | None]:
     try:
         tif = tifffile.TiffFile(io.BytesIO(data))
     except Exception as exc:  # tifffile raises many types on corrupt headers
@@ -402,6 +424,7 @@ def _decode_tiff(data: bytes, name: str | Path,
         bits = page.dtype.itemsize * 8 if page.dtype is not None else int(page.bitspersample)
         header = _Header(rows, cols, channels, bits)
         _check_size(header, name, max_pixels)
+        _check_decode_bytes(header, name, max_decode_bytes)
         end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0)
         if end > len(data):
             raise ImageReadError(name, f"truncated TIFF: image data ends at byte {end:,} "
@@ -480,11 +503,7 @@ def _decode_cv2(data: bytes, name: str | Path, fmt: str, header: _Header,
         raise ImageReadError(name, "truncated PNG: no IEND chunk at the end")
     flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
     if fmt == "JPEG" and max_side:
-        factor = 1
-        for f in (8, 4, 2):
-            if max(header.rows, header.cols) / f >= max_side:
-                factor = f
-                break
+        factor = _jpeg_factor(header, max_side)
         if factor > 1:
             flags = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
                      8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[factor] | cv2.IMREAD_IGNORE_ORIENTATION

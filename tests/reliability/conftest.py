@@ -81,6 +81,49 @@ def run_cli(*args: str | os.PathLike, timeout: float = 300, env: dict | None = N
                           text=True, errors="replace")
 
 
+class Served:
+    """``semcat serve ARGS --port P`` in its own process on a free loopback port, answering /healthz.
+
+    stderr goes to ``log`` (read it with ``output()`` after ``stop``); ``env`` is added to ours.
+    """
+
+    def __init__(self, *args: str | os.PathLike, log: Path, env: dict | None = None, timeout: float = 90) -> None:
+        import socket
+
+        import httpx
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "w") as err:
+            self.proc = subprocess.Popen([*SEMCAT, "serve", *map(str, args), "--port", str(self.port)],
+                                         env={**os.environ, "COLUMNS": "200", **(env or {})}, stderr=err)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"semcat serve did not start: {self.output()[-3000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
 def assert_clean(proc: subprocess.CompletedProcess) -> None:
     """No Python traceback may reach the user, whatever the input."""
     assert "Traceback (most recent call last)" not in proc.stderr, proc.stderr[-3000:]
@@ -146,7 +189,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     here = Path(__file__).resolve().parent
     if not any(a == here or here.is_relative_to(a) for a in args):
         return
-    order = {name: i for i, name in enumerate(("fuzz", "bad inputs", "interrupt", "concurrency", "load"))}
+    order = {name: i for i, name in enumerate(("fuzz", "bad inputs", "attack", "interrupt", "concurrency", "load"))}
     rows.sort(key=lambda r: (order.get(r["part"].split(":")[0], 9), r["part"]))
     outcome = "passed" if exitstatus == 0 else f"FAILED (exit {exitstatus})"
     atomic_write_text(FIGURES_FILE, _render(rows, time.monotonic() - _START, outcome))

@@ -65,6 +65,23 @@ def _png_bomb(side: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
+def amplifying_png(side: int = 14_000, depth: int = 16) -> bytes:
+    """A valid RGBA PNG of ``side`` x ``side`` zero pixels: under the pixel limit, ~1.8 MB on disk,
+    1.5 GB once decoded (issue 18's upload that cost +750 MB and 18 s). Built in about a second:
+    one row is deflated after a full flush, so every later row compresses to the same bytes."""
+    row = b"\x00" + bytes(side * 4 * depth // 8)
+    deflate = zlib.compressobj(9)
+    first = deflate.compress(row) + deflate.flush(zlib.Z_FULL_FLUSH)
+    repeat = deflate.compress(row) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = deflate.flush()[:-4]  # final block; its checksum covered two rows only
+    adler = 1
+    for _ in range(side):
+        adler = zlib.adler32(row, adler)
+    idat = first + repeat * (side - 1) + end + struct.pack(">I", adler)
+    ihdr = struct.pack(">IIBBBBB", side, side, depth, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
 def _tiff_with_dims(rows: int, cols: int, compression: str | None = None) -> bytes:
     """A small valid TIFF whose ImageWidth/ImageLength tags are patched to absurd values."""
     data = bytearray(_tiff(np.zeros((16, 16), np.uint8), compression=compression))

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 from semcat.catalog import ingest as _ingest
 from semcat.catalog import search as _search
 from semcat.catalog.db import CatalogError, Database
-from semcat.catalog.migrations import upgrade
+from semcat.catalog.migrations import current_version, upgrade
 from semcat.catalog.records import ImageRecord, load_records
 from semcat.catalog.schema import (
     Category,
+    SCHEMA_VERSION,
     Feature,
     Image,
     ImagePath,
@@ -67,7 +68,12 @@ def _resolve(conn: Connection, sha_or_prefix: str) -> str:
 
 
 def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None, source: str) -> None:
-    """Insert the label rows and update the images' latest label (full hashes, checked by the caller)."""
+    """Insert the label rows and update the images' latest label (full hashes, checked by the caller).
+
+    Concurrent confirmations of one image queue on its row lock (PostgreSQL; SQLite has one
+    writer), so the label shown is always the latest one stored."""
+    for i in range(0, len(shas), 1000):
+        conn.execute(select(Image.sha256).where(Image.sha256.in_(shas[i:i + 1000])).with_for_update())
     now = utcnow()
     conn.execute(Label.__table__.insert(), [{"sha256": s, "label": label, "who": who, "source": source,
                                              "created": now} for s in shas])
@@ -79,10 +85,17 @@ def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None
 class Catalog:
     """A catalog database (SQLite or PostgreSQL), created or upgraded on open."""
 
-    def __init__(self, url: str | Path) -> None:
-        self.db = Database(str(url))
+    def __init__(self, url: str | Path, *, read_only: bool = False) -> None:
+        self.db = Database(str(url), read_only=read_only)
         self.url = self.db.url
         self._rare_trigrams: dict[str, list[str]] = {}  # path-substring needle → trigrams to look up
+        if read_only:
+            with self.db.read() as conn:
+                found = current_version(conn)
+            if found != SCHEMA_VERSION:
+                raise CatalogError(f"cannot open {self.url!r} read-only: its schema is version {found}, this "
+                                   f"semcat needs {SCHEMA_VERSION}; open it once where it can be written")
+            return
         with self.db.write() as conn:
             upgrade(conn)
 
@@ -186,12 +199,12 @@ class Catalog:
         with self.db.read() as conn:
             return load_records(conn, list(shas))
 
-    def review_queue(self, limit: int = 50) -> list[ImageRecord]:
-        """Unconfirmed images whose decision needs a person, least sure first."""
+    def review_queue(self, limit: int = 50, offset: int = 0) -> list[ImageRecord]:
+        """Unconfirmed images whose decision needs a person, least sure first (``offset`` skipped)."""
         with self.db.read() as conn:
             shas = list(conn.execute(  # served in order by the partial index ix_images_review
                 select(Image.sha256).where(sql_text(REVIEW_WHERE))
-                .order_by(Image.top1_score, Image.sha256).limit(limit)).scalars())
+                .order_by(Image.top1_score, Image.sha256).limit(limit).offset(offset)).scalars())
             return load_records(conn, shas)
 
     def review_count(self) -> int:
@@ -235,6 +248,21 @@ class Catalog:
             paths = conn.execute(select(ImagePath.path).where(ImagePath.sha256 == sha256)
                                  .order_by(ImagePath.missing, ImagePath.last_seen.desc())).scalars()
             return next((Path(p) for p in paths if os.path.exists(p)), None)
+
+    def file_candidates(self, sha256: str) -> tuple[int | None, list[Path]]:
+        """(catalogued size, its paths: present ones first, newest first); (None, []) if not catalogued."""
+        with self.db.read() as conn:
+            size = conn.execute(select(Image.file_size).where(Image.sha256 == sha256)).scalar()
+            paths = conn.execute(select(ImagePath.path).where(ImagePath.sha256 == sha256)
+                                 .order_by(ImagePath.missing, ImagePath.last_seen.desc())).scalars()
+            return size, [Path(p) for p in paths]
+
+    def mark_missing(self, paths: Iterable[str | Path]) -> None:
+        """Flag paths that no longer hold their catalogued content (gone, replaced or a bad symlink)."""
+        names = [str(p) for p in paths]
+        if names:
+            with self.db.write() as conn:
+                conn.execute(update(ImagePath).where(ImagePath.path.in_(names)).values(missing=True))
 
     # ---- writes by people (review) ---------------------------------------------------------------
     def confirm(self, sha256: str, label: str, *, who: str | None, source: str = "human",

@@ -3,14 +3,18 @@
 SQLite allows one writer at a time. Every write here starts with ``BEGIN IMMEDIATE`` (the write
 lock is taken up front, so a transaction never fails half-way with "database is locked") and
 waits up to ``busy_timeout`` for another process; threads of one process queue on a lock.
+PostgreSQL writes run concurrently; code that needs an order locks its rows (``FOR UPDATE``).
 """
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -43,23 +47,51 @@ def normalize_url(url: str | Path) -> str:
     return s
 
 
-def create_catalog_engine(url: str) -> Engine:
+def sqlite_read_only(url: str | Path) -> bool:
+    """True for a SQLite catalogue file that exists where this process cannot write (a read-only share)."""
+    u = make_url(normalize_url(url))
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return False
+    path = Path(u.database).expanduser()
+    return path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
+def _connect_read_only(path: str) -> sqlite3.Connection:
+    """Open a SQLite file read-only; a WAL file on a read-only folder needs ``immutable`` (no -shm)."""
+    uri = f"file:{quote(path)}"
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        return conn
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+
+
+def create_catalog_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine with the pragmas and write discipline the catalog relies on."""
     u = make_url(url)
     if u.get_backend_name() != "sqlite":
+        if read_only:
+            return create_engine(url, pool_pre_ping=True,
+                                 connect_args={"options": "-c default_transaction_read_only=on"})
         return create_engine(url, pool_pre_ping=True)
-    if u.database and u.database != ":memory:":
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    if read_only and u.database:
+        path = str(Path(u.database).expanduser())
+        engine = create_engine(url, creator=lambda: _connect_read_only(path))
+    else:
+        if u.database and u.database != ":memory:":
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        if not read_only:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -71,11 +103,16 @@ def create_catalog_engine(url: str) -> Engine:
 
 
 class Database:
-    """Owns the engine; hands out read connections and serialised write transactions."""
+    """Owns the engine; hands out read connections and serialised write transactions.
 
-    def __init__(self, url: str) -> None:
+    ``read_only`` opens the database so that nothing can be written (a catalogue on a read-only
+    share); ``write`` then refuses with a one-line ``CatalogError``.
+    """
+
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = normalize_url(url)
-        self.engine = create_catalog_engine(self.url)
+        self.read_only = read_only
+        self.engine = create_catalog_engine(self.url, read_only=read_only)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock = threading.RLock()
 
@@ -88,7 +125,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed on success, rolled back on any exception."""
-        with self._write_lock, self.engine.connect() as conn:
+        if self.read_only:
+            raise CatalogError(f"the catalogue {self.url!r} is open read-only: nothing can be changed")
+        # SQLite has one writer: threads queue on a lock instead of spinning in the busy handler.
+        # PostgreSQL takes row locks itself; a process-wide lock only queued label writes (p95 1.5 s).
+        with self._write_lock if self.is_sqlite else nullcontext(), self.engine.connect() as conn:
             conn = conn.execution_options(semcat_write=True)
             with conn.begin():
                 yield conn
@@ -97,12 +138,13 @@ class Database:
         self.engine.dispose()
 
 
-def open_catalog(url: str | Path | None = None) -> Catalog:
+def open_catalog(url: str | Path | None = None, *, read_only: bool = False) -> Catalog:
     """Open (creating or upgrading as needed) the catalog at ``url``.
 
     ``url`` defaults to ``semcat.config.default_db_url()`` (``$SEMCAT_DB`` or SQLite in the
-    semcat home). ``postgresql://`` URLs use psycopg 3.
+    semcat home). ``postgresql://`` URLs use psycopg 3. ``read_only`` opens it without writing
+    anything (not even an upgrade): the schema must already be current.
     """
     from semcat.catalog.core import Catalog
 
-    return Catalog(url if url is not None else default_db_url())
+    return Catalog(url if url is not None else default_db_url(), read_only=read_only)

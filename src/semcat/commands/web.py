@@ -19,30 +19,46 @@ def serve(
     read_only: Annotated[bool, typer.Option("--read-only", help="Nobody may change the catalog: every session is a viewer.")] = False,
     storage: Annotated[Path | None, typer.Option("--storage", file_okay=False, help="Folder uploaded images are stored in; default ~/.semcat/storage.")] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload request in MB.")] = 200.0,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes (each uses one CPU core); 2 or more for many concurrent users.")] = 1,
+    max_decode_mb: Annotated[float, typer.Option("--max-decode-mb", min=1, max=65536, help="Largest decoded image (pixels x channels x bytes per sample) a thumbnail or upload may need, in MiB.")] = 256.0,
 ) -> None:
-    """Serve the catalog in a browser: grid, search, image pages, review queue, dashboard, upload, REST API (/docs)."""
+    """Serve the catalog in a browser: grid, search, image pages, review queue, dashboard, upload, REST API (/docs).
+
+    Example: semcat serve --db catalog.db --workers 2
+    """
     import uvicorn
+    from rich.markup import escape
 
     from semcat.errors import SemcatError
     from semcat.web.app import create_app
     from semcat.web.settings import Settings
 
     settings = Settings(host=host, port=port, token=token, read_token=read_token, read_only=read_only,
-                        model_path=model, storage_dir=storage, max_upload_bytes=int(max_upload_mb * 1e6))
+                        model_path=model, storage_dir=storage, max_upload_bytes=int(max_upload_mb * 1e6),
+                        max_decode_bytes=int(max_decode_mb * 2**20))
     if db:
         settings.db_url = db
     try:
         app = create_app(settings)
     except SemcatError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     shown = f"[{host}]" if ":" in host else host
     link = f"http://{shown}:{port}/"
     if token:
         link += "?token=<your --token>"
     err_console.print(f"semcat: serving {app.state.semcat.catalog!r} at {link} "
-                      f"({'read-only' if read_only else 'reviewers may label'}); Ctrl-C stops.", soft_wrap=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+                      f"({'read-only' if app.state.semcat.settings.read_only else 'reviewers may label'}); Ctrl-C stops.",
+                      soft_wrap=True, markup=False)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    from semcat.web.settings import settings_to_env
+
+    app.state.semcat.catalog.close()
+    settings_to_env(app.state.semcat.settings)
+    uvicorn.run("semcat.web.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="warning")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,20 +6,23 @@ OpenAPI docs of the JSON routes are at ``/docs``. Images are only ever addressed
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from semcat import __version__
+from semcat._storage import storage_problem
 from semcat.web import browse, catalog_map, dashboard, login, review, upload
 from semcat.web.context import WebState, is_api, template_dir
-from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, SessionSigner, load_secret
+from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, Revoked, SessionSigner, load_secret
 from semcat.web.settings import Settings
 
 HTML, API = "html", "api"
@@ -85,30 +88,69 @@ async def _error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None, *, catalog: Any = None) -> FastAPI:
     """Build the ASGI app for ``settings``; ``catalog`` overrides opening ``settings.db_url``.
 
+    A SQLite catalogue this process cannot write is opened read-only and served read-only.
+
     Raises ``InsecureBindError`` for a public host without a token.
     """
     settings = settings or Settings()
     settings.check()
     if catalog is None:
         from semcat.catalog import open_catalog
+        from semcat.catalog.db import sqlite_read_only
 
-        catalog = open_catalog(settings.db_url)
+        store_read_only = sqlite_read_only(settings.db_url)  # e.g. a SQLite file on a read-only share
+        settings = replace(settings, read_only=settings.read_only or store_read_only)
+        catalog = open_catalog(settings.db_url, read_only=store_read_only)
     app = FastAPI(title="semcat", version=__version__,
                   description="Browse, search and review a catalogue of SEM images. "
                               "Every HTML page has a JSON twin under /api/.")
     app.state.semcat = WebState(settings=settings, catalog=catalog, templates=_templates())
     app.state.signer = SessionSigner(load_secret(settings.secret_path))
+    app.state.revoked = Revoked(settings.secret_path.with_name(settings.secret_path.name + ".revoked"))
     for methods, path, view, kind in ROUTES:
         app.add_api_route(path, view, methods=methods, include_in_schema=kind == API,
                           response_model=None, name=f"{view.__module__.rsplit('.', 1)[-1]}.{view.__name__}:{kind}")
     app.mount("/static", StaticFiles(directory=template_dir().with_name("static")), name="static")
     app.add_exception_handler(StarletteHTTPException, _error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ValueError, _value_error)
-    app.add_middleware(AuthMiddleware, settings=settings, signer=app.state.signer)
+    app.add_exception_handler(Exception, _server_error)
+    app.add_middleware(AuthMiddleware, settings=settings, signer=app.state.signer, revoked=app.state.revoked)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app of one ``semcat serve --workers N`` process (uvicorn imports this factory by name)."""
+    from semcat.web.settings import settings_from_env
+
+    return create_app(settings_from_env())
+
+
 async def _value_error(request: Request, exc: Exception) -> Response:
     """Bad values the catalog refuses (e.g. an unknown order) are the client's mistake: 400."""
-    return JSONResponse({"detail": str(exc)}, 400)
+    return await _error(request, StarletteHTTPException(400, str(exc)))
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's parameter checks (a limit past its bound ...) as one line: ``400 offset: ...``."""
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(x) for x in err.get("loc", ())[1:]) or "request"
+        got = str(err.get("input", ""))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}; got {got[:40] + '…' if len(got) > 40 else got!r}")
+    return await _error(request, StarletteHTTPException(400, "; ".join(parts)))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """Any other failure as one line: a full disk (507) and a read-only store (503) say so.
+
+    Called by Starlette's outermost error middleware, which still logs the traceback server-side.
+    """
+    problem = storage_problem(exc)
+    if problem is None:
+        status, detail = 500, f"internal error ({type(exc).__name__}): the server log has the details"
+    else:
+        status, detail = (507 if problem[0] == "full" else 503), problem[1]
+    return await _error(request, StarletteHTTPException(status, detail))

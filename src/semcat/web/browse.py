@@ -1,30 +1,38 @@
 """Catalog pages: the searchable thumbnail grid, one image's detail page, and image bytes by hash."""
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from datetime import date
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
+from semcat._io import atomic_write_bytes
+from semcat._storage import storage_problem
+from semcat._validation import MAX_OFFSET, check_number, check_query_text
+from semcat.catalog.db import CatalogError
 from semcat.catalog.search import COUNT_CAP
 from semcat.errors import ImageReadError, SemcatError
 from semcat.web.context import check_hash, render, state
-from semcat.web.thumbs import rendering
+from semcat.web.files import CHUNK, open_verified
+from semcat.web.thumbs import cache_path, render_png, rendering_key
 
 DECISIONS = ("auto", "suggest", "manual", "unknown")
 ORDERS = ("recent", "score", "score_desc", "path")
 PAGE_SIZE = 60
 MAX_PAGE = 500
+DECODE_WAIT_S = 30.0
 
 
-def _num(name: str, value: str | None, kind: type = float) -> Any:
-    if value is None or value.strip() == "":
-        return None
+def _num(name: str, value: str | None, *, low: float | None = None, high: float | None = None) -> float | None:
     try:
-        return kind(value)
-    except ValueError:
-        raise HTTPException(400, f"{name}: expected a number; got {value!r}") from None
+        return check_number(name, value, low=low, high=high)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def _date(name: str, value: str | None) -> date | None:
@@ -42,7 +50,14 @@ def _measurement(value: str | None) -> tuple[str, float | None, float | None] | 
     parts = value.split(":")
     if len(parts) != 3 or not parts[0]:
         raise HTTPException(400, f"measurement: expected NAME:MIN:MAX (MIN or MAX may be empty); got {value!r}")
-    return parts[0], _num("measurement min", parts[1]), _num("measurement max", parts[2])
+    return _text("measurement", parts[0]), _num("measurement min", parts[1]), _num("measurement max", parts[2])
+
+
+def _text(name: str, value: str | None) -> str | None:
+    try:
+        return check_query_text(name, value)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 class SearchFilters:
@@ -66,7 +81,7 @@ class SearchFilters:
         measurement: Annotated[str | None, Query(description="NAME:MIN:MAX, e.g. coherency:0.8:")] = None,
         order: Annotated[str, Query(description=f"One of {', '.join(ORDERS)}")] = "recent",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Images per page")] = PAGE_SIZE,
-        offset: Annotated[int, Query(ge=0, description="Images to skip")] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Images to skip")] = 0,
     ) -> None:
         if decision and decision not in DECISIONS:
             raise HTTPException(400, f"decision: expected one of {', '.join(DECISIONS)}; got {decision!r}")
@@ -76,10 +91,10 @@ class SearchFilters:
             raise HTTPException(400, f"confirmed: expected yes or no; got {confirmed!r}")
         self.form = {k: v for k, v in locals().items() if k not in ("self",) and v not in (None, "")}
         self.filters: dict[str, Any] = {
-            "category": category or None,
+            "category": _text("category", category),
             "decision": decision or None,
-            "min_score": _num("min_score", min_score),
-            "max_score": _num("max_score", max_score),
+            "min_score": _num("min_score", min_score, low=0.0, high=1.0),
+            "max_score": _num("max_score", max_score, low=0.0, high=1.0),
             "confirmed": None if not confirmed else confirmed in ("yes", "true"),
             "mag_min": _num("mag_min", mag_min),
             "mag_max": _num("mag_max", mag_max),
@@ -87,8 +102,8 @@ class SearchFilters:
             "pixel_size_max": _num("pixel_size_max", pixel_size_max),
             "date_from": _date("date_from", date_from),
             "date_to": _date("date_to", date_to),
-            "text": text or None,
-            "tag": tag or None,
+            "text": _text("text", text),
+            "tag": _text("tag", tag),
             "measurement": _measurement(measurement),
         }
         self.order, self.limit, self.offset = order, limit, offset
@@ -109,6 +124,14 @@ def catalog_page(request: Request, f: Annotated[SearchFilters, Depends()]) -> Re
         "paging": paging, "decisions": DECISIONS, "orders": ORDERS, "classes": state(request).classes(),
     }
     return render(request, "catalog.html", context)
+
+
+def resolve_hash(request: Request, sha256: str) -> str:
+    """The full hash of a catalogued image (one indexed query), else 404; for writes that need no record."""
+    try:
+        return state(request).catalog.resolve(check_hash(sha256, prefix=True))
+    except CatalogError:
+        raise HTTPException(404, f"no catalogued image has the hash {sha256[:80]!r}") from None
 
 
 def get_record(request: Request, sha256: str) -> Any:
@@ -138,30 +161,68 @@ def image_page(request: Request, sha256: str) -> Response:
     return render(request, "image.html", context)
 
 
-def _source(request: Request, sha256: str) -> Any:
-    """A file of a catalogued image that still exists (one indexed query when all is well)."""
+def _verified_source(request: Request, sha256: str) -> tuple[Path, BinaryIO]:
+    """A catalogued file of the image, open and verified to hold the catalogued bytes.
+
+    Paths that are gone, replaced, or lead out of their folder are flagged missing in the catalog
+    (best effort: a read-only catalog just serves nothing for them) and never read for a client.
+    """
     sha = check_hash(sha256)
-    path = state(request).catalog.existing_path(sha)
-    if path is not None:
-        return path
-    if state(request).catalog.get(sha) is None:
+    cat = state(request).catalog
+    size, paths = cat.file_candidates(sha)
+    if size is None:
         raise HTTPException(404, f"no catalogued image has the hash {sha}")
-    raise HTTPException(404, f"image {sha[:12]}… is catalogued but none of its files exists any more")
+    for path in paths:
+        f = open_verified(path, sha, size)
+        if f is not None:
+            return path, f
+    if not cat.db.read_only:
+        try:
+            cat.mark_missing(paths)
+        except Exception as exc:  # noqa: BLE001 - flagging is a courtesy; refusing to serve is the point
+            if storage_problem(exc) is None:
+                raise
+    raise HTTPException(404, f"image {sha[:12]}… is catalogued but none of its files holds that content any "
+                             "more (moved, deleted or replaced): run `semcat ingest` on its folder again")
 
 
 def _png(request: Request, sha256: str, size: int | None) -> Response:
-    """The cached PNG as bytes, read in this worker thread.
+    """The cached PNG, rendered once from verified bytes (one decode at a time per slot).
 
-    Renderings are small; ``FileResponse`` would hop to the thread pool three more times
-    (stat, open, read) per thumbnail. The ETag is the cache key: a rendering never changes.
+    Renderings are small and keyed by content hash; the ETag is that key: a rendering never changes.
     """
-    source = _source(request, sha256)
+    sha = check_hash(sha256)
+    st = state(request)
+    kind, _, _ = rendering_key(size)
+    cached = cache_path(sha, kind)
+    if st.catalog.file_candidates(sha)[0] is None:
+        raise HTTPException(404, f"no catalogued image has the hash {sha}")
     try:
-        png = rendering(source, sha256.lower(), size=size)
+        png = cached.read_bytes()
+    except FileNotFoundError:
+        png = _render(request, sha, size)
+        try:
+            atomic_write_bytes(cached, png)
+        except OSError as exc:  # a full or read-only cache folder still shows the image
+            if storage_problem(exc) is None:
+                raise
+    return Response(png, media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=86400", "ETag": f'"{cached.stem}"'})
+
+
+def _render(request: Request, sha: str, size: int | None) -> bytes:
+    st = state(request)
+    path, f = _verified_source(request, sha)
+    with f:
+        data = f.read()
+    if not st.decodes.acquire(timeout=DECODE_WAIT_S):
+        raise HTTPException(503, "busy decoding other images: try again in a moment")
+    try:
+        return render_png(data, path.name, size, max_decode_bytes=st.settings.max_decode_bytes)
     except ImageReadError as exc:
         raise HTTPException(422, f"cannot render the image: {exc.problem}") from None
-    return Response(png.read_bytes(), media_type="image/png",
-                    headers={"Cache-Control": "private, max-age=86400", "ETag": f'"{png.stem}"'})
+    finally:
+        st.decodes.release()
 
 
 def thumbnail(request: Request, sha256: str,
@@ -175,8 +236,15 @@ def full_view(request: Request, sha256: str) -> Response:
     return _png(request, sha256, None)
 
 
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
+    with f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
 def original(request: Request, sha256: str) -> Response:
-    """The catalogued file itself, as a download."""
-    path = _source(request, sha256)
-    return FileResponse(path, filename=path.name, content_disposition_type="attachment",
-                        media_type="application/octet-stream")
+    """The catalogued file itself, as a download (streamed from the very file that was verified)."""
+    path, f = _verified_source(request, sha256)
+    size = os.fstat(f.fileno()).st_size
+    return StreamingResponse(_chunks(f), media_type="application/octet-stream", headers={
+        "Content-Length": str(size), "Content-Disposition": f"attachment; filename*=utf-8''{quote(path.name)}"})

@@ -34,6 +34,11 @@ class WebState:
     templates: Jinja2Templates
     _model: Any = None
     _model_lock: threading.Lock = field(default_factory=threading.Lock)
+    decodes: threading.BoundedSemaphore = field(init=False)
+    """Slots images are decoded in: ``settings.max_decodes`` at once, across all requests."""
+
+    def __post_init__(self) -> None:
+        self.decodes = threading.BoundedSemaphore(self.settings.max_decodes)
 
     def model(self) -> Any:
         """The ``SemcatModel`` from ``--model`` (loaded on first use), or None when none was given."""

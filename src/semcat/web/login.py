@@ -8,6 +8,7 @@ from starlette.datastructures import URL
 from semcat.web.context import render, state
 from semcat.web.security import (
     SESSION_COOKIE,
+    SESSION_MAX_AGE,
     clean_name,
     new_session,
     role_for_token,
@@ -33,24 +34,29 @@ async def login(request: Request) -> Response:
     form = await request.form()
     settings = state(request).settings
     target = safe_next(str(form.get("next") or "/"))
+    token = str(form.get("token") or "")
     if settings.auth_required:
-        role = role_for_token(settings, str(form.get("token") or ""))
+        role = role_for_token(settings, token)
         if role is None:
             context = {"next": target, "token_required": True, "name": str(form.get("name") or ""),
                        "error": "wrong access token: ask whoever started `semcat serve` for it"}
             return render(request, "login.html", context, status=401)
     else:
         role = "reviewer"
-    session = new_session(settings, role, clean_name(str(form.get("name") or ""), settings.local_user
-                                                     if not settings.auth_required else role))
-    session["auth"] = settings.auth_required
+    name = clean_name(str(form.get("name") or ""), role if settings.auth_required else settings.local_user)
+    signer = request.app.state.signer
+    session = new_session(settings, role, name, signer.fingerprint(token) if settings.auth_required else None)
     response = RedirectResponse(target, 303)
     set_session_cookie(response, request.app.state.signer, session, secure=request.url.scheme == "https")
     return response
 
 
 def logout(request: Request) -> Response:
-    """Forget the session cookie."""
+    """End the session server-side (its id is refused from now on) and drop the cookie."""
+    raw = request.cookies.get(SESSION_COOKIE)
+    session = request.app.state.signer.loads(raw) if raw else None
+    if session and isinstance(session.get("sid"), str) and isinstance(session.get("iat"), int):
+        request.app.state.revoked.add(session["sid"], session["iat"] + SESSION_MAX_AGE)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -16,7 +16,8 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from semcat.web.browse import get_record
+from semcat._validation import MAX_OFFSET, check_query_text
+from semcat.web.browse import get_record, resolve_hash
 from semcat.web.context import FastJSONResponse, check_hash, is_api, payload, render, state
 from semcat.web.security import User, require_reviewer, safe_next
 
@@ -42,7 +43,7 @@ def choices(record: dict, classes: list[str], suggested: Sequence[str] = ()) -> 
 
 
 def queue_page(request: Request,
-               offset: Annotated[int, Query(ge=0, description="Skip this many queued images")] = 0,
+               offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many queued images")] = 0,
                limit: Annotated[int, Query(ge=1, le=500, description="Queued images to list")] = 20,
                strategy: Annotated[Strategy | None, Query(description="Active-learning order (default: lowest top score first)")] = None,
                done: Annotated[str | None, Query(description="Hash of the image just labelled (shown with an undo)")] = None) -> Response:
@@ -53,13 +54,13 @@ def queue_page(request: Request,
     st = state(request)
     cat = st.catalog
     if strategy is None:
-        records = cat.review_queue(limit=offset + limit)
+        records = cat.review_queue(limit=limit, offset=offset)
     else:
         try:
-            records = review_order(cat, strategy, offset + limit)
+            records = review_order(cat, strategy, offset + limit)[offset:]
         except ValueError as exc:  # e.g. diversity without stored features: say so on the page
             raise HTTPException(400, f"strategy: {exc}") from None
-    queue = [r.to_dict() for r in records][offset:]
+    queue = [r.to_dict() for r in records]
     current = queue[0] if queue else None
     classes = st.classes()
     just = cat.get(check_hash(done)) if done else None
@@ -79,9 +80,11 @@ def queue_page(request: Request,
 def _text(data: dict, name: str, limit: int) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise HTTPException(400, f"{name}: expected non-empty text; got {value!r}")
-    if len(value) > limit:
-        raise HTTPException(400, f"{name}: expected at most {limit} characters; got {len(value)}")
+        raise HTTPException(400, f"{name}: expected non-empty text; got {str(value)[:40]!r}")
+    try:  # line breaks are fine in a note; NUL and other control characters are not
+        check_query_text(name, value.replace("\n", " ").replace("\r", " ").replace("\t", " "), most=limit)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
     return value.strip()
 
 
@@ -93,14 +96,14 @@ def _done(request: Request, data: dict, sha256: str) -> Response:
 
 
 def _confirm(request: Request, data: dict, sha256: str, user: User) -> Response:
-    record = get_record(request, sha256)
+    sha = resolve_hash(request, sha256)
     label = _text(data, "label", 200)
     classes = state(request).classes()
     if label not in classes:
         raise HTTPException(400, f"label: expected one of {', '.join(classes)} (or create a new category "
-                                 f"first); got {label!r}")
-    state(request).catalog.confirm(record.sha256, label, who=user.name, source="human", allowed=classes)
-    return _done(request, data, record.sha256)
+                                 f"first); got {label[:80]!r}")
+    state(request).catalog.confirm(sha, label, who=user.name, source="human", allowed=classes)
+    return _done(request, data, sha)
 
 
 def _undo(request: Request, data: dict, sha256: str, user: User) -> Response:
@@ -127,15 +130,15 @@ def _new_category(request: Request, data: dict, user: User) -> Response:
 
 
 def _tag(request: Request, data: dict, sha256: str, user: User) -> Response:
-    record = get_record(request, sha256)
-    state(request).catalog.add_tag(record.sha256, _text(data, "tag", MAX_TAG))
-    return _done(request, data, record.sha256)
+    sha = resolve_hash(request, sha256)
+    state(request).catalog.add_tag(sha, _text(data, "tag", MAX_TAG))
+    return _done(request, data, sha)
 
 
 def _note(request: Request, data: dict, sha256: str, user: User) -> Response:
-    record = get_record(request, sha256)
-    state(request).catalog.add_note(record.sha256, _text(data, "text", MAX_NOTE), who=user.name)
-    return _done(request, data, record.sha256)
+    sha = resolve_hash(request, sha256)
+    state(request).catalog.add_note(sha, _text(data, "text", MAX_NOTE), who=user.name)
+    return _done(request, data, sha)
 
 
 async def confirm_label(request: Request, sha256: str, user: Annotated[User, Depends(require_reviewer)]) -> Response:

@@ -4,6 +4,8 @@ Roles: ``reviewer`` (may label, tag, note, upload) and ``viewer`` (read-only). A
 authenticated by an ``Authorization: Bearer`` header (API clients) or a signed, HttpOnly,
 SameSite=Strict session cookie (browsers). Every state-changing request is a POST; browser POSTs
 must carry the session's CSRF token (``X-CSRF-Token`` header or ``csrf_token`` form field).
+A session carries a keyed fingerprint of the token it was opened with and its start time: it
+ends when that token is no longer configured, after ``SESSION_MAX_AGE``, or at ``POST /logout``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import hmac
 import json
 import os
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,7 +35,8 @@ SESSION_COOKIE = "semcat_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 PUBLIC_PATHS = ("/login", "/static/", "/healthz")
-_SESSION_MAX_AGE = 14 * 24 * 3600
+SESSION_MAX_AGE = 12 * 3600
+"""Seconds a session lives (checked server-side from its signed start time, not only by the cookie)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,64 @@ class SessionSigner:
     def _sign(self, body: str) -> str:
         return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
 
+    def fingerprint(self, token: str) -> str:
+        """A keyed digest of an access token: stored in sessions, so a token change ends them."""
+        return hmac.new(self._key, b"token\0" + token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+class Revoked:
+    """Session ids ended by ``POST /logout``, kept (in a file beside the key) until they would expire.
+
+    A logged-out cookie replayed later, even after a restart or to another ``--workers`` process
+    (each re-reads the file when it changes), is refused.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
+        self._seen: int | None = None
+        self._reload()
+
+    def _reload(self) -> None:
+        try:
+            mtime = self._path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._seen:
+            return
+        try:
+            data = json.loads(self._path.read_text())
+            self._until = {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except (OSError, ValueError, TypeError):
+            return
+        self._seen = mtime
+
+    def __contains__(self, sid: object) -> bool:
+        self._reload()
+        return sid in self._until
+
+    def add(self, sid: str, until: float) -> None:
+        now = time.time()
+        with self._lock:
+            self._reload()
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            self._until[sid] = until
+            try:
+                atomic_write_bytes(self._path, json.dumps(self._until).encode())
+            except OSError:  # a read-only home still ends the session for this server's lifetime
+                pass
+
+
+def role_for_fingerprint(settings: Settings, signer: SessionSigner, fingerprint: object) -> Role | None:
+    """The role of the configured token whose fingerprint a session carries, else None (token changed)."""
+    if not isinstance(fingerprint, str):
+        return None
+    for token in (settings.token, settings.read_token):
+        if token and hmac.compare_digest(fingerprint, signer.fingerprint(token)):
+            return role_for_token(settings, token)
+    return None
+
 
 def role_for_token(settings: Settings, token: str) -> Role | None:
     """``reviewer`` for the reviewer token, ``viewer`` for the read token, else None."""
@@ -101,14 +164,33 @@ def clean_name(name: str | None, default: str) -> str:
     return name if name.isprintable() and name else default
 
 
-def new_session(settings: Settings, role: Role, name: str) -> dict:
-    """A fresh session: role (capped by --read-only), reviewer name and a random CSRF token."""
-    return {"role": "viewer" if settings.read_only else role, "who": name, "csrf": secrets.token_urlsafe(24)}
+def new_session(settings: Settings, role: Role, name: str, token_fingerprint: str | None = None) -> dict:
+    """A fresh session: role (capped by --read-only), reviewer name, a random CSRF token and id,
+    its start time, and the fingerprint of the token it was opened with (None: no token needed)."""
+    return {"role": "viewer" if settings.read_only else role, "who": name, "csrf": secrets.token_urlsafe(24),
+            "sid": secrets.token_urlsafe(12), "iat": int(time.time()), "tok": token_fingerprint,
+            "auth": token_fingerprint is not None}
+
+
+def session_role(settings: Settings, signer: SessionSigner, revoked: Revoked, session: dict | None) -> Role | None:
+    """The role a signed session still grants, or None: unknown shape, expired, logged out, or
+    (when tokens are required) opened with a token this server no longer accepts."""
+    if not session or session.get("role") not in ("reviewer", "viewer"):
+        return None
+    started = session.get("iat")
+    if not isinstance(started, int) or not -60 < time.time() - started < SESSION_MAX_AGE:
+        return None
+    if session.get("sid") in revoked:
+        return None
+    role: Role | None = session["role"]
+    if settings.auth_required:
+        role = role_for_fingerprint(settings, signer, session.get("tok")) if session.get("auth") else None
+    return None if role is None else "viewer" if settings.read_only else role
 
 
 def set_session_cookie(response: Response, signer: SessionSigner, session: dict, *, secure: bool) -> None:
     response.set_cookie(
-        SESSION_COOKIE, signer.dumps(session), max_age=_SESSION_MAX_AGE, httponly=True,
+        SESSION_COOKIE, signer.dumps(session), max_age=SESSION_MAX_AGE, httponly=True,
         samesite="strict", secure=secure, path="/",
     )
 
@@ -131,10 +213,11 @@ class AuthMiddleware:
     Also adds security headers (CSP without inline scripts, no sniffing, no framing).
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings, signer: SessionSigner) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, signer: SessionSigner, revoked: Revoked) -> None:
         self.app = app
         self.settings = settings
         self.signer = signer
+        self.revoked = revoked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -181,10 +264,9 @@ class AuthMiddleware:
             return (User(who, role, "bearer") if role else None), None
         raw = request.cookies.get(SESSION_COOKIE)
         session = self.signer.loads(raw) if raw else None
-        if session and session.get("role") in ("reviewer", "viewer"):
-            role = "viewer" if s.read_only else session["role"]
-            if not s.auth_required or session.get("auth"):
-                return User(str(session.get("who", "")), role, "session", str(session.get("csrf", ""))), None
+        role = session_role(s, self.signer, self.revoked, session)
+        if session and role:
+            return User(str(session.get("who", "")), role, "session", str(session.get("csrf", ""))), None
         if s.auth_required:
             return None, None
         session = new_session(s, "reviewer", s.local_user)
@@ -196,8 +278,8 @@ class AuthMiddleware:
         clean = request.url.remove_query_params(["token", "name"])
         if role is None:
             return PlainTextResponse("invalid token: check the link printed by `semcat serve`", 401)
-        session = new_session(self.settings, role, clean_name(request.query_params.get("name"), role))
-        session["auth"] = True
+        session = new_session(self.settings, role, clean_name(request.query_params.get("name"), role),
+                              self.signer.fingerprint(token))
         response = RedirectResponse(_local_target(str(clean)), 303)
         set_session_cookie(response, self.signer, session, secure=request.url.scheme == "https")
         return response

@@ -1,8 +1,11 @@
 """Server settings, checked once before anything listens: a public bind without a token is refused."""
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import ipaddress
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +13,9 @@ from semcat.config import default_db_url, semcat_home
 from semcat.errors import SemcatError
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+SETTINGS_ENV = "SEMCAT_SERVE_SETTINGS"
+"""Environment variable that hands the settings to each ``semcat serve --workers N`` process."""
+_PATHS = ("model_path", "storage_dir", "secret_file")
 
 
 class InsecureBindError(SemcatError):
@@ -51,6 +57,10 @@ class Settings:
     storage_dir: Path | None = None
     max_upload_bytes: int = 200 * 1024 * 1024
     max_upload_files: int = 20
+    max_decode_bytes: int = 256 * 2**20
+    """Largest decoded image (pixels x channels x bytes per sample) a thumbnail or upload may need."""
+    max_decodes: int = 2
+    """Images decoded at once; further requests wait (so eight big uploads cannot exhaust memory)."""
     local_user: str = field(default_factory=_local_user)
     secret_file: Path | None = None
 
@@ -82,3 +92,15 @@ class Settings:
     def secret_path(self) -> Path:
         """File holding the key that signs session cookies (kept across restarts)."""
         return self.secret_file or semcat_home() / "web_secret"
+
+
+def settings_to_env(settings: Settings) -> None:
+    """Put ``settings`` where worker processes started by uvicorn find them (``settings_from_env``)."""
+    os.environ[SETTINGS_ENV] = json.dumps({k: str(v) if k in _PATHS and v is not None else v
+                                           for k, v in dataclasses.asdict(settings).items()})
+
+
+def settings_from_env() -> Settings:
+    """The settings ``settings_to_env`` stored (in a worker process)."""
+    data = json.loads(os.environ[SETTINGS_ENV])
+    return Settings(**{k: Path(v) if k in _PATHS and v is not None else v for k, v in data.items()})

@@ -2,7 +2,8 @@
 
 Browsers cannot show 16-bit TIFFs, and a 100-megapixel original is too big for a grid, so the web
 app shows PNGs: thumbnails with the data bar cropped, and a larger "view" with the bar kept (it
-carries the scale). Files are keyed by content hash + size, written atomically, never edited.
+carries the scale). Files are keyed by content hash + size, written atomically, never edited;
+they are rendered only from bytes whose hash matched (see ``semcat.web.files``).
 """
 from __future__ import annotations
 
@@ -56,20 +57,21 @@ def display_png(img: np.ndarray, max_side: int) -> bytes:
     return buf.tobytes()
 
 
-def rendering(source: Path, sha256: str, *, size: int | None = None, root: Path | None = None) -> Path:
-    """Cached PNG of ``source``: a thumbnail (``size`` given, data bar cropped) or the full view.
-
-    Raises ``semcat.errors.ImageReadError`` when the file can no longer be decoded.
-    """
+def rendering_key(size: int | None) -> tuple[str, int, bool]:
+    """(cache kind, longer side, crop the data bar?) of a thumbnail (``size`` given) or the full view."""
     if size is None:
-        kind, side, crop = f"view{VIEW_SIZE}", VIEW_SIZE, False
-    else:
-        side = snap_size(size)
-        kind, crop = f"{side}", True
-    path = cache_path(sha256, kind, root)
-    if not path.exists():
-        from semcat.images import read_image
+        return f"view{VIEW_SIZE}", VIEW_SIZE, False
+    side = snap_size(size)
+    return f"{side}", side, True
 
-        img, _ = read_image(source, crop_databar=crop, max_side=2 * side)
-        atomic_write_bytes(path, display_png(img, side))
-    return path
+
+def render_png(data: bytes, name: str, size: int | None, *, max_decode_bytes: int) -> bytes:
+    """PNG of an image's bytes: a thumbnail (``size`` given, data bar cropped) or the full view.
+
+    Raises ``semcat.errors.ImageReadError`` when the bytes cannot be decoded within the budget.
+    """
+    from semcat.images import read_image_bytes
+
+    _, side, crop = rendering_key(size)
+    img, _ = read_image_bytes(data, name, crop_databar=crop, max_side=2 * side, max_decode_bytes=max_decode_bytes)
+    return display_png(img, side)

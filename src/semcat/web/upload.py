@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 
 from semcat._io import atomic_write_bytes, sha256_bytes
 from semcat.errors import ImageReadError
+from semcat.web.browse import DECODE_WAIT_S
 from semcat.web.context import check_hash, is_api, payload, render, state
 from semcat.web.security import User, require_reviewer
 
@@ -70,7 +71,7 @@ def _sweep(storage: Path) -> None:
 
 def _analyse(request: Request, name: str, data: bytes) -> dict[str, Any]:
     """Stage one upload and describe it: format, size, metadata, prediction, catalog status."""
-    from semcat.images import read_image
+    from semcat.images import read_image_bytes
 
     st = state(request)
     limit = st.settings.max_upload_bytes
@@ -80,26 +81,32 @@ def _analyse(request: Request, name: str, data: bytes) -> dict[str, Any]:
     kind = sniff(data)
     if kind is None:
         return {**result, "error": "not an image: expected TIFF, PNG, JPEG or BMP content "
-                                   f"(first bytes {data[:8]!r}); the file name is not trusted"}
+                                   "(judged from the first bytes; the file name is not trusted)"}
     sha = sha256_bytes(data)
     storage = st.settings.storage
     staged = inside(storage, storage / STAGING / f"{sha}{kind[1]}")
     atomic_write_bytes(staged, data)
     result.update(sha256=sha, format=kind[0])
-    try:
-        _, info = read_image(staged, max_side=64)
-    except ImageReadError as exc:
+    if not st.decodes.acquire(timeout=DECODE_WAIT_S):
         staged.unlink(missing_ok=True)
-        return {**result, "sha256": None, "error": exc.problem}
-    meta = info.metadata.to_dict() if info.metadata is not None else {}
-    result.update(shape=list(info.shape), bit_depth=info.bit_depth, channels=info.channels,
-                  databar_rows=info.databar_rows, pixel_size_m=info.pixel_size_m, metadata=meta)
-    model = st.model()
-    if model is not None:
-        pred = model.predict([staged], top_k=3)[0]
-        result.update(prediction=pred.to_dict())
-        if pred.error:
-            result["error"] = pred.error
+        return {**result, "sha256": None, "error": "busy decoding other images: try again in a moment"}
+    try:
+        try:
+            _, info = read_image_bytes(data, name, max_side=64, max_decode_bytes=st.settings.max_decode_bytes)
+        except ImageReadError as exc:
+            staged.unlink(missing_ok=True)
+            return {**result, "sha256": None, "error": exc.problem}
+        meta = info.metadata.to_dict() if info.metadata is not None else {}
+        result.update(shape=list(info.shape), bit_depth=info.bit_depth, channels=info.channels,
+                      databar_rows=info.databar_rows, pixel_size_m=info.pixel_size_m, metadata=meta)
+        model = st.model()
+        if model is not None:
+            pred = model.predict([staged], top_k=3)[0]
+            result.update(prediction=pred.to_dict())
+            if pred.error:
+                result["error"] = pred.error
+    finally:
+        st.decodes.release()
     result["in_catalog"] = st.catalog.get(sha) is not None
     return result
 

@@ -1,0 +1,176 @@
+"""Web latency under load: 50 concurrent clients against `semcat serve`, SQLite and PostgreSQL.
+
+Usage: ``python benchmarks/web_load.py [--clients 50] [--seconds 10] [--backends sqlite,postgresql]
+[--baseline SRC_DIR] [--rounds 1]``. Writes ``benchmarks/results/web_load.md``.
+
+The load is the reliability suite's generator (``tests/reliability/test_rel_web.py::load``): 40%
+catalog pages, 20% image pages, 15% review queue, 15% thumbnails, 10% label writes, on 60 catalogued
+images. The server runs as its own process (``semcat serve``), as in production;
+clients run in this process, on the same machine. ``--baseline SRC_DIR`` serves the same catalog
+with another source tree (e.g. ``git archive main src``) in the same run, alternating rounds, so the
+comparison shares the machine's noise. PostgreSQL needs ``SEMCAT_TEST_PG_URL``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT / "tests")]
+
+from reliability.conftest import Served, p95  # noqa: E402
+from reliability.test_rel_web import PAGE_KINDS, load  # noqa: E402
+from semcat._io import atomic_write_text  # noqa: E402
+from semcat._sysinfo import machine_description as machine  # noqa: E402
+from semcat.catalog import open_catalog  # noqa: E402
+from semcat.synth import write_dataset  # noqa: E402
+
+OUT = HERE / "results" / "web_load.md"
+
+
+def _pg_url(base: str) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with sa.create_engine(base).begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}", schema
+
+
+def _drop_pg(base: str, schema: str) -> None:
+    import sqlalchemy as sa
+
+    with sa.create_engine(base).begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+def run_once(src: Path, serve_args: list[str], url: str, shas: list[str], tmp: Path, clients: int,
+             seconds: float) -> dict:
+    """Serve ``url`` with the code in ``src`` and load it; latencies per kind, errors, server CPU."""
+    server = Served("--db", url, "--storage", tmp / "storage", *serve_args, log=tmp / "serve.log",
+                    env={"PYTHONPATH": str(src), "SEMCAT_HOME": str(tmp / "home")})
+    try:
+        for sha in shas:  # warm the thumbnail cache, as a running server has it
+            httpx.get(f"{server.url}/thumbs/{sha}.png", timeout=30)
+        cpu0, client0 = _cpu_s(server.proc.pid), time.process_time()
+        by_kind, errors = asyncio.run(load(server.url, shas, seconds, clients))
+        cpu, client = _cpu_s(server.proc.pid) - cpu0, time.process_time() - client0
+    finally:
+        server.stop()
+    return {"by_kind": by_kind, "errors": errors, "server_cpu_s": cpu, "client_cpu_s": client}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the server process and its workers have used so far."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def summary(r: dict, seconds: float) -> dict:
+    k = r["by_kind"]
+    pages = [t for name in PAGE_KINDS for t in k[name]]
+    n = sum(len(v) for v in k.values())
+    return {"req_s": n / seconds, "pages_p95": 1000 * p95(pages), "labels_p95": 1000 * p95(k["label"]),
+            "list_p95": 1000 * p95(k["list"]), "thumb_p95": 1000 * p95(k["thumbnail"]),
+            "n": n, "errors": len(r["errors"]), "cpu_ms": 1000 * r["server_cpu_s"] / max(n, 1),
+            "client_cpu_ms": 1000 * r["client_cpu_s"] / max(n, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--baseline", type=Path, help="source tree (a folder holding semcat/) to compare against")
+    ap.add_argument("--baseline-label", default="baseline", help="how the results name the baseline tree")
+    ap.add_argument("--workers", default="1", help="comma-separated `serve --workers` values to compare")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds per configuration")
+    a = ap.parse_args()
+    trees = [(f"this commit, --workers {w}", ROOT / "src", ["--workers", w]) for w in a.workers.split(",")]
+    trees += [(a.baseline_label, a.baseline.resolve(), [])] if a.baseline else []
+    tmp = Path(tempfile.mkdtemp(prefix="semcat-webload-"))
+    rows = []
+    try:
+        images = tmp / "images"
+        write_dataset(images, per_class=6, size=64, seed=31)
+        for backend in a.backends.split(","):
+            for round_ in range(a.rounds):
+                for name, src, serve_args in (trees if round_ % 2 == 0 else trees[::-1]):
+                    work = tmp / f"{backend}-{len(rows)}"
+                    work.mkdir()
+                    schema = None
+                    if backend == "sqlite":
+                        url = f"sqlite:///{work / 'catalog.db'}"
+                    else:
+                        pg = os.environ.get("SEMCAT_TEST_PG_URL")
+                        if not pg:
+                            print("skipping postgresql: SEMCAT_TEST_PG_URL is not set", file=sys.stderr)
+                            break
+                        url, schema = _pg_url(pg)
+                    with open_catalog(url) as cat:
+                        cat.ingest([images], progress=False)
+                        shas = [r.sha256 for r in cat.search(limit=1000)]
+                    try:
+                        s = summary(run_once(src, serve_args, url, shas, work, a.clients, a.seconds), a.seconds)
+                    finally:
+                        if schema:
+                            _drop_pg(pg, schema)
+                    print(f"{backend} {name} round {round_}: {s}", flush=True)
+                    rows.append((backend, name, round_, s))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True, cwd=ROOT).stdout.strip()
+    lines = [
+        "# Web: latency under load (50 clients, SQLite and PostgreSQL)", "",
+        f"- script: `benchmarks/web_load.py {' '.join(sys.argv[1:])}`",
+        f"- commit: {commit}{' (with uncommitted changes)' if dirty else ''}",
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} "
+        "(shared with other work: compare rows of the same run, not across runs)",
+        f"- load: {a.clients} concurrent clients x {a.seconds:.0f} s per row, the reliability suite's mix "
+        "(40% catalog page, 20% image page, 15% review queue, 15% thumbnail, 10% label write) on 60 images; "
+        "server = `semcat serve` in its own process, clients in the benchmark process on the same machine; "
+        "configurations alternate order per round. Goal (issue 18): p95 < 300 ms pages, < 500 ms label writes.", "",
+        "| backend | code | round | req/s | p95 pages ms | p95 catalog page ms | p95 thumbnail ms | "
+        "p95 label write ms | server CPU ms/request | client CPU ms/request | requests | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for backend, name, round_, s in rows:
+        lines.append(f"| {backend} | {name} | {round_} | {s['req_s']:.0f} | {s['pages_p95']:.0f} | {s['list_p95']:.0f} | "
+                     f"{s['thumb_p95']:.0f} | {s['labels_p95']:.0f} | {s['cpu_ms']:.1f} | {s['client_cpu_ms']:.1f} | {s['n']} | {s['errors']} |")
+    atomic_write_text(OUT, "\n".join(lines) + "\n")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
