@@ -17,3 +17,33 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+_ISA_NAMES = (  # (display name, any of these /proc/cpuinfo flags)
+    ("AVX2", ("avx2",)),
+    ("AVX-512", ("avx512f",)),
+    ("VNNI", ("avx512_vnni", "avx_vnni")),
+    ("AMX", ("amx_tile",)),
+    ("bf16", ("avx512_bf16", "amx_bf16")),
+)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def instruction_sets(flags: set[str] | None = None) -> str:
+    """The vector instruction sets that decide inference speed, e.g. ``AVX2 AVX-512 VNNI``.
+
+    AMX/AVX-512 bf16 matter because OpenVINO would otherwise run bf16 on them (semcat asks for f32).
+    """
+    flags = cpu_flags() if flags is None else flags
+    found = [name for name, keys in _ISA_NAMES if flags.intersection(keys)]
+    return " ".join(found) if found else "none of AVX2/AVX-512/VNNI/AMX/bf16"
