@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from semcat import __version__
+from semcat import __version__, units
 from semcat.web import browse, catalog_map, dashboard, login, review, upload
 from semcat.web.context import WebState, is_api, template_dir
 from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, SessionSigner, load_secret
@@ -67,6 +67,8 @@ ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
 def _templates() -> Jinja2Templates:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir()), autoescape=True,
                              undefined=jinja2.ChainableUndefined)
+    env.filters.update(units=lambda value, key: units.display_value(key, value), unit_label=units.display_label,
+                       when=units.timestamp, short_id=units.short_id)
     return Jinja2Templates(env=env)
 
 
