@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from semcat import __version__, units
 from semcat.web import browse, catalog_map, dashboard, login, review, upload
+from semcat.web.apidocs import add_api_docs
 from semcat.web.context import WebState, is_api, template_dir
 from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, SessionSigner, load_secret
 from semcat.web.settings import Settings
@@ -95,9 +96,10 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None) -> Fast
         from semcat.catalog import open_catalog
 
         catalog = open_catalog(settings.db_url)
-    app = FastAPI(title="semcat", version=__version__,
+    app = FastAPI(title="semcat", version=__version__, docs_url=None, redoc_url=None,
                   description="Browse, search and review a catalogue of SEM images. "
                               "Every HTML page has a JSON twin under /api/.")
+    add_api_docs(app)  # Swagger UI / ReDoc from the package, not a CDN
     app.state.semcat = WebState(settings=settings, catalog=catalog, templates=_templates())
     app.state.signer = SessionSigner(load_secret(settings.secret_path))
     for methods, path, view, kind in ROUTES:
