@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from test_web_helpers import add_predictions, client
+from test_web_helpers import add_predictions, client, csrf
 
 from semcat import units
 from semcat.web.app import create_app
 from semcat.web.settings import Settings
 
 # The values the issue saw printed raw on the image page.
+LONG_MODEL_ID = "efficientnet_lite0-" + "0123456789abcdef" * 4  # as long as a real one
 PIXEL, WD, MAG, HV = 1.8200000000000002e-07, 0.0076100000000000004, 13189.988386627412, 5000.0
 
 
@@ -64,7 +65,7 @@ def test_image_page_shows_operator_units_and_short_ids_while_json_stays_si(tmp_p
     cat = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
     try:
         assert cat.ingest([tmp_path / "a"], progress=False).failed == 0
-        add_predictions(cat)
+        add_predictions(cat, model_id=LONG_MODEL_ID)
         rec = cat.search(limit=1)[0]
         c = client(create_app(Settings(db_url=cat.url, local_user="t", storage_dir=tmp_path / "s"), catalog=cat))
         page = c.get(f"/images/{rec.sha256}").text
@@ -76,6 +77,9 @@ def test_image_page_shows_operator_units_and_short_ids_while_json_stays_si(tmp_p
         assert rec.model_id and f">{rec.model_id}<" not in page and f'data-copy="{rec.model_id}"' in page
         image = c.get(f"/api/images/{rec.sha256}").json()["image"]
         assert image["pixel_size_m"] == pytest.approx(PIXEL) and image["magnification"] == pytest.approx(MAG)
+        upload = c.post("/upload", files=[("files", ("u.tif", (tmp_path / "a" / "fei.tif").read_bytes()))],
+                        headers={**csrf(c), "Accept": "text/html"})
+        assert upload.status_code == 200 and "182 nm" in upload.text and "×13.2 k" in upload.text
     finally:
         cat.close()
 

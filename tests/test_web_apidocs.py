@@ -1,4 +1,5 @@
-"""API docs (/docs, /redoc) served from the package: no CDN request, rendered offline in Chromium."""
+"""API docs (/docs, /redoc) served from the package, rendered offline in Chromium; the image page in
+operators' units, no wider than the window, long ids copied on click."""
 from __future__ import annotations
 
 import os
@@ -6,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_web_helpers import LiveServer, client
+from test_units import LONG_MODEL_ID, _fei_tiff
+from test_web_helpers import LiveServer, add_predictions, client
 
 from semcat.catalog import open_catalog
 from semcat.web.app import create_app
@@ -37,9 +39,15 @@ def test_docs_pages_reference_only_local_assets(app) -> None:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_swagger_ui_renders_offline_in_chromium(app, chromium_path: str, tmp_path: Path) -> None:
+def test_swagger_ui_and_image_page_offline_in_chromium(app, chromium_path: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    cat = app.state.semcat.catalog
+    (tmp_path / "a").mkdir()
+    _fei_tiff(tmp_path / "a" / "fei.tif")
+    assert cat.ingest([tmp_path / "a"], progress=False).failed == 0
+    add_predictions(cat, model_id=LONG_MODEL_ID)
+    rec = cat.search(limit=1)[0]
     server = LiveServer(app)
     outside: list[str] = []
 
@@ -60,11 +68,26 @@ def test_swagger_ui_renders_offline_in_chromium(app, chromium_path: str, tmp_pat
             paths = page.locator(".opblock-summary-path").all_inner_texts()
             shot = tmp_path / "api-docs.png"
             page.screenshot(path=str(shot), full_page=False)
+
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+            image_page = context.new_page()
+            image_page.route("**/*", only_local)
+            image_page.goto(f"{server.url}/images/{rec.sha256}")
+            table = image_page.inner_text("table.kv")
+            too_wide = image_page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            image_page.click(f'code[data-copy="{rec.model_id}"]')
+            copied = image_page.evaluate("navigator.clipboard.readText()")
+            image_page.screenshot(path=str(tmp_path / "image-page.png"), full_page=True)
             browser.close()
     finally:
         server.stop()
     assert outside == []
     assert any("/api/images" in p for p in paths) and any("/api/review" in p for p in paths)
     assert shot.stat().st_size > 20_000
-    if os.environ.get("SEMCAT_SCREENSHOTS"):  # e.g. docs/images, for the manual
-        shutil.copy(shot, Path(os.environ["SEMCAT_SCREENSHOTS"]) / shot.name)
+    assert "182 nm" in table and "×13.2 k" in table and "7.61 mm" in table and "e-07" not in table
+    assert too_wide <= 0, f"the image page is {too_wide} px wider than a 1280 px window"
+    assert copied == rec.model_id == LONG_MODEL_ID
+    if os.environ.get("SEMCAT_SCREENSHOTS"):  # e.g. docs/img, for the manual
+        for name in ("api-docs.png", "image-page.png"):
+            shutil.copy(tmp_path / name, Path(os.environ["SEMCAT_SCREENSHOTS"]) / name)
