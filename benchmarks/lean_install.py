@@ -147,7 +147,7 @@ The fp32 IR is built once by `semcat.runtime.ensure_ir` ({ir['convert_s']:.1f} s
 
 | images | min cosine vs torch fp32 | max abs diff |
 |---:|---:|---:|
-| {ir['n']} | {ir['cosine']:.6f} | {ir['max_abs']:.2e} |
+| {ir['n']} | {ir['cosine']:.7f} | {ir['max_abs']:.2e} |
 """
     atomic_write_text(OUT, text)
     print(text)
