@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from semcat._sysinfo import cpu_flags, instruction_sets
 from semcat.cli import app
-from semcat.doctor import FAIL, OK, check_catalog, failed, run_checks
+from semcat.doctor import FAIL, OK, check_catalog, check_runtime, failed, run_checks
 
 runner = CliRunner()
 
@@ -50,3 +50,12 @@ def test_doctor_cli_reports_every_check_and_exits_1_on_a_bad_catalogue(tmp_path:
     bad = runner.invoke(app, ["doctor", "--db", "mysql://x@y/z"])
     assert bad.exit_code == 1
     assert "unsupported catalog URL" in bad.stderr and "fix:" in bad.stderr
+
+
+def test_runtime_check_names_versions_and_the_auto_choice_without_converting(semcat_home: Path) -> None:
+    before = sorted((semcat_home / "openvino").glob("*")) if (semcat_home / "openvino").exists() else []
+    c = check_runtime()
+    assert c.status == OK and "openvino " in c.detail and "torch " in c.detail
+    assert "auto: openvino" in c.detail or "auto: torch" in c.detail
+    after = sorted((semcat_home / "openvino").glob("*")) if (semcat_home / "openvino").exists() else []
+    assert after == before  # doctor converts nothing
