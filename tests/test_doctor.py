@@ -34,8 +34,10 @@ def test_catalog_check_connects_to_an_existing_sqlite_file_and_does_not_create_o
 
 
 def test_catalog_check_reports_a_refused_postgres_connection_with_a_fix() -> None:
-    c = check_catalog("postgresql://postgres@127.0.0.1:1/nowhere")
+    c = check_catalog("postgresql://postgres:s3cret@127.0.0.1:1/nowhere")
     assert c.status == FAIL and "refused" in c.detail.lower() and c.fix
+    assert "s3cret" not in c.detail and "postgres:***@127.0.0.1" in c.detail
+    assert "s3cret" not in check_catalog("mysql://u:s3cret@h/d").detail
 
 
 def test_catalog_check_connects_to_the_real_postgres(pg_url: str) -> None:

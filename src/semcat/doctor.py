@@ -102,6 +102,7 @@ def check_catalog(url: str) -> Check:
 
     from semcat.catalog.db import Database, normalize_url
 
+    shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # never print a password
     try:
         norm = normalize_url(url)
         u = make_url(norm)
@@ -116,7 +117,8 @@ def check_catalog(url: str) -> Check:
             db.dispose()
     except Exception as exc:  # any URL or driver error is the finding, not a crash
         problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Check("catalog", FAIL, f"{url}: {problem}",
+        problem = problem.replace(url, shown)
+        return Check("catalog", FAIL, f"{shown}: {problem}",
                      "check the URL (postgresql://USER@HOST:PORT/DB or sqlite:///PATH) and that the server runs")
     return Check("catalog", OK, f"{shown}: connected")
 
