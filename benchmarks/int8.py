@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 from semcat._io import atomic_write_text
-from semcat._sysinfo import instruction_sets
 from semcat._sysinfo import machine_description as machine
 from semcat.runtime import Runtime
 
@@ -245,7 +244,7 @@ def main() -> None:
         "# int8 features (NNCF) vs fp32: parity and speed", "",
         f"- script: `benchmarks/int8.py {' '.join(sys.argv[1:])}`".rstrip() + f" (commit {commit})",
         f"- date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {machine()}; instruction sets: {', '.join(instruction_sets()) or 'unknown'}",
+        f"- machine: {machine()}",
         f"- contention: shared machine, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) at the end; "
         "absolute rates are low and noisy, the fp32/int8 ratios within a round are the figures to trust",
         f"- int8 model: {info['recipe']}, calibrated on {info['calibration']['synthetic']} synthetic"

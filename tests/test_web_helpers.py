@@ -37,7 +37,7 @@ def write_archive(root: Path) -> Path:
     return root
 
 
-def add_predictions(cat, seed: int = 0) -> dict[str, tuple[str, float, str]]:
+def add_predictions(cat, seed: int = 0, model_id: str = "web-test-model") -> dict[str, tuple[str, float, str]]:
     """Store a prediction for every catalogued image: sha → (top-1 class, score, decision)."""
     from semcat.catalog.ingest import _store_prediction
     from semcat.catalog.schema import utcnow
@@ -55,7 +55,7 @@ def add_predictions(cat, seed: int = 0) -> dict[str, tuple[str, float, str]]:
             candidates = [c for c, _ in top[:2]] if decision == "suggest" else []
             p = Prediction(path="", sha256=sha, top=top, decision=decision, candidates=candidates,
                            ood_score=None, error=None)
-            _store_prediction(conn, sha, "web-test-model", p, utcnow())
+            _store_prediction(conn, sha, model_id, p, utcnow())
             truth[sha] = (top[0][0], top[0][1], decision)
     return truth
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def machine_description() -> str:
-    """CPU model, logical CPUs, OS and Python version, e.g. for a results file's header."""
+    """CPU model, its vector instruction sets, logical CPUs, OS and Python version, e.g. for a
+    results file's header: inference speed depends on AVX2 vs AVX-512/VNNI/AMX as much as on cores."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -16,25 +17,43 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{cpu} ({instruction_sets()}), {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-"""The /proc/cpuinfo flags that decide how fast fp32, int8 and bf16 inference can run."""
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-"""Any of these gives int8 dot-product instructions; without them int8 gains little over fp32."""
+_ISA_NAMES = (  # (display name, any of these /proc/cpuinfo flags)
+    ("AVX2", ("avx2",)),
+    ("AVX-512", ("avx512f",)),
+    ("VNNI", ("avx512_vnni", "avx_vnni")),
+    ("AMX", ("amx_tile",)),
+    ("bf16", ("avx512_bf16", "amx_bf16")),
+)
 
 
-def instruction_sets() -> list[str]:
-    """The inference-relevant instruction sets of this CPU (Linux /proc/cpuinfo; [] elsewhere)."""
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
     except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in _ISA_FLAGS if f in flags]
+        pass
+    return set()
+
+
+def instruction_sets(flags: set[str] | None = None) -> str:
+    """The vector instruction sets that decide inference speed, e.g. ``AVX2 AVX-512 VNNI``.
+
+    AMX/AVX-512 bf16 matter because OpenVINO would otherwise run bf16 on them (semcat asks for f32).
+    """
+    flags = cpu_flags() if flags is None else flags
+    found = [name for name, keys in _ISA_NAMES if flags.intersection(keys)]
+    return " ".join(found) if found else "none of AVX2/AVX-512/VNNI/AMX/bf16"
+
+
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+"""Any of these gives int8 dot-product instructions; without them int8 gains little over fp32."""
 
 
 def has_int8_acceleration() -> bool:
     """Whether the CPU has VNNI or AMX int8 instructions (where int8 inference pays off)."""
-    return any(f in INT8_FLAGS for f in instruction_sets())
+    return bool(cpu_flags() & INT8_FLAGS)

@@ -16,6 +16,7 @@ from semcat.commands import (
     categories,
     data,
     demo,
+    doctor,
     duplicates,
     features,
     inspect,
@@ -48,5 +49,5 @@ def main(
 
 
 for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, duplicates,
-                categories, queue):
+                categories, queue, doctor):
     _module.register(app)

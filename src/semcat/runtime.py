@@ -300,6 +300,19 @@ def _auto_choice(spec: BackboneSpec) -> str:
     return "openvino" if is_faithful(spec) else "torch"
 
 
+def planned_runtime(spec: BackboneSpec) -> str:
+    """What ``auto`` would pick for this backbone, without converting or loading anything (for doctor)."""
+    if _cuda_available():
+        return "torch (CUDA)"
+    if "openvino" not in spec.runtimes or not openvino_available():
+        return "torch (CPU)"
+    check = ir_path(spec).with_suffix(".json")
+    if not check.exists():
+        return "openvino (IR converted on first use)"
+    cosine = float(json.loads(check.read_text())["cosine"])
+    return f"openvino (cosine {cosine:.6f} to torch)" if cosine >= FAITHFUL_COSINE else "torch (OpenVINO IR not faithful)"
+
+
 def _cuda_available() -> bool:
     """Whether torch can use a CUDA GPU, without importing torch on a machine that has none.
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import track
 
+from semcat import units
 from semcat._io import iter_image_files
 from semcat.commands._common import BatchSummary, err_console, is_tty
 from semcat.errors import ImageReadError
@@ -74,14 +75,14 @@ def _text_line(info: ImageInfo) -> str:
     parts = [info.path, info.format, f"{info.bit_depth}-bit", f"{cols}x{rows}",
              f"{info.channels}ch", f"bar={info.databar_rows}"]
     if info.pixel_size_m:
-        parts.append(f"pixel={info.pixel_size_m * 1e9:.4g} nm")
+        parts.append(f"pixel={units.pixel_size(info.pixel_size_m)}")
     m = info.metadata
     if m is not None:
         extra = [m.vendor, m.instrument,
-                 f"x{m.magnification:.4g}" if m.magnification else None,
-                 f"{m.high_voltage_v / 1e3:.3g} kV" if m.high_voltage_v else None,
-                 f"WD {m.working_distance_m * 1e3:.3g} mm" if m.working_distance_m else None,
-                 m.detector, m.acquired.isoformat() if m.acquired else None]
+                 units.magnification(m.magnification) if m.magnification else None,
+                 units.voltage(m.high_voltage_v) if m.high_voltage_v else None,
+                 f"WD {units.working_distance(m.working_distance_m)}" if m.working_distance_m else None,
+                 m.detector, units.timestamp(m.acquired) if m.acquired else None]
         parts.append(", ".join(x for x in extra if x))
     if m is not None and m.sidecar:
         parts.append(f"sidecar={Path(m.sidecar).name}")

@@ -18,9 +18,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from semcat import __version__
+from semcat import __version__, units
 from semcat._storage import storage_problem
 from semcat.web import browse, catalog_map, dashboard, login, review, upload
+from semcat.web.apidocs import add_api_docs
 from semcat.web.context import WebState, is_api, template_dir
 from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, Revoked, SessionSigner, load_secret
 from semcat.web.settings import Settings
@@ -70,6 +71,8 @@ ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
 def _templates() -> Jinja2Templates:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir()), autoescape=True,
                              undefined=jinja2.ChainableUndefined)
+    env.filters.update(units=lambda value, key: units.display_value(key, value), unit_label=units.display_label,
+                       when=units.timestamp, short_id=units.short_id)
     return Jinja2Templates(env=env)
 
 
@@ -101,9 +104,10 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None) -> Fast
         store_read_only = sqlite_read_only(settings.db_url)  # e.g. a SQLite file on a read-only share
         settings = replace(settings, read_only=settings.read_only or store_read_only)
         catalog = open_catalog(settings.db_url, read_only=store_read_only)
-    app = FastAPI(title="semcat", version=__version__,
+    app = FastAPI(title="semcat", version=__version__, docs_url=None, redoc_url=None,
                   description="Browse, search and review a catalogue of SEM images. "
                               "Every HTML page has a JSON twin under /api/.")
+    add_api_docs(app)  # Swagger UI / ReDoc from the package, not a CDN
     app.state.semcat = WebState(settings=settings, catalog=catalog, templates=_templates())
     app.state.signer = SessionSigner(load_secret(settings.secret_path))
     app.state.revoked = Revoked(settings.secret_path.with_name(settings.secret_path.name + ".revoked"))

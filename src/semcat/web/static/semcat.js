@@ -222,4 +222,15 @@ function setupUpload() {
   input.addEventListener("change", () => { if (input.files.length) form.requestSubmit(); });
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupReview(); setupUpload(); setupMap(); });
+// Long ids (sha256, model id) are shown cut short: a click copies the full id (kept in data-copy).
+function setupCopyIds() {
+  document.querySelectorAll("[data-copy]").forEach((el) => el.addEventListener("click", () => {
+    if (!navigator.clipboard) return;
+    navigator.clipboard.writeText(el.dataset.copy).then(() => {
+      el.classList.add("copied");
+      setTimeout(() => el.classList.remove("copied"), 1200);
+    });
+  }));
+}
+
+document.addEventListener("DOMContentLoaded", () => { setupReview(); setupUpload(); setupMap(); setupCopyIds(); });
