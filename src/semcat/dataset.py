@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from semcat._io import IMAGE_SUFFIXES, iter_image_files, sha256_bytes, sha256_file
+from semcat._io import IMAGE_SUFFIXES, iter_image_files, read_regular_bytes, sha256_bytes, sha256_file
 
 __all__ = ["SPLITS", "Dataset", "Sample", "assign_split", "check_fractions", "scan_dataset"]
 
@@ -213,7 +213,7 @@ def _hash_one(path: Path, check: bool) -> tuple[str, str | None]:
             return "", "empty file (0 bytes)"
         if not check:
             return sha256_file(path), None
-        data = path.read_bytes()
+        data = read_regular_bytes(path)
     except PermissionError:
         return "", "permission denied: cannot read the file (check its permissions)"
     except OSError as exc:

@@ -100,11 +100,14 @@ class _File:
 
 
 def ingest(db: Database, inputs: Iterable[str | Path], model: SemcatModel | None = None, *,
-           batch_size: int = 64, progress: bool = True) -> IngestSummary:
-    """Catalogue every image under ``inputs`` (files or folders, recursive); see module docstring."""
+           batch_size: int = 64, progress: bool = True, follow_links: bool = False) -> IngestSummary:
+    """Catalogue every image under ``inputs`` (files or folders, recursive); see module docstring.
+
+    Symlinks inside the folders that lead out of them are skipped unless ``follow_links``
+    (see ``semcat._io.iter_image_files``)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    files = list(iter_image_files(inputs))
+    files = list(iter_image_files(inputs, follow_links=follow_links))
     summary = IngestSummary()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

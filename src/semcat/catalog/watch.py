@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from semcat._io import is_image_file
+from semcat._io import is_image_file, open_regular
 
 if TYPE_CHECKING:
     from semcat.catalog.core import Catalog
@@ -58,7 +58,7 @@ def _signature(path: str) -> tuple[int, int] | None:
 
 def _readable(path: str) -> bool:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a FIFO dropped in the folder must not block the watcher
             f.read(1)
         return True
     except OSError:

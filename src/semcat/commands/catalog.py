@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from semcat.commands._common import Engine, err_console, error_line
+from semcat.commands._common import Engine, err_console, error, error_line, plain_console, shown, warning
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
@@ -47,8 +47,7 @@ def _open(db: str | None):  # -> Catalog, exits 2 on a bad URL or an unreachable
     try:
         return open_catalog(db)
     except (CatalogError, OperationalError) as e:
-        err_console.print(f"[red]error[/red]: cannot open catalog {db or '(default)'}: "
-                          f"{getattr(e, 'orig', None) or e}", markup=True)
+        error(f"cannot open catalog {db or '(default)'}: {getattr(e, 'orig', None) or e}")
         raise typer.Exit(code=2) from None
 
 
@@ -74,7 +73,7 @@ def _resolve_image(cat: Any, image: str) -> str:
         sha = sha256_file(image) if Path(image).is_file() else image
         return cat.resolve(sha)
     except CatalogError as e:
-        err_console.print(f"[red]error[/red]: {e}", markup=True)
+        error(e)
         raise typer.Exit(code=1) from None
 
 
@@ -86,15 +85,19 @@ def ingest_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per transaction (a crash loses at most one batch).")] = 64,
     engine: Annotated[Engine, typer.Option("--engine", help="local: this process; spark: classify on a Spark cluster and write the results here.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL for --engine spark.")] = "local[2]",
+    follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symlinks inside the folders even when they lead out of them (off: such links are skipped).")] = False,
 ) -> None:
     """Catalogue images: hash, metadata, paths, and (with --model) classification.
 
     Idempotent and resumable: re-running skips finished work; moved or renamed files are
-    recognised by their content hash.
+    recognised by their content hash. Only regular files are read; symlinks that lead out of
+    the given folders are skipped unless --follow-links.
+
+    Example: semcat ingest /data/sem --model model.semcat --db catalog.sqlite
     """
     if engine is Engine.spark:
         if model is None:
-            err_console.print("[red]error[/red]: --engine spark needs --model MODEL", markup=True)
+            error("--engine spark needs --model MODEL")
             raise typer.Exit(code=2)
         from semcat.catalog import normalize_url
         from semcat.config import default_db_url
@@ -106,7 +109,7 @@ def ingest_cmd(
         cat = _open(db)
         m = _load_model(model)
         try:
-            summary = cat.ingest(inputs, m, batch_size=batch_size, progress=True)
+            summary = cat.ingest(inputs, m, batch_size=batch_size, progress=True, follow_links=follow_links)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished batches are committed; run the same command again to resume")
             raise typer.Exit(code=130) from None
@@ -141,7 +144,7 @@ def watch_cmd(
 
     from semcat.catalog.watch import watch
 
-    err_console.print(f"watching {', '.join(map(str, folders))} (Ctrl-C to stop)")
+    err_console.print(f"watching {', '.join(map(shown, folders))} (Ctrl-C to stop)")
     try:
         watch(cat, folders, m, settle_s=settle, initial=initial, stop=threading.Event(), on_ingest=report)
     except KeyboardInterrupt:
@@ -205,25 +208,24 @@ def search_cmd(
     finally:
         cat.close()
     _print_records(records, fmt)
-    shown = f"{cap:,}+" if total >= cap else f"{total:,}"
-    err_console.print(f"{len(records)} of {shown} matching images shown", highlight=False)
+    matching = f"{cap:,}+" if total >= cap else f"{total:,}"
+    err_console.print(f"{len(records)} of {matching} matching images shown")
 
 
 def _print_records(records: list[Any], fmt: OutFormat) -> None:
     from semcat.catalog.export import write_records
 
     if fmt is OutFormat.table:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(show_lines=False)
         for col in ("sha256", "category", "score", "decision", "confirmed", "mag", "pixel nm", "path"):
             table.add_column(col)
         for r in records:
-            table.add_row(r.sha256[:12], r.category or "", f"{r.score:.3f}" if r.score is not None else "",
+            table.add_row(r.sha256[:12], shown(r.category or ""), f"{r.score:.3f}" if r.score is not None else "",
                           r.decision or "", r.label_source or "", f"{r.magnification:g}" if r.magnification else "",
-                          f"{r.pixel_size_m * 1e9:.3g}" if r.pixel_size_m else "", r.path or (r.paths or [""])[0])
-        Console(file=sys.stdout, width=200).print(table)
+                          f"{r.pixel_size_m * 1e9:.3g}" if r.pixel_size_m else "", shown(r.path or (r.paths or [""])[0]))
+        plain_console(file=sys.stdout, width=200).print(table)
     else:
         write_records(records, sys.stdout, fmt.value)
 
@@ -243,7 +245,7 @@ def similar_cmd(
         try:
             hits = cat.similar(sha, k=k)
         except CatalogError as e:
-            err_console.print(f"[red]error[/red]: {e}", markup=True)
+            error(e)
             raise typer.Exit(code=1) from None
         records = {r.sha256: r for r in cat.records([h for h, _ in hits])}
     finally:
@@ -260,7 +262,8 @@ def similar_cmd(
         w.writerows(rows)
     else:
         for r in rows:
-            typer.echo(f"{r['similarity']:.4f}  {r['sha256'][:12]}  {r['category'] or '-':<28} {r['path'] or '(missing)'}")
+            typer.echo(f"{r['similarity']:.4f}  {r['sha256'][:12]}  {shown(r['category'] or '-'):<28} "
+                       f"{shown(r['path'] or '(missing)')}")
 
 
 def export_cmd(
@@ -307,11 +310,11 @@ def label_cmd(
     try:
         sha = _resolve_image(cat, image)
         if label not in CATEGORIES:
-            err_console.print(f"warning: {label!r} is not one of the 10 NFFA categories", highlight=False)
+            warning(f"{label!r} is not one of the 10 NFFA categories")
         cat.confirm(sha, label, who=who or getpass.getuser(), source="human")
     finally:
         cat.close()
-    err_console.print(f"{sha[:12]}: label {label}")
+    err_console.print(f"{sha[:12]}: label {shown(label)}")
 
 
 def tag_cmd(
