@@ -1,20 +1,63 @@
-"""Helpers shared by CLI commands: stderr console, per-file error reporting, exit codes."""
+"""Helpers shared by CLI commands: consoles, escaping of outside text, per-file errors, exit codes."""
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-err_console = Console(stderr=True, highlight=False)
+
+def plain_console(**kwargs: Any) -> Console:
+    """A rich console that never interprets what it prints: no markup (``[/]``), no emoji codes
+    (``:x:``), no highlighting. Style comes only from ``Text`` objects built in code."""
+    return Console(markup=False, emoji=False, highlight=False, **kwargs)
+
+
+err_console = plain_console(stderr=True)
 """Messages and progress go to stderr so stdout stays machine-readable."""
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    c = match.group()
+    code = ord(c)
+    if c in _NAMED:
+        return _NAMED[c]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown(value: object) -> str:
+    """Outside text (a path, file bytes, metadata, an error naming them) as one printable line.
+
+    Control characters, line separators, bidi overrides and undecodable bytes become escapes
+    (``\\n``, ``\\x1b``, ``\\u202e``, ``\\xff``), so a file name cannot forge output lines, hide,
+    or crash the output encoder. Markup is not interpreted by semcat's consoles at all.
+    """
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def error(message: object) -> None:
+    """One ``error: message`` line on stderr (the message shown escaped)."""
+    err_console.print(Text.assemble(("error", "red"), f": {shown(message)}"), soft_wrap=True)
+
+
+def warning(message: object) -> None:
+    """One ``warning: message`` line on stderr (the message shown escaped)."""
+    err_console.print(Text.assemble(("warning", "yellow"), f": {shown(message)}"), soft_wrap=True)
 
 
 def error_line(path: object, problem: object) -> None:
     """One clear line per failed file: ``error: PATH: problem``."""
-    err_console.print(f"[red]error[/red]: {path}: {problem}", markup=True, soft_wrap=True)
+    error(f"{shown(path)}: {shown(problem)}")
 
 
 @dataclass

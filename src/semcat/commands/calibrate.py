@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console
+from semcat.commands._common import BatchSummary, err_console, error, warning
 
 
 class Split(str, Enum):
@@ -41,10 +41,10 @@ def _warn_if_few_training_images(labels: list[str]) -> None:
         return
     cls, n = min(Counter(labels).items(), key=lambda item: item[1])
     if n < UNSEEN_CATEGORY_MIN_PER_CLASS:
-        err_console.print(
-            f"warning: the unknown test learned from only {n} training images of {cls!r}; below "
+        warning(
+            f"the unknown test learned from only {n} training images of {cls!r}; below "
             f"~{UNSEEN_CATEGORY_MIN_PER_CLASS} per class it still flags photographs but misses more of an SEM "
-            "category the model never saw (README \"Limits\")", soft_wrap=True, highlight=False)
+            "category the model never saw (README \"Limits\")")
 
 
 def _print_summary(cal: dict[str, Any]) -> None:
@@ -99,7 +99,7 @@ def calibrate(
     try:
         model = load_model(model_path)
     except SemcatError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        error(exc)
         raise typer.Exit(code=1) from None
     data = scan_dataset(data_dir)
     if labelled_dir is not None:
@@ -109,16 +109,15 @@ def calibrate(
         source = f"{data_dir} ({split.value} split)"
     unknown = sorted({s.label for s in heldout} - set(model.classes))
     if unknown:
-        err_console.print(f"warning: classes {unknown} are not in the model; their images are left out")
+        warning(f"classes {unknown} are not in the model; their images are left out")
         heldout = [s for s in heldout if s.label in model.classes]
     train = data.split("train")
     if len(heldout) < 2 or len(train) < 4:
-        err_console.print(
-            f"[red]error[/red]: need held-out images (got {len(heldout)}) and training images (got {len(train)}); "
-            "check DATA_DIR / --split / --labelled-dir")
+        error(f"need held-out images (got {len(heldout)}) and training images (got {len(train)}); "
+              "check DATA_DIR / --split / --labelled-dir")
         raise typer.Exit(code=1)
     if len(heldout) < 100:
-        err_console.print(f"warning: only {len(heldout)} held-out images: thresholds will be rough")
+        warning(f"only {len(heldout)} held-out images: thresholds will be rough")
     summary = BatchSummary()
     X_val, y_val = _features(model, heldout, summary, "held-out")
     X_train, y_train = _features(model, train, summary, "training reference")
@@ -130,7 +129,7 @@ def calibrate(
                               y_train=y_train,
                               detector=UnknownDetector(quantile=quantile))
     except ValueError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        error(exc)
         raise typer.Exit(code=1) from None
     model.save(model_path)
     out_dir = out or model_path.with_name(model_path.name + ".calibration")
@@ -161,11 +160,11 @@ def report(
     try:
         model = load_model(model_path)
     except SemcatError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        error(exc)
         raise typer.Exit(code=1) from None
     path = write_report(model, out or model_path.with_suffix(".html"))
     if not model.calibration:
-        err_console.print("warning: the model is not calibrated; run `semcat calibrate MODEL DATA_DIR` for the plots")
+        warning("the model is not calibrated; run `semcat calibrate MODEL DATA_DIR` for the plots")
     typer.echo(str(path))
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, Engine, err_console
+from semcat.commands._common import BatchSummary, Engine, err_console, error, plain_console
 
 
 class RuntimeChoice(str, Enum):
@@ -30,20 +30,19 @@ def backbones(
     all_timm: Annotated[bool, typer.Option("--all-timm", help="Also list every timm architecture name (usable with --weights).")] = False,
 ) -> None:
     """List backbones: name, input size, feature width, weights source, runtimes."""
-    from rich.console import Console
     from rich.table import Table
 
     from semcat.backbones import get_backbone, list_backbones
 
     names = list_backbones(pattern)
     if not names and not all_timm:
-        err_console.print(f"error: no registered backbone matches {pattern!r}; try `semcat backbones --all-timm '{pattern}'`.")
+        error(f"no registered backbone matches {pattern!r}; try `semcat backbones --all-timm '{pattern}'`.")
         raise typer.Exit(code=1)
     table = Table("name", "input", "features", "weights", "runtimes", "licence")
     for name in names:
         s = get_backbone(name)
         table.add_row(name, f"{s.input_size}px", str(s.feature_dim), s.weights, ",".join(s.runtimes), s.licence)
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    plain_console(width=None if sys.stdout.isatty() else 200).print(table)
     if all_timm:
         for name in sorted(set(list_backbones(pattern, include_timm=True)) - set(names)):
             typer.echo(name)
@@ -93,7 +92,7 @@ def features(
         err_console.print("interrupted: finished batches are saved in the feature cache; re-run to resume.")
         raise typer.Exit(code=130) from None
     except SemcatError as e:
-        err_console.print(f"[red]error[/red]: {e}", markup=True)
+        error(e)
         raise typer.Exit(code=1) from None
     summary = BatchSummary(ok=len(res.paths))
     for path, problem in res.errors:

@@ -9,7 +9,7 @@ import typer
 from rich.progress import track
 
 from semcat._io import iter_image_files
-from semcat.commands._common import BatchSummary, err_console, is_tty
+from semcat.commands._common import BatchSummary, err_console, is_tty, shown
 from semcat.errors import ImageReadError
 from semcat.images import ImageInfo, read_image
 
@@ -80,4 +80,4 @@ def _text_line(info: ImageInfo) -> str:
                  f"WD {m.working_distance_m * 1e3:.3g} mm" if m.working_distance_m else None,
                  m.detector, m.acquired.isoformat() if m.acquired else None]
         parts.append(", ".join(x for x in extra if x))
-    return "\t".join(parts)
+    return "\t".join(shown(p) for p in parts)

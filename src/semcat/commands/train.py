@@ -14,7 +14,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from semcat.commands._common import BatchSummary, Engine, err_console
+from semcat.commands._common import BatchSummary, Engine, err_console, error, shown, warning
 
 
 class Solver(str, Enum):
@@ -30,7 +30,7 @@ class Split(str, Enum):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error[/red]: {message}", markup=True, soft_wrap=True)
+    error(message)
     raise typer.Exit(code=code)
 
 
@@ -115,7 +115,7 @@ def train(
         write_metrics(report["test_metrics"], rdir)
     atomic_write_text(rdir / "report.json", json.dumps(report, indent=2) + "\n")
     if report["classes_without_training_images"]:
-        err_console.print(f"warning: no training images for {report['classes_without_training_images']}")
+        warning(f"no training images for {report['classes_without_training_images']}")
     err_console.print(f"features {report['time_features_s']:.1f} s, head {report['time_head_s']:.2f} s "
                       f"({report['n_iter']} iterations); test: {_metrics_line(report['test_metrics'])}")
     err_console.print(f"wrote {out} (model id {model.model_id[:12]}) and {rdir}/")
@@ -158,7 +158,7 @@ def evaluate(
     for path, problem in metrics["errors"]:
         summary.fail(path, problem)
     for name, n in metrics["unknown_classes"].items():
-        err_console.print(f"warning: category {name!r} ({n} images) is not one of the model's classes; excluded")
+        warning(f"category {name!r} ({n} images) is not one of the model's classes; excluded")
     if out:
         write_metrics(metrics, out)
         err_console.print(f"wrote {out}/metrics.json, confusion.csv, confusion.png")
@@ -269,7 +269,7 @@ def classify(
             elif as_json:
                 stream.write(json.dumps(pred.to_dict()) + "\n")
             elif not pred.error:
-                stream.write(f"{pred.path}\t{pred.label}\t{pred.score:.4f}\t{pred.decision}\n")
+                stream.write(f"{shown(pred.path)}\t{shown(pred.label)}\t{pred.score:.4f}\t{pred.decision}\n")
             stream.flush()
     except KeyboardInterrupt:
         err_console.print("interrupted: the lines above are complete")

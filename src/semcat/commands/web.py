@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from semcat.commands._common import err_console
+from semcat.commands._common import err_console, error
 
 
 def serve(
@@ -34,7 +34,7 @@ def serve(
     try:
         app = create_app(settings)
     except SemcatError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        error(exc)
         raise typer.Exit(code=2) from None
     shown = f"[{host}]" if ":" in host else host
     link = f"http://{shown}:{port}/"
