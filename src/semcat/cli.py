@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from semcat import __version__
+from semcat.commands._common import SemcatGroup
 from semcat.commands import (
     align,
     calibrate,
@@ -23,6 +24,7 @@ from semcat.commands import (
 app = typer.Typer(
     name="semcat",
     help="Label, calibrate and catalogue SEM image archives with transfer learning.",
+    cls=SemcatGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

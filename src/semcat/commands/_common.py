@@ -1,6 +1,8 @@
 """Helpers shared by CLI commands: consoles, escaping of outside text, per-file errors, exit codes."""
 from __future__ import annotations
 
+import errno
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 
 def plain_console(**kwargs: Any) -> Console:
@@ -45,6 +48,18 @@ def shown(value: object) -> str:
     return _UNSAFE.sub(_escape, str(value))
 
 
+MAX_COUNT = 2**31 - 1
+"""Largest value of a count option (--limit, -k, --top-k, --batch-size): beyond it SQL integers and
+array sizes overflow; ``max=MAX_COUNT`` makes a larger one a usage error (exit 2)."""
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: NaN and infinities are usage errors (exit 2), never a silent empty result."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"expected a finite number, got {value}")
+    return value
+
+
 def error(message: object) -> None:
     """One ``error: message`` line on stderr (the message shown escaped)."""
     err_console.print(Text.assemble(("error", "red"), f": {shown(message)}"), soft_wrap=True)
@@ -58,6 +73,37 @@ def warning(message: object) -> None:
 def error_line(path: object, problem: object) -> None:
     """One clear line per failed file: ``error: PATH: problem``."""
     error(f"{shown(path)}: {shown(problem)}")
+
+
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """The one-line message of a failure of the machine rather than of semcat (disk full, read-only
+    file system or catalog, permission, the database gone), or None for anything else."""
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if type(exc).__module__.startswith("sqlalchemy") and type(exc).__name__ == "OperationalError":
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).strip().splitlines() or ["unknown error"])[0]
+        return f"the catalog database failed: {first}"
+    return None
+
+
+class SemcatGroup(TyperGroup):
+    """The command group: an environment failure ends a command with one error line and exit 1,
+    never a traceback (a bug still shows its traceback)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            problem = environment_problem(exc)
+            if problem is None:
+                raise
+            error(problem)
+            raise typer.Exit(code=1) from None
 
 
 @dataclass

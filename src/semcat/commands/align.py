@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console, error, error_line, shown
+from semcat.commands._common import BatchSummary, err_console, error, error_line, finite, shown
 
 align_app = typer.Typer(
     name="align",
@@ -19,7 +19,7 @@ align_app = typer.Typer(
 
 _SCORE_COLUMNS = ["path", "sha256", "p_aligned", "coherency", "local_coherency", "orientation_deg", "error"]
 
-SigmaOpt = Annotated[float, typer.Option("--sigma", min=0.1, help="Structure-tensor window (Gaussian sigma, pixels) after downscaling.")]
+SigmaOpt = Annotated[float, typer.Option("--sigma", callback=finite, min=0.1, help="Structure-tensor window (Gaussian sigma, pixels) after downscaling.")]
 MaxSideOpt = Annotated[int, typer.Option("--max-side", min=0, help="Downscale images so the longer side is at most this many pixels before the structure tensor (0 = full resolution).")]
 
 
@@ -43,7 +43,7 @@ def train_cmd(
     not_aligned_dir: Annotated[Path, typer.Argument(help="Folder of randomly oriented nanowire images.", exists=True, show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the alignment model (.semcat).")] = Path("align.semcat"),
     backbone: Annotated[str, typer.Option("--backbone", help="Feature backbone (registered name, or a+b).")] = "efficientnet_lite0",
-    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="L2 penalty of the head; larger gives a more graded score between the extremes.")] = 1e-2,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", callback=finite, min=0.0, help="L2 penalty of the head; larger gives a more graded score between the extremes.")] = 1e-2,
 ) -> None:
     """Train a two-class aligned / not-aligned head on the two extremes (as in the paper).
 

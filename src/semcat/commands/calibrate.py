@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console, error, warning
+from semcat.commands._common import BatchSummary, err_console, error, finite, warning
 
 
 class Split(str, Enum):
@@ -75,9 +75,9 @@ def calibrate(
     labelled_dir: Annotated[Path | None, typer.Option(exists=True, file_okay=False,
                                                       help="Calibrate on this separate labelled folder "
                                                            "(one sub-folder per class) instead of a split.")] = None,
-    target_precision: Annotated[float, typer.Option(min=0.5, max=1.0,
+    target_precision: Annotated[float, typer.Option(callback=finite, min=0.5, max=1.0,
                                                     help="Precision the automatic labels must reach.")] = 0.95,
-    quantile: Annotated[float, typer.Option(min=0.5, max=0.999,
+    quantile: Annotated[float, typer.Option(callback=finite, min=0.5, max=0.999,
                                             help="Share of held-out known images the unknown test must "
                                                  "accept (its threshold is this quantile).")] = 0.97,
     out: Annotated[Path | None, typer.Option(file_okay=False,

@@ -11,7 +11,17 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from semcat.commands._common import Engine, err_console, error, error_line, plain_console, shown, warning
+from semcat.commands._common import (
+    MAX_COUNT,
+    Engine,
+    err_console,
+    error,
+    error_line,
+    finite,
+    plain_console,
+    shown,
+    warning,
+)
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
@@ -82,7 +92,7 @@ def ingest_cmd(
                                                   exists=True, show_default=False)],
     db: DbOpt = None,
     model: ModelOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per transaction (a crash loses at most one batch).")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", max=MAX_COUNT, min=1, help="Images per transaction (a crash loses at most one batch).")] = 64,
     engine: Annotated[Engine, typer.Option("--engine", help="local: this process; spark: classify on a Spark cluster and write the results here.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL for --engine spark.")] = "local[2]",
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symlinks inside the folders even when they lead out of them (off: such links are skipped).")] = False,
@@ -126,7 +136,7 @@ def watch_cmd(
                                                    file_okay=False, show_default=False)],
     model: ModelOpt = None,
     db: DbOpt = None,
-    settle: Annotated[float, typer.Option("--settle", min=0.0, help="Seconds a file must stay unchanged before it is ingested.")] = 1.0,
+    settle: Annotated[float, typer.Option("--settle", callback=finite, min=0.0, help="Seconds a file must stay unchanged before it is ingested.")] = 1.0,
     initial: Annotated[bool, typer.Option("--initial/--no-initial", help="First ingest what is already in the folders.")] = True,
 ) -> None:
     """Watch folders and ingest images as they appear, once completely written. Ctrl-C stops."""
@@ -167,20 +177,20 @@ def _parse_day(value: str | None, option: str) -> date | datetime | None:
 def search_cmd(
     category: Annotated[Optional[str], typer.Option("--category", help="Confirmed label, else predicted top-1 class.")] = None,
     decision: Annotated[Optional[Decision], typer.Option("--decision", help="Decision of the latest prediction.")] = None,
-    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Lowest top-1 probability.")] = None,
-    max_score: Annotated[Optional[float], typer.Option("--max-score", help="Highest top-1 probability.")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", callback=finite, help="Lowest top-1 probability.")] = None,
+    max_score: Annotated[Optional[float], typer.Option("--max-score", callback=finite, help="Highest top-1 probability.")] = None,
     confirmed: Annotated[Optional[bool], typer.Option("--confirmed/--unconfirmed", help="Only images with / without a confirmed label.", show_default=False)] = None,
-    mag_min: Annotated[Optional[float], typer.Option("--mag-min", help="Lowest magnification.")] = None,
-    mag_max: Annotated[Optional[float], typer.Option("--mag-max", help="Highest magnification.")] = None,
-    pixel_size_min: Annotated[Optional[float], typer.Option("--pixel-size-min", help="Smallest pixel size in metres (e.g. 1e-9).")] = None,
-    pixel_size_max: Annotated[Optional[float], typer.Option("--pixel-size-max", help="Largest pixel size in metres.")] = None,
+    mag_min: Annotated[Optional[float], typer.Option("--mag-min", callback=finite, help="Lowest magnification.")] = None,
+    mag_max: Annotated[Optional[float], typer.Option("--mag-max", callback=finite, help="Highest magnification.")] = None,
+    pixel_size_min: Annotated[Optional[float], typer.Option("--pixel-size-min", callback=finite, help="Smallest pixel size in metres (e.g. 1e-9).")] = None,
+    pixel_size_max: Annotated[Optional[float], typer.Option("--pixel-size-max", callback=finite, help="Largest pixel size in metres.")] = None,
     date_from: Annotated[Optional[str], typer.Option("--from", help="Acquired on or after this date (YYYY-MM-DD).")] = None,
     date_to: Annotated[Optional[str], typer.Option("--to", help="Acquired on or before this date (YYYY-MM-DD).")] = None,
     text: Annotated[Optional[str], typer.Option("--text", help="Case-insensitive substring of a file path.")] = None,
     tag: Annotated[Optional[str], typer.Option("--tag", help="Images carrying this tag.")] = None,
     measurement: Annotated[Optional[str], typer.Option("--measurement", help="NAME:MIN:MAX, e.g. coherency:0.6: (bounds may be empty).")] = None,
     order: Annotated[str, typer.Option("--order", help="recent, oldest, score (least sure first), score_desc, acquired, magnification.")] = "recent",
-    limit: Annotated[int, typer.Option("--limit", min=0, help="Maximum number of results.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", max=MAX_COUNT, min=0, help="Maximum number of results.")] = 50,
     fmt: Annotated[OutFormat, typer.Option("--format", help="Output format on stdout.")] = OutFormat.table,
     db: DbOpt = None,
 ) -> None:
@@ -232,7 +242,7 @@ def _print_records(records: list[Any], fmt: OutFormat) -> None:
 
 def similar_cmd(
     image: Annotated[str, typer.Argument(help="An image file, or the SHA-256 (or unique prefix) of a catalogued image.", show_default=False)],
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many neighbours.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", max=MAX_COUNT, min=1, help="How many neighbours.")] = 10,
     fmt: Annotated[OutFormat, typer.Option("--format", help="Output format on stdout.")] = OutFormat.table,
     db: DbOpt = None,
 ) -> None:

@@ -8,7 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console, error, error_line, plain_console, shown, warning
+from semcat.commands._common import (
+    BatchSummary,
+    err_console,
+    error,
+    error_line,
+    plain_console,
+    shown,
+    warning,
+)
 
 dataset_app = typer.Typer(
     name="dataset",

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, Engine, err_console, error, plain_console
+from semcat.commands._common import MAX_COUNT, BatchSummary, Engine, err_console, error, plain_console
 
 
 class RuntimeChoice(str, Enum):
@@ -54,13 +54,13 @@ def features(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local checkpoint (safetensors or torch state dict) for the backbone.", exists=True, dir_okay=False)] = None,
     runtime: Annotated[RuntimeChoice, typer.Option("--runtime", help="Inference runtime; auto = OpenVINO fp32 on CPU, torch on CUDA.")] = RuntimeChoice.auto,
     view: Annotated[ViewChoice, typer.Option("--view", help="What is resized to the input: whole image squashed, centre square, or full + 4 tiles averaged.")] = ViewChoice.center,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", max=MAX_COUNT, min=1, help="Images per forward pass.")] = 32,
     no_crop_databar: Annotated[bool, typer.Option("--no-crop-databar", help="Keep the instrument data bar (default: crop it).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write features to this .npz (paths, sha256, features), or a Parquet folder with --engine spark.")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete this backbone/preprocessing's cached features first (e.g. after a CacheError).")] = False,
     engine: Annotated[Engine, typer.Option("--engine", help="local (threads + one process) or spark.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL with --engine spark.")] = "local[2]",
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode threads (default: min(4, cores)).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", max=MAX_COUNT, min=1, help="Decode threads (default: min(4, cores)).")] = None,
 ) -> None:
     """Extract backbone features of images into the shared cache (resumable; Ctrl-C safe).
 

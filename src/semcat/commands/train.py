@@ -14,7 +14,16 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from semcat.commands._common import BatchSummary, Engine, err_console, error, shown, warning
+from semcat.commands._common import (
+    MAX_COUNT,
+    BatchSummary,
+    Engine,
+    err_console,
+    error,
+    finite,
+    shown,
+    warning,
+)
 
 
 class Solver(str, Enum):
@@ -67,9 +76,9 @@ def train(
                                                 "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
     epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
                                                help="Adam epochs / L-BFGS iterations (default 60 / 300).")] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="Learning rate (default 0.01 Adam, 1.0 L-BFGS).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Adam minibatch size.")] = 128,
-    weight_decay: Annotated[float, typer.Option(min=0.0, help="L2 penalty on the head weights.")] = 1e-3,
+    lr: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="Learning rate (default 0.01 Adam, 1.0 L-BFGS).")] = None,
+    batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Adam minibatch size.")] = 128,
+    weight_decay: Annotated[float, typer.Option(callback=finite, min=0.0, help="L2 penalty on the head weights.")] = 1e-3,
     class_balanced: Annotated[bool, typer.Option("--class-balanced", help="Weight classes inversely to "
                                                                           "their frequency.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the head training (Adam minibatch order).")] = 0,
@@ -172,7 +181,7 @@ def compare(
     data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", exists=True, file_okay=False,
                                              help="Labelled folder: one sub-folder per category.")],
     backbones: Annotated[str, typer.Option(help="Comma-separated backbones; 'a+b' concatenates features.")] = "efficientnet_lite0",
-    runs: Annotated[int, typer.Option(min=1, help="Repeated runs (new head seed and re-split each).")] = 5,
+    runs: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Repeated runs (new head seed and re-split each).")] = 5,
     variants: Annotated[str, typer.Option(help="Comma-separated preprocessing variants VIEW[:nocrop], "
                                                "e.g. center,full,tiles5,center:nocrop.")] = "center",
     solver: Annotated[Solver, typer.Option(help="Head solver.")] = Solver.lbfgs,
@@ -226,14 +235,14 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def classify(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", exists=True, dir_okay=False, help="Trained .semcat model.")],
     inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS...", help="Image files and folders (searched recursively).")],
-    top_k: Annotated[int, typer.Option(min=1, help="Classes reported per image, best first.")] = 3,
+    top_k: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Classes reported per image, best first.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
     engine: Annotated[Engine, typer.Option(help="local (this machine) or spark (needs --output, a Parquet folder).")] = Engine.local,
     master: Annotated[str, typer.Option(help="Spark master URL for --engine spark.")] = "local[2]",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write results here instead of stdout "
                                                                       "(a Parquet folder with --engine spark).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images classified per chunk (local engine).")] = 64,
+    batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Images classified per chunk (local engine).")] = 64,
 ) -> None:
     """Top-k classes with probabilities and the labelling decision for each image, streamed as it goes.
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from semcat.commands._common import err_console, error
+from semcat.commands._common import err_console, error, finite
 
 
 def serve(
@@ -18,7 +18,7 @@ def serve(
     read_token: Annotated[str | None, typer.Option("--read-token", envvar="SEMCAT_READ_TOKEN", help="Access token of viewers (read-only)..")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Nobody may change the catalog: every session is a viewer.")] = False,
     storage: Annotated[Path | None, typer.Option("--storage", file_okay=False, help="Folder uploaded images are stored in; default ~/.semcat/storage.")] = None,
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload request in MB.")] = 200.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", callback=finite, min=0.001, help="Largest upload request in MB.")] = 200.0,
 ) -> None:
     """Serve the catalog in a browser: grid, search, image pages, review queue, dashboard, upload, REST API (/docs)."""
     import uvicorn
@@ -33,6 +33,7 @@ def serve(
         settings.db_url = db
     try:
         app = create_app(settings)
+        app.state.semcat.model()  # a corrupt or tampered --model refuses start-up, not every request later
     except SemcatError as exc:
         error(exc)
         raise typer.Exit(code=2) from None
