@@ -60,6 +60,17 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+MAX_TEXT = 4096
+"""Longest search text (a path is at most 4096 bytes on Linux); a longer one is a usage error."""
+
+
+def bounded_text(value: str | None) -> str | None:
+    """Option callback: search text longer than ``MAX_TEXT`` or holding NUL is a usage error."""
+    if value is not None and (len(value) > MAX_TEXT or "\x00" in value):
+        raise typer.BadParameter(f"expected at most {MAX_TEXT} characters without NUL, got {len(value)}")
+    return value
+
+
 def error(message: object) -> None:
     """One ``error: message`` line on stderr (the message shown escaped)."""
     err_console.print(Text.assemble(("error", "red"), f": {shown(message)}"), soft_wrap=True)

@@ -14,6 +14,7 @@ import typer
 from semcat.commands._common import (
     MAX_COUNT,
     Engine,
+    bounded_text,
     err_console,
     error,
     error_line,
@@ -186,7 +187,7 @@ def search_cmd(
     pixel_size_max: Annotated[Optional[float], typer.Option("--pixel-size-max", callback=finite, help="Largest pixel size in metres.")] = None,
     date_from: Annotated[Optional[str], typer.Option("--from", help="Acquired on or after this date (YYYY-MM-DD).")] = None,
     date_to: Annotated[Optional[str], typer.Option("--to", help="Acquired on or before this date (YYYY-MM-DD).")] = None,
-    text: Annotated[Optional[str], typer.Option("--text", help="Case-insensitive substring of a file path.")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", callback=bounded_text, help="Case-insensitive substring of a file path.")] = None,
     tag: Annotated[Optional[str], typer.Option("--tag", help="Images carrying this tag.")] = None,
     measurement: Annotated[Optional[str], typer.Option("--measurement", help="NAME:MIN:MAX, e.g. coherency:0.6: (bounds may be empty).")] = None,
     order: Annotated[str, typer.Option("--order", help="recent, oldest, score (least sure first), score_desc, acquired, magnification.")] = "recent",
