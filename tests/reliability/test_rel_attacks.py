@@ -335,6 +335,35 @@ def _mount_read_only(source: Path, target: Path):
     return view()
 
 
+def _serve_read_only(url: str) -> str:
+    """Start ``semcat serve`` on ``url``; '' when it lists the image and refuses a label, else the problem."""
+    import httpx
+
+    port = _free_port()
+    proc = subprocess.Popen([*SEMCAT, "serve", "--db", url, "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                listed = httpx.get(f"{base}/api/images", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        else:
+            return f"did not start: {proc.stderr.read()[-1000:] if proc.poll() is not None else 'timeout'}"
+        items = listed.json().get("images", listed.json()) if listed.status_code == 200 else []
+        if listed.status_code != 200 or len(items) != 1:
+            return f"GET /api/images: {listed.status_code} {listed.text[:300]}"
+        sha = items[0]["sha256"]
+        posted = httpx.post(f"{base}/api/images/{sha}/label", json={"label": "Powder"}, timeout=10)
+        return "" if posted.status_code in (401, 403) else f"label POST answered {posted.status_code}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def catalog_dir(tmp_path: Path) -> Path:
     """A small catalog on the ordinary disk (one image), made once per test."""
     db = tmp_path / "ok" / "cat.db"
@@ -366,14 +395,20 @@ def test_full_disk_and_read_only_catalog_give_one_line_errors(tmp_path, figures)
         checks.append(run_cli("export", "--db", f"sqlite:///{catalog_dir(tmp_path)}", "--out", full / "out.json"))
     catalog = catalog_dir(tmp_path).parent
     with _mount_read_only(catalog, tmp_path / "ro"):
-        checks.append(run_cli("ingest", images, "--db", f"sqlite:///{tmp_path / 'ro' / 'cat.db'}", timeout=120))
-    bad = []
+        ro_db = f"sqlite:///{tmp_path / 'ro' / 'cat.db'}"
+        checks.append(run_cli("ingest", images, "--db", ro_db, timeout=120))
+        searched = run_cli("search", "--db", ro_db, "--format", "json")
+        served = _serve_read_only(ro_db)
+    bad = [f"search on a read-only catalog: {searched.stderr[-500:]}"] if searched.returncode or \
+        len(json.loads(searched.stdout)) != 1 else []
+    bad += [f"serve on a read-only catalog: {served}"] if served else []
     for proc in checks:
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         if "Traceback" in proc.stderr or proc.returncode == 0 or len(errors) != 1:
             bad.append(proc.stderr[-2000:])
-    figures.add("attack: full disk (200 kB tmpfs) and read-only catalog (CLI)", inputs=len(checks),
-                failures=len(bad), notes="ingest and export on a full disk, ingest on a read-only mount: one error line")
+    figures.add("attack: full disk (512 kB tmpfs) and read-only catalog (CLI)", inputs=len(checks) + 2,
+                failures=len(bad), notes="ingest and export on a full disk, ingest on a read-only mount: one error "
+                "line; search and serve on the read-only mount work (served read-only)")
     assert not bad, bad
 
 

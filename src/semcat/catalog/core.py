@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 from semcat.catalog import ingest as _ingest
 from semcat.catalog import search as _search
 from semcat.catalog.db import CatalogError, Database
-from semcat.catalog.migrations import upgrade
+from semcat.catalog.migrations import current_version, upgrade
 from semcat.catalog.records import ImageRecord, load_records
 from semcat.catalog.schema import (
+    SCHEMA_VERSION,
     Feature,
     Image,
     ImagePath,
@@ -70,6 +71,12 @@ class Catalog:
         self.db = Database(str(url))
         self.url = self.db.url
         self._rare_trigrams: dict[str, list[str]] = {}  # path-substring needle → trigrams to look up
+        if self.db.read_only:
+            with self.db.read() as conn:
+                if current_version(conn) != SCHEMA_VERSION:
+                    raise CatalogError(f"{self.url}: a read-only catalog of another schema version; open it "
+                                       "once with write access to upgrade it")
+            return
         with self.db.write() as conn:
             upgrade(conn)
 

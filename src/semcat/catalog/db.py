@@ -3,9 +3,15 @@
 SQLite allows one writer at a time. Every write here starts with ``BEGIN IMMEDIATE`` (the write
 lock is taken up front, so a transaction never fails half-way with "database is locked") and
 waits up to ``busy_timeout`` for another process; threads of one process queue on a lock.
+
+An SQLite catalog on a read-only share (its folder cannot be written, so neither can the WAL
+files) is opened read-only and immutable: it can be searched and served, and a write fails with
+"attempt to write a readonly database".
 """
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,11 +49,24 @@ def normalize_url(url: str | Path) -> str:
     return s
 
 
+def read_only_sqlite_file(url: str) -> str | None:
+    """The path of an existing SQLite catalog whose folder cannot be written, else None."""
+    u = make_url(url)
+    path = u.database
+    if u.get_backend_name() != "sqlite" or not path or path == ":memory:" or not Path(path).is_file():
+        return None
+    return None if os.access(Path(path).parent, os.W_OK) and os.access(path, os.W_OK) else path
+
+
 def create_catalog_engine(url: str) -> Engine:
     """An engine with the pragmas and write discipline the catalog relies on."""
     u = make_url(url)
     if u.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
+    read_only = read_only_sqlite_file(url)
+    if read_only:
+        uri = f"{Path(read_only).resolve().as_uri()}?mode=ro&immutable=1"
+        return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
     if u.database and u.database != ":memory:":
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
@@ -75,6 +94,7 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
+        self.read_only = read_only_sqlite_file(self.url) is not None
         self.engine = create_catalog_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock = threading.RLock()

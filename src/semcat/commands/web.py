@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from semcat.commands._common import err_console, error, finite
+from semcat.commands._common import err_console, error, finite, warning
 
 
 def serve(
@@ -37,12 +37,15 @@ def serve(
     except SemcatError as exc:
         error(exc)
         raise typer.Exit(code=2) from None
+    if app.state.semcat.catalog.db.read_only and not settings.read_only:
+        settings.read_only = True  # read per request: every session is a viewer
+        warning("the catalog cannot be written here (a read-only share): serving it read-only")
     shown = f"[{host}]" if ":" in host else host
     link = f"http://{shown}:{port}/"
     if token:
         link += "?token=<your --token>"
     err_console.print(f"semcat: serving {app.state.semcat.catalog!r} at {link} "
-                      f"({'read-only' if read_only else 'reviewers may label'}); Ctrl-C stops.", soft_wrap=True)
+                      f"({'read-only' if settings.read_only else 'reviewers may label'}); Ctrl-C stops.", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
