@@ -134,7 +134,7 @@ def iter_image_files(inputs: Iterable[str | Path], *, recursive: bool = True,
     when their extension is unusual, so the reader can say what is wrong with them.
     """
     inputs = [Path(item) for item in inputs]
-    roots = None if follow_links else tuple(_real(p) for p in inputs if p.is_dir())
+    roots = None if follow_links else real_roots(p for p in inputs if p.is_dir())
     seen_dirs: set[str] = set()
     seen_files: set[str] = set()
     for p in inputs:
@@ -151,9 +151,17 @@ def _real(path: str | Path) -> str:
     return os.path.realpath(path)
 
 
-def _inside(real: str, roots: tuple[str, ...] | None) -> bool:
-    """True when ``real`` is one of ``roots`` or below one (``None``: no limit)."""
-    return roots is None or any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+def real_roots(folders: Iterable[str | Path]) -> tuple[str, ...]:
+    """The real paths (symlinks resolved) of the folders a scan or a watch may not leave."""
+    return tuple(_real(f) for f in folders)
+
+
+def inside(path: str | Path, roots: tuple[str, ...] | None) -> bool:
+    """True when ``path``, symlinks resolved, is one of ``roots`` or below one (``None``: no limit)."""
+    if roots is None:
+        return True
+    real = _real(path)
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
 def _walk(root: Path, recursive: bool, seen_dirs: set[str], seen_files: set[str],
@@ -173,7 +181,7 @@ def _walk(root: Path, recursive: bool, seen_dirs: set[str], seen_files: set[str]
         if entry.name.startswith("."):
             continue
         try:
-            if entry.is_symlink() and not _inside(_real(entry.path), roots):
+            if entry.is_symlink() and not inside(entry.path, roots):
                 continue
             if entry.is_dir():
                 if recursive:
