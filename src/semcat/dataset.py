@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from semcat._io import IMAGE_SUFFIXES, iter_image_files, sha256_bytes, sha256_file
+from semcat._io import IMAGE_SUFFIXES, iter_image_files, read_regular_bytes, sha256_bytes, sha256_file
 
 if TYPE_CHECKING:
     from semcat.duplicates import PHash
@@ -230,7 +230,7 @@ def _hash_one(path: Path, check: bool, phash: bool) -> tuple[str, str | None, PH
             return "", "empty file (0 bytes)", None
         if not check:
             return sha256_file(path), None, None
-        data = path.read_bytes()
+        data = read_regular_bytes(path)
     except PermissionError:
         return "", "permission denied: cannot read the file (check its permissions)", None
     except OSError as exc:

@@ -26,6 +26,7 @@ import imagecodecs
 import numpy as np
 import tifffile
 
+from semcat._io import read_regular_bytes
 from semcat.errors import ImageReadError
 from semcat.semmeta import databar_rows_from_metadata, parse_tiff_tags
 from semcat.sidecar import read_sidecar
@@ -114,12 +115,11 @@ def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | N
 
 
 def read_file_bytes(path: str | Path) -> bytes:
-    """A file's bytes, or an ``ImageReadError`` that says why not (missing, folder, FIFO, permissions)."""
+    """A file's bytes, or an ``ImageReadError`` that says why not (missing, folder, device, FIFO,
+    too large, permissions); :func:`semcat._io.open_regular` is the rule."""
     p = Path(path)
     try:
-        if p.exists() and not (p.is_file() or p.is_dir()):  # reading a FIFO would block forever
-            raise ImageReadError(p, "not a regular file (a FIFO, socket or device): give an image file")
-        return p.read_bytes()
+        return read_regular_bytes(p)
     except FileNotFoundError:
         raise ImageReadError(p, "file not found") from None
     except IsADirectoryError:

@@ -5,13 +5,15 @@ head (``head.coef``, ``head.intercept``, ``head.mean``, ``head.scale``) plus ``e
 (e.g. the unknown detector's ``ood.*`` statistics); its JSON metadata header (key ``semcat``)
 holds the format version, backbone(s) with weights source and preprocessing signature, view,
 data-bar crop, class names, head hyperparameters, training metadata and the ``calibration`` dict.
+From format version 2 it also holds ``digest``, the SHA-256 of everything else (metadata and
+tensors): a file changed after it was written is refused, and every field is checked on load
+(``semcat.model_check``). Version-1 files (no digest) still load, with every field checked.
 
 A backbone name may join several registered backbones with ``+`` (``efficientnet_lite0+
 efficientnet_lite2``): the features of each are extracted (and cached) separately and concatenated.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,15 +24,17 @@ from typing import Any
 import numpy as np
 
 from semcat import __version__
-from semcat._io import atomic_write_bytes, iter_image_files
+from semcat._io import atomic_write_bytes, iter_image_files, read_regular_bytes
 from semcat._validation import check_features
 from semcat.errors import ModelFileError, NotFittedError
 from semcat.head import SoftmaxHead, softmax
+from semcat.model_check import check_model_content, content_digest, json_default
 
 __all__ = ["FORMAT_VERSION", "Prediction", "SemcatModel", "extract_backbone_features", "load_model"]
 
-FORMAT_VERSION = 1
-"""Version of the artifact layout; a newer file is refused with a request to upgrade semcat."""
+FORMAT_VERSION = 2
+"""Version of the artifact layout; a newer file is refused with a request to upgrade semcat.
+2: adds the content ``digest`` (required from this version on)."""
 _META_KEY = "semcat"
 _HEAD_TENSORS = ("coef", "intercept", "mean", "scale")
 _RESERVED_PREFIX = "head."
@@ -187,6 +191,7 @@ class SemcatModel:
         self.meta = dict(meta or {})
         self.calibration = dict(calibration) if calibration else None
         self.extra_tensors = {k: np.asarray(v) for k, v in (extra_tensors or {}).items()}
+        self.format_version = FORMAT_VERSION  # a loaded file keeps its own, so its model id stays the same
         for k in self.extra_tensors:
             if k.startswith(_RESERVED_PREFIX):
                 raise ValueError(f"extra tensor name {k!r} is reserved for the head; use another prefix (e.g. 'ood.').")
@@ -294,7 +299,7 @@ class SemcatModel:
         meta = dict(self.meta)
         meta.update({
             "format": "semcat-model",
-            "format_version": FORMAT_VERSION,
+            "format_version": self.format_version,
             "backbone": self.backbone_name,
             "backbones": [
                 {"name": s.name, "weights": s.weights, "feature_dim": int(s.feature_dim), "signature": s.signature()}
@@ -328,8 +333,10 @@ class SemcatModel:
         """The artifact's bytes (safetensors with the JSON metadata header)."""
         from safetensors.numpy import save
 
-        meta = json.dumps(self._metadata(), sort_keys=True, allow_nan=False, default=_json_default)
-        return save(self._tensors(), metadata={_META_KEY: meta})
+        self.format_version = FORMAT_VERSION  # written in the current layout, with its digest
+        meta, tensors = self._metadata(), self._tensors()
+        meta["digest"] = content_digest(meta, tensors)
+        return save(tensors, metadata={_META_KEY: json.dumps(meta, sort_keys=True, allow_nan=False, default=json_default)})
 
     def save(self, path: str | Path) -> Path:
         """Write the artifact atomically (a crash never leaves half a model)."""
@@ -340,27 +347,11 @@ class SemcatModel:
     @property
     def model_id(self) -> str:
         """SHA-256 of the head tensors and metadata: changes with retraining and recalibration."""
-        h = hashlib.sha256()
-        h.update(json.dumps(self._metadata(), sort_keys=True, default=_json_default).encode())
-        for name, t in sorted(self._tensors().items()):
-            h.update(name.encode())
-            h.update(str(t.dtype).encode() + str(t.shape).encode())
-            h.update(np.ascontiguousarray(t).tobytes())
-        return h.hexdigest()
+        return content_digest(self._metadata(), self._tensors())
 
     def __repr__(self) -> str:
         cal = "calibrated" if self.calibration else "uncalibrated"
         return f"SemcatModel(backbone={self.backbone_name!r}, view={self.view!r}, classes={len(self.classes)}, {cal})"
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def _read_header(data: bytes, path: str) -> dict[str, Any]:
@@ -384,7 +375,7 @@ def load_model(path: str | Path) -> SemcatModel:
 
     path = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_bytes(path)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file; train one with `semcat train DATA_DIR --out {path}`.") from None
     except OSError as exc:
@@ -410,17 +401,38 @@ def load_model(path: str | Path) -> SemcatModel:
     missing = [f"head.{t}" for t in _HEAD_TENSORS if f"head.{t}" not in tensors]
     if missing:
         raise ModelFileError(f"{path}: corrupted model file (missing tensors {missing}); retrain it with `semcat train`.")
+    _check_content(meta, tensors, version, path)
     specs = _load_backbones(meta, path)
     head = _load_head(meta, tensors, path)
     extra = {k: v for k, v in tensors.items() if not k.startswith(_RESERVED_PREFIX)}
-    known = {"format", "format_version", "backbone", "backbones", "feature_keys", "view", "crop_databar", "classes", "head", "calibration"}
+    known = {"format", "format_version", "backbone", "backbones", "feature_keys", "view", "crop_databar", "classes",
+             "head", "calibration", "digest"}
     try:
-        return SemcatModel(meta["backbone"], head, view=meta["view"], crop_databar=meta["crop_databar"],
-                           meta={k: v for k, v in meta.items() if k not in known},
-                           calibration=meta.get("calibration"), extra_tensors=extra, backbones=specs,
-                           feature_keys=meta.get("feature_keys"))
+        model = SemcatModel(meta["backbone"], head, view=meta["view"], crop_databar=meta["crop_databar"],
+                            meta={k: v for k, v in meta.items() if k not in known},
+                            calibration=meta.get("calibration"), extra_tensors=extra, backbones=specs,
+                            feature_keys=meta.get("feature_keys"))
     except (KeyError, ValueError) as exc:
         raise ModelFileError(f"{path}: inconsistent model file ({exc}); retrain it with `semcat train`.") from None
+    model.format_version = version
+    return model
+
+
+def _check_content(meta: dict[str, Any], tensors: dict[str, np.ndarray], version: int, path: str) -> None:
+    """The digest (required from version 2) and every field; ``ModelFileError`` naming what is wrong."""
+    from semcat.ood import load_detector
+
+    body = {k: v for k, v in meta.items() if k != "digest"}
+    if "digest" in meta or version >= 2:
+        if meta.get("digest") != content_digest(body, tensors):
+            raise ModelFileError(
+                f"{path}: the model file was changed after it was written (its content digest does not "
+                "match); re-copy it or retrain it with `semcat train`.")
+    try:
+        check_model_content(body, tensors)
+        load_detector({k: v for k, v in tensors.items() if not k.startswith(_RESERVED_PREFIX)})
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: invalid model file ({exc}); retrain it with `semcat train`.") from None
 
 
 def _load_backbones(meta: dict[str, Any], path: str) -> list[Any]:

@@ -114,9 +114,10 @@ class Catalog:
 
     # ---- ingest -------------------------------------------------------------------------------
     def ingest(self, inputs: Iterable[str | Path], model: SemcatModel | None = None, *,
-               batch_size: int = 64, progress: bool = True) -> _ingest.IngestSummary:
+               batch_size: int = 64, progress: bool = True, follow_links: bool = False) -> _ingest.IngestSummary:
         """Catalogue images under ``inputs``; see ``semcat.catalog.ingest``."""
-        return _ingest.ingest(self.db, inputs, model, batch_size=batch_size, progress=progress)
+        return _ingest.ingest(self.db, inputs, model, batch_size=batch_size, progress=progress,
+                              follow_links=follow_links)
 
     # ---- queries -------------------------------------------------------------------------------
     def search(self, *, category: str | None = None, decision: str | None = None,

@@ -4,6 +4,10 @@ SQLite allows one writer at a time. Every write here starts with ``BEGIN IMMEDIA
 lock is taken up front, so a transaction never fails half-way with "database is locked") and
 waits up to ``busy_timeout`` for another process; threads of one process queue on a lock.
 PostgreSQL writes run concurrently; code that needs an order locks its rows (``FOR UPDATE``).
+
+An SQLite catalog on a read-only share (its folder cannot be written, so neither can the WAL
+files) is opened read-only and immutable: it can be searched and served, and a write fails with
+"attempt to write a readonly database".
 """
 from __future__ import annotations
 
@@ -111,8 +115,8 @@ class Database:
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = normalize_url(url)
-        self.read_only = read_only
-        self.engine = create_catalog_engine(self.url, read_only=read_only)
+        self.read_only = read_only or sqlite_read_only(self.url)
+        self.engine = create_catalog_engine(self.url, read_only=self.read_only)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock = threading.RLock()
 

@@ -100,11 +100,14 @@ class _File:
 
 
 def ingest(db: Database, inputs: Iterable[str | Path], model: SemcatModel | None = None, *,
-           batch_size: int = 64, progress: bool = True) -> IngestSummary:
-    """Catalogue every image under ``inputs`` (files or folders, recursive); see module docstring."""
+           batch_size: int = 64, progress: bool = True, follow_links: bool = False) -> IngestSummary:
+    """Catalogue every image under ``inputs`` (files or folders, recursive); see module docstring.
+
+    Symlinks inside the folders that lead out of them are skipped unless ``follow_links``
+    (see ``semcat._io.iter_image_files``)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    files = list(iter_image_files(inputs))
+    files = list(iter_image_files(inputs, follow_links=follow_links))
     summary = IngestSummary()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -170,11 +173,13 @@ def _ingest_batch(db: Database, paths: Sequence[Path], model: SemcatModel | None
     now = utcnow()
     with db.write() as conn:
         ins = _insert(conn)
+        inserted: set[str] = set()
         if new_images:
-            conn.execute(ins(Image).on_conflict_do_nothing(index_elements=["sha256"]),
-                         [{"ingested": now, **v} for v in new_images.values()])
+            inserted = set(conn.execute(
+                ins(Image).on_conflict_do_nothing(index_elements=["sha256"]).returning(Image.sha256),
+                [{"ingested": now, **v} for v in new_images.values()]).scalars())
         _record_paths(conn, [f for f in files if f.sha in in_catalog or f.sha in new_images], known_paths,
-                      in_catalog, new_images, now, summary)
+                      inserted, now, summary)
         mid = getattr(model, "model_id", None)
         for sha, p in preds.items():
             if p.error:
@@ -200,43 +205,48 @@ def _ingest_batch(db: Database, paths: Sequence[Path], model: SemcatModel | None
             summary.errors.append((str(f.path), f.error))
 
 
-def _record_paths(conn: Connection, files: Sequence[_File], known_paths: dict[str, Any], in_catalog: set[str],
-                  new_images: dict[str, Any], now: datetime, summary: IngestSummary) -> None:
-    """Insert/refresh ``image_paths`` rows; the common cases (unchanged, new) in bulk statements."""
+def _record_paths(conn: Connection, files: Sequence[_File], known_paths: dict[str, Any], inserted: set[str],
+                  now: datetime, summary: IngestSummary) -> None:
+    """Insert/refresh ``image_paths`` rows and count what this transaction did.
+
+    Counts come from the rows the statements changed, not from what was read before: with
+    several ingests at once another one may have catalogued the same path or content in between
+    (a path it inserted first counts as known here, content it inserted first as a copy or move).
+    ``inserted``: hashes of the ``images`` rows this transaction inserted.
+    """
     unchanged = [f for f in files if f.key in known_paths and known_paths[f.key].sha256 == f.sha]
+    fresh = [f for f in files if f.key not in known_paths]
+    added: set[str] = set()
+    if fresh:
+        added = set(conn.execute(
+            _insert(conn)(ImagePath).on_conflict_do_nothing(index_elements=["path"]).returning(ImagePath.path),
+            [{"path": f.key, "sha256": f.sha, "size": f.size, "mtime_ns": f.mtime_ns, "first_seen": now,
+              "last_seen": now, "missing": False} for f in fresh]).scalars())
+        raced = {f.key for f in fresh if f.key not in added}
+        if raced:  # another ingest inserted these paths since our read
+            now_known = dict(conn.execute(select(ImagePath.path, ImagePath.sha256).where(ImagePath.path.in_(raced))).all())
+            unchanged += [f for f in fresh if f.key in raced and now_known.get(f.key) == f.sha]
     if unchanged:
         conn.execute(update(ImagePath).where(ImagePath.path.in_([f.key for f in unchanged]))
                      .values(last_seen=now, missing=False))
         summary.known += sum(f.error is None for f in unchanged)
-    fresh = [f for f in files if f.key not in known_paths and f.sha in new_images]
-    first = {}
-    for f in fresh:
-        first.setdefault(f.sha, f)
-    if first:
-        conn.execute(_insert(conn)(ImagePath).on_conflict_do_nothing(index_elements=["path"]), [
-            {"path": f.key, "sha256": f.sha, "size": f.size, "mtime_ns": f.mtime_ns, "first_seen": now,
-             "last_seen": now, "missing": False} for f in first.values()])
-        summary.new += sum(f.error is None for f in first.values())
-    done = {id(f) for f in unchanged} | {id(f) for f in first.values()}
+    done = {id(f) for f in unchanged}
+    first: set[str] = set()
     for f in files:
-        if id(f) not in done:
-            is_new = f.sha in new_images and f.sha not in first
-            first.setdefault(f.sha, f)
-            _record_other_path(conn, f, f.key in known_paths, is_new, now, summary)
+        if id(f) in done:
+            continue
+        if f.key not in added:  # a known path whose content changed
+            conn.execute(update(ImagePath).where(ImagePath.path == f.key).values(
+                sha256=f.sha, size=f.size, mtime_ns=f.mtime_ns, last_seen=now, missing=False))
+        if f.sha in inserted and f.sha not in first:
+            first.add(f.sha)
+            summary.new += int(f.error is None)
+        else:
+            _count_other_path(conn, f, summary)
 
 
-def _record_other_path(conn: Connection, f: _File, path_known: bool, is_new: bool, now: datetime,
-                       summary: IngestSummary) -> None:
-    """Known content at a new path (a move or a copy), or a path whose content changed."""
-    values = {"sha256": f.sha, "size": f.size, "mtime_ns": f.mtime_ns, "last_seen": now, "missing": False}
-    if path_known:
-        conn.execute(update(ImagePath).where(ImagePath.path == f.key).values(**values))
-    else:
-        conn.execute(_insert(conn)(ImagePath).values(path=f.key, first_seen=now, **values)
-                     .on_conflict_do_update(index_elements=["path"], set_=values))
-    if is_new:
-        summary.new += int(f.error is None)
-        return
+def _count_other_path(conn: Connection, f: _File, summary: IngestSummary) -> None:
+    """Known content at this path: a move when its other paths are gone (marked missing), else a copy."""
     others = conn.execute(select(ImagePath.id, ImagePath.path).where(
         ImagePath.sha256 == f.sha, ImagePath.path != f.key, ImagePath.missing.is_(False))).all()
     gone = [i for i, p in others if not os.path.exists(p)]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from semcat._io import is_image_file
+from semcat._io import inside, is_image_file, open_regular, real_roots
 
 if TYPE_CHECKING:
     from semcat.catalog.core import Catalog
@@ -58,7 +58,7 @@ def _signature(path: str) -> tuple[int, int] | None:
 
 def _readable(path: str) -> bool:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a FIFO dropped in the folder must not block the watcher
             f.read(1)
         return True
     except OSError:
@@ -82,6 +82,7 @@ def watch(catalog: Catalog, folders: Sequence[str | Path], model: SemcatModel | 
             raise NotADirectoryError(f"cannot watch {folder}: expected an existing folder")
     stop = stop or threading.Event()
     pending = _Pending()
+    roots = real_roots(folders)  # a symlink dropped into the folder must not lead out of it
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
@@ -108,7 +109,7 @@ def watch(catalog: Catalog, folders: Sequence[str | Path], model: SemcatModel | 
             ready = []
             for path in pending.quiet(settle_s):
                 sig = _signature(path)
-                if sig is None:  # deleted or renamed away
+                if sig is None or not inside(path, roots):  # deleted, renamed away, or a link out
                     pending.drop(path)
                     signatures.pop(path, None)
                 elif signatures.get(path) == sig and _readable(path):

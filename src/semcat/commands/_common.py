@@ -1,23 +1,123 @@
-"""Helpers shared by CLI commands: stderr console, per-file error reporting, exit codes."""
+"""Helpers shared by CLI commands: consoles, escaping of outside text, per-file errors, exit codes."""
 from __future__ import annotations
 
+import errno
+import math
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
 from semcat.errors import SemcatWarning
 
-err_console = Console(stderr=True, highlight=False)
+
+def plain_console(**kwargs: Any) -> Console:
+    """A rich console that never interprets what it prints: no markup (``[/]``), no emoji codes
+    (``:x:``), no highlighting. Style comes only from ``Text`` objects built in code."""
+    return Console(markup=False, emoji=False, highlight=False, **kwargs)
+
+
+err_console = plain_console(stderr=True)
 """Messages and progress go to stderr so stdout stays machine-readable."""
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    c = match.group()
+    code = ord(c)
+    if c in _NAMED:
+        return _NAMED[c]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown(value: object) -> str:
+    """Outside text (a path, file bytes, metadata, an error naming them) as one printable line.
+
+    Control characters, line separators, bidi overrides and undecodable bytes become escapes
+    (``\\n``, ``\\x1b``, ``\\u202e``, ``\\xff``), so a file name cannot forge output lines, hide,
+    or crash the output encoder. Markup is not interpreted by semcat's consoles at all.
+    """
+    return _UNSAFE.sub(_escape, str(value))
+
+
+MAX_COUNT = 2**31 - 1
+"""Largest value of a count option (--limit, -k, --top-k, --batch-size): beyond it SQL integers and
+array sizes overflow; ``max=MAX_COUNT`` makes a larger one a usage error (exit 2)."""
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: NaN and infinities are usage errors (exit 2), never a silent empty result."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"expected a finite number, got {value}")
+    return value
+
+
+MAX_TEXT = 4096
+"""Longest search text (a path is at most 4096 bytes on Linux); a longer one is a usage error."""
+
+
+def bounded_text(value: str | None) -> str | None:
+    """Option callback: search text longer than ``MAX_TEXT`` or holding NUL is a usage error."""
+    if value is not None and (len(value) > MAX_TEXT or "\x00" in value):
+        raise typer.BadParameter(f"expected at most {MAX_TEXT} characters without NUL, got {len(value)}")
+    return value
+
+
+def error(message: object) -> None:
+    """One ``error: message`` line on stderr (the message shown escaped)."""
+    err_console.print(Text.assemble(("error", "red"), f": {shown(message)}"), soft_wrap=True)
+
+
+def warning(message: object) -> None:
+    """One ``warning: message`` line on stderr (the message shown escaped)."""
+    err_console.print(Text.assemble(("warning", "yellow"), f": {shown(message)}"), soft_wrap=True)
 
 
 def error_line(path: object, problem: object) -> None:
     """One clear line per failed file: ``error: PATH: problem``."""
-    err_console.print(f"[red]error[/red]: {path}: {problem}", markup=True, soft_wrap=True)
+    error(f"{shown(path)}: {shown(problem)}")
+
+
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """The one-line message of a failure of the machine rather than of semcat (disk full, read-only
+    file system or catalog, permission, the database gone), or None for anything else."""
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if type(exc).__module__.startswith("sqlalchemy") and type(exc).__name__ == "OperationalError":
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).strip().splitlines() or ["unknown error"])[0]
+        return f"the catalog database failed: {first}"
+    return None
+
+
+class SemcatGroup(TyperGroup):
+    """The command group: an environment failure ends a command with one error line and exit 1,
+    never a traceback (a bug still shows its traceback)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            problem = environment_problem(exc)
+            if problem is None:
+                raise
+            error(problem)
+            raise typer.Exit(code=1) from None
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console, error_line
+from semcat.commands._common import BatchSummary, err_console, error, error_line, finite, shown
 
 align_app = typer.Typer(
     name="align",
@@ -19,7 +19,7 @@ align_app = typer.Typer(
 
 _SCORE_COLUMNS = ["path", "sha256", "p_aligned", "coherency", "local_coherency", "orientation_deg", "error"]
 
-SigmaOpt = Annotated[float, typer.Option("--sigma", min=0.1, help="Structure-tensor window (Gaussian sigma, pixels) after downscaling.")]
+SigmaOpt = Annotated[float, typer.Option("--sigma", callback=finite, min=0.1, help="Structure-tensor window (Gaussian sigma, pixels) after downscaling.")]
 MaxSideOpt = Annotated[int, typer.Option("--max-side", min=0, help="Downscale images so the longer side is at most this many pixels before the structure tensor (0 = full resolution).")]
 
 
@@ -32,7 +32,7 @@ def _load(model: Path) -> Any:
         m = load_model(model)
         check_alignment_model(m)
     except (ModelFileError, ValueError) as exc:
-        err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
+        error(exc)
         raise typer.Exit(code=2) from None
     return m
 
@@ -43,7 +43,7 @@ def train_cmd(
     not_aligned_dir: Annotated[Path, typer.Argument(help="Folder of randomly oriented nanowire images.", exists=True, show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the alignment model (.semcat).")] = Path("align.semcat"),
     backbone: Annotated[str, typer.Option("--backbone", help="Feature backbone (registered name, or a+b).")] = "efficientnet_lite0",
-    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="L2 penalty of the head; larger gives a more graded score between the extremes.")] = 1e-2,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", callback=finite, min=0.0, help="L2 penalty of the head; larger gives a more graded score between the extremes.")] = 1e-2,
 ) -> None:
     """Train a two-class aligned / not-aligned head on the two extremes (as in the paper).
 
@@ -55,7 +55,7 @@ def train_cmd(
         model, errors = train_alignment_model([aligned_dir], [not_aligned_dir], backbone=backbone,
                                               weight_decay=weight_decay, progress=True)
     except ValueError as exc:
-        err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
+        error(exc)
         raise typer.Exit(code=1) from None
     for path, problem in errors:
         error_line(path, problem)
@@ -81,7 +81,7 @@ def _write(scores: list[Any], fmt: str) -> None:
     for s in scores:
         if s.error is None:
             p = "-" if s.p_aligned is None else f"{s.p_aligned:.3f}"
-            typer.echo(f"{p:>9}  {s.coherency:>9.3f}  {s.orientation_deg:>7.1f}  {s.path}")
+            typer.echo(f"{p:>9}  {s.coherency:>9.3f}  {s.orientation_deg:>7.1f}  {shown(s.path)}")
 
 
 def _store(scores: list[Any], db: str, source: str) -> None:
@@ -116,7 +116,7 @@ def score_cmd(
     from semcat.alignment import plot_scores, score_images
 
     if as_json and as_csv:
-        err_console.print("[red]error[/red]: choose one of --json and --csv", markup=True)
+        error("choose one of --json and --csv")
         raise typer.Exit(code=2)
     m = _load(model)
     paths = list(iter_image_files(images))
@@ -153,7 +153,7 @@ def eval_cmd(
     try:
         ev = evaluate_alignment(folder, m, sigma=sigma, max_side=max_side or None, progress=True)
     except (FileNotFoundError, ValueError) as exc:
-        err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
+        error(exc)
         raise typer.Exit(code=2) from None
     summary = BatchSummary()
     for s in ev.scores:

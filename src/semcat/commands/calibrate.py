@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from semcat.commands._common import PRECISION_HELP, BatchSummary, Precision, err_console, use_model_precision
+from semcat.commands._common import (
+    PRECISION_HELP,
+    BatchSummary,
+    Precision,
+    err_console,
+    error,
+    finite,
+    use_model_precision,
+    warning,
+)
 
 
 class Split(str, Enum):
@@ -41,10 +50,10 @@ def _warn_if_few_training_images(labels: list[str]) -> None:
         return
     cls, n = min(Counter(labels).items(), key=lambda item: item[1])
     if n < UNSEEN_CATEGORY_MIN_PER_CLASS:
-        err_console.print(
-            f"warning: the unknown test learned from only {n} training images of {cls!r}; below "
+        warning(
+            f"the unknown test learned from only {n} training images of {cls!r}; below "
             f"~{UNSEEN_CATEGORY_MIN_PER_CLASS} per class it still flags photographs but misses more of an SEM "
-            "category the model never saw (README \"Limits\")", soft_wrap=True, highlight=False)
+            "category the model never saw (README \"Limits\")")
 
 
 def _print_summary(cal: dict[str, Any]) -> None:
@@ -75,9 +84,9 @@ def calibrate(
     labelled_dir: Annotated[Path | None, typer.Option(exists=True, file_okay=False,
                                                       help="Calibrate on this separate labelled folder "
                                                            "(one sub-folder per class) instead of a split.")] = None,
-    target_precision: Annotated[float, typer.Option(min=0.5, max=1.0,
+    target_precision: Annotated[float, typer.Option(callback=finite, min=0.5, max=1.0,
                                                     help="Precision the automatic labels must reach.")] = 0.95,
-    quantile: Annotated[float, typer.Option(min=0.5, max=0.999,
+    quantile: Annotated[float, typer.Option(callback=finite, min=0.5, max=0.999,
                                             help="Share of held-out known images the unknown test must "
                                                  "accept (its threshold is this quantile).")] = 0.97,
     out: Annotated[Path | None, typer.Option(file_okay=False,
@@ -101,7 +110,7 @@ def calibrate(
         model = load_model(model_path)
         use_model_precision(model, precision)
     except SemcatError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        error(exc)
         raise typer.Exit(code=1) from None
     data = scan_dataset(data_dir)
     if labelled_dir is not None:
@@ -111,16 +120,15 @@ def calibrate(
         source = f"{data_dir} ({split.value} split)"
     unknown = sorted({s.label for s in heldout} - set(model.classes))
     if unknown:
-        err_console.print(f"warning: classes {unknown} are not in the model; their images are left out")
+        warning(f"classes {unknown} are not in the model; their images are left out")
         heldout = [s for s in heldout if s.label in model.classes]
     train = data.split("train")
     if len(heldout) < 2 or len(train) < 4:
-        err_console.print(
-            f"[red]error[/red]: need held-out images (got {len(heldout)}) and training images (got {len(train)}); "
-            "check DATA_DIR / --split / --labelled-dir")
+        error(f"need held-out images (got {len(heldout)}) and training images (got {len(train)}); "
+              "check DATA_DIR / --split / --labelled-dir")
         raise typer.Exit(code=1)
     if len(heldout) < 100:
-        err_console.print(f"warning: only {len(heldout)} held-out images: thresholds will be rough")
+        warning(f"only {len(heldout)} held-out images: thresholds will be rough")
     summary = BatchSummary()
     X_val, y_val = _features(model, heldout, summary, "held-out")
     X_train, y_train = _features(model, train, summary, "training reference")
@@ -132,7 +140,7 @@ def calibrate(
                               y_train=y_train,
                               detector=UnknownDetector(quantile=quantile))
     except ValueError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        error(exc)
         raise typer.Exit(code=1) from None
     model.save(model_path)
     out_dir = out or model_path.with_name(model_path.name + ".calibration")
@@ -163,11 +171,11 @@ def report(
     try:
         model = load_model(model_path)
     except SemcatError as exc:
-        err_console.print(f"[red]error[/red]: {exc}")
+        error(exc)
         raise typer.Exit(code=1) from None
     path = write_report(model, out or model_path.with_suffix(".html"))
     if not model.calibration:
-        err_console.print("warning: the model is not calibrated; run `semcat calibrate MODEL DATA_DIR` for the plots")
+        warning("the model is not calibrated; run `semcat calibrate MODEL DATA_DIR` for the plots")
     typer.echo(str(path))
 
 

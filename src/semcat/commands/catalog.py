@@ -12,7 +12,21 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from semcat.commands._common import PRECISION_HELP, Engine, Precision, err_console, error_line, use_model_precision
+from semcat.commands._common import (
+    MAX_COUNT,
+    PRECISION_HELP,
+    Engine,
+    Precision,
+    bounded_text,
+    err_console,
+    error,
+    error_line,
+    finite,
+    plain_console,
+    shown,
+    use_model_precision,
+    warning,
+)
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
@@ -48,8 +62,7 @@ def _open(db: str | None):  # -> Catalog, exits 2 on a bad URL or an unreachable
     try:
         return open_catalog(db)
     except (CatalogError, OperationalError) as e:
-        err_console.print(f"[red]error[/red]: cannot open catalog {db or '(default)'}: "
-                          f"{getattr(e, 'orig', None) or e}", markup=True)
+        error(f"cannot open catalog {db or '(default)'}: {getattr(e, 'orig', None) or e}")
         raise typer.Exit(code=2) from None
 
 
@@ -75,7 +88,7 @@ def _resolve_image(cat: Any, image: str) -> str:
         sha = sha256_file(image) if Path(image).is_file() else image
         return cat.resolve(sha)
     except CatalogError as e:
-        err_console.print(f"[red]error[/red]: {e}", markup=True)
+        error(e)
         raise typer.Exit(code=1) from None
 
 
@@ -84,19 +97,23 @@ def ingest_cmd(
                                                   exists=True, show_default=False)],
     db: DbOpt = None,
     model: ModelOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per transaction (a crash loses at most one batch).")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", max=MAX_COUNT, min=1, help="Images per transaction (a crash loses at most one batch).")] = 64,
     engine: Annotated[Engine, typer.Option("--engine", help="local: this process; spark: classify on a Spark cluster and write the results here.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL for --engine spark.")] = "local[2]",
     precision: Annotated[Precision, typer.Option("--precision", help=PRECISION_HELP)] = Precision.auto,
+    follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symlinks inside the folders even when they lead out of them (off: such links are skipped).")] = False,
 ) -> None:
     """Catalogue images: hash, metadata, paths, and (with --model) classification.
 
     Idempotent and resumable: re-running skips finished work; moved or renamed files are
-    recognised by their content hash.
+    recognised by their content hash. Only regular files are read; symlinks that lead out of
+    the given folders are skipped unless --follow-links.
+
+    Example: semcat ingest /data/sem --model model.semcat --db catalog.sqlite
     """
     if engine is Engine.spark:
         if model is None:
-            err_console.print("[red]error[/red]: --engine spark needs --model MODEL", markup=True)
+            error("--engine spark needs --model MODEL")
             raise typer.Exit(code=2)
         from semcat.catalog import normalize_url
         from semcat.config import default_db_url
@@ -111,7 +128,7 @@ def ingest_cmd(
         if m is not None:
             use_model_precision(m, precision)
         try:
-            summary = cat.ingest(inputs, m, batch_size=batch_size, progress=True)
+            summary = cat.ingest(inputs, m, batch_size=batch_size, progress=True, follow_links=follow_links)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished batches are committed; run the same command again to resume")
             raise typer.Exit(code=130) from None
@@ -128,7 +145,7 @@ def watch_cmd(
                                                    file_okay=False, show_default=False)],
     model: ModelOpt = None,
     db: DbOpt = None,
-    settle: Annotated[float, typer.Option("--settle", min=0.0, help="Seconds a file must stay unchanged before it is ingested.")] = 1.0,
+    settle: Annotated[float, typer.Option("--settle", callback=finite, min=0.0, help="Seconds a file must stay unchanged before it is ingested.")] = 1.0,
     initial: Annotated[bool, typer.Option("--initial/--no-initial", help="First ingest what is already in the folders.")] = True,
 ) -> None:
     """Watch folders and ingest images as they appear, once completely written. Ctrl-C stops."""
@@ -146,7 +163,7 @@ def watch_cmd(
 
     from semcat.catalog.watch import watch
 
-    err_console.print(f"watching {', '.join(map(str, folders))} (Ctrl-C to stop)")
+    err_console.print(f"watching {', '.join(map(shown, folders))} (Ctrl-C to stop)")
     try:
         watch(cat, folders, m, settle_s=settle, initial=initial, stop=threading.Event(), on_ingest=report)
     except KeyboardInterrupt:
@@ -169,20 +186,20 @@ def _parse_day(value: str | None, option: str) -> date | datetime | None:
 def search_cmd(
     category: Annotated[Optional[str], typer.Option("--category", help="Confirmed label, else predicted top-1 class.")] = None,
     decision: Annotated[Optional[Decision], typer.Option("--decision", help="Decision of the latest prediction.")] = None,
-    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Lowest top-1 probability.")] = None,
-    max_score: Annotated[Optional[float], typer.Option("--max-score", help="Highest top-1 probability.")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", callback=finite, help="Lowest top-1 probability.")] = None,
+    max_score: Annotated[Optional[float], typer.Option("--max-score", callback=finite, help="Highest top-1 probability.")] = None,
     confirmed: Annotated[Optional[bool], typer.Option("--confirmed/--unconfirmed", help="Only images with / without a confirmed label.", show_default=False)] = None,
-    mag_min: Annotated[Optional[float], typer.Option("--mag-min", help="Lowest magnification.")] = None,
-    mag_max: Annotated[Optional[float], typer.Option("--mag-max", help="Highest magnification.")] = None,
-    pixel_size_min: Annotated[Optional[float], typer.Option("--pixel-size-min", help="Smallest pixel size in metres (e.g. 1e-9).")] = None,
-    pixel_size_max: Annotated[Optional[float], typer.Option("--pixel-size-max", help="Largest pixel size in metres.")] = None,
+    mag_min: Annotated[Optional[float], typer.Option("--mag-min", callback=finite, help="Lowest magnification.")] = None,
+    mag_max: Annotated[Optional[float], typer.Option("--mag-max", callback=finite, help="Highest magnification.")] = None,
+    pixel_size_min: Annotated[Optional[float], typer.Option("--pixel-size-min", callback=finite, help="Smallest pixel size in metres (e.g. 1e-9).")] = None,
+    pixel_size_max: Annotated[Optional[float], typer.Option("--pixel-size-max", callback=finite, help="Largest pixel size in metres.")] = None,
     date_from: Annotated[Optional[str], typer.Option("--from", help="Acquired on or after this date (YYYY-MM-DD).")] = None,
     date_to: Annotated[Optional[str], typer.Option("--to", help="Acquired on or before this date (YYYY-MM-DD).")] = None,
-    text: Annotated[Optional[str], typer.Option("--text", help="Case-insensitive substring of a file path.")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", callback=bounded_text, help="Case-insensitive substring of a file path.")] = None,
     tag: Annotated[Optional[str], typer.Option("--tag", help="Images carrying this tag.")] = None,
     measurement: Annotated[Optional[str], typer.Option("--measurement", help="NAME:MIN:MAX, e.g. coherency:0.6: (bounds may be empty).")] = None,
     order: Annotated[str, typer.Option("--order", help="recent, oldest, score (least sure first), score_desc, acquired, magnification.")] = "recent",
-    limit: Annotated[int, typer.Option("--limit", min=0, help="Maximum number of results.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", max=MAX_COUNT, min=0, help="Maximum number of results.")] = 50,
     fmt: Annotated[OutFormat, typer.Option("--format", help="Output format on stdout.")] = OutFormat.table,
     db: DbOpt = None,
 ) -> None:
@@ -210,32 +227,31 @@ def search_cmd(
     finally:
         cat.close()
     _print_records(records, fmt)
-    shown = f"{cap:,}+" if total >= cap else f"{total:,}"
-    err_console.print(f"{len(records)} of {shown} matching images shown", highlight=False)
+    matching = f"{cap:,}+" if total >= cap else f"{total:,}"
+    err_console.print(f"{len(records)} of {matching} matching images shown")
 
 
 def _print_records(records: list[Any], fmt: OutFormat) -> None:
     from semcat.catalog.export import write_records
 
     if fmt is OutFormat.table:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(show_lines=False)
         for col in ("sha256", "category", "score", "decision", "confirmed", "mag", "pixel nm", "path"):
             table.add_column(col)
         for r in records:
-            table.add_row(r.sha256[:12], r.category or "", f"{r.score:.3f}" if r.score is not None else "",
+            table.add_row(r.sha256[:12], shown(r.category or ""), f"{r.score:.3f}" if r.score is not None else "",
                           r.decision or "", r.label_source or "", f"{r.magnification:g}" if r.magnification else "",
-                          f"{r.pixel_size_m * 1e9:.3g}" if r.pixel_size_m else "", r.path or (r.paths or [""])[0])
-        Console(file=sys.stdout, width=200).print(table)
+                          f"{r.pixel_size_m * 1e9:.3g}" if r.pixel_size_m else "", shown(r.path or (r.paths or [""])[0]))
+        plain_console(file=sys.stdout, width=200).print(table)
     else:
         write_records(records, sys.stdout, fmt.value)
 
 
 def similar_cmd(
     image: Annotated[str, typer.Argument(help="An image file, or the SHA-256 (or unique prefix) of a catalogued image.", show_default=False)],
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many neighbours.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", max=MAX_COUNT, min=1, help="How many neighbours.")] = 10,
     fmt: Annotated[OutFormat, typer.Option("--format", help="Output format on stdout.")] = OutFormat.table,
     db: DbOpt = None,
 ) -> None:
@@ -248,7 +264,7 @@ def similar_cmd(
         try:
             hits = cat.similar(sha, k=k)
         except CatalogError as e:
-            err_console.print(f"[red]error[/red]: {e}", markup=True)
+            error(e)
             raise typer.Exit(code=1) from None
         records = {r.sha256: r for r in cat.records([h for h, _ in hits])}
     finally:
@@ -265,7 +281,8 @@ def similar_cmd(
         w.writerows(rows)
     else:
         for r in rows:
-            typer.echo(f"{r['similarity']:.4f}  {r['sha256'][:12]}  {r['category'] or '-':<28} {r['path'] or '(missing)'}")
+            typer.echo(f"{r['similarity']:.4f}  {r['sha256'][:12]}  {shown(r['category'] or '-'):<28} "
+                       f"{shown(r['path'] or '(missing)')}")
 
 
 def export_cmd(
@@ -316,11 +333,11 @@ def label_cmd(
         try:
             cat.confirm(sha, label, who=who or getpass.getuser(), source="human")
         except ValueError as e:
-            err_console.print(f"[red]error[/red]: {escape(str(e))}", markup=True, soft_wrap=True)
+            error(str(e))
             raise typer.Exit(code=1) from None
     finally:
         cat.close()
-    err_console.print(f"{sha[:12]}: label {label}", markup=False)
+    err_console.print(f"{sha[:12]}: label {shown(label)}")
 
 
 def tag_cmd(

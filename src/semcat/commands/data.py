@@ -8,7 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console, error_line
+from semcat.commands._common import (
+    BatchSummary,
+    err_console,
+    error,
+    error_line,
+    plain_console,
+    shown,
+    warning,
+)
 
 dataset_app = typer.Typer(
     name="dataset",
@@ -82,7 +90,7 @@ def synth(
             folders.append(write_blend_set(out.with_name(out.name + "-blends"), n=blends, size=size,
                                            seed=seed, metadata=metadata).parent)
     except ValueError as exc:
-        err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
+        error(exc)
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: finished files are kept; run the same command again to resume")
@@ -117,7 +125,7 @@ def summary(
         ds = scan_dataset(root, fractions=shares, group_by=group_by, check_images=check, near_duplicates=near,
                           progress=True)
     except ValueError as exc:
-        err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
+        error(exc)
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: nothing was written")
@@ -125,10 +133,10 @@ def summary(
     result = BatchSummary(ok=len(ds.samples))
     for path, problem in ds.errors:
         result.fail(path, problem)
-    for warning in ds.warnings:
-        err_console.print(f"[yellow]warning[/yellow]: {warning}", markup=True, soft_wrap=True)
+    for message in ds.warnings:
+        warning(message)
     if near:
-        err_console.print(f"{ds.near_groups} near-duplicate groups merged (each kept in one split)", highlight=False)
+        err_console.print(f"{ds.near_groups} near-duplicate groups merged (each kept in one split)")
     if as_json:
         typer.echo(json.dumps(ds.to_dict(), indent=2))
     else:
@@ -138,7 +146,6 @@ def summary(
 
 
 def _print_table(counts: dict[str, dict[str, int]], splits: tuple[str, ...], *, show_groups: bool) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     columns = ["total", *splits] + (["groups"] if show_groups else [])
@@ -147,8 +154,8 @@ def _print_table(counts: dict[str, dict[str, int]], splits: tuple[str, ...], *, 
     for col in columns:
         table.add_column(col, justify="right", footer=str(sum(row[col] for row in counts.values())))
     for name, row in counts.items():
-        table.add_row(name, *(str(row[c]) for c in columns))
-    Console(highlight=False, soft_wrap=True).print(table)
+        table.add_row(shown(name), *(str(row[c]) for c in columns))
+    plain_console(soft_wrap=True).print(table)
 
 
 def register(app: typer.Typer) -> None:

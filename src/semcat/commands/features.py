@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import PRECISION_HELP, BatchSummary, Engine, Precision, err_console
+from semcat.commands._common import MAX_COUNT, PRECISION_HELP, BatchSummary, Engine, Precision, err_console, error, plain_console
 
 
 class RuntimeChoice(str, Enum):
@@ -30,20 +30,19 @@ def backbones(
     all_timm: Annotated[bool, typer.Option("--all-timm", help="Also list every timm architecture name (usable with --weights).")] = False,
 ) -> None:
     """List backbones: name, input size, feature width, weights source, runtimes."""
-    from rich.console import Console
     from rich.table import Table
 
     from semcat.backbones import get_backbone, list_backbones
 
     names = list_backbones(pattern)
     if not names and not all_timm:
-        err_console.print(f"error: no registered backbone matches {pattern!r}; try `semcat backbones --all-timm '{pattern}'`.")
+        error(f"no registered backbone matches {pattern!r}; try `semcat backbones --all-timm '{pattern}'`.")
         raise typer.Exit(code=1)
     table = Table("name", "input", "features", "weights", "runtimes", "licence")
     for name in names:
         s = get_backbone(name)
         table.add_row(name, f"{s.input_size}px", str(s.feature_dim), s.weights, ",".join(s.runtimes), s.licence)
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    plain_console(width=None if sys.stdout.isatty() else 200).print(table)
     if all_timm:
         for name in sorted(set(list_backbones(pattern, include_timm=True)) - set(names)):
             typer.echo(name)
@@ -55,13 +54,13 @@ def features(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local checkpoint (safetensors or torch state dict) for the backbone.", exists=True, dir_okay=False)] = None,
     runtime: Annotated[RuntimeChoice, typer.Option("--runtime", help="Inference runtime; auto = OpenVINO fp32 on CPU, torch on CUDA.")] = RuntimeChoice.auto,
     view: Annotated[ViewChoice, typer.Option("--view", help="What is resized to the input: whole image squashed, centre square, or full + 4 tiles averaged.")] = ViewChoice.center,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", max=MAX_COUNT, min=1, help="Images per forward pass.")] = 32,
     no_crop_databar: Annotated[bool, typer.Option("--no-crop-databar", help="Keep the instrument data bar (default: crop it).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write features to this .npz (paths, sha256, features), or a Parquet folder with --engine spark.")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Delete this backbone/preprocessing's cached features first (e.g. after a CacheError).")] = False,
     engine: Annotated[Engine, typer.Option("--engine", help="local (threads + one process) or spark.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL with --engine spark.")] = "local[2]",
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode threads (default: min(4, cores)).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", max=MAX_COUNT, min=1, help="Decode threads (default: min(4, cores)).")] = None,
     precision: Annotated[Precision, typer.Option("--precision", help=PRECISION_HELP)] = Precision.auto,
 ) -> None:
     """Extract backbone features of images into the shared cache (resumable; Ctrl-C safe).
@@ -97,7 +96,7 @@ def features(
         err_console.print("interrupted: finished batches are saved in the feature cache; re-run to resume.")
         raise typer.Exit(code=130) from None
     except SemcatError as e:
-        err_console.print(f"[red]error[/red]: {e}", markup=True)
+        error(e)
         raise typer.Exit(code=1) from None
     summary = BatchSummary(ok=len(res.paths))
     for path, problem in res.errors:

@@ -10,7 +10,7 @@ from rich.progress import track
 
 from semcat import units
 from semcat._io import iter_image_files
-from semcat.commands._common import BatchSummary, err_console, is_tty
+from semcat.commands._common import BatchSummary, err_console, is_tty, shown
 from semcat.errors import ImageReadError
 from semcat.images import ImageInfo, read_image
 
@@ -86,4 +86,4 @@ def _text_line(info: ImageInfo) -> str:
         parts.append(", ".join(x for x in extra if x))
     if m is not None and m.sidecar:
         parts.append(f"sidecar={Path(m.sidecar).name}")
-    return "\t".join(parts)
+    return "\t".join(shown(p) for p in parts)

@@ -14,7 +14,19 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from semcat.commands._common import PRECISION_HELP, BatchSummary, Engine, Precision, err_console, use_model_precision
+from semcat.commands._common import (
+    MAX_COUNT,
+    PRECISION_HELP,
+    BatchSummary,
+    Engine,
+    Precision,
+    err_console,
+    error,
+    finite,
+    shown,
+    use_model_precision,
+    warning,
+)
 
 
 class Solver(str, Enum):
@@ -30,7 +42,7 @@ class Split(str, Enum):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error[/red]: {message}", markup=True, soft_wrap=True)
+    error(message)
     raise typer.Exit(code=code)
 
 
@@ -72,9 +84,9 @@ def train(
                                                 "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
     epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
                                                help="Adam epochs / L-BFGS iterations (default 60 / 300).")] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="Learning rate (default 0.01 Adam, 1.0 L-BFGS).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Adam minibatch size.")] = 128,
-    weight_decay: Annotated[float, typer.Option(min=0.0, help="L2 penalty on the head weights.")] = 1e-3,
+    lr: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="Learning rate (default 0.01 Adam, 1.0 L-BFGS).")] = None,
+    batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Adam minibatch size.")] = 128,
+    weight_decay: Annotated[float, typer.Option(callback=finite, min=0.0, help="L2 penalty on the head weights.")] = 1e-3,
     class_balanced: Annotated[bool, typer.Option("--class-balanced", help="Weight classes inversely to "
                                                                           "their frequency.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the head training (Adam minibatch order).")] = 0,
@@ -121,7 +133,7 @@ def train(
         write_metrics(report["test_metrics"], rdir)
     atomic_write_text(rdir / "report.json", json.dumps(report, indent=2) + "\n")
     if report["classes_without_training_images"]:
-        err_console.print(f"warning: no training images for {report['classes_without_training_images']}")
+        warning(f"no training images for {report['classes_without_training_images']}")
     err_console.print(f"features {report['time_features_s']:.1f} s, head {report['time_head_s']:.2f} s "
                       f"({report['n_iter']} iterations); test: {_metrics_line(report['test_metrics'])}")
     err_console.print(f"wrote {out} (model id {model.model_id[:12]}) and {rdir}/")
@@ -164,7 +176,7 @@ def evaluate(
     for path, problem in metrics["errors"]:
         summary.fail(path, problem)
     for name, n in metrics["unknown_classes"].items():
-        err_console.print(f"warning: category {name!r} ({n} images) is not one of the model's classes; excluded")
+        warning(f"category {name!r} ({n} images) is not one of the model's classes; excluded")
     if out:
         write_metrics(metrics, out)
         err_console.print(f"wrote {out}/metrics.json, confusion.csv, confusion.png")
@@ -178,7 +190,7 @@ def compare(
     data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", exists=True, file_okay=False,
                                              help="Labelled folder: one sub-folder per category.")],
     backbones: Annotated[str, typer.Option(help="Comma-separated backbones; 'a+b' concatenates features.")] = "efficientnet_lite0",
-    runs: Annotated[int, typer.Option(min=1, help="Repeated runs (new head seed and re-split each).")] = 5,
+    runs: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Repeated runs (new head seed and re-split each).")] = 5,
     variants: Annotated[str, typer.Option(help="Comma-separated preprocessing variants VIEW[:nocrop], "
                                                "e.g. center,full,tiles5,center:nocrop.")] = "center",
     solver: Annotated[Solver, typer.Option(help="Head solver.")] = Solver.lbfgs,
@@ -232,14 +244,14 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def classify(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", exists=True, dir_okay=False, help="Trained .semcat model.")],
     inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS...", help="Image files and folders (searched recursively).")],
-    top_k: Annotated[int, typer.Option(min=1, help="Classes reported per image, best first.")] = 3,
+    top_k: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Classes reported per image, best first.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
     engine: Annotated[Engine, typer.Option(help="local (this machine) or spark (needs --output, a Parquet folder).")] = Engine.local,
     master: Annotated[str, typer.Option(help="Spark master URL for --engine spark.")] = "local[2]",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write results here instead of stdout "
                                                                       "(a Parquet folder with --engine spark).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images classified per chunk (local engine).")] = 64,
+    batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Images classified per chunk (local engine).")] = 64,
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
 ) -> None:
     """Top-k classes with probabilities and the labelling decision for each image, streamed as it goes.
@@ -277,7 +289,7 @@ def classify(
             elif as_json:
                 stream.write(json.dumps(pred.to_dict()) + "\n")
             elif not pred.error:
-                stream.write(f"{pred.path}\t{pred.label}\t{pred.score:.4f}\t{pred.decision}\n")
+                stream.write(f"{shown(pred.path)}\t{shown(pred.label)}\t{pred.score:.4f}\t{pred.decision}\n")
             stream.flush()
     except KeyboardInterrupt:
         err_console.print("interrupted: the lines above are complete")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from semcat.commands._common import err_console
+from semcat.commands._common import err_console, error, finite, warning
 
 
 def serve(
@@ -18,17 +18,15 @@ def serve(
     read_token: Annotated[str | None, typer.Option("--read-token", envvar="SEMCAT_READ_TOKEN", help="Access token of viewers (read-only)..")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Nobody may change the catalog: every session is a viewer.")] = False,
     storage: Annotated[Path | None, typer.Option("--storage", file_okay=False, help="Folder uploaded images are stored in; default ~/.semcat/storage.")] = None,
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload request in MB.")] = 200.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", callback=finite, min=0.001, help="Largest upload request in MB.")] = 200.0,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes (each uses one CPU core); 2 or more for many concurrent users.")] = 1,
-    max_decode_mb: Annotated[float, typer.Option("--max-decode-mb", min=1, max=65536, help="Largest decoded image (pixels x channels x bytes per sample) a thumbnail or upload may need, in MiB.")] = 256.0,
+    max_decode_mb: Annotated[float, typer.Option("--max-decode-mb", callback=finite, min=1, max=65536, help="Largest decoded image (pixels x channels x bytes per sample) a thumbnail or upload may need, in MiB.")] = 256.0,
 ) -> None:
     """Serve the catalog in a browser: grid, search, image pages, review queue, dashboard, upload, REST API (/docs).
 
     Example: semcat serve --db catalog.db --workers 2
     """
     import uvicorn
-    from rich.markup import escape
-
     from semcat.errors import SemcatError
     from semcat.web.app import create_app
     from semcat.web.settings import Settings
@@ -40,16 +38,19 @@ def serve(
         settings.db_url = db
     try:
         app = create_app(settings)
+        app.state.semcat.model()  # a corrupt or tampered --model refuses start-up, not every request later
     except SemcatError as exc:
-        err_console.print(f"[red]error[/red]: {escape(str(exc))}")
+        error(exc)
         raise typer.Exit(code=2) from None
+    if app.state.semcat.settings.read_only and not read_only:  # create_app found the store read-only
+        warning("the catalog cannot be written here (a read-only share): serving it read-only")
     shown = f"[{host}]" if ":" in host else host
     link = f"http://{shown}:{port}/"
     if token:
         link += "?token=<your --token>"
     err_console.print(f"semcat: serving {app.state.semcat.catalog!r} at {link} "
                       f"({'read-only' if app.state.semcat.settings.read_only else 'reviewers may label'}); Ctrl-C stops.",
-                      soft_wrap=True, markup=False)
+                      soft_wrap=True)
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="warning")
         return
