@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 
 from semcat.commands._common import (
     MAX_COUNT,
@@ -25,7 +24,6 @@ from semcat.commands._common import (
     plain_console,
     shown,
     use_model_precision,
-    warning,
 )
 
 DbOpt = Annotated[Optional[str], typer.Option(

@@ -5,9 +5,8 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
-from semcat.commands._common import err_console
+from semcat.commands._common import err_console, error
 from semcat.commands.catalog import DbOpt, _open
 
 category_app = typer.Typer(
@@ -33,11 +32,11 @@ def add_cmd(
     try:
         name = cat.add_category(name, who=who or getpass.getuser())
     except ValueError as e:
-        err_console.print(f"[red]error[/red]: {escape(str(e))}", markup=True, soft_wrap=True)
+        error(e)
         raise typer.Exit(code=2) from None
     finally:
         cat.close()
-    err_console.print(f"category {name!r} ready", markup=False)
+    err_console.print(f"category {name!r} ready")
 
 
 @category_app.command("list")

@@ -5,9 +5,9 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
-from semcat.commands._common import err_console
+from semcat.commands._common import err_console, shown
 from semcat.doctor import OK, failed, run_checks
 
 
@@ -34,8 +34,9 @@ def doctor_cmd(
     else:
         for c in checks:
             colour = "green" if c.status == OK else "red" if failed([c]) else "yellow"
-            err_console.print(f"[{colour}]{c.status:<4}[/{colour}] {c.name:<9} {escape(c.detail)}", soft_wrap=True)
+            err_console.print(Text.assemble((f"{c.status:<4}", colour), f" {c.name:<9} {shown(c.detail)}"),
+                              soft_wrap=True)
             if c.fix:
-                err_console.print(f"     {'':<9} fix: {escape(c.fix)}", soft_wrap=True)
+                err_console.print(f"     {'':<9} fix: {shown(c.fix)}", soft_wrap=True)
     if failed(checks):
         raise typer.Exit(code=1)

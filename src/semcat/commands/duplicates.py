@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console
+from semcat.commands._common import BatchSummary, err_console, shown
 from semcat.commands.catalog import DbOpt, _open
 
 
@@ -53,7 +53,7 @@ def duplicates_cmd(
         for k, group in enumerate(groups, 1):
             typer.echo(f"group {k} ({len(group)} files)")
             for path in group:
-                typer.echo("  " + (path if path.isprintable() else repr(path)))  # file names are data
+                typer.echo("  " + shown(path))  # file names are data
     err_console.print(f"{len(groups)} duplicate groups, {sum(len(g) for g in groups)} files in them"
                       + ("; stored in the catalog" if folder is None else ""), highlight=False)
     summary.print("images")

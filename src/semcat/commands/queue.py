@@ -6,9 +6,8 @@ from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from semcat.commands._common import err_console
+from semcat.commands._common import err_console, error
 from semcat.commands.catalog import DbOpt, _open
 
 
@@ -43,7 +42,7 @@ def queue_cmd(
     try:
         records = review_order(cat, strategy.value, limit, seed=seed)
     except ValueError as e:
-        err_console.print(f"[red]error[/red]: {escape(str(e))}", markup=True, soft_wrap=True)
+        error(e)
         raise typer.Exit(code=2) from None
     finally:
         cat.close()
@@ -57,7 +56,7 @@ def queue_cmd(
             path = r["path"] or "(missing)"
             typer.echo(f"{r['sha256'][:12]}  {score}  {r['decision'] or '-':<8} {r['top1'] or '-':<28} "
                        f"{path if path.isprintable() else repr(path)}")
-    err_console.print(f"{len(rows)} images ({strategy.value})", markup=False)
+    err_console.print(f"{len(rows)} images ({strategy.value})")
 
 
 def register(app: typer.Typer) -> None:

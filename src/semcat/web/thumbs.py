@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from semcat._io import atomic_write_bytes
 from semcat.config import semcat_home
 
 THUMB_SIZES: tuple[int, ...] = (128, 256, 512)
