@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import missing_service
+from tests.conftest import flat_subset, missing_service
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +29,7 @@ def spark():
 @pytest.fixture(scope="module")
 def images(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """50 synthetic images: 49 good ones (5 per class, one fewer for the last) and one corrupted."""
-    root = tmp_path_factory.mktemp("spark_images")
-    for cls in sorted(p for p in small_dataset.iterdir() if p.is_dir()):
-        for f in sorted(cls.iterdir())[:5]:
-            shutil.copy(f, root / f"{cls.name}_{f.name}")
+    root = flat_subset(small_dataset, tmp_path_factory.mktemp("spark_images"), 5)
     sorted(root.iterdir())[-1].unlink()
     (root / "zz_corrupt.tif").write_bytes(b"II*\x00" + b"\x00" * 40)  # a TIFF header, nothing else
     assert len(list(root.iterdir())) == 50

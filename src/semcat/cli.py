@@ -16,6 +16,7 @@ from semcat.commands import (
     demo,
     features,
     inspect,
+    spark,
     train,
     web,
 )
@@ -42,5 +43,5 @@ def main(
     """semcat: SEM image categorisation and cataloguing."""
 
 
-for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo):
+for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, spark):
     _module.register(app)

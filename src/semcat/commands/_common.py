@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -51,3 +52,23 @@ class Engine(str, Enum):
 
     local = "local"
     spark = "spark"
+
+
+SparkConfOpt = Annotated[Optional[list[str]], typer.Option(
+    "--conf", metavar="KEY=VALUE",
+    help="Spark setting for --engine spark (repeatable), e.g. spark.archives=env.tar.gz#environment "
+         "to ship a packed environment (semcat spark pack-env).")]
+ChunkOpt = Annotated[int, typer.Option(
+    "--chunk-size", min=1, help="Images per Spark job with --engine spark: the unit of progress, of "
+                                "resume, and of work lost when the driver dies.")]
+
+
+def spark_conf(pairs: list[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` → ``{k: v}``; a pair without ``=`` is a usage error naming it."""
+    conf = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--conf")
+        conf[key.strip()] = value
+    return conf

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from semcat.commands._common import Engine, err_console, error_line
+from semcat.commands._common import ChunkOpt, Engine, SparkConfOpt, err_console, error_line, spark_conf
+from semcat.engines.spark import DEFAULT_CHUNK
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
@@ -86,6 +87,8 @@ def ingest_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per transaction (a crash loses at most one batch).")] = 64,
     engine: Annotated[Engine, typer.Option("--engine", help="local: this process; spark: classify on a Spark cluster and write the results here.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL for --engine spark.")] = "local[2]",
+    conf: SparkConfOpt = None,
+    chunk_size: ChunkOpt = DEFAULT_CHUNK,
 ) -> None:
     """Catalogue images: hash, metadata, paths, and (with --model) classification.
 
@@ -100,8 +103,14 @@ def ingest_cmd(
         from semcat.config import default_db_url
         from semcat.engines import spark as spark_engine
 
+        def classified(s: spark_engine.SparkSummary) -> None:
+            err_console.print(f"spark: {s.ok + s.failed} classified on {s.master}, {s.skipped} reused "
+                              f"from an earlier run ({s.out}); cataloguing", highlight=False)
+
         summary = spark_engine.ingest([str(p) for p in inputs], normalize_url(db or default_db_url()),
-                                      str(model), master=master, batch_size=batch_size)
+                                      str(model), master=master, batch_size=batch_size,
+                                      chunk_size=chunk_size, conf=spark_conf(conf),
+                                      on_classified=classified)
     else:
         cat = _open(db)
         m = _load_model(model)

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, Engine, err_console
+from semcat.commands._common import BatchSummary, ChunkOpt, Engine, SparkConfOpt, err_console, spark_conf
+from semcat.engines.spark import DEFAULT_CHUNK
 
 
 class RuntimeChoice(str, Enum):
@@ -62,6 +63,8 @@ def features(
     engine: Annotated[Engine, typer.Option("--engine", help="local (threads + one process) or spark.")] = Engine.local,
     master: Annotated[str, typer.Option("--master", help="Spark master URL with --engine spark.")] = "local[2]",
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode threads (default: min(4, cores)).")] = None,
+    conf: SparkConfOpt = None,
+    chunk_size: ChunkOpt = DEFAULT_CHUNK,
 ) -> None:
     """Extract backbone features of images into the shared cache (resumable; Ctrl-C safe).
 
@@ -80,7 +83,8 @@ def features(
                 raise typer.BadParameter("--engine spark needs --out (a Parquet folder)", param_hint="--out")
             from semcat.engines import spark
 
-            summary = spark.features(inputs, out, backbone=backbone, view=view.value, crop_databar=crop, master=master)
+            summary = spark.features(inputs, out, backbone=backbone, view=view.value, crop_databar=crop, master=master,
+                                     chunk_size=chunk_size, conf=spark_conf(conf))
             typer.echo(json.dumps(dataclasses.asdict(summary), default=str))
             return
         store = FeatureStore()

@@ -14,7 +14,8 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from semcat.commands._common import BatchSummary, Engine, err_console
+from semcat.commands._common import BatchSummary, ChunkOpt, Engine, SparkConfOpt, err_console, spark_conf
+from semcat.engines.spark import DEFAULT_CHUNK
 
 
 class Solver(str, Enum):
@@ -234,6 +235,8 @@ def classify(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write results here instead of stdout "
                                                                       "(a Parquet folder with --engine spark).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images classified per chunk (local engine).")] = 64,
+    conf: SparkConfOpt = None,
+    chunk_size: ChunkOpt = DEFAULT_CHUNK,
 ) -> None:
     """Top-k classes with probabilities and the labelling decision for each image, streamed as it goes.
 
@@ -243,7 +246,7 @@ def classify(
     if as_json and as_csv:
         _fail("--json and --csv are exclusive; choose one.")
     if engine is Engine.spark:
-        _classify_spark(model_path, inputs, output, master, top_k)
+        _classify_spark(model_path, inputs, output, master, top_k, chunk_size, spark_conf(conf))
         return
     from semcat.engines.local import classify as local_classify
     from semcat.errors import SemcatError
@@ -282,14 +285,16 @@ def classify(
     summary.exit()
 
 
-def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, master: str, top_k: int) -> None:
+def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, master: str, top_k: int,
+                    chunk_size: int, conf: dict[str, str]) -> None:
     if output is None:
         _fail("--engine spark writes a Parquet folder: give --output DIR.")
     from semcat.engines import spark
     from semcat.errors import SemcatError
 
     try:
-        res = spark.classify(model_path, [str(p) for p in inputs], output, master=master, top_k=top_k)
+        res = spark.classify(model_path, [str(p) for p in inputs], output, master=master, top_k=top_k,
+                             chunk_size=chunk_size, conf=conf)
     except SemcatError as exc:
         _fail(str(exc), code=1)
     summary = BatchSummary(ok=res.ok, skipped=res.skipped)

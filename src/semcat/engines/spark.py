@@ -57,7 +57,8 @@ def classify_schema(top_k: int = 3, with_features: bool = False) -> str:
     return ", ".join(f"{c} {types.get(c, 'string')}" for c in cols)
 
 
-_DEFAULT_CHUNK = 2000
+DEFAULT_CHUNK = 2000
+"""Paths per Spark job unless told otherwise."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def spark_session(master: str = "local[2]", *, app_name: str = "semcat",
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    if master.startswith("local"):
+    loopback = _is_loopback(master)
+    if loopback:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
@@ -104,7 +106,7 @@ def spark_session(master: str = "local[2]", *, app_name: str = "semcat",
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.showConsoleProgress", "false")
     )
-    if master.startswith("local"):
+    if loopback:
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
             "spark.driver.host", "127.0.0.1"
         )
@@ -113,6 +115,13 @@ def spark_session(master: str = "local[2]", *, app_name: str = "semcat",
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _is_loopback(master: str) -> bool:
+    """``local[N]`` or a master on this host's loopback: the driver then binds to 127.0.0.1 too
+    (executors on loopback cannot reach a driver that picked the machine's outside address)."""
+    host = master.split("://", 1)[-1].split(":", 1)[0]
+    return master.startswith("local") or host in {"127.0.0.1", "localhost"}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -360,9 +369,10 @@ class _progress:
             self._bar.stop()
 
 
-def _prepare(inputs: Any, master: str, spark: SparkSession | None) -> tuple[SparkSession, bool, list[str]]:
+def _prepare(inputs: Any, master: str, spark: SparkSession | None,
+             conf: dict[str, str] | None) -> tuple[SparkSession, bool, list[str]]:
     own = spark is None
-    session = spark or spark_session(master)
+    session = spark or spark_session(master, conf=conf)
     try:
         paths = read_inputs(inputs)
     except BaseException:
@@ -379,11 +389,12 @@ def classify(
     *,
     master: str = "local[2]",
     top_k: int = 3,
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int = DEFAULT_CHUNK,
     partitions: int | None = None,
     use_cache: bool = False,
     progress: bool = True,
     spark: SparkSession | None = None,
+    conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Classify every input image on Spark and append one row per image to a Parquet folder.
 
@@ -411,13 +422,16 @@ def classify(
         shared filesystem, or each node keeps its own.
     spark : SparkSession or None
         Reuse a running session (then it is not stopped).
+    conf : dict or None
+        Extra Spark settings for a session started here, e.g. ``{"spark.archives":
+        "env.tar.gz#environment"}`` to ship a packed environment (see :mod:`semcat.engines.packenv`).
     """
     from semcat.model import load_model
 
     model_path = Path(model_path).absolute()
     model_id = load_model(model_path).model_id  # fail early, on the driver, for a bad model
     t0 = time.perf_counter()
-    session, own, paths = _prepare(inputs, master, spark)
+    session, own, paths = _prepare(inputs, master, spark, conf)
     try:
         fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache)
         ok, failed, skipped = _run_chunks(session, paths, Path(out), fn, classify_schema(int(top_k)),
@@ -438,15 +452,16 @@ def features(
     view: str = "center",
     crop_databar: bool = True,
     master: str = "local[2]",
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int = DEFAULT_CHUNK,
     partitions: int | None = None,
     use_cache: bool = False,
     progress: bool = True,
     spark: SparkSession | None = None,
+    conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Extract bottleneck features on Spark into a Parquet folder (columns :data:`FEATURES_SCHEMA`).
 
-    Same inputs, chunking and resume as :func:`classify`; ``backbone`` is a registered backbone
+    Same inputs, chunking, resume and ``conf`` as :func:`classify`; ``backbone`` is a registered backbone
     name or ``a+b`` (concatenated); ``view`` and ``crop_databar`` as in
     :func:`semcat.features.extract_features`.
     """
@@ -455,7 +470,7 @@ def features(
     resolve_backbones(backbone)  # unknown name → close matches, before Spark starts
     name = backbone
     t0 = time.perf_counter()
-    session, own, paths = _prepare(inputs, master, spark)
+    session, own, paths = _prepare(inputs, master, spark, conf)
     try:
         ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(name, view, crop_databar, use_cache),
                                           FEATURES_SCHEMA, chunk_size=chunk_size,
@@ -522,17 +537,21 @@ def ingest(
     out: str | Path | None = None,
     top_k: int = 3,
     batch_size: int = 64,
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int = DEFAULT_CHUNK,
     progress: bool = True,
     spark: SparkSession | None = None,
+    conf: dict[str, str] | None = None,
+    on_classified: Callable[[SparkSummary], None] | None = None,
 ) -> Any:
     """Classify on Spark, then catalogue the results: returns the catalog's ``IngestSummary``.
 
     Executors do the expensive part (decoding and the CNN) and write predictions plus feature
-    vectors to ``out`` (default: ``$SEMCAT_HOME/spark/ingest-<model id>``, reused on resume).
-    The driver then runs the ordinary catalog ingest (hashes, SEM metadata, paths, one
-    transaction per ``batch_size`` images) with those results, so the database sees exactly
-    what a local ingest would write and only the driver talks to it.
+    vectors to ``out`` (default: ``$SEMCAT_HOME/spark/ingest-<model id>``, reused on resume:
+    a re-run after a crash classifies only what is not there yet). The driver then runs the
+    ordinary catalog ingest (hashes, SEM metadata, paths, one transaction per ``batch_size``
+    images) with those results, so the database sees exactly what a local ingest would write
+    and only the driver talks to it. ``on_classified`` gets the Spark phase's summary (how many
+    images it classified and how many it reused) before the catalog phase starts.
     """
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
@@ -544,14 +563,19 @@ def ingest(
     model_path = Path(model_path).absolute()
     model = load_model(model_path)
     out = Path(out) if out is not None else semcat_home() / "spark" / f"ingest-{model.model_id[:16]}"
-    session, own, paths = _prepare(inputs, master, spark)
+    t0 = time.perf_counter()
+    session, own, paths = _prepare(inputs, master, spark, conf)
     try:
         fn = _classify_batches(str(model_path), model.model_id, int(top_k), False, with_features=True)
-        _run_chunks(session, paths, out, fn, classify_schema(int(top_k), True), chunk_size=chunk_size,
-                    partitions=None, progress=progress, what="classify (spark)")
+        ok, failed, skipped = _run_chunks(session, paths, out, fn, classify_schema(int(top_k), True),
+                                          chunk_size=chunk_size, partitions=None, progress=progress,
+                                          what="classify (spark)")
+        used = session.sparkContext.master
     finally:
         if own:
             session.stop()
+    if on_classified is not None:
+        on_classified(SparkSummary(len(paths), ok, failed, skipped, str(out), time.perf_counter() - t0, used))
     table = ds.dataset(str(out), format="parquet")
     catalog = open_catalog(db_url)
     summary = None
