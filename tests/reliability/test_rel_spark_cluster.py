@@ -33,19 +33,14 @@ TOP_K = 3
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    """Master + 2 workers (1 core, 1 GB each). Executors get no test-only PYTHONPATH: they import
-    semcat as installed, or from a shipped archive."""
+    """Master + 2 workers (1 core, 1 GB each); executors import semcat as installed or from a
+    shipped archive (the cluster drops any PYTHONPATH)."""
     if shutil.which("java") is None:
         missing_service("Java is not installed (Spark needs Java 17)")
     from semcat.engines.standalone import StandaloneCluster
 
-    saved = os.environ.pop("PYTHONPATH", None)
-    try:
-        c = StandaloneCluster(tmp_path_factory.mktemp("spark_cluster")).start()
-        c.add_workers(2, cores=1, memory="1g")
-    finally:
-        if saved is not None:
-            os.environ["PYTHONPATH"] = saved
+    c = StandaloneCluster(tmp_path_factory.mktemp("spark_cluster")).start()
+    c.add_workers(2, cores=1, memory="1g")
     yield c
     c.stop()
 

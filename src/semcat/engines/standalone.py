@@ -62,7 +62,10 @@ class StandaloneCluster:
         self.port = free_port()
         self.webui_port = free_port()
         self.url = f"spark://{self.host}:{self.port}"
-        self._env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": self.host,
+        # executors import semcat as installed or from a shipped archive, not from the launching
+        # shell's PYTHONPATH (a relative one would not even resolve in an executor's folder)
+        inherited = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self._env = {**inherited, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": self.host,
                      "SPARK_DAEMON_MEMORY": daemon_memory, "SPARK_LOG_DIR": str(self.workdir / "logs")}
         self.master: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
