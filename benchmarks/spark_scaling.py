@@ -30,6 +30,7 @@ import argparse
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,10 +96,26 @@ def child(model_path: str, list_file: str) -> None:
     assert sum(p.error is None for p in classify(model_path, paths, store=None)) == len(paths)
 
 
+def group_cpu_seconds(pgids: list[int]) -> float:
+    """CPU seconds used so far by the live processes of these process groups (cluster workers with
+    their executors and Python workers): a per-core rate that does not depend on what else runs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in pgids:  # pgrp; then utime, stime, cutime, cstime at 11-14
+            total += sum(int(x) for x in fields[11:15])
+    return total / tick
+
+
 def time_spark(model_path: Path, paths: list[str], cores: int, work: Path,
-               master: str | None = None) -> tuple[float, float, int]:
-    """(job seconds, session start-up seconds, output bytes) on ``local[cores]``, or on the
-    standalone ``master`` with ``spark.cores.max = cores`` (one-core workers: ``cores`` workers)."""
+               master: str | None = None, pgids: list[int] | None = None) -> tuple[float, float, int, float]:
+    """(job seconds, session start-up seconds, output bytes, executor CPU seconds) on ``local[cores]``,
+    or on the standalone ``master`` with ``spark.cores.max = cores`` (one-core workers: ``cores``
+    workers); CPU seconds are counted over the process groups ``pgids`` (NaN without them)."""
     from semcat.engines.spark import classify, spark_session
 
     t0 = time.perf_counter()
@@ -110,13 +127,15 @@ def time_spark(model_path: Path, paths: list[str], cores: int, work: Path,
     out = work / f"spark-{cores}-{len(paths)}.parquet"
     shutil.rmtree(out, ignore_errors=True)
     try:
+        cpu0 = group_cpu_seconds(pgids) if pgids else math.nan
         t0 = time.perf_counter()
         summary = classify(model_path, paths, out, spark=spark, progress=False, chunk_size=len(paths))
         elapsed = time.perf_counter() - t0
+        cpu = group_cpu_seconds(pgids) - cpu0 if pgids else math.nan
     finally:
         spark.stop()
     assert summary.ok == len(paths), summary
-    return elapsed, startup, sum(f.stat().st_size for f in out.glob("*.parquet"))
+    return elapsed, startup, sum(f.stat().st_size for f in out.glob("*.parquet")), cpu
 
 
 def time_catalogue(model_path: Path, paths: list[str], master: str, work: Path, db_url: str) -> dict:
@@ -131,12 +150,14 @@ def time_catalogue(model_path: Path, paths: list[str], master: str, work: Path, 
     try:
         t0 = time.perf_counter()
         summary = ingest(paths, db_url, model_path, out=out, spark=spark, progress=False,
-                         on_classified=lambda s: phase.update(spark=time.perf_counter() - t0))
+                         on_classified=lambda s: phase.update(spark=time.perf_counter() - t0,
+                                                              cpu=time.process_time()))
         total = time.perf_counter() - t0
+        cpu = time.process_time() - phase["cpu"]
     finally:
         spark.stop()
     assert summary.classified == len(paths), summary
-    return {"spark": phase["spark"], "catalogue": total - phase["spark"],
+    return {"spark": phase["spark"], "catalogue": total - phase["spark"], "catalogue_cpu": cpu,
             "bytes": sum(f.stat().st_size for f in out.glob("*.parquet"))}
 
 
@@ -217,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="plot (default docs/img/spark_scaling.png, spark_cluster_scaling.png with a cluster)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the cluster
     if args.child:
         child(*args.child)
         return 0
@@ -246,14 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         cluster.add_workers(max(cores), cores=1, memory="1g")
         master = cluster.url
     try:
-        results, startups, out_bytes = _measure(model_path, all_paths, ns, cores, work, master)
+        pgids = [w.pid for w in cluster.workers] if cluster else None
+        results, startups, out_bytes, cpu = _measure(model_path, all_paths, ns, cores, work, master, pgids)
         ingest_rows = _measure_ingest(model_path, all_paths[:args.ingest], master, work) if master and args.ingest else []
         packed = time_packed_env(model_path, all_paths[:args.pack_env], master, work) if master and args.pack_env else None
     finally:
         if cluster is not None:
             cluster.stop()
     plot(results, cores, args.plot)
-    text = _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, packed, load_before)
+    text = _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, packed, load_before, cpu)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)
@@ -262,22 +285,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(model_path: Path, all_paths: list[str], ns: list[int], cores: list[int], work: Path,
-             master: str | None) -> tuple[dict, list[float], dict]:
+             master: str | None, pgids: list[int] | None) -> tuple[dict, list[float], dict, dict]:
     """Local engine, Spark and independent processes for every (N, cores), in turn."""
     spark_name = "spark standalone" if master else "spark"
     results: dict[tuple[str, int], dict[int, float]] = {}
-    startups, out_bytes = [], {}
+    startups, out_bytes, cpu = [], {}, {}
     for n in ns:
         paths = all_paths[:n]
         for c in cores:
             results.setdefault(("local", n), {})[c] = time_local(model_path, paths, c)
-            elapsed, startup, out_bytes[n] = time_spark(model_path, paths, c, work, master)
+            elapsed, startup, out_bytes[n], cpu[n, c] = time_spark(model_path, paths, c, work, master, pgids)
             results.setdefault((spark_name, n), {})[c] = elapsed
             results.setdefault(("independent processes", n), {})[c] = time_independent(model_path, paths, c, work)
             startups.append(startup)
             print(f"N={n} cores={c}: local {results['local', n][c]:.1f} s, {spark_name} {elapsed:.1f} s, "
-                  f"independent {results['independent processes', n][c]:.1f} s", file=sys.stderr)
-    return results, startups, out_bytes
+                  f"independent {results['independent processes', n][c]:.1f} s, executor CPU {cpu[n, c]:.1f} s",
+                  file=sys.stderr)
+    return results, startups, out_bytes, cpu
 
 
 def _measure_ingest(model_path: Path, paths: list[str], master: str, work: Path) -> list[tuple[str, dict]]:
@@ -304,7 +328,7 @@ def _reset_pg(url: str) -> None:
     eng.dispose()
 
 
-def _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, packed, load_before) -> str:
+def _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, packed, load_before, cpu) -> str:
     spark_name = "spark standalone" if master else "spark"
     lines = ["| engine | images | " + " | ".join(f"{c} core{'s' * (c > 1)}" for c in cores) + " | speedup "
              f"1→{cores[-1]} |", "|---|---|" + "---|" * len(cores) + "---|"]
@@ -325,10 +349,16 @@ def _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, 
     fixed = {c: results[spark_name, small][c] - small * per_image[c] for c in cores}
     extra = ""
     if len(ns) > 1:
+        cpu_per_image = {c: (cpu[big, c] - cpu[small, c]) / (big - small) for c in cores}
+        cpu_fixed = {c: cpu[small, c] - small * cpu_per_image[c] for c in cores}
         extra += ("\n\nMarginal Spark rate (from the difference between the two image counts) and fixed cost "
-                  "per job (executor start, Python workers importing semcat and compiling the model):\n\n"
-                  "| cores | marginal img/s | img/s per core | fixed s per job |\n|---|---|---|---|\n"
-                  + "\n".join(f"| {c} | {1 / per_image[c]:.1f} | {1 / per_image[c] / c:.1f} | {fixed[c]:.1f} |"
+                  "per job (executor start, Python workers importing semcat and compiling the model), by wall "
+                  "time and by the CPU seconds of the workers' processes (executors and Python workers: what "
+                  "a dedicated core would take, whatever else shared this machine):\n\n"
+                  "| cores | marginal img/s | img/s per core | fixed s per job | executor CPU s per image | "
+                  "images per CPU-second | fixed CPU s per job |\n|---|---|---|---|---|---|---|\n"
+                  + "\n".join(f"| {c} | {1 / per_image[c]:.1f} | {1 / per_image[c] / c:.1f} | {fixed[c]:.1f} | "
+                               f"{cpu_per_image[c]:.4f} | {1 / cpu_per_image[c]:.1f} | {cpu_fixed[c]:.1f} |"
                                for c in cores))
     extra += ("\n\nClassify output (Parquet, predictions without feature vectors): "
               + ", ".join(f"{out_bytes[n] / 1e6:.2f} MB for {n} images" for n in ns)
@@ -337,11 +367,15 @@ def _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, 
         n_ing = int(args.ingest)
         extra += (f"\n\nSpark ingest of {n_ing} images into {db}: Spark phase {t['spark']:.1f} s, the driver's "
                   f"catalogue writes (hash, metadata decode, rows, feature vectors) {t['catalogue']:.1f} s = "
-                  f"**{n_ing / t['catalogue']:.0f} images/s from the driver**; ingest output with feature "
+                  f"**{n_ing / t['catalogue']:.0f} images/s from the driver** ({t['catalogue_cpu']:.1f} CPU s of "
+                  f"the driver process = {n_ing / t['catalogue_cpu']:.0f} images per CPU-second"
+                  f"{'; the database server works besides' if db != 'sqlite' else ''}); ingest output with feature "
                   f"vectors {t['bytes'] / 1e6:.1f} MB = **{t['bytes'] / n_ing * 1e5 / 1e9:.2f} GB per 100,000 "
                   "images**.")
-    if len(ns) > 1 and master:
-        extra += _capacity(per_image[cmax] * cmax, fixed[cmax], ingest_rows, int(args.ingest), out_bytes[big] / big)
+    if len(ns) > 1 and master and not math.isnan(cpu[big, cmax]):
+        # per dedicated core: CPU seconds per image; fixed: one executor's start-up CPU, on its own core
+        extra += _capacity(cpu_per_image[cmax], cpu_fixed[cmax] / cmax, ingest_rows, int(args.ingest),
+                           out_bytes[big] / big)
     if packed:
         extra += (f"\n\nPacked executor environment (`semcat spark pack-env`, venv-pack, gzip level 4): "
                   f"{packed['packages']} packages, **{packed['mb']:.0f} MB**, packed in {packed['pack_s']:.0f} s; "
@@ -381,7 +415,7 @@ def _capacity(core_s_per_image: float, fixed_s: float, ingest_rows: list, n_inge
     beyond the cores measured here). An ingest's catalogue writes follow it in one driver
     process, ``N / rate`` whatever C is, so they shrink the Spark phase's share of the deadline.
     """
-    rates = {db: n_ingest / t["catalogue"] for db, t in ingest_rows}
+    rates = {db: n_ingest / t["catalogue_cpu"] for db, t in ingest_rows}  # per CPU-second of the driver
 
     def cores(n: int, seconds: float) -> str:
         return str(math.ceil(n * core_s_per_image / seconds)) if seconds > 0 else "impossible"
@@ -395,10 +429,11 @@ def _capacity(core_s_per_image: float, fixed_s: float, ingest_rows: list, n_inge
             cells = [f"{n / r / 3600:.1f} h, {cores(n, budget - n / r)}" for r in rates.values()]
             lines.append(f"| {n:,} | {hours} h | {cores(n, budget)} cores | {n * out_bytes_per_image / 1e6:.0f} MB | "
                          + " | ".join(cells) + " |")
-    return ("\n\nCapacity (docs/capacity.md): cores needed at the 2-worker marginal rate, "
-            f"{1 / core_s_per_image:.1f} images/s per core, plus {fixed_s:.0f} s fixed per session; an ingest "
-            "adds the driver's catalogue writes at the rates above after the Spark phase (\"impossible\": "
-            "the driver alone needs longer than the deadline).\n\n" + "\n".join(lines))
+    return ("\n\nCapacity (docs/capacity.md): cores needed at the 2-worker marginal rate per CPU-second, "
+            f"{1 / core_s_per_image:.1f} images/s per dedicated core, plus {fixed_s:.0f} s fixed per session; an ingest "
+            "adds the driver's catalogue writes after the Spark phase at the driver's images per CPU-second above "
+            "(a lower bound: waits for the disk and the PostgreSQL server's own work come on top; "
+            "\"impossible\": the driver alone needs longer than the deadline).\n\n" + "\n".join(lines))
 
 
 def _commit() -> str:
