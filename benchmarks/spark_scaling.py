@@ -372,10 +372,10 @@ def _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, 
                   f"{'; the database server works besides' if db != 'sqlite' else ''}); ingest output with feature "
                   f"vectors {t['bytes'] / 1e6:.1f} MB = **{t['bytes'] / n_ing * 1e5 / 1e9:.2f} GB per 100,000 "
                   "images**.")
-    if len(ns) > 1 and master and not math.isnan(cpu[big, cmax]):
-        # per dedicated core: CPU seconds per image; fixed: one executor's start-up CPU, on its own core
-        extra += _capacity(cpu_per_image[cmax], cpu_fixed[cmax] / cmax, ingest_rows, int(args.ingest),
-                           out_bytes[big] / big)
+    if len(ns) > 1 and master and not math.isnan(cpu[big, 1]):
+        # per dedicated core: one worker's CPU seconds per image (with two, the difference drowns in
+        # the JIT noise of two executor JVMs starting); fixed: its executor's start-up CPU
+        extra += _capacity(cpu_per_image[1], cpu_fixed[1], ingest_rows, int(args.ingest), out_bytes[big] / big)
     if packed:
         extra += (f"\n\nPacked executor environment (`semcat spark pack-env`, venv-pack, gzip level 4): "
                   f"{packed['packages']} packages, **{packed['mb']:.0f} MB**, packed in {packed['pack_s']:.0f} s; "
@@ -412,7 +412,7 @@ def _capacity(core_s_per_image: float, fixed_s: float, ingest_rows: list, n_inge
     """The capacity table of docs/capacity.md: cores for an archive by a deadline, from this run's rates.
 
     Spark phase on C cores: ``fixed + N * core_s_per_image / C`` (linear in cores: an assumption
-    beyond the cores measured here). An ingest's catalogue writes follow it in one driver
+    beyond the cores measured here; the paper's Figure 7 and the 2-worker rows above test it). An ingest's catalogue writes follow it in one driver
     process, ``N / rate`` whatever C is, so they shrink the Spark phase's share of the deadline.
     """
     rates = {db: n_ingest / t["catalogue_cpu"] for db, t in ingest_rows}  # per CPU-second of the driver
@@ -429,7 +429,7 @@ def _capacity(core_s_per_image: float, fixed_s: float, ingest_rows: list, n_inge
             cells = [f"{n / r / 3600:.1f} h, {cores(n, budget - n / r)}" for r in rates.values()]
             lines.append(f"| {n:,} | {hours} h | {cores(n, budget)} cores | {n * out_bytes_per_image / 1e6:.0f} MB | "
                          + " | ".join(cells) + " |")
-    return ("\n\nCapacity (docs/capacity.md): cores needed at the 2-worker marginal rate per CPU-second, "
+    return ("\n\nCapacity (docs/capacity.md): cores needed at one worker's marginal rate per CPU-second, "
             f"{1 / core_s_per_image:.1f} images/s per dedicated core, plus {fixed_s:.0f} s fixed per session; an ingest "
             "adds the driver's catalogue writes after the Spark phase at the driver's images per CPU-second above "
             "(a lower bound: waits for the disk and the PostgreSQL server's own work come on top; "
