@@ -306,6 +306,8 @@ def _measure(model_path: Path, all_paths: list[str], ns: list[int], cores: list[
 
 def _measure_ingest(model_path: Path, paths: list[str], master: str, work: Path) -> list[tuple[str, dict]]:
     """(database, timings) of a Spark ingest into SQLite and, when configured, PostgreSQL."""
+    for f in work.glob("bench-catalog.db*"):  # every run writes into an empty catalogue
+        f.unlink()
     urls = [("sqlite", f"sqlite:///{work / 'bench-catalog.db'}")]
     if os.environ.get("SEMCAT_TEST_PG_URL"):
         urls.append(("postgresql", os.environ["SEMCAT_TEST_PG_URL"]))

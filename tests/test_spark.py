@@ -154,3 +154,24 @@ def test_tasks_are_small_enough_to_balance_the_cores():
     assert _auto_partitions(3, 2) == 3
     assert _auto_partitions(5000, 2) == 40 and 5000 / 40 <= 128
     assert _auto_partitions(5000, 64) == 256
+
+
+def test_files_left_by_a_killed_driver_are_not_committed_twice(spark, images, model_path, tmp_path):
+    """A driver killed mid-chunk leaves finished task files under ``_temporary``; the next job must
+    not commit them next to its own rows for the same images."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from semcat.engines.spark import classify, classify_schema, read_inputs, read_results
+
+    out = tmp_path / "out.parquet"
+    paths = read_inputs(images)[:4]
+    stale = out / "_temporary" / "0" / "task_202611290000_0000_m_000000"
+    stale.mkdir(parents=True)
+    schema = pa.schema([(c, pa.float64() if t == "double" else pa.string())
+                        for c, t in (col.split() for col in classify_schema(TOP_K).split(", "))])
+    pq.write_table(pa.table({f.name: [p if f.name == "path" else None for p in paths] for f in schema},
+                            schema=schema), stale / "part-00000-stale.snappy.parquet")
+    s = classify(model_path, paths, out, top_k=TOP_K, spark=spark, progress=False)
+    rows = read_results(out)
+    assert s.ok == 4 and sorted(rows["path"]) == sorted(paths)

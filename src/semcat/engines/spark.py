@@ -16,6 +16,7 @@ between engines: the Spark test compares both on the same images.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -302,9 +303,15 @@ def _run_chunks(
     what: str,
     on_chunk: Callable[[DataFrame], None] | None = None,
 ) -> tuple[int, int, int]:
-    """Run ``fn`` over ``paths`` chunk by chunk, appending each chunk's rows to ``out``."""
+    """Run ``fn`` over ``paths`` chunk by chunk, appending each chunk's rows to ``out``.
+
+    A driver killed mid-chunk leaves its tasks' files under ``out/_temporary``; the next job's
+    commit would move the finished ones into ``out`` next to their re-run (duplicate rows), so
+    they are deleted first: the chunk is redone as a whole.
+    """
     from pyspark.sql import functions as F
 
+    shutil.rmtree(out / "_temporary", ignore_errors=True)
     done = _done_paths(spark, out)
     todo = [p for p in paths if p not in done]
     skipped = len(paths) - len(todo)
