@@ -96,18 +96,27 @@ def child(model_path: str, list_file: str) -> None:
     assert sum(p.error is None for p in classify(model_path, paths, store=None)) == len(paths)
 
 
-def group_cpu_seconds(pgids: list[int]) -> float:
-    """CPU seconds used so far by the live processes of these process groups (cluster workers with
-    their executors and Python workers): a per-core rate that does not depend on what else runs."""
+def tree_cpu_seconds(roots: list[int]) -> float:
+    """CPU seconds used so far by the live processes descending from ``roots`` (cluster workers,
+    their executors and the executors' Python workers, which pyspark's daemon puts in a process
+    group of its own): a per-core rate that does not depend on what else runs."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    stats = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) in pgids:  # pgrp; then utime, stime, cutime, cstime at 11-14
-            total += sum(int(x) for x in fields[11:15])
+        # after the name: state, ppid, ...; utime, stime, cutime, cstime at 11-14
+        stats[int(stat.parent.name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [r for r in roots if r in stats]
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1]
+        todo.extend(children.get(pid, []))
     return total / tick
 
 
@@ -115,7 +124,7 @@ def time_spark(model_path: Path, paths: list[str], cores: int, work: Path,
                master: str | None = None, pgids: list[int] | None = None) -> tuple[float, float, int, float]:
     """(job seconds, session start-up seconds, output bytes, executor CPU seconds) on ``local[cores]``,
     or on the standalone ``master`` with ``spark.cores.max = cores`` (one-core workers: ``cores``
-    workers); CPU seconds are counted over the process groups ``pgids`` (NaN without them)."""
+    workers); CPU seconds are counted over the process trees of ``pgids`` (NaN without them)."""
     from semcat.engines.spark import classify, spark_session
 
     t0 = time.perf_counter()
@@ -127,11 +136,11 @@ def time_spark(model_path: Path, paths: list[str], cores: int, work: Path,
     out = work / f"spark-{cores}-{len(paths)}.parquet"
     shutil.rmtree(out, ignore_errors=True)
     try:
-        cpu0 = group_cpu_seconds(pgids) if pgids else math.nan
+        cpu0 = tree_cpu_seconds(pgids) if pgids else math.nan
         t0 = time.perf_counter()
         summary = classify(model_path, paths, out, spark=spark, progress=False, chunk_size=len(paths))
         elapsed = time.perf_counter() - t0
-        cpu = group_cpu_seconds(pgids) - cpu0 if pgids else math.nan
+        cpu = tree_cpu_seconds(pgids) - cpu0 if pgids else math.nan
     finally:
         spark.stop()
     assert summary.ok == len(paths), summary

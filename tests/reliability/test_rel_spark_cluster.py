@@ -267,7 +267,7 @@ class TestOneDriverSession:
         while job.is_alive() and time.monotonic() < end and not any(staged.rglob("*.parquet")):
             time.sleep(0.05)
         assert job.is_alive(), "the job finished before a worker could be killed"
-        cluster.kill_worker(1)  # the worker JVM, its executor and Python workers
+        cluster.kill_worker(1)  # worker and executor JVMs; the executor's Python workers follow
         job.join(timeout=300)
         rows = read_results(out)
         mismatches = _mismatches(rows, local)

@@ -3,8 +3,9 @@
 The tests and ``benchmarks/spark_scaling.py`` run a real cluster on loopback with exactly the
 commands the README gives users (:func:`master_command`, :func:`worker_command`), so the
 documented route is the tested one. Each worker runs in its own process group: killing the group
-(:meth:`StandaloneCluster.kill_worker`) takes its executors and Python workers with it, as when a
-node dies.
+(:meth:`StandaloneCluster.kill_worker`) takes its executors with it, as when a node dies; their
+Python workers (pyspark's daemon, a process group of its own) exit when their executor's pipe
+closes.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class StandaloneCluster:
         self._wait(lambda: self.alive_workers() >= alive + n, f"{n} worker(s) to register with {self.url}")
 
     def kill_worker(self, i: int) -> None:
-        """SIGKILL worker ``i`` with its executors and their Python workers (a node dying)."""
+        """SIGKILL worker ``i`` with its executors (a node dying); their Python workers follow."""
         _kill_group(self.workers[i])
 
     def status(self) -> dict | None:
