@@ -431,15 +431,15 @@ def _capacity(core_s_per_image: float, fixed_s: float, ingest_rows: list, n_inge
     def cores(n: int, seconds: float) -> str:
         return str(math.ceil(n * core_s_per_image / seconds)) if seconds > 0 else "impossible"
 
-    lines = ["| images | deadline | classify (Parquet out) | Parquet | "
-             + " | ".join(f"ingest into {db}: driver writes, cores" for db in rates) + " |",
-             "|---|---|---|---|" + "---|" * len(rates)]
+    head = ["images", "deadline", "classify (Parquet out)", "Parquet",
+            *(f"ingest into {db}: driver writes, cores" for db in rates)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in (150_000, 1_000_000):
         for hours in (1, 8, 24):
             budget = hours * 3600 - fixed_s
             cells = [f"{n / r / 3600:.1f} h, {cores(n, budget - n / r)}" for r in rates.values()]
-            lines.append(f"| {n:,} | {hours} h | {cores(n, budget)} cores | {n * out_bytes_per_image / 1e6:.0f} MB | "
-                         + " | ".join(cells) + " |")
+            row = [f"{n:,}", f"{hours} h", f"{cores(n, budget)} cores", f"{n * out_bytes_per_image / 1e6:.0f} MB", *cells]
+            lines.append("| " + " | ".join(row) + " |")
     return ("\n\nCapacity (docs/capacity.md): cores needed at one worker's marginal rate per CPU-second, "
             f"{1 / core_s_per_image:.1f} images/s per dedicated core, plus {fixed_s:.0f} s fixed per session; an ingest "
             "adds the driver's catalogue writes after the Spark phase at the driver's images per CPU-second above "
