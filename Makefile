@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/semcat demo $(DEMO_OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -13,7 +13,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["decode", "tiff_codecs", "data", "features", "int8", "head", "views", "catalog",
-         "spark_scaling", "alignment", "duplicates", "active_learning", "map", "web_load", "lean_install"]
+         "spark_scaling", "spark_cluster", "alignment", "duplicates", "active_learning", "map", "web_load",
+         "lean_install"]
 
 
 def assemble() -> Path:

@@ -45,6 +45,14 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def flat_subset(dataset: Path, root: Path, per_class: int) -> Path:
+    """Copy the first ``per_class`` images of each class folder into ``root`` as ``class_name``."""
+    for cls in sorted(p for p in dataset.iterdir() if p.is_dir()):
+        for f in sorted(cls.iterdir())[:per_class]:
+            shutil.copy(f, root / f"{cls.name}_{f.name}")
+    return root
+
+
 @pytest.fixture()
 def small_dataset_copy(small_dataset: Path, tmp_path: Path) -> Path:
     """A private, writable copy of ``small_dataset`` for tests that add, rename or break files."""

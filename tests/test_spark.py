@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import missing_service
+from tests.conftest import flat_subset, missing_service
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +29,7 @@ def spark():
 @pytest.fixture(scope="module")
 def images(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """50 synthetic images: 49 good ones (5 per class, one fewer for the last) and one corrupted."""
-    root = tmp_path_factory.mktemp("spark_images")
-    for cls in sorted(p for p in small_dataset.iterdir() if p.is_dir()):
-        for f in sorted(cls.iterdir())[:5]:
-            shutil.copy(f, root / f"{cls.name}_{f.name}")
+    root = flat_subset(small_dataset, tmp_path_factory.mktemp("spark_images"), 5)
     sorted(root.iterdir())[-1].unlink()
     (root / "zz_corrupt.tif").write_bytes(b"II*\x00" + b"\x00" * 40)  # a TIFF header, nothing else
     assert len(list(root.iterdir())) == 50
@@ -157,3 +154,24 @@ def test_tasks_are_small_enough_to_balance_the_cores():
     assert _auto_partitions(3, 2) == 3
     assert _auto_partitions(5000, 2) == 40 and 5000 / 40 <= 128
     assert _auto_partitions(5000, 64) == 256
+
+
+def test_files_left_by_a_killed_driver_are_not_committed_twice(spark, images, model_path, tmp_path):
+    """A driver killed mid-chunk leaves finished task files under ``_temporary``; the next job must
+    not commit them next to its own rows for the same images."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from semcat.engines.spark import classify, classify_schema, read_inputs, read_results
+
+    out = tmp_path / "out.parquet"
+    paths = read_inputs(images)[:4]
+    stale = out / "_temporary" / "0" / "task_202611290000_0000_m_000000"
+    stale.mkdir(parents=True)
+    schema = pa.schema([(c, pa.float64() if t == "double" else pa.string())
+                        for c, t in (col.split() for col in classify_schema(TOP_K).split(", "))])
+    pq.write_table(pa.table({f.name: [p if f.name == "path" else None for p in paths] for f in schema},
+                            schema=schema), stale / "part-00000-stale.snappy.parquet")
+    s = classify(model_path, paths, out, top_k=TOP_K, spark=spark, progress=False)
+    rows = read_results(out)
+    assert s.ok == 4 and sorted(rows["path"]) == sorted(paths)

@@ -21,6 +21,7 @@ from semcat.commands import (
     features,
     inspect,
     queue,
+    spark,
     train,
     web,
 )
@@ -50,5 +51,5 @@ def main(
 
 
 for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, duplicates,
-                categories, queue, doctor):
+                categories, queue, doctor, spark):
     _module.register(app)

@@ -8,7 +8,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -191,3 +191,21 @@ def use_model_precision(model: object, precision: Precision) -> None:
     note = model.use_precision(precision.value)  # type: ignore[attr-defined]
     if note:
         err_console.print(f"warning: {note}", markup=False, highlight=False, soft_wrap=True)
+SparkConfOpt = Annotated[Optional[list[str]], typer.Option(
+    "--conf", metavar="KEY=VALUE",
+    help="Spark setting for --engine spark (repeatable), e.g. spark.archives=env.tar.gz#environment "
+         "to ship a packed environment (semcat spark pack-env).")]
+ChunkOpt = Annotated[int, typer.Option(
+    "--chunk-size", min=1, help="Images per Spark job with --engine spark: the unit of progress, of "
+                                "resume, and of work lost when the driver dies.")]
+
+
+def spark_conf(pairs: list[str] | None) -> dict[str, str]:
+    """``["k=v", ...]`` → ``{k: v}``; a pair without ``=`` is a usage error naming it."""
+    conf = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--conf")
+        conf[key.strip()] = value
+    return conf

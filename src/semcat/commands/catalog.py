@@ -14,8 +14,10 @@ import typer
 from semcat.commands._common import (
     MAX_COUNT,
     PRECISION_HELP,
+    ChunkOpt,
     Engine,
     Precision,
+    SparkConfOpt,
     bounded_text,
     err_console,
     error,
@@ -23,8 +25,10 @@ from semcat.commands._common import (
     finite,
     plain_console,
     shown,
+    spark_conf,
     use_model_precision,
 )
+from semcat.engines.spark import DEFAULT_CHUNK
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
@@ -100,6 +104,8 @@ def ingest_cmd(
     master: Annotated[str, typer.Option("--master", help="Spark master URL for --engine spark.")] = "local[2]",
     precision: Annotated[Precision, typer.Option("--precision", help=PRECISION_HELP)] = Precision.auto,
     follow_links: Annotated[bool, typer.Option("--follow-links", help="Follow symlinks inside the folders even when they lead out of them (off: such links are skipped).")] = False,
+    conf: SparkConfOpt = None,
+    chunk_size: ChunkOpt = DEFAULT_CHUNK,
 ) -> None:
     """Catalogue images: hash, metadata, paths, and (with --model) classification.
 
@@ -117,9 +123,14 @@ def ingest_cmd(
         from semcat.config import default_db_url
         from semcat.engines import spark as spark_engine
 
+        def classified(s: spark_engine.SparkSummary) -> None:
+            err_console.print(f"spark: {s.ok + s.failed} classified on {s.master}, {s.skipped} reused "
+                              f"from an earlier run ({s.out}); cataloguing", highlight=False)
+
         summary = spark_engine.ingest([str(p) for p in inputs], normalize_url(db or default_db_url()),
                                       str(model), master=master, batch_size=batch_size,
-                                      precision=precision.value)
+                                      precision=precision.value, chunk_size=chunk_size, conf=spark_conf(conf),
+                                      on_classified=classified)
     else:
         cat = _open(db)
         m = _load_model(model)

@@ -10,7 +10,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import MAX_COUNT, PRECISION_HELP, BatchSummary, Engine, Precision, err_console, error, plain_console
+from semcat.commands._common import (
+    MAX_COUNT,
+    PRECISION_HELP,
+    BatchSummary,
+    ChunkOpt,
+    Engine,
+    Precision,
+    SparkConfOpt,
+    err_console,
+    error,
+    plain_console,
+    spark_conf,
+)
+from semcat.engines.spark import DEFAULT_CHUNK
 
 
 class RuntimeChoice(str, Enum):
@@ -62,6 +75,8 @@ def features(
     master: Annotated[str, typer.Option("--master", help="Spark master URL with --engine spark.")] = "local[2]",
     workers: Annotated[Optional[int], typer.Option("--workers", max=MAX_COUNT, min=1, help="Decode threads (default: min(4, cores)).")] = None,
     precision: Annotated[Precision, typer.Option("--precision", help=PRECISION_HELP)] = Precision.auto,
+    conf: SparkConfOpt = None,
+    chunk_size: ChunkOpt = DEFAULT_CHUNK,
 ) -> None:
     """Extract backbone features of images into the shared cache (resumable; Ctrl-C safe).
 
@@ -83,7 +98,7 @@ def features(
             from semcat.engines import spark
 
             summary = spark.features(inputs, out, backbone=backbone, view=view.value, crop_databar=crop, master=master,
-                                     precision=spec.precision)
+                                     precision=spec.precision, chunk_size=chunk_size, conf=spark_conf(conf))
             typer.echo(json.dumps(dataclasses.asdict(summary), default=str))
             return
         store = FeatureStore()

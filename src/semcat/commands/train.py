@@ -18,15 +18,19 @@ from semcat.commands._common import (
     MAX_COUNT,
     PRECISION_HELP,
     BatchSummary,
+    ChunkOpt,
     Engine,
     Precision,
+    SparkConfOpt,
     err_console,
     error,
     finite,
     shown,
+    spark_conf,
     use_model_precision,
     warning,
 )
+from semcat.engines.spark import DEFAULT_CHUNK
 
 
 class Solver(str, Enum):
@@ -253,6 +257,8 @@ def classify(
                                                                       "(a Parquet folder with --engine spark).")] = None,
     batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Images classified per chunk (local engine).")] = 64,
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
+    conf: SparkConfOpt = None,
+    chunk_size: ChunkOpt = DEFAULT_CHUNK,
 ) -> None:
     """Top-k classes with probabilities and the labelling decision for each image, streamed as it goes.
 
@@ -262,7 +268,7 @@ def classify(
     if as_json and as_csv:
         _fail("--json and --csv are exclusive; choose one.")
     if engine is Engine.spark:
-        _classify_spark(model_path, inputs, output, master, top_k, precision)
+        _classify_spark(model_path, inputs, output, master, top_k, precision, chunk_size, spark_conf(conf))
         return
     from semcat.engines.local import classify as local_classify
     from semcat.errors import SemcatError
@@ -303,7 +309,7 @@ def classify(
 
 
 def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, master: str, top_k: int,
-                    precision: Precision) -> None:
+                    precision: Precision, chunk_size: int, conf: dict[str, str]) -> None:
     if output is None:
         _fail("--engine spark writes a Parquet folder: give --output DIR.")
     from semcat.engines import spark
@@ -311,7 +317,7 @@ def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, m
 
     try:
         res = spark.classify(model_path, [str(p) for p in inputs], output, master=master, top_k=top_k,
-                             precision=precision.value)
+                             precision=precision.value, chunk_size=chunk_size, conf=conf)
     except SemcatError as exc:
         _fail(str(exc), code=1)
     summary = BatchSummary(ok=res.ok, skipped=res.skipped)

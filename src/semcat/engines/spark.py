@@ -16,6 +16,7 @@ between engines: the Spark test compares both on the same images.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -58,7 +59,8 @@ def classify_schema(top_k: int = 3, with_features: bool = False) -> str:
     return ", ".join(f"{c} {types.get(c, 'string')}" for c in cols)
 
 
-_DEFAULT_CHUNK = 2000
+DEFAULT_CHUNK = 2000
+"""Paths per Spark job unless told otherwise."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ def spark_session(master: str = "local[2]", *, app_name: str = "semcat",
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    if master.startswith("local"):
+    loopback = _is_loopback(master)
+    if loopback:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
@@ -105,7 +108,7 @@ def spark_session(master: str = "local[2]", *, app_name: str = "semcat",
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.showConsoleProgress", "false")
     )
-    if master.startswith("local"):
+    if loopback:
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
             "spark.driver.host", "127.0.0.1"
         )
@@ -114,6 +117,13 @@ def spark_session(master: str = "local[2]", *, app_name: str = "semcat",
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _is_loopback(master: str) -> bool:
+    """``local[N]`` or a master on this host's loopback: the driver then binds to 127.0.0.1 too
+    (executors on loopback cannot reach a driver that picked the machine's outside address)."""
+    host = master.split("://", 1)[-1].split(":", 1)[0]
+    return master.startswith("local") or host in {"127.0.0.1", "localhost"}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -296,9 +306,15 @@ def _run_chunks(
     what: str,
     on_chunk: Callable[[DataFrame], None] | None = None,
 ) -> tuple[int, int, int]:
-    """Run ``fn`` over ``paths`` chunk by chunk, appending each chunk's rows to ``out``."""
+    """Run ``fn`` over ``paths`` chunk by chunk, appending each chunk's rows to ``out``.
+
+    A driver killed mid-chunk leaves its tasks' files under ``out/_temporary``; the next job's
+    commit would move the finished ones into ``out`` next to their re-run (duplicate rows), so
+    they are deleted first: the chunk is redone as a whole.
+    """
     from pyspark.sql import functions as F
 
+    shutil.rmtree(out / "_temporary", ignore_errors=True)
     done = _done_paths(spark, out)
     todo = [p for p in paths if p not in done]
     skipped = len(paths) - len(todo)
@@ -369,9 +385,10 @@ class _progress:
             self._bar.stop()
 
 
-def _prepare(inputs: Any, master: str, spark: SparkSession | None) -> tuple[SparkSession, bool, list[str]]:
+def _prepare(inputs: Any, master: str, spark: SparkSession | None,
+             conf: dict[str, str] | None) -> tuple[SparkSession, bool, list[str]]:
     own = spark is None
-    session = spark or spark_session(master)
+    session = spark or spark_session(master, conf=conf)
     try:
         paths = read_inputs(inputs)
     except BaseException:
@@ -388,12 +405,13 @@ def classify(
     *,
     master: str = "local[2]",
     top_k: int = 3,
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int = DEFAULT_CHUNK,
     partitions: int | None = None,
     use_cache: bool = False,
     progress: bool = True,
     spark: SparkSession | None = None,
     precision: str = "auto",
+    conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Classify every input image on Spark and append one row per image to a Parquet folder.
 
@@ -424,6 +442,9 @@ def classify(
     precision : str
         Feature precision, as :meth:`semcat.model.SemcatModel.use_precision` (decided here, on
         the driver; executors need the int8 model built under their ``SEMCAT_HOME``).
+    conf : dict or None
+        Extra Spark settings for a session started here, e.g. ``{"spark.archives":
+        "env.tar.gz#environment"}`` to ship a packed environment (see :mod:`semcat.engines.packenv`).
     """
     from semcat.model import load_model
 
@@ -432,7 +453,7 @@ def classify(
     model_id = model.model_id
     _warn(model.use_precision(precision))
     t0 = time.perf_counter()
-    session, own, paths = _prepare(inputs, master, spark)
+    session, own, paths = _prepare(inputs, master, spark, conf)
     try:
         fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache, precision=model.feature_specs[0].precision)
         ok, failed, skipped = _run_chunks(session, paths, Path(out), fn, classify_schema(int(top_k)),
@@ -453,16 +474,17 @@ def features(
     view: str = "center",
     crop_databar: bool = True,
     master: str = "local[2]",
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int = DEFAULT_CHUNK,
     partitions: int | None = None,
     use_cache: bool = False,
     progress: bool = True,
     spark: SparkSession | None = None,
     precision: str = "auto",
+    conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Extract bottleneck features on Spark into a Parquet folder (columns :data:`FEATURES_SCHEMA`).
 
-    Same inputs, chunking and resume as :func:`classify`; ``backbone`` is a registered backbone
+    Same inputs, chunking, resume and ``conf`` as :func:`classify`; ``backbone`` is a registered backbone
     name or ``a+b`` (concatenated); ``view`` and ``crop_databar`` as in
     :func:`semcat.features.extract_features`; ``precision`` fp32/int8/auto
     (:func:`semcat.quantize.resolve_precision`, decided here on the driver).
@@ -473,7 +495,7 @@ def features(
     precision = resolve_precision(resolve_backbones(backbone)[0], precision)  # unknown name → close matches, before Spark starts
     name = backbone
     t0 = time.perf_counter()
-    session, own, paths = _prepare(inputs, master, spark)
+    session, own, paths = _prepare(inputs, master, spark, conf)
     try:
         ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(name, view, crop_databar, use_cache, precision),
                                           FEATURES_SCHEMA, chunk_size=chunk_size,
@@ -540,18 +562,22 @@ def ingest(
     out: str | Path | None = None,
     top_k: int = 3,
     batch_size: int = 64,
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int = DEFAULT_CHUNK,
     progress: bool = True,
     spark: SparkSession | None = None,
     precision: str = "auto",
+    conf: dict[str, str] | None = None,
+    on_classified: Callable[[SparkSummary], None] | None = None,
 ) -> Any:
     """Classify on Spark, then catalogue the results: returns the catalog's ``IngestSummary``.
 
     Executors do the expensive part (decoding and the CNN) and write predictions plus feature
-    vectors to ``out`` (default: ``$SEMCAT_HOME/spark/ingest-<model id>``, reused on resume).
-    The driver then runs the ordinary catalog ingest (hashes, SEM metadata, paths, one
-    transaction per ``batch_size`` images) with those results, so the database sees exactly
-    what a local ingest would write and only the driver talks to it.
+    vectors to ``out`` (default: ``$SEMCAT_HOME/spark/ingest-<model id>``, reused on resume:
+    a re-run after a crash classifies only what is not there yet). The driver then runs the
+    ordinary catalog ingest (hashes, SEM metadata, paths, one transaction per ``batch_size``
+    images) with those results, so the database sees exactly what a local ingest would write
+    and only the driver talks to it. ``on_classified`` gets the Spark phase's summary (how many
+    images it classified and how many it reused) before the catalog phase starts.
     """
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
@@ -564,15 +590,20 @@ def ingest(
     model = load_model(model_path)
     _warn(model.use_precision(precision))
     out = Path(out) if out is not None else semcat_home() / "spark" / f"ingest-{model.model_id[:16]}"
-    session, own, paths = _prepare(inputs, master, spark)
+    t0 = time.perf_counter()
+    session, own, paths = _prepare(inputs, master, spark, conf)
     try:
         fn = _classify_batches(str(model_path), model.model_id, int(top_k), False, with_features=True,
                                precision=model.feature_specs[0].precision)
-        _run_chunks(session, paths, out, fn, classify_schema(int(top_k), True), chunk_size=chunk_size,
-                    partitions=None, progress=progress, what="classify (spark)")
+        ok, failed, skipped = _run_chunks(session, paths, out, fn, classify_schema(int(top_k), True),
+                                          chunk_size=chunk_size, partitions=None, progress=progress,
+                                          what="classify (spark)")
+        used = session.sparkContext.master
     finally:
         if own:
             session.stop()
+    if on_classified is not None:
+        on_classified(SparkSummary(len(paths), ok, failed, skipped, str(out), time.perf_counter() - t0, used))
     table = ds.dataset(str(out), format="parquet")
     catalog = open_catalog(db_url)
     summary = None
