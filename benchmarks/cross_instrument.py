@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--out", type=Path, default=RESULTS / "cross_instrument.md")
+    ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "cross_instrument.png")
     a = ap.parse_args()
     methods = list(METHODS)
     acc: dict[tuple[str, str], list[float]] = {}
@@ -65,6 +66,8 @@ def main() -> int:
                     acc.setdefault((name, protocol), []).append(r["pooled"]["accuracy"])
                     if protocol == "groups":
                         acc.setdefault((name, "held"), []).append(r["per_group"][held]["accuracy"])
+                        for g, m in r["per_group"].items():
+                            acc.setdefault((name, g), []).append(m["accuracy"])
                     print(f"draw {d} {protocol:6s} {name:16s} {r['pooled']['accuracy']:.3f}", flush=True)
     lines = [
         "## Cross-instrument generalisation (synthetic instruments)",
@@ -86,10 +89,40 @@ def main() -> int:
     for name in methods:
         lines.append(f"| {name} | {mean_std(acc[(name, 'groups')])} | {mean_std(acc[(name, 'held')])} | "
                      f"{mean_std(acc[(name, 'within')])} |")
-    lines += ["", f"Mean ± std over {a.draws} draws. Accuracy is pooled over every test image of the protocol.", ""]
+    groups = [f"inst{i}" for i in range(a.instruments)]
+    lines += ["", f"Mean ± std over {a.draws} draws. Accuracy is pooled over every test image of the protocol.",
+              "", "Per held-out instrument (leave one instrument out, %; the last is the held-out style):", "",
+              "| method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    lines += [f"| {name} | " + " | ".join(mean_std(acc[(name, g)]) for g in groups) + " |" for name in methods]
+    lines.append("")
+    _plot(acc, methods, groups, a.plot)
     atomic_write_text(a.out, "\n".join(lines))
     print("\n".join(lines))
     return 0 if np.isfinite([v for vs in acc.values() for v in vs]).all() else 1
+
+
+def _plot(acc: dict[tuple[str, str], list[float]], methods: list[str], groups: list[str], path: Path) -> None:
+    """Bar chart of each method's accuracy on each held-out instrument (mean ± std over draws)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    w = 0.8 / len(methods)
+    for k, name in enumerate(methods):
+        vals = [acc[(name, g)] for g in groups]
+        ax.bar(np.arange(len(groups)) + k * w, [100 * np.mean(v) for v in vals], w,
+               yerr=[100 * np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals], label=name, capsize=2)
+    ax.set_xticks(np.arange(len(groups)) + w * (len(methods) - 1) / 2,
+                  [g + (" (held-out style)" if i == len(groups) - 1 else "") for i, g in enumerate(groups)])
+    ax.set_ylabel("accuracy on the held-out instrument (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
