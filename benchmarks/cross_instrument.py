@@ -16,7 +16,7 @@ Results go to ``benchmarks/results/cross_instrument.md``.
 from __future__ import annotations
 
 import argparse
-import subprocess
+import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,19 +28,11 @@ from semcat._sysinfo import machine_description as machine
 from semcat.crossval import METHODS, mean_std, run_methods
 from semcat.synth.instruments import write_instrument_set
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from duplicates import provenance  # noqa: E402  (one place for the results header)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _provenance() -> list[str]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    flags: set[str] = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split()) & {"avx2", "avx512f", "avx512_vnni", "amx_tile"}
-            break
-    return [f"- commit: {commit}", f"- instruction sets: {', '.join(sorted(flags)) or 'unknown'}"]
 
 
 def main() -> int:
@@ -74,7 +66,7 @@ def main() -> int:
         "",
         f"- script: `benchmarks/cross_instrument.py --instruments {a.instruments} --per-class {a.per_class} "
         f"--size {a.size} --draws {a.draws} --seed {a.seed} --backbone {a.backbone}`",
-        *_provenance(),
+        *provenance(),
         f"- machine: {machine()}",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["decode", "tiff_codecs", "data", "features", "head", "views", "catalog", "spark_scaling",
+ORDER = ["decode", "tiff_codecs", "data", "features", "head", "views", "cross_instrument", "catalog", "spark_scaling",
          "alignment", "duplicates", "active_learning", "map"]
 
 

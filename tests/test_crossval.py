@@ -56,6 +56,9 @@ def test_instrument_set_layout_and_category_independent_styles(inst_set: Path, t
     write_instrument_set(again, instruments=3, per_class=1, size=96, seed=5, categories=CATS[:1])
     for p in again.rglob("*.png"):
         assert p.read_bytes() == (inst_set / p.relative_to(again)).read_bytes()
+    result = runner.invoke(app, ["synth", str(tmp_path / "cli"), "--instruments", "2", "--per-class", "1", "--size", "64"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "cli").rglob("*.png"))) == 2 * 10 and "inst1,BSE," in (tmp_path / "cli" / "instruments.csv").read_text()
 
 
 def _shifted(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
