@@ -6,8 +6,8 @@ time measures what a facility meets when it shares a model or buys a second micr
 protocols run on the same cached features and compare heads side by side:
 
 - ``semcat``: the project's softmax head (``semcat.head.SoftmaxHead``, L-BFGS);
-- ``plain``: scikit-learn ``LogisticRegression`` on features of the plain centre crop with the
-  data bar kept, the baseline that any preprocessing or head must not fall below;
+- ``plain``: scikit-learn ``LogisticRegression`` on features of the plain centre crop (data bar
+  kept, no contrast stretch: view ``plain``), the baseline any preprocessing or head must not fall below;
 - ``semcat+groupstd``: the softmax head on features standardised per group (each training group
   with its own mean/std; the test group with the statistics of the batch being classified).
 """
@@ -95,7 +95,7 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "semcat": Method("semcat", fit_semcat),
-    "plain": Method("plain", fit_plain, crop_databar=False),
+    "plain": Method("plain", fit_plain, view="plain", crop_databar=False),
     "semcat+groupstd": Method("semcat+groupstd", fit_semcat, group_standardize=True),
 }
 
