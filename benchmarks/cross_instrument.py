@@ -72,7 +72,7 @@ def main() -> int:
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
         f"charging streaks) x 10 categories x {a.per_class} images, {a.size} px PNG; a new set per draw",
         "- semcat: the default head on the default features (centre crop, data bar cropped); plain: "
-        "scikit-learn LogisticRegression (C=1) on centre-crop features with the bar kept; "
+        "scikit-learn LogisticRegression (C=1) on features of the centre crop with the bar kept and no contrast stretch (view plain); "
         "semcat+groupstd: the default with features standardised per instrument (test instrument: its own batch)",
         "",
         "| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) |",
