@@ -203,7 +203,7 @@ def compare(
     out: Annotated[Path | None, typer.Option(dir_okay=False, help="Write the table: .md (Markdown) or .csv.")] = None,
     cv: Annotated[CV, typer.Option(help="split: repeated train/val/test splits; groups: leave one group out "
                                         "(--group-by) for each method of --methods.")] = CV.split,
-    methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head), plain (centre crop, bar "
+    methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head), plain (centre crop, no contrast stretch, bar "
                                               "kept, scikit-learn LogisticRegression), semcat+groupstd.")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
