@@ -123,3 +123,15 @@ def test_compare_and_evaluate_cv_groups_cli(inst_set: Path, tmp_path: Path) -> N
                                  "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
     assert "| semcat |" in result.stdout and (tmp_path / "ev" / "cross_group.md").is_file()
+
+
+def test_plain_view_keeps_intensities_and_has_its_own_cache_key() -> None:
+    from semcat.features import _preprocess_gray, feature_key
+
+    dark = np.linspace(0.1, 0.3, 256 * 320, dtype=np.float32).reshape(256, 320)  # a dim, low-contrast frame
+    plain = _preprocess_gray(dark, 224, "bicubic", "plain")
+    center = _preprocess_gray(dark, 224, "bicubic", "center")
+    assert plain.shape == center.shape == (1, 224, 224)
+    assert 0.09 < plain.min() and plain.max() < 0.31  # by dtype range: as dim as the image
+    assert center.min() == 0.0 and center.max() == 1.0  # the default stretches to the full range
+    assert feature_key("efficientnet_lite0", view="plain") != feature_key("efficientnet_lite0", view="center")
