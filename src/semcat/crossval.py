@@ -147,7 +147,7 @@ def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: lis
     for g in sorted(set(groups.tolist())):
         idx = np.flatnonzero(groups == g)
         test = np.zeros(len(idx), bool)
-        for c in set(y[idx].tolist()):
+        for c in sorted(set(y[idx].tolist())):  # sorted: set order of str changes between processes
             members = np.flatnonzero(y[idx] == c)
             test[rng.permutation(members)[: int(round(test_share * len(members)))]] = True
         if len(set(y[idx[~test]].tolist())) < 2 or not test.any():
