@@ -60,7 +60,9 @@ __all__ = [
     "extract_features",
 ]
 
-VIEWS = ("full", "center", "tiles5")
+VIEWS = ("full", "center", "tiles5", "plain")
+"""``plain``: the centre crop without the contrast stretch (pixel values by dtype range), the
+baseline of ``semcat compare --cv groups``."""
 DEFAULT_VIEW = "center"
 PREPROCESS_VERSION = 1
 """Bump when preprocessing changes its output: every cache key changes with it."""
@@ -90,7 +92,7 @@ def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) 
             "Convert with semcat.images.to_gray_float first."
         )
     img = img.astype(np.float32, copy=False)
-    lo, hi = _robust_range(img)
+    lo, hi = (0.0, 1.0) if view == "plain" else _robust_range(img)
     out = np.empty((5 if view == "tiles5" else 1, size, size), np.float32)
     for i, crop in enumerate(_crops(img, view)):
         r = _resize(crop, size, interpolation)
@@ -126,7 +128,7 @@ def _crops(img: np.ndarray, view: str) -> list[np.ndarray]:
     rows, cols = img.shape
     if view == "full":
         return [img]
-    if view == "center":
+    if view in ("center", "plain"):
         s = min(rows, cols)
         r0, c0 = (rows - s) // 2, (cols - s) // 2
         return [img[r0: r0 + s, c0: c0 + s]]
@@ -161,7 +163,8 @@ def feature_key(spec: BackboneSpec | str, *, crop_databar: bool = True, view: st
 
 def _key_signature(spec: BackboneSpec, crop_databar: bool, view: str) -> str:
     return (f"{spec.signature()}|view={view}|databar={'crop' if crop_databar else 'keep'}"
-            f"|contrast=p{_LOW_PCT:g}-p{_HIGH_PCT:g}|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}")
+            f"|contrast={'dtype' if view == 'plain' else f'p{_LOW_PCT:g}-p{_HIGH_PCT:g}'}"
+            f"|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}")
 
 
 def _quantisation(spec: BackboneSpec) -> str:

@@ -67,6 +67,7 @@ def synth(
     metadata: Annotated[bool, typer.Option("--metadata/--no-metadata", help="Embed Zeiss or FEI/Thermo acquisition tags (magnification, pixel size, HV, WD, detector, date) in TIFFs.")] = True,
     alignment: Annotated[int, typer.Option("--alignment", min=0, help="Also write N nanowire images with known alignment (order 0..1) and truth.csv into OUT-alignment/.")] = 0,
     blends: Annotated[int, typer.Option("--blends", min=0, help="Also write N ambiguous two-category images and truth.csv into OUT-blends/.")] = 0,
+    instruments: Annotated[int, typer.Option("--instruments", min=0, help="Instead, render every category as seen by N instruments (the last a held-out style) into OUT/<category>/<instrument>/ (PNG, --per-class per instrument); evaluate with --cv groups --group-by folder.")] = 0,
 ) -> None:
     """Write procedural SEM-like images for the 10 NFFA categories (deterministic by --seed).
 
@@ -74,10 +75,15 @@ def synth(
     TIFFs carry vendor acquisition metadata consistent with the image unless --no-metadata.
     Existing files are kept, so an interrupted run resumes and a larger --per-class only adds
     images. Prints the folders written to stdout.
+
+    Example: semcat synth data/inst --instruments 4 --per-class 20 --size 256
     """
     from semcat.synth import write_alignment_set, write_blend_set, write_dataset
 
     shape_rc = _parse_shape(shape)
+    if instruments:
+        _synth_instruments(out, instruments, per_class, size, seed, databar)
+        return
     try:
         written = write_dataset(out, per_class=per_class, size=size, seed=seed, databar=databar,
                                 fmt=fmt.value, shape=shape_rc, bit_depth=int(bit_depth.value), metadata=metadata,
@@ -102,6 +108,21 @@ def synth(
     err_console.print(f"summary: {new} images written, {per_class * len(written) - new} already there")
     for folder in folders:
         typer.echo(str(folder))
+
+
+def _synth_instruments(out: Path, n: int, per_class: int, size: int, seed: int, databar: bool) -> None:
+    from semcat.synth.instruments import write_instrument_set
+
+    try:
+        written = write_instrument_set(out, instruments=n, per_class=per_class, size=size, seed=seed, databar=databar)
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except OSError as exc:
+        error_line(out, f"cannot write: {exc.strerror or exc}")
+        raise typer.Exit(code=1) from None
+    err_console.print(f"summary: {sum(written.values())} images written for {n} instruments; styles in {out}/instruments.csv")
+    typer.echo(str(out))
 
 
 @dataset_app.command("summary")

@@ -38,6 +38,11 @@ class Solver(str, Enum):
     adam = "adam"
 
 
+class CV(str, Enum):
+    split = "split"
+    groups = "groups"
+
+
 class Split(str, Enum):
     all = "all"
     train = "train"
@@ -160,12 +165,24 @@ def evaluate(
     split: Annotated[Split, typer.Option(help="Evaluate all images, or only one split of the folder.")] = Split.all,
     out: Annotated[Path | None, typer.Option(file_okay=False, help="Also write metrics.json, confusion.csv "
                                                                    "and confusion.png to this folder.")] = None,
+    cv: Annotated[CV, typer.Option(help="split: MODEL as trained; groups: leave one group out (retrain MODEL's "
+                                        "head on all groups but one, test on it, for each group).")] = CV.split,
+    group_by: Annotated[str | None, typer.Option(help="With --cv groups: 'folder' (sub-folder below the category, "
+                                                      "e.g. the instrument) or a regex with one group over the file name.")] = None,
 ) -> None:
     """Accuracy, precision, recall@1, top-2 and the confusion matrix of MODEL on a labelled folder.
 
     Categories the model does not know are named on stderr and excluded, never an error.
     Prints the metrics as JSON on stdout; exit 1 when an image could not be read.
+
+    Example: semcat evaluate model.semcat data/inst --cv groups --group-by folder
     """
+    if cv is CV.groups:
+        from semcat.model import load_model
+
+        _cross_group(labelled_dir, group_by, ["semcat"], load_model(model_path).backbone_name, 0,
+                     out / "cross_group.md" if out else None)
+        return
     from semcat.errors import SemcatError
     from semcat.metrics import write_metrics
     from semcat.model import load_model
@@ -201,11 +218,19 @@ def compare(
     group_by: Annotated[str | None, typer.Option(help="Regex naming the sample in each file name (grouped split).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first run (run r uses seed + r).")] = 0,
     out: Annotated[Path | None, typer.Option(dir_okay=False, help="Write the table: .md (Markdown) or .csv.")] = None,
+    cv: Annotated[CV, typer.Option(help="split: repeated train/val/test splits; groups: leave one group out "
+                                        "(--group-by) for each method of --methods.")] = CV.split,
+    methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head), plain (centre crop, no contrast stretch, bar "
+                                              "kept, scikit-learn LogisticRegression), semcat+groupstd.")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
 
     The paper's Table 3. Features are extracted once per backbone and variant (and cached); each
     run retrains the head with another seed on another split. Prints Markdown on stdout.
+    With --cv groups: per-group and pooled accuracy and per-class recall of each method, trained
+    on all groups but one and tested on that one (e.g. instruments never seen in training).
+
+    Example: semcat compare data/inst --cv groups --group-by folder --out logo.md
     """
     from rich.table import Table
 
@@ -215,6 +240,9 @@ def compare(
     from semcat.training import compare_markdown, parse_variants
 
     names = [b.strip() for b in backbones.split(",") if b.strip()]
+    if cv is CV.groups:
+        _cross_group(data_dir, group_by, [m.strip() for m in methods.split(",") if m.strip()], names[0], seed, out)
+        return
     try:
         rows = run_compare(data_dir, names, runs, parse_variants(variants), solver=solver.value,
                            group_by=group_by, seed=seed, progress=True)
@@ -233,6 +261,37 @@ def compare(
         atomic_write_text(out, _csv(rows) if out.suffix.lower() == ".csv" else md)
         err_console.print(f"wrote {out}")
     typer.echo(md, nl=False)
+
+
+def _cross_group(data_dir: Path, group_by: str | None, methods: list[str], backbone: str, seed: int,
+                 out: Path | None) -> None:
+    """Leave-one-group-out of ``methods``: Markdown on stdout, errors on stderr, JSON/Markdown to ``out``."""
+    from semcat._io import atomic_write_text
+    from semcat.crossval import cross_group_markdown, run_methods
+    from semcat.errors import SemcatError
+
+    if not group_by:
+        _fail("--cv groups needs --group-by: 'folder' (e.g. DIR/<category>/<instrument>/) or a regex with one group.")
+    try:
+        res = run_methods(data_dir, group_by, methods, backbone=backbone, seed=seed, progress=True)
+    except (SemcatError, ValueError) as exc:
+        _fail(str(exc), code=1)
+    first = next(iter(res.values()))
+    summary = BatchSummary(ok=first["pooled"]["n"])
+    for path, problem in dict(e for r in res.values() for e in r["errors"]).items():
+        summary.fail(path, problem)
+    if first["ungrouped"]:
+        err_console.print(f"warning: {first['ungrouped']} images have no group (--group-by did not match); left out")
+    md = cross_group_markdown(res)
+    if out:
+        if out.suffix.lower() == ".json":
+            atomic_write_text(out, json.dumps(res, indent=2) + "\n")
+        else:
+            atomic_write_text(out, md)
+        err_console.print(f"wrote {out}")
+    typer.echo(md, nl=False)
+    summary.print()
+    summary.exit()
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

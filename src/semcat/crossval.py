@@ -1,0 +1,214 @@
+"""Leave-one-group-out and within-group evaluation on cached features (issue 20).
+
+Why: a random split mixes every instrument into train and test, so it measures recognition on
+microscopes the model has already seen. Holding out one group (instrument, lab, detector) at a
+time measures what a facility meets when it shares a model or buys a second microscope. Both
+protocols run on the same cached features and compare heads side by side:
+
+- ``semcat``: the project's softmax head (``semcat.head.SoftmaxHead``, L-BFGS);
+- ``plain``: scikit-learn ``LogisticRegression`` on features of the plain centre crop (data bar
+  kept, no contrast stretch: view ``plain``), the baseline any preprocessing or head must not fall below;
+- ``semcat+groupstd``: the softmax head on features standardised per group (each training group
+  with its own mean/std; the test group with the statistics of the batch being classified).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcat.metrics import classification_metrics, run_stats
+
+__all__ = ["METHODS", "GroupedFeatures", "cross_group_markdown", "grouped_features", "leave_one_group_out",
+           "run_methods", "within_groups"]
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+Fit = Callable[[np.ndarray, np.ndarray, list[str], int], Predictor]
+
+
+@dataclass
+class GroupedFeatures:
+    """Features of a labelled folder with each image's class and group."""
+
+    paths: list[str]
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    classes: list[str]
+    errors: list[tuple[str, str]]
+    ungrouped: int = 0
+    """Images whose group could not be read (regex did not match): left out."""
+
+
+def grouped_features(data_dir: str | Path, group_by: str, backbone: str, *, view: str = "center",
+                     crop_databar: bool = True, store: Any = "default", progress: bool = False) -> GroupedFeatures:
+    """Scan ``data_dir`` with ``group_by`` ("folder" or a regex) and extract (cached) features."""
+    from semcat.dataset import scan_dataset
+    from semcat.model import extract_backbone_features
+
+    ds = scan_dataset(data_dir, group_by=group_by, near_duplicates=False)
+    grouped = [s for s in ds.samples if s.group is not None]
+    ok, _, X, errors, _ = extract_backbone_features([str(s.path) for s in grouped], backbone, view=view,
+                                                    crop_databar=crop_databar, store=store, progress=progress)
+    info = {str(s.path): (s.label, s.group) for s in grouped}
+    y = np.array([info[p][0] for p in ok], dtype=object)
+    g = np.array([info[p][1] for p in ok], dtype=object)
+    return GroupedFeatures(ok, X, y, g, list(ds.classes), [(str(p), str(e)) for p, e in ds.errors] + list(errors),
+                           len(ds.samples) - len(grouped))
+
+
+def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int) -> Predictor:
+    """The project's default head (softmax, L-BFGS, standardised features)."""
+    from semcat.head import SoftmaxHead
+
+    head = SoftmaxHead(seed=seed, classes=classes).fit(X, y.astype(str))
+    return head.predict_proba
+
+
+def fit_plain(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int) -> Predictor:
+    """scikit-learn ``LogisticRegression`` with its defaults (C=1), columns in ``classes`` order."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(X, y.astype(str))
+    cols = [list(clf.classes_).index(c) if c in clf.classes_ else -1 for c in classes]
+
+    def predict(Z: np.ndarray) -> np.ndarray:
+        p = clf.predict_proba(Z)
+        return np.stack([p[:, j] if j >= 0 else np.zeros(len(Z)) for j in cols], axis=1)
+
+    return predict
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named head plus the feature variant it reads and whether features are standardised per group."""
+
+    name: str
+    fit: Fit
+    view: str = "center"
+    crop_databar: bool = True
+    group_standardize: bool = False
+
+
+METHODS: dict[str, Method] = {
+    "semcat": Method("semcat", fit_semcat),
+    "plain": Method("plain", fit_plain, view="plain", crop_databar=False),
+    "semcat+groupstd": Method("semcat+groupstd", fit_semcat, group_standardize=True),
+}
+
+
+def _group_standardize(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each group's features centred and scaled by that group's own statistics."""
+    out = np.empty_like(X, dtype=np.float32)
+    for g in np.unique(groups):
+        m = groups == g
+        out[m] = (X[m] - X[m].mean(0)) / (X[m].std(0) + 1e-6)
+    return out
+
+
+def leave_one_group_out(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: list[str], fit: Fit,
+                        *, seed: int = 0, group_standardize: bool = False) -> dict[str, Any]:
+    """Train on all groups but one, test on it, for each group.
+
+    Returns ``per_group`` ({group: metrics}) and ``pooled`` (metrics of every held-out prediction
+    together, with per-class ``recall``). Needs at least two groups.
+    """
+    names = sorted(set(groups.tolist()))
+    if len(names) < 2:
+        raise ValueError(f"leave-one-group-out needs at least 2 groups; found {names} "
+                         "(check --group-by: 'folder' or a regex with one capture group over the file name)")
+    Xs = _group_standardize(X, groups) if group_standardize else X
+    per_group, truth, probs = {}, [], []
+    for g in names:
+        test = groups == g
+        train_classes = sorted(set(y[~test].tolist()))
+        if len(train_classes) < 2:
+            raise ValueError(f"holding out group {g!r} leaves {train_classes} to train on; need 2 classes")
+        proba = fit(Xs[~test], y[~test], classes, seed)(Xs[test])
+        per_group[g] = classification_metrics(y[test].astype(str), proba, classes)
+        truth.append(y[test].astype(str))
+        probs.append(proba)
+    pooled = classification_metrics(np.concatenate(truth), np.concatenate(probs), classes)
+    return {"per_group": per_group, "pooled": pooled}
+
+
+def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: list[str], fit: Fit,
+                  *, seed: int = 0, test_share: float = 0.5, group_standardize: bool = False) -> dict[str, Any]:
+    """Train and test inside each group (a random ``test_share`` of each class held out).
+
+    The within-instrument protocol: pooled metrics of every group's test images.
+    """
+    rng = np.random.default_rng(seed)
+    Xs = _group_standardize(X, groups) if group_standardize else X
+    truth, probs, per_group = [], [], {}
+    for g in sorted(set(groups.tolist())):
+        idx = np.flatnonzero(groups == g)
+        test = np.zeros(len(idx), bool)
+        for c in sorted(set(y[idx].tolist())):  # sorted: set order of str changes between processes
+            members = np.flatnonzero(y[idx] == c)
+            test[rng.permutation(members)[: int(round(test_share * len(members)))]] = True
+        if len(set(y[idx[~test]].tolist())) < 2 or not test.any():
+            continue
+        proba = fit(Xs[idx[~test]], y[idx[~test]], classes, seed)(Xs[idx[test]])
+        per_group[g] = classification_metrics(y[idx[test]].astype(str), proba, classes)
+        truth.append(y[idx[test]].astype(str))
+        probs.append(proba)
+    if not truth:
+        raise ValueError("no group has enough images of 2 classes to train and test within it")
+    return {"per_group": per_group, "pooled": classification_metrics(np.concatenate(truth), np.concatenate(probs), classes)}
+
+
+def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("semcat", "plain"), *,
+                backbone: str = "efficientnet_lite0", protocol: str = "groups", seed: int = 0,
+                store: Any = "default", progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Each method's results on one folder: ``protocol`` is ``groups`` (leave one out) or ``within``.
+
+    Features are extracted once per (view, data-bar crop) and cached, so methods sharing a variant
+    share the extraction.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+    if protocol not in ("groups", "within"):
+        raise ValueError(f"protocol must be 'groups' or 'within'; got {protocol!r}")
+    feats: dict[tuple[str, bool], GroupedFeatures] = {}
+    out = {}
+    for name in methods:
+        m = METHODS[name]
+        key = (m.view, m.crop_databar)
+        if key not in feats:
+            feats[key] = grouped_features(data_dir, group_by, backbone, view=m.view, crop_databar=m.crop_databar,
+                                          store=store, progress=progress)
+        f = feats[key]
+        run = leave_one_group_out if protocol == "groups" else within_groups
+        res = run(f.X, f.y, f.groups, f.classes, m.fit, seed=seed, group_standardize=m.group_standardize)
+        res["errors"] = f.errors
+        res["ungrouped"] = f.ungrouped
+        out[name] = res
+    return out
+
+
+def cross_group_markdown(results: dict[str, dict[str, Any]]) -> str:
+    """Per-group and pooled accuracy per method, then pooled per-class recall (percent)."""
+    groups = sorted({g for r in results.values() for g in r["per_group"]})
+    lines = ["| method | " + " | ".join(f"{g} (held out)" for g in groups) + " | pooled |",
+             "|---|" + "---|" * (len(groups) + 1)]
+    for name, r in results.items():
+        cells = [f"{100 * r['per_group'][g]['accuracy']:.1f}" if g in r["per_group"] else "–" for g in groups]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * r['pooled']['accuracy']:.1f} |")
+    classes = [c for c in next(iter(results.values()))["pooled"]["classes"]
+               if any(c in r["pooled"]["recall"] for r in results.values())]
+    lines += ["", "| class (recall %) | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+    for c in classes:
+        lines.append(f"| {c} | " + " | ".join(f"{100 * r['pooled']['recall'].get(c, float('nan')):.1f}"
+                                               for r in results.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` in percent of repeated draws."""
+    s = run_stats(values)
+    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
