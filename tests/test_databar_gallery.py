@@ -1,0 +1,71 @@
+"""Data-bar detection on the vendor layout gallery and on real instrument files (issue 16).
+
+The bars the issue sets: every layout found on most content, no image content ever cut (on bar
+images or bar-free ones, including naturally flat dark and bright bottoms), the white Zeiss data
+zone of the real file found, and the gallery itself honest (bars where it says, of the size it says).
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semcat.images import detect_databar, read_image
+from semcat.synth.layouts import BAR_FREE_KINDS, LAYOUTS, bar_outcome, gallery, render_layout
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real-vendor-files"
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, Counter]:
+    found: dict[str, Counter] = defaultdict(Counter)
+    for case in gallery(((480, 640), (768, 1024)), repeats=1, bar_free=2, seed=1):
+        found[case.layout or f"free:{case.kind}"][bar_outcome(detect_databar(case.image), case)] += 1
+    return found
+
+
+def test_gallery_has_enough_layouts_and_kinds():
+    assert len(LAYOUTS) >= 14
+    assert {"dark_floor", "bright_floor", "straight_edge"} <= set(BAR_FREE_KINDS)
+
+
+def test_render_layout_puts_the_bar_where_it_says():
+    rng = np.random.default_rng(0)
+    content = np.full((300, 400), 128, np.uint8)
+    for name in LAYOUTS:
+        img, bar_rows = render_layout(content, name, rng)
+        assert 8 <= bar_rows <= 0.2 * img.shape[0], name
+        assert np.array_equal(img[: img.shape[0] - bar_rows], content[: img.shape[0] - bar_rows]), name
+        assert (img[img.shape[0] - bar_rows:] != 128).any(axis=1).mean() > 0.5, name
+
+
+def test_no_content_is_ever_cut(outcomes):
+    cut = {k: v["cut"] for k, v in outcomes.items() if v["cut"]}
+    assert not cut, cut
+
+
+def test_recall_per_layout_and_overall(outcomes):
+    bars = {k: v for k, v in outcomes.items() if not k.startswith("free:")}
+    assert set(bars) == set(LAYOUTS)
+    hits = sum(v["hit"] for v in bars.values())
+    total = sum(sum(v.values()) for v in bars.values())
+    assert hits / total >= 0.85, (hits, total)
+    weak = {k: dict(v) for k, v in bars.items() if v["hit"] < 0.6 * sum(v.values())}
+    assert not weak, weak
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real vendor files not present (../shared/real-vendor-files)")
+@pytest.mark.parametrize("name,rows,source", [
+    ("test_tiff_Zeiss_SEM_1k.tif", 77, "image"),        # white data zone, one image row below it
+    ("test_tiff_Zeiss_SEM_512pix.tif", 34, "image"),
+    ("ZEISS_SEM_multipage.tif", 0, None),
+    ("FEI-Helios-Ebeam-8bits.tif", 29, "metadata"),
+])
+def test_real_vendor_files(name, rows, source):
+    path = REAL / name
+    if not path.exists():
+        pytest.skip(f"{name} not present")
+    _, info = read_image(path)
+    assert (info.databar_rows, info.databar_source) == (rows, source)
