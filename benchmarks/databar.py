@@ -24,12 +24,13 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
 import tifffile
 
 from semcat._io import atomic_write_text
 from semcat._sysinfo import instruction_sets, machine_description
-from semcat.images import detect_databar, read_image, to_gray_float
+from semcat.images import detect_databar, read_image, read_image_bytes, to_gray_float
 from semcat.synth.layouts import CONTENT_KINDS, LAYOUTS, bar_outcome, gallery
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,15 +69,20 @@ def _pct(n: int, total: int) -> str:
     return f"{100 * n / total:.0f}%" if total else "-"
 
 
+def _at_448(img: np.ndarray) -> int:
+    """Bar rows as ``semcat features`` finds them: PNG bytes read with ``max_side=448``."""
+    return read_image_bytes(cv2.imencode(".png", img)[1].tobytes(), max_side=448)[1].databar_rows
+
+
 def run(sizes: list[tuple[int, int]], repeats: int, bar_free: int, seed: int) -> dict:
-    outcomes: dict[str, dict[str, Counter]] = defaultdict(lambda: {"semcat": Counter(), "plain": Counter()})
+    outcomes: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     times: dict[str, list[float]] = {"semcat": [], "plain": []}
     for case in gallery(sizes, CONTENT_KINDS, repeats=repeats, bar_free=bar_free, seed=seed):
         key = case.layout or f"bar-free: {case.kind}"
-        for name, fn in (("semcat", detect_databar), ("plain", plain_heuristic)):
+        for name, fn in (("semcat", detect_databar), ("plain", plain_heuristic), ("semcat@448", _at_448)):
             t = time.perf_counter()
             found = fn(case.image)
-            if case.image.shape[1] == 1024:
+            if case.image.shape[1] == 1024 and name in times:
                 times[name].append(time.perf_counter() - t)
             outcomes[key][name][bar_outcome(found, case)] += 1
     return {"outcomes": outcomes, "times": times}
@@ -128,31 +134,34 @@ def report(args: argparse.Namespace, res: dict, real: list, cost: tuple[float, f
         "",
         "## Per layout",
         "",
-        "| layout | images | semcat recall | semcat cut | plain recall | plain cut |",
-        "|---|---:|---:|---:|---:|---:|",
+        "semcat@448: the same images read as `semcat features` reads them (PNG bytes, `read_image_bytes(..., "
+        "max_side=448)`: detection on the downscaled image).",
+        "",
+        "| layout | images | semcat recall | semcat cut | semcat@448 recall | semcat@448 cut | plain recall | plain cut |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    tot = {"semcat": Counter(), "plain": Counter()}
+    methods = ("semcat", "semcat@448", "plain")
+    tot = {m: Counter() for m in methods}
     for name in LAYOUTS:
-        s, p = out[name]["semcat"], out[name]["plain"]
-        n = sum(s.values())
-        tot["semcat"] += s
-        tot["plain"] += p
-        lines.append(f"| {name} | {n} | {_pct(s['hit'], n)} | {_pct(s['cut'], n)} | {_pct(p['hit'], n)} "
-                     f"| {_pct(p['cut'], n)} |")
+        n = sum(out[name]["semcat"].values())
+        cells = []
+        for m in methods:
+            tot[m] += out[name][m]
+            cells += [_pct(out[name][m]["hit"], n), _pct(out[name][m]["cut"], n)]
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     n = sum(tot["semcat"].values())
-    lines.append(f"| **all layouts** | {n} | **{_pct(tot['semcat']['hit'], n)}** | **{_pct(tot['semcat']['cut'], n)}** "
-                 f"| **{_pct(tot['plain']['hit'], n)}** | **{_pct(tot['plain']['cut'], n)}** |")
+    cells = [f"**{_pct(tot[m][k], n)}**" for m in methods for k in ("hit", "cut")]
+    lines.append(f"| **all layouts** | {n} | " + " | ".join(cells) + " |")
     lines += ["", "## Bar-free images (any crop cuts content)", "",
-              "| content | images | semcat cut | plain cut |", "|---|---:|---:|---:|"]
-    free = {"semcat": Counter(), "plain": Counter()}
+              "| content | images | semcat cut | semcat@448 cut | plain cut |", "|---|---:|---:|---:|---:|"]
+    free = {m: Counter() for m in methods}
     for key in sorted(k for k in out if k.startswith("bar-free")):
-        s, p = out[key]["semcat"], out[key]["plain"]
-        n = sum(s.values())
-        free["semcat"] += s
-        free["plain"] += p
-        lines.append(f"| {key.split(': ')[1]} | {n} | {_pct(s['cut'], n)} | {_pct(p['cut'], n)} |")
+        n = sum(out[key]["semcat"].values())
+        for m in methods:
+            free[m] += out[key][m]
+        lines.append(f"| {key.split(': ')[1]} | {n} | " + " | ".join(_pct(out[key][m]["cut"], n) for m in methods) + " |")
     n = sum(free["semcat"].values())
-    lines.append(f"| **all bar-free** | {n} | **{_pct(free['semcat']['cut'], n)}** | **{_pct(free['plain']['cut'], n)}** |")
+    lines.append(f"| **all bar-free** | {n} | " + " | ".join(f"**{_pct(free[m]['cut'], n)}**" for m in methods) + " |")
     lines += ["", "## Real vendor files (`../shared/real-vendor-files/`)", ""]
     if real:
         lines += ["| file | true bar rows | semcat `read_image` (source) | semcat image only | plain heuristic |",

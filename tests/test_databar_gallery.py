@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from semcat.images import detect_databar, read_image
+from semcat.images import detect_databar, read_image, read_image_bytes
 from semcat.synth.layouts import BAR_FREE_KINDS, LAYOUTS, bar_outcome, gallery, render_layout
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real-vendor-files"
@@ -20,9 +21,14 @@ REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real-vendor-file
 
 @pytest.fixture(scope="module")
 def outcomes() -> dict[str, Counter]:
+    """Outcome counts per layout (or ``free:<kind>``), at full size and ``@448`` as ``semcat
+    features`` reads files (PNG bytes through ``read_image_bytes`` with ``max_side=448``)."""
     found: dict[str, Counter] = defaultdict(Counter)
     for case in gallery(((480, 640), (768, 1024)), repeats=1, bar_free=2, seed=1):
-        found[case.layout or f"free:{case.kind}"][bar_outcome(detect_databar(case.image), case)] += 1
+        key = case.layout or f"free:{case.kind}"
+        found[key][bar_outcome(detect_databar(case.image), case)] += 1
+        _, info = read_image_bytes(cv2.imencode(".png", case.image)[1].tobytes(), max_side=448)
+        found[key + "@448"][bar_outcome(info.databar_rows, case)] += 1
     return found
 
 
@@ -41,18 +47,22 @@ def test_render_layout_puts_the_bar_where_it_says():
         assert (img[img.shape[0] - bar_rows:] != 128).any(axis=1).mean() > 0.5, name
 
 
+@pytest.mark.slow
 def test_no_content_is_ever_cut(outcomes):
     cut = {k: v["cut"] for k, v in outcomes.items() if v["cut"]}
     assert not cut, cut
 
 
-def test_recall_per_layout_and_overall(outcomes):
-    bars = {k: v for k, v in outcomes.items() if not k.startswith("free:")}
-    assert set(bars) == set(LAYOUTS)
+@pytest.mark.slow
+@pytest.mark.parametrize("path,overall,per_layout", [("", 0.85, 0.6), ("@448", 0.75, 0.5)])
+def test_recall_per_layout_and_overall(outcomes, path, overall, per_layout):
+    bars = {k: v for k, v in outcomes.items() if not k.startswith("free:") and k.endswith(path)}
+    bars = {k: v for k, v in bars.items() if path or "@" not in k}
+    assert set(bars) == {name + path for name in LAYOUTS}
     hits = sum(v["hit"] for v in bars.values())
     total = sum(sum(v.values()) for v in bars.values())
-    assert hits / total >= 0.85, (hits, total)
-    weak = {k: dict(v) for k, v in bars.items() if v["hit"] < 0.6 * sum(v.values())}
+    assert hits / total >= overall, (hits, total)
+    weak = {k: dict(v) for k, v in bars.items() if v["hit"] < per_layout * sum(v.values())}
     assert not weak, weak
 
 

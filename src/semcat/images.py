@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -251,9 +252,10 @@ _BAR_ROW = 0.45       # ... of a bar row with sparse marks
 _EDGE_ROW = 0.6       # ... of one of the 3 rows under the bar's top edge
 _TEXT_ROW = 0.2       # ... of a dense text row (at most _TEXT_RUN of them in a row)
 _TEXT_RUN = 3
+_EDGE_JUMP = 0.4      # rise of the flat share from the content to the bar's first rows
 _MIN_STEP = 0.02      # mean grey-level step from noisy content to the bar's first row (x2 from flat)
 _STEP_RATIO = 2.0     # ... and this many times the content's own row-to-row change
-_MIN_STROKES = 8      # text: some bar row crosses at least this many separate marks
+_MIN_STROKES = 8      # text: 3 neighbouring bar rows cross at least this many separate marks
 
 
 def detect_databar(img: np.ndarray) -> int:
@@ -307,37 +309,68 @@ def detect_databar(img: np.ndarray) -> int:
         else:
             break
     # Sharp, straight top edge over content: rules out vignetting, round fields of view and
-    # natural flat regions (vacuum, charging), whose edges are ragged or gradual.
-    edge = _top_edge(g, flat, top, bot)
-    if edge is None or (edge - top >= 2 and _has_text(g[top:edge])):
-        return 0  # no edge, or text above it: an edge inside the bar (its top matches the content)
-    top = edge
-    height = bot - top
-    if height < max(4, int(0.015 * rows)) or height > int(rows * _MAX_BAR):
-        return 0
-    band = flat[top:bot]
-    if band.max() < 0.95 or band.mean() < 0.55 or not _has_text(g[top:bot]):
-        return 0
-    return n - top
+    # natural flat regions (vacuum, charging), whose edges are ragged or gradual. Smooth content
+    # can pass for an edge; the highest edge whose band is one bar with text under it wins.
+    min_rows = max(4, int(0.015 * rows))
+    for edge in _top_edges(g, flat, top, bot):
+        band = flat[edge:bot]
+        if bot - edge < min_rows:
+            break
+        if edge - top >= 2 and _has_text(g[top:edge]):
+            return 0  # text above the edge: the edge is inside the bar (its top matches the content)
+        if (bot - edge <= int(rows * _MAX_BAR) and band.max() >= 0.95 and band.mean() >= 0.55
+                and _one_background(g[edge:bot], band) and _has_text(g[edge:bot])):
+            return n - edge
+    return 0
 
 
-def _top_edge(g: np.ndarray, flat: np.ndarray, top: int, bot: int) -> int | None:
-    """The bar's top edge within the flat rows ``[top, bot)``: the highest row that starts with
-    a blank row, steps from the row above by at least ``_MIN_STEP`` and has image content above
-    it. Smooth or flat content can extend the flat rows above a bar: under such a row the step
-    must be twice that and ``_STEP_RATIO`` times the content's own row-to-row change. A bar under content
-    of its own level has no edge (None)."""
+def _one_background(bar: np.ndarray, flat: np.ndarray) -> bool:
+    """The band is one bar, not smooth content that is locally flat too but drifts in level.
+
+    The bottom run of uniform rows (a border, the frame, a margin) is left out. In the rest,
+    the blank rows (the flattest) give a background template (each column's median: the
+    bar's level, or a box's); most rows must match it over half their width (text rows
+    included), one of the first three over 80%, and the other rows must be lines: uniform
+    rows at most 3 in a row.
+    """
+    uniform = (np.abs(bar - np.median(bar[:, ::4], axis=1, keepdims=True)) <= _BG_TOL).mean(axis=1) >= 0.9
+    end = len(bar)
+    while end > 0 and uniform[end - 1]:
+        end -= 1
+    if end < 3:
+        return False
+    blank = flat[:end] >= flat[:end].max() - 0.1  # the flattest rows (JPEG ringing lowers them all)
+    match = (np.abs(bar[:end] - np.median(bar[:end][blank], axis=0)) <= _BG_TOL).mean(axis=1)
+    line = uniform[:end] & (match < 0.5)
+    thick = cv2.erode(line.astype(np.uint8)[:, None], np.ones((4, 1), np.uint8)).ravel() > 0
+    if thick.any():  # 4 or more uniform rows in a row off the template: content, not a line
+        return False
+    first = uniform[:3] | (match[:3] >= 0.8)
+    return bool(first.any()) and float((line | (match >= 0.5)).mean()) >= 0.8
+
+
+def _top_edges(g: np.ndarray, flat: np.ndarray, top: int, bot: int) -> Iterator[int]:
+    """Candidate top edges of the bar within the flat rows ``[top, bot)``, highest first.
+
+    An edge is a row with image content above it (``_distinct_above``) where
+    flatness jumps: by ``_EDGE_JUMP`` within two rows over noisy content (a natural flat region
+    grows flat over many rows along its ragged edge), or, under smooth content that is itself
+    flat, by a grey-level step of twice ``_MIN_STEP`` and ``_STEP_RATIO`` times the content's own
+    row-to-row change. Row ``r - 1`` is left out of the comparison: it can join vertical runs.
+    """
     lo = max(top, 9)
     step = np.zeros(bot)  # step[r - 1]: mean change from row r - 1 to row r
     step[lo - 9: bot - 1] = np.abs(np.diff(g[lo - 9: bot], axis=0)).mean(axis=1)
     for r in range(lo, bot):
-        need = _MIN_STEP
-        if flat[r - 3: r - 1].min() >= _TEXT_ROW:  # (row r - 1 may join vertical runs of the bar)
-            need = max(2 * need, _STEP_RATIO * float(np.median(step[r - 9: r - 1])))
-        if (step[r - 1] >= need and flat[r: r + 3].max() >= _EDGE_ROW
-                and _distinct_above(g, r, float(np.median(g[r])))):
-            return r
-    return None
+        head, above = flat[r: r + 2].max(), flat[r - 3: r - 1]
+        if flat[r: r + 3].max() < _EDGE_ROW or step[r - 1] < _MIN_STEP:
+            continue
+        if above.min() >= _TEXT_ROW:  # smooth content, flat itself: needs a sharp grey-level step
+            sharp = step[r - 1] >= max(2 * _MIN_STEP, _STEP_RATIO * float(np.median(step[r - 9: r - 1])))
+        else:
+            sharp = head - above.max() >= _EDGE_JUMP
+        if sharp and _distinct_above(g, r, float(np.median(g[r]))):
+            yield r
 
 
 def _flat_share(g: np.ndarray) -> np.ndarray:
@@ -357,13 +390,17 @@ def _flat_share(g: np.ndarray) -> np.ndarray:
 
 
 def _has_text(bar: np.ndarray) -> bool:
-    """Marks far from each row's background level, and one row crossing many of them (text)."""
+    """Marks far from each row's background level, and a line of text: 3 rows in a row each
+    crossing many of them, under a bar row with at most half as many. The ragged edge of a
+    natural flat region also crosses many marks, but in the band's first rows."""
     level = np.median(bar[:, ::4], axis=1, keepdims=True)  # every 4th column: enough, 4x faster
     ink = np.abs(bar - level) >= _INK_TOL
     if ink.mean() < 0.002 or int((ink.sum(axis=1) > 0).sum()) < 2:
         return False
-    starts = (ink[:, 1:] & ~ink[:, :-1]).sum(axis=1)
-    return int(starts.max()) >= _MIN_STROKES
+    marks = (ink[:, 1:] & ~ink[:, :-1]).sum(axis=1)
+    many = marks >= _MIN_STROKES
+    line = many[1:-2] & many[2:-1] & many[3:]  # a text line is several rows high ...
+    return bool((line & (2 * marks[:-3] <= marks[1:-2])).any())  # ... under a quieter row of the bar
 
 
 def _distinct_above(g: np.ndarray, top: int, bg: float) -> bool:
