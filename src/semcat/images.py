@@ -291,10 +291,16 @@ def detect_databar(img: np.ndarray) -> int:
     step = max(1, a.shape[1] // _MAX_COLS)
     below = int(rows * _MAX_BELOW) + 1
     lo_row = max(0, rows - int(rows * _MAX_BAR) - below - 8)
-    g = to_gray_float(a[lo_row:, ::step]) if a.dtype in (np.uint8, np.uint16) else _range_scaled(a, step, lo_row)
-    g = np.ascontiguousarray(g)
-    n = g.shape[0]
-    flat = _flat_share(g)
+    sub = a[lo_row:, ::step]
+    g = None if a.dtype in (np.uint8, np.uint16) else _range_scaled(a, step, lo_row)
+    if a.dtype == np.uint8:
+        q = np.ascontiguousarray(sub)
+    elif a.dtype == np.uint16:
+        q = (sub >> 8).astype(np.uint8)
+    else:
+        q = (g * 255).astype(np.uint8)
+    n = q.shape[0]
+    flat = _flat_share(q)
 
     # The band's lowest row: a blank row or frame line at most ``below`` rows above the bottom.
     bot = next((r + 1 for r in range(n - 1, max(-1, n - 1 - below), -1) if flat[r] >= _BLANK), None)
@@ -308,10 +314,13 @@ def detect_databar(img: np.ndarray) -> int:
             soft += 1
         else:
             break
+    min_rows = max(4, int(0.015 * rows))
+    if bot - top < min_rows:
+        return 0
+    g = np.ascontiguousarray(to_gray_float(sub) if g is None else g)
     # Sharp, straight top edge over content: rules out vignetting, round fields of view and
     # natural flat regions (vacuum, charging), whose edges are ragged or gradual. Smooth content
     # can pass for an edge; the highest edge whose band is one bar with text under it wins.
-    min_rows = max(4, int(0.015 * rows))
     for edge in _top_edges(g, flat, top, bot):
         band = flat[edge:bot]
         if bot - edge < min_rows:
@@ -359,34 +368,36 @@ def _top_edges(g: np.ndarray, flat: np.ndarray, top: int, bot: int) -> Iterator[
     row-to-row change. Row ``r - 1`` is left out of the comparison: it can join vertical runs.
     """
     lo = max(top, 9)
-    step = np.zeros(bot)  # step[r - 1]: mean change from row r - 1 to row r
-    step[lo - 9: bot - 1] = np.abs(np.diff(g[lo - 9: bot], axis=0)).mean(axis=1)
-    for r in range(lo, bot):
-        head, above = flat[r: r + 2].max(), flat[r - 3: r - 1]
-        if flat[r: r + 3].max() < _EDGE_ROW or step[r - 1] < _MIN_STEP:
-            continue
-        if above.min() >= _TEXT_ROW:  # smooth content, flat itself: needs a sharp grey-level step
-            sharp = step[r - 1] >= max(2 * _MIN_STEP, _STEP_RATIO * float(np.median(step[r - 9: r - 1])))
-        else:
-            sharp = head - above.max() >= _EDGE_JUMP
-        if sharp and _distinct_above(g, r, float(np.median(g[r]))):
-            yield r
+    if bot - lo < 1:
+        return
+    f = np.append(flat, flat[-1:])  # so that rows r + 1 and r + 2 exist up to r = bot - 1
+    r = np.arange(lo, bot)
+    step = np.abs(np.diff(g[lo - 9: bot], axis=0)).mean(axis=1)  # step[k]: row lo - 9 + k to the next
+    into = step[8:]                                              # into row r from row r - 1
+    content = np.median(np.lib.stride_tricks.sliding_window_view(step[:-1], 8), axis=1)  # r - 9 .. r - 2
+    head = np.maximum(f[r], f[np.minimum(r + 1, len(f) - 1)])
+    above_lo, above_hi = np.minimum(f[r - 3], f[r - 2]), np.maximum(f[r - 3], f[r - 2])
+    smooth = above_lo >= _TEXT_ROW  # smooth content, flat itself: needs a sharp grey-level step
+    sharp = np.where(smooth, into >= np.maximum(2 * _MIN_STEP, _STEP_RATIO * content),
+                     head - above_hi >= _EDGE_JUMP)
+    blank = np.maximum(head, f[np.minimum(r + 2, len(f) - 1)]) >= _EDGE_ROW
+    for k in np.flatnonzero(sharp & blank & (into >= _MIN_STEP)):
+        row = int(r[k])
+        if _distinct_above(g, row, float(np.median(g[row]))):
+            yield row
 
 
-def _flat_share(g: np.ndarray) -> np.ndarray:
-    """Per row, the share of pixels inside a horizontal or vertical run of ``_RUN`` neighbours
-    within ``_RUN_TOL`` (vertical runs keep the background between letters of a text line).
-
-    Burnt-in graphics are exact; detector noise makes such runs rare in image rows. Works on
-    8-bit levels (OpenCV's fast morphology); the tolerance is coarser than that anyway.
+def _flat_share(q: np.ndarray) -> np.ndarray:
+    """Per row of the 8-bit image ``q``, the share of pixels inside a horizontal or vertical run
+    of ``_RUN`` neighbours within ``_RUN_TOL`` (vertical runs keep the background between
+    letters of a text line). Burnt-in graphics are exact; detector noise makes such runs rare
+    in image rows. 8-bit levels keep OpenCV's morphology fast; the tolerance is coarser anyway.
     """
-    q = np.empty(g.shape, np.uint8)
-    np.multiply(g, 255, out=q, casting="unsafe")
-    flat = np.zeros(g.shape, np.uint8)
+    flat = np.zeros(q.shape, np.uint8)
     for kernel in (np.ones((1, _RUN), np.uint8), np.ones((_RUN, 1), np.uint8)):
         runs = cv2.compare(cv2.subtract(cv2.dilate(q, kernel), cv2.erode(q, kernel)), _RUN_TOL * 255, cv2.CMP_LE)
         flat |= cv2.dilate(runs, kernel)
-    return np.count_nonzero(flat, axis=1) / g.shape[1]
+    return np.count_nonzero(flat, axis=1) / q.shape[1]
 
 
 def _has_text(bar: np.ndarray) -> bool:
