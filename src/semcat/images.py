@@ -348,8 +348,9 @@ def _one_background(bar: np.ndarray, flat: np.ndarray) -> bool:
         end -= 1
     if end < 3:
         return False
-    blank = flat[:end] >= flat[:end].max() - 0.1  # the flattest rows (JPEG ringing lowers them all)
-    match = (np.abs(bar[:end] - np.median(bar[:end][blank], axis=0)) <= _BG_TOL).mean(axis=1)
+    blank = np.flatnonzero(flat[:end] >= flat[:end].max() - 0.1)  # flattest rows (JPEG lowers all)
+    template = np.median(bar[blank[:: max(1, len(blank) // 8)]], axis=0)  # 8 of them are enough
+    match = (np.abs(bar[:end] - template) <= _BG_TOL).mean(axis=1)
     line = uniform[:end] & (match < 0.5)
     thick = cv2.erode(line.astype(np.uint8)[:, None], np.ones((4, 1), np.uint8)).ravel() > 0
     if thick.any():  # 4 or more uniform rows in a row off the template: content, not a line
