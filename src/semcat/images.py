@@ -338,7 +338,7 @@ def _one_background(bar: np.ndarray, flat: np.ndarray) -> bool:
 
     The bottom run of uniform rows (a border, the frame, a margin) is left out. In the rest,
     the blank rows (the flattest) give a background template (each column's median: the
-    bar's level, or a box's); most rows must match it over half their width (text rows
+    bar's level, or a box's); most rows must match it over 30% of their width (text rows
     included), one of the first three over 80%, and the other rows must be lines: uniform
     rows at most 3 in a row.
     """
@@ -356,7 +356,7 @@ def _one_background(bar: np.ndarray, flat: np.ndarray) -> bool:
     if thick.any():  # 4 or more uniform rows in a row off the template: content, not a line
         return False
     first = uniform[:3] | (match[:3] >= 0.8)
-    return bool(first.any()) and float((line | (match >= 0.5)).mean()) >= 0.8
+    return bool(first.any()) and float((line | (match >= 0.3)).mean()) >= 0.8
 
 
 def _top_edges(g: np.ndarray, flat: np.ndarray, top: int, bot: int) -> Iterator[int]:
