@@ -11,7 +11,8 @@ image content (more rows than the bar, or any row of a bar-free image).
 
 Also reads the real files in ``../shared/real-vendor-files/`` (skipped when absent) and times
 detection per 1024x768 image against ``read_image`` of the same image, in the same run.
-Writes ``benchmarks/results/databar.md``.
+Writes ``benchmarks/results/databar.md`` and ``docs/img/databar_gallery.png`` (one image per
+layout, the detected cut in red).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from semcat.synth.layouts import CONTENT_KINDS, LAYOUTS, bar_outcome, gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "databar.md"
+FIGURE = ROOT / "docs" / "img" / "databar_gallery.png"
 REAL = ROOT.parent / "shared" / "real-vendor-files"
 # Bar rows of the real files: FEI from [Image] ResolutionY; Zeiss from the frame line of the
 # data zone, read off the pixels (rows 691 and 350 are the zone's top frame line).
@@ -86,6 +88,26 @@ def run(sizes: list[tuple[int, int]], repeats: int, bar_free: int, seed: int) ->
                 times[name].append(time.perf_counter() - t)
             outcomes[key][name][bar_outcome(found, case)] += 1
     return {"outcomes": outcomes, "times": times}
+
+
+def figure(path: Path, seed: int) -> None:
+    """One 768x1024 textured image per layout, its bottom quarter, detected cut in red."""
+    tiles = []
+    for case in gallery([(768, 1024)], ("textured",), repeats=1, bar_free=0, seed=seed):
+        found = detect_databar(case.image)
+        tile = cv2.cvtColor(case.image[-int(case.image.shape[0] * 0.25):], cv2.COLOR_GRAY2BGR)
+        if found:
+            y = tile.shape[0] - found
+            cv2.rectangle(tile, (1, y), (tile.shape[1] - 2, tile.shape[0] - 2), (0, 0, 255), 3)
+        tile = cv2.resize(tile, (512, round(tile.shape[0] * 512 / tile.shape[1])), interpolation=cv2.INTER_AREA)
+        label = f"{case.layout}: {found} of {case.bar_rows} rows"
+        cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(cv2.copyMakeBorder(tile, 0, 140 - tile.shape[0], 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+                     if tile.shape[0] < 140 else tile[:140])
+    rows = [np.hstack(tiles[i: i + 4]) for i in range(0, len(tiles), 4)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.vstack(rows))
 
 
 def real_files() -> list[tuple[str, int, str, int, int]]:
@@ -195,6 +217,7 @@ def main() -> int:
     res = run(sizes, args.repeats, args.bar_free, args.seed)
     real = real_files() if REAL.is_dir() else []
     cost = read_cost()
+    figure(FIGURE, args.seed)
     text = report(args, res, real, cost, time.perf_counter() - t0)
     atomic_write_text(OUT, text)
     print(text)

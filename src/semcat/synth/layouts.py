@@ -84,6 +84,8 @@ LAYOUTS: dict[str, _Layout] = {
     "minimal_strip": _Layout((0.03, 0.045), (0, 15), (220, 255), lines=1, append=False),
 }
 
+_VENDORS = ("zeiss", "fei", "thermo", "tescan", "jeol", "hitachi", "phenom")
+
 CONTENT_KINDS = ("textured", "dark", "bright", "gradient")
 """Content under the bars: SEM-like texture, a dark or bright sample, a gradient (shading)."""
 
@@ -147,7 +149,8 @@ def render_layout(content: np.ndarray, layout: str, rng: np.random.Generator) ->
     below_h = int(round(rows * rng.uniform(*spec.below)))
     if spec.below[1] > 0 and spec.below[0] > 0:
         below_h = max(1, below_h)
-    bar = _draw_bar(spec, cols - 2 * spec.inset, bar_h, rng)
+    logo = layout.split("_")[0].upper() if layout.split("_")[0] in _VENDORS else "SEM"
+    bar = _draw_bar(spec, cols - 2 * spec.inset, bar_h, rng, logo)
     if spec.append:
         img = np.vstack([content, np.zeros((bar_h + below_h, cols), np.uint8)])
         img[rows + bar_h:] = content[rows - below_h:] if below_h else img[rows + bar_h:]
@@ -161,7 +164,7 @@ def render_layout(content: np.ndarray, layout: str, rng: np.random.Generator) ->
     return img, total - top
 
 
-def _draw_bar(spec: _Layout, cols: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+def _draw_bar(spec: _Layout, cols: int, rows: int, rng: np.random.Generator, logo: str) -> np.ndarray:
     bg, fg = int(rng.integers(*spec.bg, endpoint=True)), int(rng.integers(*spec.fg, endpoint=True))
     bar = np.full((rows, cols), bg, np.uint8)
     # boxes: flat panels of other levels at the right end, each up to a fifth of the width
@@ -171,8 +174,7 @@ def _draw_bar(spec: _Layout, cols: int, rows: int, rng: np.random.Generator) -> 
         level = int(rng.integers(lo, hi, endpoint=True))
         bar[1: rows - 1, x - w: x - 2] = level
         ink = 0 if level > 128 else 255
-        _put_lines(bar[2: rows - 2], [str(rng.choice(["ZEISS", "FEI", "TESCAN", "PHENOM", "1 um"]))],
-                   x - w + 3, x - 5, ink)
+        _put_lines(bar[2: rows - 2], [logo if x == cols else f"{rng.choice([1, 2, 5, 10])} um"], x - w + 3, x - 5, ink)
         x -= w
     text_x0, text_x1 = int(cols * rng.uniform(0.22, 0.3)), x - 4
     _put_lines(bar[1: rows - 1], _text(spec.lines, rng), text_x0, text_x1, fg)
