@@ -320,17 +320,29 @@ def detect_databar(img: np.ndarray) -> int:
     g = np.ascontiguousarray(to_gray_float(sub) if g is None else g)
     # Sharp, straight top edge over content: rules out vignetting, round fields of view and
     # natural flat regions (vacuum, charging), whose edges are ragged or gradual. Smooth content
-    # can pass for an edge; the highest edge whose band is one bar with text under it wins.
+    # can pass for an edge: of the edges whose band is one bar with text, the lowest with at
+    # least half the sharpest step wins (cautious), with the frame line right above it.
+    found: list[tuple[int, float]] = []
     for edge in _top_edges(g, flat, top, bot):
         band = flat[edge:bot]
-        if bot - edge < min_rows:
-            break
-        if edge - top >= 2 and _has_text(g[top:edge]):
-            return 0  # text above the edge: the edge is inside the bar (its top matches the content)
+        if bot - edge < min_rows or (edge - top >= 2 and _has_text(g[top:edge])):
+            break  # text above the edge: the edge is inside the bar
         if (bot - edge <= int(rows * _MAX_BAR) and band.max() >= 0.95 and band.mean() >= 0.55
                 and _one_background(g[edge:bot], band) and _has_text(g[edge:bot])):
-            return n - edge
-    return 0
+            found.append((edge, float(np.abs(g[edge] - g[edge - 1]).mean())))
+    if not found:
+        return 0
+    sharpest = max(step for _, step in found)
+    edge = max(edge for edge, step in found if step >= 0.5 * sharpest)
+    while edge - 1 in dict(found) and _is_line(g[edge - 1], float(np.median(g[edge]))):
+        edge -= 1  # the bar's frame line, right above it
+    return n - edge
+
+
+def _is_line(row: np.ndarray, bg: float) -> bool:
+    """A frame line: a uniform row whose level stands out from the bar background ``bg``."""
+    level = float(np.median(row))
+    return abs(level - bg) >= _INK_TOL and float((np.abs(row - level) <= _BG_TOL).mean()) >= 0.9
 
 
 def _one_background(bar: np.ndarray, flat: np.ndarray) -> bool:
@@ -339,8 +351,8 @@ def _one_background(bar: np.ndarray, flat: np.ndarray) -> bool:
     The bottom run of uniform rows (a border, the frame, a margin) is left out. In the rest,
     the blank rows (the flattest) give a background template (each column's median: the
     bar's level, or a box's); most rows must match it over 30% of their width (text rows
-    included), one of the first three over 80%, and the other rows must be lines: uniform
-    rows at most 3 in a row.
+    included), one of the first three over 80%, and at most 2 other rows, uniform ones
+    (a frame line).
     """
     uniform = (np.abs(bar - np.median(bar[:, ::4], axis=1, keepdims=True)) <= _BG_TOL).mean(axis=1) >= 0.9
     end = len(bar)
@@ -352,8 +364,7 @@ def _one_background(bar: np.ndarray, flat: np.ndarray) -> bool:
     template = np.median(bar[blank[:: max(1, len(blank) // 8)]], axis=0)  # 8 of them are enough
     match = (np.abs(bar[:end] - template) <= _BG_TOL).mean(axis=1)
     line = uniform[:end] & (match < 0.5)
-    thick = cv2.erode(line.astype(np.uint8)[:, None], np.ones((4, 1), np.uint8)).ravel() > 0
-    if thick.any():  # 4 or more uniform rows in a row off the template: content, not a line
+    if line.sum() > 2:  # more uniform rows off the template than a frame line has: content
         return False
     first = uniform[:3] | (match[:3] >= 0.8)
     return bool(first.any()) and float((line | (match >= 0.3)).mean()) >= 0.8
