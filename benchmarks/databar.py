@@ -11,7 +11,7 @@ image content (more rows than the bar, or any row of a bar-free image).
 
 Also reads the real files in ``../shared/real-vendor-files/`` (skipped when absent) and times
 detection per 1024x768 image against ``read_image`` of the same image, in the same run.
-Writes ``benchmarks/results/databar.md`` and ``docs/img/databar_gallery.png`` (one image per
+Writes ``benchmarks/results/databar.md`` and ``docs/img/databar_gallery.jpg`` (one image per
 layout, the detected cut in red).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from semcat.synth.layouts import CONTENT_KINDS, LAYOUTS, bar_outcome, gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "databar.md"
-FIGURE = ROOT / "docs" / "img" / "databar_gallery.png"
+FIGURE = ROOT / "docs" / "img" / "databar_gallery.jpg"
 REAL = ROOT.parent / "shared" / "real-vendor-files"
 # Bar rows of the real files: FEI from [Image] ResolutionY; Zeiss from the frame line of the
 # data zone, read off the pixels (rows 691 and 350 are the zone's top frame line).
@@ -107,7 +107,7 @@ def figure(path: Path, seed: int) -> None:
                      if tile.shape[0] < 140 else tile[:140])
     rows = [np.hstack(tiles[i: i + 4]) for i in range(0, len(tiles), 4)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.vstack(rows))
+    cv2.imwrite(str(path), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 80])
 
 
 def real_files() -> list[tuple[str, int, str, int, int]]:
