@@ -13,7 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from semcat import CATEGORIES
 from semcat.images import detect_databar, read_image, read_image_bytes
+from semcat.synth import generate_image
 from semcat.synth.layouts import BAR_FREE_KINDS, LAYOUTS, bar_outcome, gallery, render_layout
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real-vendor-files"
@@ -79,3 +81,18 @@ def test_real_vendor_files(name, rows, source):
         pytest.skip(f"{name} not present")
     _, info = read_image(path)
     assert (info.databar_rows, info.databar_source) == (rows, source)
+
+
+def test_the_projects_own_synthetic_bars_are_found():
+    """``semcat synth --databar`` images (Zeiss, FEI and white styles) feed the demo's training:
+    their bars must be found at full size and as ``semcat features`` reads them."""
+    rng = np.random.default_rng(5)
+    found = full = 0
+    for i, category in enumerate(CATEGORIES * 2):
+        size = (256, 384, 512)[i % 3]
+        img = generate_image(category, rng, size, databar=True)
+        bar = img.shape[0] - size
+        full += abs(detect_databar(img) - bar) <= 2
+        _, info = read_image_bytes(cv2.imencode(".png", img)[1].tobytes(), max_side=448)
+        found += abs(info.databar_rows - bar) <= 3
+    assert full >= 19 and found >= 18, (full, found)

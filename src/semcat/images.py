@@ -250,8 +250,8 @@ _RUN_TOL = 4 / 255     # one grey level, plus JPEG ringing round the text
 _BLANK = 0.8          # share of flat-run pixels of a blank bar row (margin, frame line)
 _BAR_ROW = 0.45       # ... of a bar row with sparse marks
 _EDGE_ROW = 0.6       # ... of one of the 3 rows under the bar's top edge
-_TEXT_ROW = 0.2       # ... of a dense text row (at most _TEXT_RUN of them in a row)
-_TEXT_RUN = 3
+_TEXT_ROW = 0.2       # ... of a dense text row (a text line: at most _TEXT_LINE of the height in a row)
+_TEXT_LINE = 0.03
 _EDGE_JUMP = 0.4      # rise of the flat share from the content to the bar's first rows
 _MIN_STEP = 0.02      # mean grey-level step from noisy content to the bar's first row (x2 from flat)
 _STEP_RATIO = 2.0     # ... and this many times the content's own row-to-row change
@@ -310,7 +310,7 @@ def detect_databar(img: np.ndarray) -> int:
     for r in range(bot - 1, -1, -1):
         if flat[r] >= _BAR_ROW:
             top, soft = r, 0
-        elif flat[r] >= _TEXT_ROW and soft < _TEXT_RUN:
+        elif flat[r] >= _TEXT_ROW and soft < max(3, int(_TEXT_LINE * rows)):
             soft += 1
         else:
             break
