@@ -414,16 +414,17 @@ def _flat_share(q: np.ndarray) -> np.ndarray:
 
 def _has_text(bar: np.ndarray) -> bool:
     """Marks far from each row's background level, and a line of text: 3 rows in a row each
-    crossing many of them, under a bar row with at most half as many. The ragged edge of a
+    crossing many of them, under a bar row with at most half as many as the line's busiest. The ragged edge of a
     natural flat region also crosses many marks, but in the band's first rows."""
     level = np.median(bar[:, ::4], axis=1, keepdims=True)  # every 4th column: enough, 4x faster
     ink = np.abs(bar - level) >= _INK_TOL
     if ink.mean() < 0.002 or int((ink.sum(axis=1) > 0).sum()) < 2:
         return False
     marks = (ink[:, 1:] & ~ink[:, :-1]).sum(axis=1)
-    many = marks >= _MIN_STROKES
+    many = marks >= min(_MIN_STROKES, max(4, bar.shape[1] // 32))  # narrow images: fewer letters
     line = many[1:-2] & many[2:-1] & many[3:]  # a text line is several rows high ...
-    return bool((line & (2 * marks[:-3] <= marks[1:-2])).any())  # ... under a quieter row of the bar
+    peak = np.maximum(np.maximum(marks[1:-2], marks[2:-1]), marks[3:])
+    return bool((line & (2 * marks[:-3] <= peak)).any())  # ... under a quieter row of the bar
 
 
 def _distinct_above(g: np.ndarray, top: int, bg: float) -> bool:
