@@ -298,7 +298,7 @@ def detect_databar(img: np.ndarray) -> int:
     elif a.dtype == np.uint16:
         q = (sub >> 8).astype(np.uint8)
     else:
-        q = (g * 255).astype(np.uint8)
+        q = (np.nan_to_num(g, nan=0.0, posinf=1.0, neginf=0.0) * 255).astype(np.uint8)
     n = q.shape[0]
     flat = _flat_share(q)
 
