@@ -9,6 +9,7 @@ import tifffile
 from typer.testing import CliRunner
 
 from semcat.cli import app
+from semcat.synth.layouts import render_layout
 
 runner = CliRunner()
 FEI_TEXT = "\r\n".join([
@@ -40,6 +41,7 @@ def test_json_lines(tmp_path):
     fei = by_name["fei.tif"]
     assert (fei["format"], fei["bit_depth"], fei["rows"], fei["cols"]) == ("TIFF", 8, 220, 256)
     assert fei["databar_rows"] == 20 and fei["pixel_size_m"] == 2.07e-9
+    assert fei["databar_source"] == "metadata" and by_name["plain.png"]["databar_source"] is None
     assert fei["metadata"]["instrument"] == "Helios NanoLab 660"
     assert by_name["plain.png"]["format"] == "PNG" and by_name["plain.png"]["metadata"] is None
     assert "2 images ok, 0 failed" in result.stderr
@@ -50,6 +52,16 @@ def test_text_and_no_crop(tmp_path):
     assert result.exit_code == 0
     line = result.stdout.strip()
     assert "\tTIFF\t8-bit\t256x220\t1ch\tbar=0\t" in line and "5 kV" in line
+
+
+def test_text_says_where_the_bar_came_from(tmp_path):
+    fei = runner.invoke(app, ["inspect", str(_files(tmp_path) / "fei.tif")])
+    assert "\tbar=20 (metadata)\t" in fei.stdout
+    content = np.random.default_rng(2).normal(120, 20, (300, 400)).clip(0, 255).astype(np.uint8)
+    img, rows = render_layout(content, "zeiss_white_zone", np.random.default_rng(3))
+    tifffile.imwrite(tmp_path / "zeiss.tif", img)
+    zeiss = runner.invoke(app, ["inspect", str(tmp_path / "zeiss.tif")])
+    assert zeiss.exit_code == 0 and zeiss.stdout.rstrip().endswith(f"\tbar={rows} (image)")
 
 
 def test_bad_files_reported_batch_goes_on(tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,7 +60,9 @@ class ImageInfo:
     """What the file held, before any crop or resize.
 
     ``shape`` is (rows, cols) of the original image; ``databar_rows`` counts the original rows
-    removed at the bottom (0 when no bar was found or cropping was off).
+    removed at the bottom (0 when no bar was found or cropping was off); ``databar_source`` says
+    what found them: ``"metadata"`` (the vendor's scanned height) or ``"image"``
+    (:func:`detect_databar`), None when nothing was removed.
     """
 
     path: str
@@ -70,6 +73,7 @@ class ImageInfo:
     databar_rows: int
     pixel_size_m: float | None
     metadata: SemMetadata | None
+    databar_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,22 +159,24 @@ def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar:
         raw = _downscale(raw, max_side)
     scale = raw.shape[0] / rows
 
-    bar = 0
+    bar, source = 0, None
     if crop_databar:
         known = databar_rows_from_metadata(meta, rows)
         if known is not None:
             cut = min(raw.shape[0] - 1, int(np.ceil(known * scale)))
-            bar = known
+            bar, source = known, "metadata"
         else:
             cut = detect_databar(raw)
-            bar = min(rows - 1, round(cut / scale))
+            bar, source = min(rows - 1, round(cut / scale)), "image"
         if cut:
             raw = raw[: raw.shape[0] - cut]
+        else:
+            bar, source = 0, None
 
     info = ImageInfo(
         path=str(name), format=fmt, bit_depth=header.bit_depth, shape=(rows, cols),
         channels=header.channels, databar_rows=bar,
-        pixel_size_m=meta.pixel_size_m if meta else None, metadata=meta,
+        pixel_size_m=meta.pixel_size_m if meta else None, metadata=meta, databar_source=source,
     )
     return to_gray_float(raw), info
 
@@ -255,17 +261,31 @@ def _to_gray(a: np.ndarray) -> np.ndarray:
 _BG_TOL = 0.03        # a pixel belongs to the bar background within this (fraction of range)
 _INK_TOL = 0.25       # text / scale-bar pixels differ from the background at least this much
 _MAX_BAR = 0.35       # a bar never takes more than this fraction of the height
+_MAX_BELOW = 0.05     # image or border rows under a bar: at most this fraction of the height
 _MAX_COLS = 512       # columns sampled per row (speed)
+_RUN = 9              # a flat run: this many neighbouring pixels within one grey level
+_RUN_TOL = 4 / 255     # one grey level, plus JPEG ringing round the text
+_BLANK = 0.8          # share of flat-run pixels of a blank bar row (margin, frame line)
+_BAR_ROW = 0.45       # ... of a bar row with sparse marks
+_EDGE_ROW = 0.6       # ... of one of the 3 rows under the bar's top edge
+_TEXT_ROW = 0.2       # ... of a dense text row (a text line: at most _TEXT_LINE of the height in a row)
+_TEXT_LINE = 0.03
+_EDGE_JUMP = 0.4      # rise of the flat share from the content to the bar's first rows
+_MIN_STEP = 0.02      # mean grey-level step from noisy content to the bar's first row (x2 from flat)
+_STEP_RATIO = 2.0     # ... and this many times the content's own row-to-row change
+_MIN_STROKES = 8      # text: 3 neighbouring bar rows cross at least this many separate marks
 
 
 def detect_databar(img: np.ndarray) -> int:
     """Number of bottom rows that form an instrument data bar (0 when there is none).
 
-    A data bar is a band at the bottom whose rows are mostly one flat, noise-free background
-    level with sparse high-contrast marks (text, scale bar), sitting under image rows that are
-    clearly different from that level, with a sharp horizontal boundary. Zeiss, FEI/Thermo,
-    JEOL and white bars with dark text fit; textured content, gradients, vignetting and dark
-    bottoms do not. False positives cost more than misses, so every test must pass.
+    A data bar is a band of digitally flat rows (long runs of one exact grey level: a black,
+    grey or white background, frame lines, table cells, boxes) carrying text (many separate
+    high-contrast marks in a row), with a straight, sharp top edge over image rows that are not
+    that flat level. Up to ``_MAX_BELOW`` of the height of image or border rows may lie under it
+    (Zeiss data zones, frames); they are counted in the bar. Textured content, gradients,
+    vignetting and natural dark or bright bottoms fail one of the tests: a missed bar costs less
+    than cut content, so every test must pass.
 
     Parameters
     ----------
@@ -275,7 +295,8 @@ def detect_databar(img: np.ndarray) -> int:
     Examples
     --------
     >>> im = np.full((100, 80), 0.5, np.float32) + np.random.default_rng(0).normal(0, .1, (100, 80))
-    >>> im[90:] = 0.0; im[94:96, 10:50] = 1.0      # black bar, 10 rows, with a white line
+    >>> im[90:] = 0.0
+    >>> for x in range(8, 72, 6): im[93:97, x:x + 3] = 1.0   # black bar, 10 rows, a line of marks
     >>> detect_databar(im)
     10
     """
@@ -286,84 +307,154 @@ def detect_databar(img: np.ndarray) -> int:
     if a.ndim != 2 or rows < 20 or a.shape[1] < MIN_SIDE:
         return 0
     step = max(1, a.shape[1] // _MAX_COLS)
-    lo_row = max(0, rows - int(rows * _MAX_BAR) - 8)
-    g = to_gray_float(a[lo_row:, ::step]) if a.dtype in (np.uint8, np.uint16) else _range_scaled(a, step, lo_row)
-    n = g.shape[0]
+    below = int(rows * _MAX_BELOW) + 1
+    lo_row = max(0, rows - int(rows * _MAX_BAR) - below - 8)
+    sub = a[lo_row:, ::step]
+    g = None if a.dtype in (np.uint8, np.uint16) else _range_scaled(a, step, lo_row)
+    if a.dtype == np.uint8:
+        q = np.ascontiguousarray(sub)
+    elif a.dtype == np.uint16:
+        q = (sub >> 8).astype(np.uint8)
+    else:
+        q = (np.nan_to_num(g, nan=0.0, posinf=1.0, neginf=0.0) * 255).astype(np.uint8)
+    n = q.shape[0]
+    flat = _flat_share(q)
 
-    bg = float(np.median(g[-3:]))
-    at_bg = np.abs(g - bg) <= _BG_TOL
-    frac = at_bg.mean(axis=1)
-
-    # Walk up from the bottom while rows look like bar rows (up to 2 dense-text rows in a row).
-    top, soft = n, 0
-    for r in range(n - 1, -1, -1):
-        if frac[r] >= 0.45:
+    # The band's lowest row: a blank row or frame line at most ``below`` rows above the bottom.
+    bot = next((r + 1 for r in range(n - 1, max(-1, n - 1 - below), -1) if flat[r] >= _BLANK), None)
+    if bot is None:
+        return 0
+    top, soft = bot, 0
+    for r in range(bot - 1, -1, -1):
+        if flat[r] >= _BAR_ROW:
             top, soft = r, 0
-        elif frac[r] >= 0.2 and soft < 2:
+        elif flat[r] >= _TEXT_ROW and soft < max(3, int(_TEXT_LINE * rows)):
             soft += 1
         else:
             break
-    height = n - top
     min_rows = max(4, int(0.015 * rows))
-    if height < min_rows or height > int(rows * _MAX_BAR) or top < 3:
+    if bot - top < min_rows:
         return 0
+    g = np.ascontiguousarray(to_gray_float(sub) if g is None else g)
+    # Sharp, straight top edge over content: rules out vignetting, round fields of view and
+    # natural flat regions (vacuum, charging), whose edges are ragged or gradual. Smooth content
+    # can pass for an edge: of the edges whose band is one bar with text, the lowest with at
+    # least half the sharpest step wins (cautious), with the frame line right above it.
+    found: list[tuple[int, float]] = []
+    for edge in _top_edges(g, flat, top, bot):
+        band = flat[edge:bot]
+        if bot - edge < min_rows or (edge - top >= 2 and _has_text(g[top:edge])):
+            break  # text above the edge: the edge is inside the bar
+        if (bot - edge <= int(rows * _MAX_BAR) and band.max() >= 0.95 and band.mean() >= 0.55
+                and _one_background(g[edge:bot], band) and _has_text(g[edge:bot])):
+            found.append((edge, float(np.abs(g[edge] - g[edge - 1]).mean())))
+    if not found:
+        return 0
+    sharpest = max(step for _, step in found)
+    edge = max(edge for edge, step in found if step >= 0.5 * sharpest)
+    while edge - 1 in dict(found) and _is_line(g[edge - 1], float(np.median(g[edge]))):
+        edge -= 1  # the bar's frame line, right above it
+    return n - edge
 
-    bar = g[top:]
-    bar_bg = at_bg[top:]
-    # Background is digitally flat (no noise): most neighbouring background pixels are equal.
-    pairs = bar_bg[:, 1:] & bar_bg[:, :-1]
-    flat = np.abs(np.diff(bar, axis=1)) <= 1e-3
-    if pairs.sum() == 0 or (flat & pairs).sum() / pairs.sum() < 0.6:
-        return 0
-    # A bar has at least one blank row (margins, gaps between text lines) and some marks.
-    if frac[top:].max() < 0.95:
-        return 0
-    ink = np.abs(bar - bg) >= _INK_TOL
+
+def _is_line(row: np.ndarray, bg: float) -> bool:
+    """A frame line: a uniform row whose level stands out from the bar background ``bg``."""
+    level = float(np.median(row))
+    return abs(level - bg) >= _INK_TOL and float((np.abs(row - level) <= _BG_TOL).mean()) >= 0.9
+
+
+def _one_background(bar: np.ndarray, flat: np.ndarray) -> bool:
+    """The band is one bar, not smooth content that is locally flat too but drifts in level.
+
+    The bottom run of uniform rows (a border, the frame, a margin) is left out. In the rest,
+    the blank rows (the flattest) give a background template (each column's median: the
+    bar's level, or a box's); most rows must match it over 30% of their width (text rows
+    included), one of the first three over 80%, and at most 2 other rows, uniform ones
+    (a frame line).
+    """
+    uniform = (np.abs(bar - np.median(bar[:, ::4], axis=1, keepdims=True)) <= _BG_TOL).mean(axis=1) >= 0.9
+    end = len(bar)
+    while end > 0 and uniform[end - 1]:
+        end -= 1
+    if end < 3:
+        return False
+    blank = np.flatnonzero(flat[:end] >= flat[:end].max() - 0.1)  # flattest rows (JPEG lowers all)
+    template = np.median(bar[blank[:: max(1, len(blank) // 8)]], axis=0)  # 8 of them are enough
+    match = (np.abs(bar[:end] - template) <= _BG_TOL).mean(axis=1)
+    line = uniform[:end] & (match < 0.5)
+    if line.sum() > 2:  # more uniform rows off the template than a frame line has: content
+        return False
+    first = uniform[:3] | (match[:3] >= 0.8)
+    return bool(first.any()) and float((line | (match >= 0.3)).mean()) >= 0.8
+
+
+def _top_edges(g: np.ndarray, flat: np.ndarray, top: int, bot: int) -> Iterator[int]:
+    """Candidate top edges of the bar within the flat rows ``[top, bot)``, highest first.
+
+    An edge is a row with image content above it (``_distinct_above``) where
+    flatness jumps: by ``_EDGE_JUMP`` within two rows over noisy content (a natural flat region
+    grows flat over many rows along its ragged edge), or, under smooth content that is itself
+    flat, by a grey-level step of twice ``_MIN_STEP`` and ``_STEP_RATIO`` times the content's own
+    row-to-row change. Row ``r - 1`` is left out of the comparison: it can join vertical runs.
+    """
+    lo = max(top, 9)
+    if bot - lo < 1:
+        return
+    f = np.append(flat, flat[-1:])  # so that rows r + 1 and r + 2 exist up to r = bot - 1
+    r = np.arange(lo, bot)
+    step = np.abs(np.diff(g[lo - 9: bot], axis=0)).mean(axis=1)  # step[k]: row lo - 9 + k to the next
+    into = step[8:]                                              # into row r from row r - 1
+    content = np.median(np.lib.stride_tricks.sliding_window_view(step[:-1], 8), axis=1)  # r - 9 .. r - 2
+    head = np.maximum(f[r], f[np.minimum(r + 1, len(f) - 1)])
+    above_lo, above_hi = np.minimum(f[r - 3], f[r - 2]), np.maximum(f[r - 3], f[r - 2])
+    smooth = above_lo >= _TEXT_ROW  # smooth content, flat itself: needs a sharp grey-level step
+    sharp = np.where(smooth, into >= np.maximum(2 * _MIN_STEP, _STEP_RATIO * content),
+                     head - above_hi >= _EDGE_JUMP)
+    blank = np.maximum(head, f[np.minimum(r + 2, len(f) - 1)]) >= _EDGE_ROW
+    for k in np.flatnonzero(sharp & blank & (into >= _MIN_STEP)):
+        row = int(r[k])
+        if _distinct_above(g, row, float(np.median(g[row]))):
+            yield row
+
+
+def _flat_share(q: np.ndarray) -> np.ndarray:
+    """Per row of the 8-bit image ``q``, the share of pixels inside a horizontal or vertical run
+    of ``_RUN`` neighbours within ``_RUN_TOL`` (vertical runs keep the background between
+    letters of a text line). Burnt-in graphics are exact; detector noise makes such runs rare
+    in image rows. 8-bit levels keep OpenCV's morphology fast; the tolerance is coarser anyway.
+    """
+    flat = np.zeros(q.shape, np.uint8)
+    for kernel in (np.ones((1, _RUN), np.uint8), np.ones((_RUN, 1), np.uint8)):
+        runs = cv2.compare(cv2.subtract(cv2.dilate(q, kernel), cv2.erode(q, kernel)), _RUN_TOL * 255, cv2.CMP_LE)
+        flat |= cv2.dilate(runs, kernel)
+    return np.count_nonzero(flat, axis=1) / q.shape[1]
+
+
+def _has_text(bar: np.ndarray) -> bool:
+    """Marks far from each row's background level, and a line of text: 3 rows in a row each
+    crossing many of them, under a bar row with at most half as many as the line's busiest. The ragged edge of a
+    natural flat region also crosses many marks, but in the band's first rows."""
+    level = np.median(bar[:, ::4], axis=1, keepdims=True)  # every 4th column: enough, 4x faster
+    ink = np.abs(bar - level) >= _INK_TOL
     if ink.mean() < 0.002 or int((ink.sum(axis=1) > 0).sum()) < 2:
-        return 0
-
-    # Sharp boundary: the bar's first rows are (almost) blank background, and the rows just
-    # above are clearly not bar background (another level, or texture). Rules out vignetting
-    # and round fields of view, whose background share grows gradually.
-    if frac[top: top + 3].max() < 0.8:
-        return 0
-    if not _distinct_above(g, top, bg):
-        top = _absorb_separator(g, top, bg)
-        if top is None:
-            return 0
-    return n - top
+        return False
+    marks = (ink[:, 1:] & ~ink[:, :-1]).sum(axis=1)
+    many = marks >= min(_MIN_STROKES, max(4, bar.shape[1] // 32))  # narrow images: fewer letters
+    line = many[1:-2] & many[2:-1] & many[3:]  # a text line is several rows high ...
+    peak = np.maximum(np.maximum(marks[1:-2], marks[2:-1]), marks[3:])
+    return bool((line & (2 * marks[:-3] <= peak)).any())  # ... under a quieter row of the bar
 
 
 def _distinct_above(g: np.ndarray, top: int, bg: float) -> bool:
-    """True when the 3 rows above ``top`` are image content, not more bar background."""
+    """True when the rows above ``top`` are image content, not more bar background."""
     above = g[max(0, top - 3): top]
     exact = (np.abs(above - bg) <= 2e-3).mean(axis=1)
-    if exact.max() > 0.5:
+    if exact.max() > 0.5 or (np.abs(g[max(0, top - 8): top] - bg) <= 2e-3).mean() > 0.15:
         return False
     level = float(np.abs(above[-1] - bg).mean())
     texture = float(np.abs(np.diff(above[-1])).mean())
     # Digital bar background is exact; image rows almost never hit that exact level.
     return level >= 0.06 or texture >= 0.02 or (exact.max() <= 0.1 and level >= 0.04)
-
-
-def _absorb_separator(g: np.ndarray, top: int, bg: float) -> int | None:
-    """Include a 1-2 row separator line of another flat level above the bar, if there is one.
-
-    Returns the new top row, or None when the rows above are not a separator and not distinct.
-    """
-    new_top = top
-    for r in (top - 1, top - 2):
-        if r < 3:
-            return None
-        row = g[r]
-        level = float(np.median(row))
-        if abs(level - bg) >= _INK_TOL and (np.abs(row - level) <= _BG_TOL).mean() >= 0.9:
-            new_top = r
-        else:
-            break
-    if new_top == top:
-        return None
-    return new_top if _distinct_above(g, new_top, float(np.median(g[new_top]))) else None
 
 
 def _range_scaled(a: np.ndarray, step: int, lo_row: int) -> np.ndarray:

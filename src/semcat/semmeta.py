@@ -119,7 +119,10 @@ def parse_tiff_tags(tif: tifffile.TiffFile) -> SemMetadata | None:
 def databar_rows_from_metadata(meta: SemMetadata | None, image_rows: int) -> int | None:
     """Data-bar height implied by the metadata (file rows - scanned rows), or None.
 
-    Trusted only when it is plausible: positive and under 40% of the image height.
+    Trusted only when it is plausible: positive and under 40% of the image height. Zeiss
+    ``CZ_SEM`` records no such height: its store resolution and ``ap_height`` / pixel size give
+    the whole file (the data zone is drawn over the scan) and ``dp_zone`` reads 1 with and
+    without a visible zone, so Zeiss bars are left to :func:`semcat.images.detect_databar`.
     """
     if meta is None or not meta.scan_rows:
         return None

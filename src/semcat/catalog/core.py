@@ -89,7 +89,7 @@ class Catalog:
         self.db = Database(str(url), read_only=read_only)
         self.url = self.db.url
         self._rare_trigrams: dict[str, list[str]] = {}  # path-substring needle → trigrams to look up
-        if read_only:
+        if self.db.read_only:  # asked for, or a SQLite file on a read-only share
             with self.db.read() as conn:
                 found = current_version(conn)
             if found != SCHEMA_VERSION:

@@ -32,8 +32,11 @@ def inspect_cmd(
 
     Metadata comes from the file's vendor tags, else from a JEOL/Hitachi NAME.txt or TESCAN
     NAME-tif.hdr next to it (shown as sidecar=NAME.txt).
+    bar=29 (metadata): the vendor's scanned height; bar=77 (image): detected in the pixels.
 
     Unreadable files get one error line each; the rest go on. Exit code 1 when any file failed.
+
+    Example: semcat inspect scans/ --json
     """
     files = list(iter_image_files(paths))
     summary = BatchSummary()
@@ -65,6 +68,7 @@ def info_to_dict(info: ImageInfo) -> dict[str, Any]:
         "cols": info.shape[1],
         "channels": info.channels,
         "databar_rows": info.databar_rows,
+        "databar_source": info.databar_source,
         "pixel_size_m": info.pixel_size_m,
         "metadata": info.metadata.to_dict() if info.metadata else None,
     }
@@ -73,7 +77,7 @@ def info_to_dict(info: ImageInfo) -> dict[str, Any]:
 def _text_line(info: ImageInfo) -> str:
     rows, cols = info.shape
     parts = [info.path, info.format, f"{info.bit_depth}-bit", f"{cols}x{rows}",
-             f"{info.channels}ch", f"bar={info.databar_rows}"]
+             f"{info.channels}ch", _bar_text(info)]
     if info.pixel_size_m:
         parts.append(f"pixel={units.pixel_size(info.pixel_size_m)}")
     m = info.metadata
@@ -87,3 +91,8 @@ def _text_line(info: ImageInfo) -> str:
     if m is not None and m.sidecar:
         parts.append(f"sidecar={Path(m.sidecar).name}")
     return "\t".join(shown(p) for p in parts)
+
+
+def _bar_text(info: ImageInfo) -> str:
+    """``bar=56 (metadata)`` / ``bar=56 (image)``: how many rows were cropped and what found them."""
+    return f"bar={info.databar_rows} ({info.databar_source})" if info.databar_source else f"bar={info.databar_rows}"
