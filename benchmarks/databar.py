@@ -150,7 +150,7 @@ def report(args: argparse.Namespace, res: dict, real: list, cost: dict, seconds:
                             capture_output=True, text=True).stdout.strip() or "unknown"
     out = res["outcomes"]
     lines = [
-        f"# Data-bar detection: semcat vs the plain \"flat band in the bottom 15%\" heuristic",
+        "# Data-bar detection: semcat vs the plain \"flat band in the bottom 15%\" heuristic",
         "",
         f"- script: `benchmarks/databar.py --sizes {args.sizes} --repeats {args.repeats} "
         f"--bar-free {args.bar_free} --seed {args.seed}`; commit {commit}",
