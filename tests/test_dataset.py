@@ -158,3 +158,20 @@ def test_to_dict_is_json_safe(small_dataset: Path) -> None:
     d = json.loads(json.dumps(scan_dataset(small_dataset, group_by=SAMPLE_RE).to_dict()))
     assert d["total"]["total"] == 120 and d["group_by"] == SAMPLE_RE
     assert set(d["classes"]) == set(CATEGORIES) and isinstance(d["classes"]["Tips"]["train"], int)
+
+
+def test_a_rescan_reads_perceptual_hashes_from_the_cache_and_splits_alike(
+        small_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import semcat.duplicates
+
+    monkeypatch.setenv("SEMCAT_HOME", str(tmp_path / "home"))
+    first = scan_dataset(small_dataset)
+    assert (tmp_path / "home" / "phash.sqlite").is_file()
+
+    def no_decode(*_a, **_k):
+        raise AssertionError("a cached image was decoded again")
+
+    monkeypatch.setattr(semcat.duplicates, "phash_bytes", no_decode)
+    again = scan_dataset(small_dataset)
+    assert [(s.sha256, s.split) for s in again.samples] == [(s.sha256, s.split) for s in first.samples]
+    assert again.near_links == first.near_links and again.near_groups == first.near_groups

@@ -235,13 +235,15 @@ def _hash_one(path: Path, check: bool, phash: bool) -> tuple[str, str | None, PH
         return "", "permission denied: cannot read the file (check its permissions)", None
     except OSError as exc:
         return "", f"cannot read the file: {exc.strerror or exc}", None
+    from semcat import phash_store
     from semcat.duplicates import phash_bytes
     from semcat.errors import ImageReadError
     from semcat.images import read_image_bytes
 
     try:
-        if phash:  # decoding for the hash checks the image too
-            return sha256_bytes(data), None, phash_bytes(data, path)
+        if phash:  # decoding for the hash checks the image too; cached content decoded fine before
+            digest = sha256_bytes(data)
+            return digest, None, phash_store.lookup(digest) or phash_bytes(data, path)
         read_image_bytes(data, path, crop_databar=False, max_side=64)
     except ImageReadError as exc:
         return "", exc.problem, None
@@ -269,6 +271,10 @@ def _hash_all(
                 bar.advance(task)
     finally:  # Ctrl-C: drop the queued files instead of hashing them all first
         pool.shutdown(wait=True, cancel_futures=True)
+    if phash:
+        from semcat import phash_store
+
+        phash_store.store({digest: h for digest, _, h in out if h is not None})
     return out
 
 
