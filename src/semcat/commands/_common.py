@@ -106,14 +106,17 @@ def environment_problem(exc: BaseException) -> str | None:
 
 
 class SemcatGroup(TyperGroup):
-    """The command group: an environment failure ends a command with one error line and exit 1,
-    never a traceback (a bug still shows its traceback)."""
+    """The command group: a ``SemcatError`` (a refused model, a read-only catalogue, ...) or an
+    environment failure ends a command with one error line and exit 1, never a traceback (a bug
+    still shows its traceback)."""
 
     def invoke(self, ctx: Any) -> Any:
+        from semcat.errors import SemcatError
+
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            problem = environment_problem(exc)
+            problem = str(exc) if isinstance(exc, SemcatError) else environment_problem(exc)
             if problem is None:
                 raise
             error(problem)
