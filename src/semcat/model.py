@@ -29,8 +29,10 @@ from semcat.head import SoftmaxHead, softmax
 
 __all__ = ["FORMAT_VERSION", "Prediction", "SemcatModel", "extract_backbone_features", "load_model"]
 
-FORMAT_VERSION = 1
-"""Version of the artifact layout; a newer file is refused with a request to upgrade semcat."""
+FORMAT_VERSION = 2
+"""Version of the artifact layout; a newer file is refused with a request to upgrade semcat.
+2 (issue 17): the calibration dict may hold ``guarantee``, ``labels_needed``, ``*_interval`` per band,
+``ood.heldout_flagged``/``flagged_interval`` and ``heldout.folds``; version-1 files load without them."""
 _META_KEY = "semcat"
 _HEAD_TENSORS = ("coef", "intercept", "mean", "scale")
 _RESERVED_PREFIX = "head."
