@@ -25,7 +25,8 @@ splits) are the labelled set, and each configuration trains and calibrates throu
 Measured on the untouched test set: the share of known images decided ``unknown`` (target 3%,
 bar 2-6%), whether ``t_auto`` exists, the auto band's share and realised precision (bar at 200
 per class: >= target - 1 point), suggest and manual shares, accuracy, and the seconds to train +
-calibrate. Results: ``benchmarks/results/calibration_small[-VIEW][-BACKBONE].md``.
+calibrate. Results: ``benchmarks/results/calibration_small[-VIEW][-BACKBONE].md``, rewritten after each
+draw (a stopped run keeps the draws it finished; the header says how many).
 """
 from __future__ import annotations
 
@@ -145,7 +146,9 @@ def evaluate(model: SemcatModel, X: np.ndarray, y: np.ndarray, cal: dict[str, fl
             "accuracy": float((case == 0).mean()), "t_auto": cal["t_auto"], "t_suggest": cal["t_suggest"]}
 
 
-def run(args: argparse.Namespace, root: Path) -> dict[tuple[int, str], list[dict[str, float]]]:
+def run(args: argparse.Namespace, root: Path,
+        done: Callable[[dict[tuple[int, str], list[dict[str, float]]], int], None]) -> None:
+    """Every draw, size and configuration; ``done(results, draws_completed)`` after each draw."""
     test = load(root / "test", TEST_SEED, args.test_per_class, args.backbone, args.view)
     classes = sorted(set(test.y.tolist()))
     out: dict[tuple[int, str], list[dict[str, float]]] = {}
@@ -163,8 +166,9 @@ def run(args: argparse.Namespace, root: Path) -> dict[tuple[int, str], list[dict
                     rows.append((name + " + guarantee", evaluate(model, test.X, test.y, guaranteed(model))))
                 for label, res in rows:
                     out.setdefault((n, label), []).append(res | {"seconds": seconds})
-                    print(f"draw {draw} n={n} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()), flush=True)
-    return out
+                    print(f"draw {draw} n={n} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items())
+                          + f", seconds {seconds:.1f}", flush=True)
+        done(out, draw + 1)
 
 
 def _commit() -> str:
@@ -185,7 +189,7 @@ def _isa() -> str:
 
 
 def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.Namespace, seconds: float,
-             argv: str) -> str:
+             argv: str, draws_done: int) -> str:
     lines = [
         f"# Small labelled sets: cross-fitted vs val-split calibration ({args.backbone}, view {args.view})",
         "",
@@ -193,7 +197,7 @@ def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.
         f"- commit: {_commit()}; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- machine: {machine_description()}; instruction sets: {_isa()}",
         (f"- data: synthetic, 10 categories, {SIZE} px with data bars; draws = seeds {args.seed}-{args.seed + args.draws - 1} "
-         f"({args.draws} draws per size; a size's images are the first N per category of its draw, of which the ~90% "
+         f"({draws_done} of {args.draws} draws completed; a size's images are the first N per category of its draw, of which the ~90% "
          f"outside the content-hash test split are labelled); untouched test set: {args.test_per_class} per "
          f"category, seed {TEST_SEED}"),
         ("- seconds: wall time of fitting the head(s) and calibrating on cached features, in the same run as the "
@@ -242,11 +246,15 @@ def main() -> None:
     if max(args.sizes) > POOL:
         ap.error(f"--sizes must be <= {POOL} per class")
     start = time.perf_counter()
-    out = run(args, args.data)
-    text = markdown(out, args, time.perf_counter() - start, " ".join(sys.argv[1:]))
     suffix = "".join(f"-{v}" for v, d in ((args.view, "center"), (args.backbone, "efficientnet_lite0")) if v != d)
-    atomic_write_text(RESULTS / f"calibration_small{suffix}.md", text)
-    print(text)
+    argv = " ".join(f"'{a}'" if " " in a else a for a in sys.argv[1:])
+
+    def done(out: dict[tuple[int, str], list[dict[str, float]]], draws: int) -> None:
+        text = markdown(out, args, time.perf_counter() - start, argv, draws)
+        atomic_write_text(RESULTS / f"calibration_small{suffix}.md", text)  # a stopped run keeps its draws
+        print(text, flush=True)
+
+    run(args, args.data, done)
 
 
 if __name__ == "__main__":

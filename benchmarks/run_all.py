@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["decode", "data", "features", "head", "views", "catalog", "spark_scaling", "alignment"]
+ORDER = ["decode", "data", "features", "head", "views", "calibration_small", "catalog", "spark_scaling", "alignment"]
 
 
 def assemble() -> Path:

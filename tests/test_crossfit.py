@@ -118,9 +118,10 @@ def test_crossfit_uses_every_image_where_a_val_split_cannot() -> None:
     # the unknown threshold was set out of fold: ~3% of the labelled images above it, counted and with its interval
     assert cal["ood"]["heldout_flagged"] == pytest.approx(3, abs=2)
     assert cal["ood"]["flagged_interval"][0] <= cal["heldout"]["unknown_share"] <= cal["ood"]["flagged_interval"][1]
-    # on new images of the known classes the detector flags a few percent, not the 8-12% of a 15-image quantile
+    # on new images of the known classes it flags at most a few percent, not the 8-12% of a 15-image quantile
+    # (out-of-fold references hold 4/5 of the images, so the threshold errs on the high side: README "Limits")
     flagged = float((model.ood_scores(X_new) > cal["ood"]["threshold"]).mean())
-    assert 0.005 <= flagged <= 0.08, flagged
+    assert flagged <= 0.06, flagged
     index = {c: i for i, c in enumerate(model.classes)}
     top, case = score_cases(model.predict_features(X_new).astype(np.float64), np.array([index[c] for c in y_new]))
     in_auto = top >= cal["t_auto"]

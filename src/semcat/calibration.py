@@ -227,13 +227,16 @@ def _cuts(top: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 def auto_threshold(top: np.ndarray, correct: np.ndarray, target: float, min_support: int,
                    *, guarantee: bool = False) -> float:
-    """Smallest threshold t such that every band [t', 1] with t' >= t (and >= min_support images)
-    has precision >= target; ``NEVER`` when even the best ``min_support`` images miss the target.
+    """Smallest threshold t whose band [t, 1] has precision >= target, reached by extending the
+    first such band (of >= min_support images, best scores first) downwards while every band
+    stays at or above the target; ``NEVER`` when no band of min_support images or more reaches it.
 
-    Requiring it for every higher threshold too (a running minimum) keeps one lucky dip in the
-    precision curve from pulling the threshold down. With ``guarantee`` the *lower end* of the
-    band's Clopper-Pearson interval must meet the target instead of the observed precision, counted
-    from the first band large enough for that (a band of 20 perfect images only proves >= 83%).
+    Stopping at the first band below the target (a running minimum) keeps one lucky dip in the
+    precision curve from pulling the threshold down. Starting from the first good band rather than
+    the top lets a few confidently wrong images at the very top (one odd sample's shots, common with
+    small sets) count against the band instead of forbidding automatic labels altogether. With
+    ``guarantee`` the *lower end* of the band's Clopper-Pearson interval must meet the target instead
+    of the observed precision (a band of 20 perfect images only proves >= 83%).
     """
     s, n, hits = _cuts(top, correct)
     valid = n >= min_support
@@ -241,7 +244,7 @@ def auto_threshold(top: np.ndarray, correct: np.ndarray, target: float, min_supp
         return NEVER
     s, n, hits = s[valid], n[valid], hits[valid]
     good = (clopper_pearson(hits, n)[0] if guarantee else hits / n) >= target
-    if not good.any() or (not guarantee and not good[0]):
+    if not good.any():
         return NEVER
     first = int(np.argmax(good))
     run = good[first:]

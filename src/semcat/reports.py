@@ -242,11 +242,12 @@ def threshold_summary(calibration: Mapping[str, Any]) -> list[str]:
                      f"on these {n} held-out images")
         needed = cal.get("labels_needed")
         kind = "labelled" if held.get("folds") else "held-out"
-        if needed is not None and needed > n:
+        if needed is not None:
             classes = max(len(cal.get("classes") or []), 1)
-            lines.append(f"the data cannot support the target: roughly {needed} {kind} images in all "
-                         f"(~{-(-(needed - n) // classes)} more per class, at this model's accuracy) would")
-        elif needed is None:
+            more = max(1, -(-(needed - n) // classes))  # a band meeting the target but too small needs a few
+            lines.append(f"the data cannot support the target: roughly {max(needed, n + more * classes)} {kind} "
+                         f"images in all (~{more} more per class, at this model's accuracy) would")
+        else:
             lines.append("the data cannot support the target: no band of 5+ images reaches it, so more labels "
                          "alone will not help; try another --view or backbone, or a lower --target-precision")
     else:
