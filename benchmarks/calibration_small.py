@@ -148,12 +148,12 @@ def evaluate(model: SemcatModel, X: np.ndarray, y: np.ndarray, cal: dict[str, fl
 
 def run(args: argparse.Namespace, root: Path,
         done: Callable[[dict[tuple[int, str], list[dict[str, float]]], int], None]) -> None:
-    """Every draw, size and configuration; ``done(results, draws_completed)`` after each draw."""
+    """Every draw, size and configuration; ``done(results, draws_completed)`` after each configuration."""
     test = load(root / "test", TEST_SEED, args.test_per_class, args.backbone, args.view)
     classes = sorted(set(test.y.tolist()))
     out: dict[tuple[int, str], list[dict[str, float]]] = {}
     for draw in range(args.draws):
-        full = load(root / f"draw{draw}", args.seed + draw, POOL, args.backbone, args.view)
+        full = load(root / f"s{args.seed + draw}", args.seed + draw, POOL, args.backbone, args.view)
         for n in args.sizes:
             keep = full.nnn < n
             d = Labelled(full.X[keep], full.y[keep], full.groups[keep], full.split[keep], full.nnn[keep])
@@ -168,6 +168,7 @@ def run(args: argparse.Namespace, root: Path,
                     out.setdefault((n, label), []).append(res | {"seconds": seconds})
                     print(f"draw {draw} n={n} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items())
                           + f", seconds {seconds:.1f}", flush=True)
+                done(out, draw)  # after every configuration: a stopped run keeps what it measured
         done(out, draw + 1)
 
 
@@ -197,7 +198,7 @@ def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.
         f"- commit: {_commit()}; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- machine: {machine_description()}; instruction sets: {_isa()}",
         (f"- data: synthetic, 10 categories, {SIZE} px with data bars; draws = seeds {args.seed}-{args.seed + args.draws - 1} "
-         f"({draws_done} of {args.draws} draws completed; a size's images are the first N per category of its draw, of which the ~90% "
+         f"({draws_done} of {args.draws} draws completed, rows of the next one as far as they got: see each row's count; a size's images are the first N per category of its draw, of which the ~90% "
          f"outside the content-hash test split are labelled); untouched test set: {args.test_per_class} per "
          f"category, seed {TEST_SEED}"),
         ("- seconds: wall time of fitting the head(s) and calibrating on cached features, in the same run as the "
@@ -220,7 +221,7 @@ def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.
         lo, hi = clopper_pearson(hits, count) if count else (0.0, 1.0)
         prec = f"{100 * hits / count:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] (n={count})" if count else "– (n=0)"
         lines.append(
-            f"| {n} | {name} | {int(sum(r['t_auto_exists'] for r in rs))}/{len(rs)} | {mm(rs, 'unknown')} | {mm(rs, 'auto')} | "
+            f"| {n} | {name} | {int(sum(r['t_auto_exists'] for r in rs))}/{len(rs)} draws | {mm(rs, 'unknown')} | {mm(rs, 'auto')} | "
             f"{prec} | {mm(rs, 'suggest')} | {mm(rs, 'manual')} | {mm(rs, 'accuracy')} | "
             f"{np.mean([r['seconds'] for r in rs]):.1f} | {np.mean([r['seconds'] for r in rs]) / base:.1f}x |")
     return "\n".join(lines) + "\n"
@@ -237,6 +238,7 @@ def main() -> None:
     ap.add_argument("--view", default="center")
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--target", type=float, default=0.95)
+    ap.add_argument("--out", help="results file name in benchmarks/results (default: calibration_small[-VIEW][-BACKBONE].md)")
     ap.add_argument("--configs", default=",".join(name for name, _, _ in CONFIGS),
                     help="comma-separated calibration rows to run (default: all)")
     ap.add_argument("--data", type=Path, default=Path("/tmp/semcat-calibration-small"),
@@ -251,7 +253,7 @@ def main() -> None:
 
     def done(out: dict[tuple[int, str], list[dict[str, float]]], draws: int) -> None:
         text = markdown(out, args, time.perf_counter() - start, argv, draws)
-        atomic_write_text(RESULTS / f"calibration_small{suffix}.md", text)  # a stopped run keeps its draws
+        atomic_write_text(RESULTS / (args.out or f"calibration_small{suffix}.md"), text)  # a stopped run keeps its draws
         print(text, flush=True)
 
     run(args, args.data, done)

@@ -1,7 +1,8 @@
 """Cross-fitting for small labelled sets (issue 17): folds, intervals, guarantee, out-of-fold calibration.
 
-Features here are Gaussian blobs of the backbone's width, so the tests run in seconds without
-images; the CLI tests at the end run the real commands on the shared small synthetic set.
+Features here are Gaussian blobs, 64 wide (the model's backbone spec is narrowed to match), so the
+tests run in seconds without images; the CLI tests at the end run the real commands on the shared
+small synthetic set.
 """
 from __future__ import annotations
 
@@ -80,7 +81,10 @@ def test_labels_needed_says_how_many_more_would_do() -> None:
     assert labels_needed(top, np.tile([True, False], 15), 0.95, 20) is None  # 50%: labels alone won't help
 
 
-def _blobs(per_class: int, seed: int, *, classes: int = 5, dim: int = 1280, spread: float = 2.5):
+DIM = 64
+
+
+def _blobs(per_class: int, seed: int, *, classes: int = 5, dim: int = DIM, spread: float = 2.5):
     """Gaussian classes in the backbone's feature width; ``spread`` sets how much they overlap."""
     rng = np.random.default_rng(seed)
     centres = np.random.default_rng(0).normal(0, 1, (classes, dim)) * spread / math.sqrt(dim) * 8
@@ -90,12 +94,15 @@ def _blobs(per_class: int, seed: int, *, classes: int = 5, dim: int = 1280, spre
 
 
 def _model(X: np.ndarray, y: np.ndarray, **head):
+    from dataclasses import replace
+
+    from semcat.backbones import get_backbone
     from semcat.head import SoftmaxHead
     from semcat.model import SemcatModel
 
     classes = sorted(set(y.tolist()))
-    return SemcatModel("efficientnet_lite0", SoftmaxHead(classes=classes, **head).fit(X, y), view="center",
-                       crop_databar=True)
+    spec = replace(get_backbone("efficientnet_lite0"), feature_dim=X.shape[1])  # the blobs' width
+    return SemcatModel(spec, SoftmaxHead(classes=classes, **head).fit(X, y), view="center", crop_databar=True)
 
 
 def test_crossfit_uses_every_image_where_a_val_split_cannot() -> None:
@@ -233,7 +240,7 @@ def test_version_1_model_files_still_load_and_report(tmp_path: Path) -> None:
     from semcat.model import FORMAT_VERSION, load_model
     from semcat.reports import render_report, threshold_summary
 
-    X, y = _blobs(10, seed=6, classes=3)
+    X, y = _blobs(10, seed=6, classes=3, dim=1280)  # loading checks the real backbone width
     model = _model(X, y)
     calibrate_crossfit(model, X, y.tolist())
     cal = dict(model.calibration)
