@@ -13,8 +13,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["decode", "tiff_codecs", "databar", "data", "features", "int8", "head", "views", "cross_instrument",
-         "catalog", "spark_scaling", "spark_cluster", "alignment", "duplicates", "active_learning", "map",
-         "web_load", "lean_install"]
+         "calibration_small", "catalog", "spark_scaling", "spark_cluster", "alignment", "duplicates",
+         "active_learning", "map", "web_load", "lean_install"]
 
 
 def assemble() -> Path:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
+from scipy.stats import beta
 from sklearn.isotonic import IsotonicRegression
 
 from semcat._validation import check_consistent_length, check_features, check_is_fitted, check_labels
@@ -25,10 +26,14 @@ __all__ = [
     "DEFAULT_T_SUGGEST",
     "NEVER",
     "STATS_TENSOR",
+    "INTERVAL_LEVEL",
     "Calibrator",
     "auto_threshold",
+    "calibrate_crossfit",
     "calibrate_model",
     "band_report",
+    "clopper_pearson",
+    "labels_needed",
     "decide",
     "expected_calibration_error",
     "score_cases",
@@ -39,6 +44,9 @@ DEFAULT_T_AUTO = 0.8
 DEFAULT_T_SUGGEST = 0.35
 """The paper's suggest-top-2 threshold, used before a model is calibrated."""
 DECISIONS = ("auto", "suggest", "manual", "unknown")
+INTERVAL_LEVEL = 0.95
+"""Coverage of the Clopper-Pearson intervals reported for every band and threshold; ``--guarantee``
+makes the lower end of the automatic band's interval meet the target precision."""
 STATS_TENSOR = "calib.stats"
 """``extra_tensors`` key of the held-out score table (N, 3): raw top score, calibrated top score,
 case (0 top-1 correct, 1 second correct, 2 neither). The report redraws its plots from it."""
@@ -154,8 +162,9 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = 1
 
 
 def band_report(top: np.ndarray, case: np.ndarray, t_auto: float, t_suggest: float,
-                unknown: np.ndarray | None = None) -> dict[str, dict[str, float | int | None]]:
-    """Share, count, top-1 precision and top-2 accuracy of each decision band on labelled images.
+                unknown: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """Share, count, top-1 precision and top-2 accuracy of each decision band on labelled images,
+    each with its ``clopper_pearson`` interval (``*_interval`` = [low, high]).
 
     ``unknown`` (bool per image) moves images to the ``unknown`` band first, as ``decide`` does.
     Precision is None for an empty band.
@@ -168,16 +177,33 @@ def band_report(top: np.ndarray, case: np.ndarray, t_auto: float, t_suggest: flo
         "unknown": unknown,
     }
     n = max(len(top), 1)
-    out: dict[str, dict[str, float | int | None]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, m in masks.items():
         k = int(m.sum())
+        hits, hits2 = int((case[m] == 0).sum()), int((case[m] <= 1).sum())
         out[name] = {
             "count": k,
             "share": k / n,
-            "precision": float((case[m] == 0).mean()) if k else None,
-            "top2_accuracy": float((case[m] <= 1).mean()) if k else None,
+            "share_interval": list(clopper_pearson(k, len(top))),
+            "precision": hits / k if k else None,
+            "precision_interval": list(clopper_pearson(hits, k)) if k else None,
+            "top2_accuracy": hits2 / k if k else None,
+            "top2_interval": list(clopper_pearson(hits2, k)) if k else None,
         }
     return out
+
+
+def clopper_pearson(k: int | np.ndarray, n: int | np.ndarray, level: float = INTERVAL_LEVEL) -> tuple[Any, Any]:
+    """Exact (Clopper-Pearson) two-sided interval of a proportion ``k / n``: never narrower than its
+    coverage promises, which matters with the tens of images behind a small set's bands."""
+    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
+    a = (1.0 - level) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k > 0, beta.ppf(a, k, n - k + 1), 0.0)
+        hi = np.where(k < n, beta.ppf(1 - a, k + 1, n - k), 1.0)
+    if lo.ndim == 0:
+        return float(lo), float(hi)
+    return lo, hi
 
 
 def _crossover(top: np.ndarray, hit: np.ndarray, level: float = 0.5) -> float | None:
@@ -191,28 +217,65 @@ def _crossover(top: np.ndarray, hit: np.ndarray, level: float = 0.5) -> float | 
     return float(top[above].min()) if above.any() else None
 
 
-def auto_threshold(top: np.ndarray, correct: np.ndarray, target: float, min_support: int) -> float:
-    """Smallest threshold t such that every band [t', 1] with t' >= t (and >= min_support images)
-    has precision >= target; ``NEVER`` when even the best ``min_support`` images miss the target.
-
-    Requiring it for every higher threshold too (a running minimum) keeps one lucky dip in the
-    precision curve from pulling the threshold down.
-    """
+def _cuts(top: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate thresholds best first (ends of runs of equal scores), images and hits above each."""
     order = np.argsort(-top, kind="stable")
-    s, c = top[order], correct[order].astype(float)
-    n = np.arange(1, len(s) + 1)
-    precision = np.cumsum(c) / n
-    # only thresholds at the end of a run of equal scores are valid cut points
-    valid = np.r_[s[1:] < s[:-1], True] & (n >= min_support)
+    s, c = top[order], np.cumsum(correct[order].astype(np.int64))
+    end = np.r_[s[1:] < s[:-1], True]
+    return s[end], np.flatnonzero(end) + 1, c[end]
+
+
+def auto_threshold(top: np.ndarray, correct: np.ndarray, target: float, min_support: int,
+                   *, guarantee: bool = False) -> float:
+    """Smallest threshold t whose band [t, 1] has precision >= target, reached by extending the
+    first such band (of >= min_support images, best scores first) downwards while every band
+    stays at or above the target; ``NEVER`` when no band of min_support images or more reaches it.
+
+    Stopping at the first band below the target (a running minimum) keeps one lucky dip in the
+    precision curve from pulling the threshold down. Starting from the first good band rather than
+    the top lets a few confidently wrong images at the very top (one odd sample's shots, common with
+    small sets) count against the band instead of forbidding automatic labels altogether. With
+    ``guarantee`` the *lower end* of the band's Clopper-Pearson interval must meet the target instead
+    of the observed precision (a band of 20 perfect images only proves >= 83%).
+    """
+    s, n, hits = _cuts(top, correct)
+    valid = n >= min_support
     if not valid.any():
         return NEVER
-    idx = np.flatnonzero(valid)
-    good = precision[idx] >= target
-    n_good = len(good) if good.all() else int(np.argmin(good))  # length of the all-good prefix
-    if n_good == 0:
+    s, n, hits = s[valid], n[valid], hits[valid]
+    good = (clopper_pearson(hits, n)[0] if guarantee else hits / n) >= target
+    if not good.any():
         return NEVER
-    last = idx[n_good - 1]
-    return float(s[last])
+    first = int(np.argmax(good))
+    run = good[first:]
+    n_good = len(run) if run.all() else int(np.argmin(run))  # length of the all-good stretch
+    return float(s[first + n_good - 1])
+
+
+def labels_needed(top: np.ndarray, correct: np.ndarray, target: float, min_support: int,
+                  *, guarantee: bool = False) -> int | None:
+    """Roughly how many held-out images in all (same class mix, same model) would let
+    ``auto_threshold`` find a threshold: each band of the top scores whose observed precision
+    meets the target is scaled up, at its share of the images, until it holds ``min_support``
+    images (with ``guarantee``: until its interval's lower end reaches the target at that
+    precision); the fewest over the bands. None when no band of at least 5 images meets the target
+    (beats it, when guaranteeing), so more labels alone would not help."""
+    s, n, hits = _cuts(top, correct)
+    p = hits / n
+    keep = (n >= 5) & ((p > target) if guarantee else (p >= target))
+    if not keep.any():
+        return None
+    idx = np.flatnonzero(keep)
+    idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), 200)).astype(int)]  # bounded cost
+    need = np.maximum(n[idx], min_support).astype(np.float64)
+    if guarantee:
+        grid = np.unique(np.round(1.1 ** np.arange(0, 146)))  # 1 .. ~10^6 images
+        lo, _ = clopper_pearson(np.floor(p[idx, None] * grid[None, :]), np.broadcast_to(grid, (len(idx), len(grid))))
+        ok = lo >= target
+        reach = np.where(ok.any(axis=1), grid[np.argmax(ok, axis=1)], np.inf)
+        need = np.maximum(need, reach)
+    total = need * len(top) / n[idx]
+    return int(math.ceil(total.min())) if np.isfinite(total.min()) else None
 
 
 class Calibrator:
@@ -233,8 +296,11 @@ class Calibrator:
         Divides the logits; fitted by minimising the negative log-likelihood on the held-out set
         (with a weak prior on log T that only matters when that set is small and perfectly separated).
     t_auto_ : float
-        Lowest calibrated top score whose automatic labels reach ``target_precision`` (see ``auto_threshold``);
-        ``NEVER`` (just above 1) when none does.
+        Lowest calibrated top score whose automatic labels reach ``target_precision`` (see ``auto_threshold``;
+        with ``guarantee`` the lower end of the precision's interval must); ``NEVER`` (just above 1) when none does.
+    labels_needed_ : int or None
+        When ``t_auto_`` is ``NEVER``: roughly how many held-out images in all would support the
+        target (``labels_needed``); None otherwise, or when more labels alone would not help.
     t_suggest_ : float
         Lowest top score where the top two contain the truth with probability >= ``suggest_level``
         (isotonic estimate); never above ``t_auto_``.
@@ -251,8 +317,13 @@ class Calibrator:
         self.n_bins = n_bins
         self.suggest_level = suggest_level
 
-    def fit(self, logits_val: np.ndarray, y_val: np.ndarray, *, target_precision: float = 0.95) -> Calibrator:
-        """Fit temperature, then thresholds on the temperature-scaled probabilities."""
+    def fit(self, logits_val: np.ndarray, y_val: np.ndarray, *, target_precision: float = 0.95,
+            guarantee: bool = False) -> Calibrator:
+        """Fit temperature, then thresholds on the temperature-scaled probabilities.
+
+        ``logits_val`` are held-out logits: of a validation split, or out of fold (``semcat.crossfit``).
+        ``guarantee`` picks ``t_auto_`` by the lower end of the auto band's precision interval.
+        """
         if not 0.0 < target_precision <= 1.0:
             raise ValueError(f"target_precision must be in (0, 1]; got {target_precision}.")
         logits = check_features(logits_val, name="logits_val", min_samples=2).astype(np.float64)
@@ -277,7 +348,10 @@ class Calibrator:
         proba = softmax(logits / self.temperature_, axis=1)
         top, case = score_cases(proba, y)
         self.target_precision_ = float(target_precision)
-        self.t_auto_ = auto_threshold(top, case == 0, target_precision, self.min_support)
+        self.guarantee_ = bool(guarantee)
+        self.t_auto_ = auto_threshold(top, case == 0, target_precision, self.min_support, guarantee=guarantee)
+        self.labels_needed_ = (labels_needed(top, case == 0, target_precision, self.min_support, guarantee=guarantee)
+                               if self.t_auto_ > 1.0 else None)
         t_suggest = _crossover(top, case <= 1, self.suggest_level)
         self.t_suggest_ = min(t_suggest if t_suggest is not None else self.t_auto_, self.t_auto_)
         self.crossover_top1_ = _crossover(top, case == 0, 0.5)
@@ -300,6 +374,8 @@ class Calibrator:
             "t_auto": self.t_auto_,
             "t_suggest": self.t_suggest_,
             "target_precision": self.target_precision_,
+            "guarantee": self.guarantee_,
+            "labels_needed": self.labels_needed_,
             "crossover_top1": self.crossover_top1_,
             "bands": self.bands_,
             "ece_before": self.ece_before_,
@@ -319,6 +395,8 @@ class Calibrator:
         self.t_auto_ = float(d["t_auto"])
         self.t_suggest_ = float(d["t_suggest"])
         self.target_precision_ = float(d.get("target_precision", 0.95))
+        self.guarantee_ = bool(d.get("guarantee", False))  # absent before model format 2
+        self.labels_needed_ = d.get("labels_needed")
         self.crossover_top1_ = d.get("crossover_top1")
         self.bands_ = dict(d.get("bands") or {})
         self.ece_before_ = float(d.get("ece_before", float("nan")))
@@ -334,17 +412,19 @@ def calibrate_model(
     X_train: np.ndarray,
     *,
     target_precision: float = 0.95,
+    guarantee: bool = False,
     source: str = "val",
     calibrator: Calibrator | None = None,
     detector: Any = None,
     y_train: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Calibrate a ``SemcatModel`` in place from features; returns its new ``calibration`` dict.
+    """Calibrate a ``SemcatModel`` in place from a held-out split; returns its new ``calibration`` dict.
 
     Fits temperature and thresholds on the held-out features/labels, the unknown detector on the
     training features (threshold from the held-out features), records held-out accuracy and the
     confusion matrix, and stores the detector and the score table in ``model.extra_tensors``.
-    Save the model afterwards (``model.save(path)``) to keep it.
+    Save the model afterwards (``model.save(path)``) to keep it. ``calibrate_crossfit`` uses every
+    labelled image instead, which small sets need.
 
     Parameters
     ----------
@@ -357,34 +437,86 @@ def calibrate_model(
     y_train : sequence of str, optional
         Their class names: the detector then measures distance to each class (recommended).
     """
-    from semcat.ood import TENSOR_PREFIX, UnknownDetector
+    from semcat.ood import UnknownDetector
 
+    y = _class_indices(model, y_heldout, "held-out")
+    logits = model.logits(X_heldout)
+    cal = (calibrator or Calibrator()).fit(logits, y, target_precision=target_precision, guarantee=guarantee)
+    det = (detector or UnknownDetector()).fit(X_train, X_heldout, y_train=y_train)
+    return _store(model, cal, det, logits, y, {"source": source})
+
+
+def calibrate_crossfit(
+    model: Any,
+    X: np.ndarray,
+    labels: Sequence[str],
+    *,
+    groups: Sequence[str | None] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    target_precision: float = 0.95,
+    guarantee: bool = False,
+    calibrator: Calibrator | None = None,
+    detector: Any = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Calibrate a ``SemcatModel`` in place from out-of-fold predictions over every labelled image.
+
+    ``X``/``labels`` are all labelled images outside the test split (those the final head is fitted
+    on). Each is scored by a head with the model's hyperparameters fitted on the other folds
+    (``semcat.crossfit``; stratified, and group-aware with ``groups``); temperature and thresholds come
+    from those out-of-fold logits, and the unknown detector is fitted on all images with its threshold
+    from out-of-fold scores (its reference built per fold). Returns the calibration dict and warnings
+    (e.g. fewer folds because a class is small); raises ``ValueError`` naming a class that cannot be
+    cross-fitted.
+    """
+    from semcat.crossfit import fold_ids, out_of_fold_logits
+    from semcat.head import SoftmaxHead
+    from semcat.ood import UnknownDetector
+
+    y = _class_indices(model, labels, "labelled")
+    fold, warnings = fold_ids(labels, groups, k=folds, seed=seed)
+    params = model.head.get_params() | {"classes": list(model.classes)}
+    names = np.asarray([str(c) for c in labels])
+    logits = out_of_fold_logits(check_features(X, name="X"), names, fold, lambda: SoftmaxHead(**params))
+    cal = (calibrator or Calibrator()).fit(logits, y, target_precision=target_precision, guarantee=guarantee)
+    det = (detector or UnknownDetector()).fit(X, y_train=names, folds=fold)
+    n_folds = int(fold.max()) + 1
+    source = f"cross-fitted: {n_folds} folds over {len(y)} labelled images" + (", grouped" if groups is not None else "")
+    return _store(model, cal, det, logits, y, {"source": source, "folds": n_folds, "grouped": groups is not None}), warnings
+
+
+def _class_indices(model: Any, labels: Sequence[str], what: str) -> np.ndarray:
     index = {c: i for i, c in enumerate(model.classes)}
-    strange = sorted({str(c) for c in y_heldout} - set(index))
+    strange = sorted({str(c) for c in labels} - set(index))
     if strange:
         raise ValueError(
-            f"held-out labels {strange} are not classes of this model (it knows {model.classes}); "
+            f"{what} labels {strange} are not classes of this model (it knows {model.classes}); "
             "leave those images out or retrain with them."
         )
-    y = np.array([index[str(c)] for c in y_heldout], dtype=np.int64)
-    logits = model.logits(X_heldout)
-    cal = (calibrator or Calibrator()).fit(logits, y, target_precision=target_precision)
-    det = (detector or UnknownDetector()).fit(X_train, X_heldout, y_train=y_train)
+    return np.array([index[str(c)] for c in labels], dtype=np.int64)
+
+
+def _store(model: Any, cal: Calibrator, det: Any, logits: np.ndarray, y: np.ndarray,
+           heldout: dict[str, Any]) -> dict[str, Any]:
+    """Write the calibration, detector and score table into ``model``; the calibration dict."""
+    from semcat.ood import TENSOR_PREFIX
+
     raw_top, _ = score_cases(softmax(np.asarray(logits, np.float64), axis=1), y)
     proba = cal.transform(logits)
     top, case = score_cases(proba, y)
     confusion = np.zeros((len(model.classes),) * 2, dtype=np.int64)
     np.add.at(confusion, (y, proba.argmax(axis=1)), 1)
+    flagged = int(det.heldout_flagged_)
     d = cal.to_dict()
     d["classes"] = list(model.classes)
-    d["ood"] = det.to_dict()
-    d["heldout"] = {
-        "source": source,
+    d["ood"] = det.to_dict() | {"heldout_flagged": flagged,
+                                "flagged_interval": list(clopper_pearson(flagged, len(y)))}
+    d["heldout"] = heldout | {
         "n": int(len(y)),
         "accuracy": float((case == 0).mean()),
         "top2_accuracy": float((case <= 1).mean()),
         "confusion": confusion.tolist(),
-        "unknown_share": float(det.predict(X_heldout).mean()),
+        "unknown_share": flagged / len(y),
     }
     model.extra_tensors = {k: v for k, v in model.extra_tensors.items() if not k.startswith(TENSOR_PREFIX)}
     model.extra_tensors.update(det.to_tensors())

@@ -34,7 +34,9 @@ __all__ = ["FORMAT_VERSION", "Prediction", "SemcatModel", "extract_backbone_feat
 
 FORMAT_VERSION = 2
 """Version of the artifact layout; a newer file is refused with a request to upgrade semcat.
-2: adds the content ``digest`` (required from this version on)."""
+2: adds the content ``digest`` (required from this version on), and the calibration dict may hold
+``guarantee``, ``labels_needed``, ``*_interval`` per band, ``ood.heldout_flagged``/``flagged_interval``
+and ``heldout.folds`` (cross-fitting); version-1 files load without them."""
 _META_KEY = "semcat"
 _HEAD_TENSORS = ("coef", "intercept", "mean", "scale")
 _RESERVED_PREFIX = "head."

@@ -54,7 +54,7 @@ UNSEEN_CATEGORY_MIN_PER_CLASS = 500
 category in every benchmark draw (``benchmarks/ood.py``; about half with 20); ``calibrate`` warns below it."""
 _FORMAT_VERSION = 3  # tensors of "mahalanobis+maxlogit" (3 adds power, whole_*); "knn" keeps the version-1 layout
 _FITTED = ("reference_", "means_", "precision_", "whole_mean_", "whole_precision_", "logit_w_", "logit_b_",
-           "norm_", "threshold_", "n_features_in_")
+           "norm_", "threshold_", "heldout_flagged_", "n_features_in_")
 
 
 def _signed_power(X: np.ndarray, power: float) -> np.ndarray:
@@ -132,13 +132,16 @@ class UnknownDetector:
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, X_train: np.ndarray, X_val: np.ndarray | None = None, *,
-            y_train: Sequence[object] | np.ndarray | None = None) -> UnknownDetector:
+            y_train: Sequence[object] | np.ndarray | None = None,
+            folds: np.ndarray | None = None) -> UnknownDetector:
         """Learn what known images look like from ``X_train`` (labels ``y_train``); threshold on ``X_val``.
 
         ``y_train`` gives the class means and the head; without it all training images are one
         class and only the distance score is used. Without ``X_val`` the threshold comes from the
-        training features themselves, scored out of fold (k-NN: leave-one-out), which is slightly
-        optimistic.
+        training features themselves, each scored by a detector fitted on the other folds (so a
+        known image is never scored against itself): ``folds`` gives each image's fold
+        (``semcat.crossfit.fold_ids``, stratified and group-aware), else 5 random folds (k-NN:
+        leave-one-out). ``heldout_flagged_`` counts the held-out (or out-of-fold) images above the threshold.
         """
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}.")
@@ -159,7 +162,7 @@ class UnknownDetector:
         if self.method == "knn":
             return self._fit_knn(X, X_val)
         if X_val is None:
-            raw_val = self._out_of_fold_raw(X, y)
+            raw_val = self._out_of_fold_raw(X, y, folds)
             self._fit_scores(X, y)
         else:
             self._fit_scores(X, y)
@@ -167,7 +170,9 @@ class UnknownDetector:
         med = np.nanmedian(raw_val, axis=0)  # NaN: a fold that saw one class has no max-logit score
         spread = np.maximum(np.nanquantile(raw_val, 0.9, axis=0) - med, 1e-12)
         self.norm_ = np.stack([med, spread]).astype(np.float64)
-        self.threshold_ = float(np.quantile(self._fuse(raw_val), self.quantile))
+        fused = self._fuse(raw_val)
+        self.threshold_ = float(np.quantile(fused, self.quantile))
+        self.heldout_flagged_ = int((fused > self.threshold_).sum())
         return self
 
     def _fit_scores(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -192,9 +197,13 @@ class UnknownDetector:
             self.logit_w_ = (head.coef_ / scale).astype(np.float32)  # standardisation folded in
             self.logit_b_ = (head.intercept_ - self.logit_w_ @ mean).astype(np.float32)
 
-    def _out_of_fold_raw(self, X: np.ndarray, y: np.ndarray, folds: int = 5) -> np.ndarray:
+    def _out_of_fold_raw(self, X: np.ndarray, y: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
         """Raw scores of each training image from a fit that did not see it."""
-        fold = np.random.default_rng(self.seed).permutation(len(X)) % min(folds, len(X))
+        if folds is not None:
+            fold = np.asarray(folds)
+            check_consistent_length(X_train=X, folds=fold)
+        else:
+            fold = np.random.default_rng(self.seed).permutation(len(X)) % min(5, len(X))
         out = np.empty((len(X), 1 + (len(np.unique(y)) >= 2)), np.float64)
         for f in np.unique(fold):
             part = UnknownDetector(shrinkage=self.shrinkage, power=self.power, relative=self.relative)
@@ -214,6 +223,7 @@ class UnknownDetector:
         else:
             val_scores = self._knn(self.reference_, skip_self=True)
         self.threshold_ = float(np.quantile(val_scores, self.quantile))
+        self.heldout_flagged_ = int((val_scores > self.threshold_).sum())
         return self
 
     # -- scoring ------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ __all__ = [
     "plot_score_histograms",
     "render_report",
     "save_figures",
+    "threshold_summary",
     "write_report",
 ]
 
@@ -208,11 +209,65 @@ def _fmt(v: Any) -> str:
 def _bands_table(bands: Mapping[str, Mapping[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{b.get('count', 0)}</td><td>{100 * b.get('share', 0):.1f}%</td>"
-        f"<td>{_fmt(b.get('precision'))}</td><td>{_fmt(b.get('top2_accuracy'))}</td></tr>"
+        f"<td>{_fmt(b.get('precision'))}{html.escape(_ci(b.get('precision_interval')))}</td>"
+        f"<td>{_fmt(b.get('top2_accuracy'))}{html.escape(_ci(b.get('top2_interval')))}</td></tr>"
         for name, b in bands.items()
     )
-    return ("<table><tr><th>band</th><th>images</th><th>share</th><th>top-1 precision</th>"
-            f"<th>top-2 accuracy</th></tr>{rows}</table>")
+    return ("<table><tr><th>band</th><th>images</th><th>share</th><th>top-1 precision [95% interval, %]</th>"
+            f"<th>top-2 accuracy [95% interval, %]</th></tr>{rows}</table>")
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def _ci(interval: Sequence[float] | None) -> str:
+    return "" if not interval else f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+def threshold_summary(calibration: Mapping[str, Any]) -> list[str]:
+    """Each threshold with the measured rate behind it, its 95% Clopper-Pearson interval and the
+    number of images, plus one line when the data cannot support the target (and roughly how many
+    labels would). Plain text: ``semcat calibrate`` prints it, the HTML report escapes it."""
+    cal = calibration
+    bands = cal.get("bands") or {}
+    held = cal.get("heldout") or {}
+    n = int(held.get("n") or cal.get("n_samples") or 0)
+    target = float(cal.get("target_precision", 0.95))
+    how = "lower end of its 95% interval" if cal.get("guarantee") else "observed precision"
+    auto = bands.get("auto") or {}
+    lines = []
+    if cal["t_auto"] > 1.0:
+        lines.append(f"t_auto never: no band of top scores reaches {_pct(target)} precision ({how}) "
+                     f"on these {n} held-out images")
+        needed = cal.get("labels_needed")
+        kind = "labelled" if held.get("folds") else "held-out"
+        if needed is not None:
+            classes = max(len(cal.get("classes") or []), 1)
+            more = max(1, -(-(needed - n) // classes))  # a band meeting the target but too small needs a few
+            lines.append(f"the data cannot support the target: roughly {max(needed, n + more * classes)} {kind} "
+                         f"images in all (~{more} more per class, at this model's accuracy) would")
+        else:
+            lines.append("the data cannot support the target: no band of 5+ images reaches it, so more labels "
+                         "alone will not help; try another --view or backbone, or a lower --target-precision")
+    else:
+        lines.append(f"t_auto {cal['t_auto']:.3f}: auto-band precision {_pct(auto.get('precision'))}"
+                     f"{_ci(auto.get('precision_interval'))} on {auto.get('count', 0)} images "
+                     f"(target {_pct(target)}, {how})")
+        lo = (auto.get("precision_interval") or [1.0])[0]
+        if not cal.get("guarantee") and lo < target:
+            lines.append(f"the interval's lower end {_pct(lo)} is below the target: too few images to be sure; "
+                         "--guarantee chooses t_auto by it")
+    sug = bands.get("suggest") or {}
+    lines.append(f"t_suggest {cal['t_suggest']:.3f}: top-2 accuracy of the suggest band "
+                 f"{_pct(sug.get('top2_accuracy'))}{_ci(sug.get('top2_interval'))} on {sug.get('count', 0)} images")
+    ood = cal.get("ood") or {}
+    if "threshold" in ood:
+        flagged = ood.get("heldout_flagged")
+        rate = "" if flagged is None else (f": flags {flagged} of {n} known held-out images, "
+                                           f"{_pct(flagged / max(n, 1))}{_ci(ood.get('flagged_interval'))}")
+        lines.append(f"unknown threshold {ood['threshold']:.4f}{rate}")
+    return lines
 
 
 def _scalars(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -269,6 +324,7 @@ def render_report(model: Any) -> str:
                      f"suggest the top two when ≥ <b>{_fmt(cal.get('t_suggest'))}</b>; manual below; "
                      f"unknown when the unknown score exceeds {_fmt(ood.get('threshold'))}. "
                      f"ECE {_fmt(cal.get('ece_before'))} → {_fmt(cal.get('ece_after'))} after temperature scaling.</p>")
+        parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in threshold_summary(cal)) + "</ul>")
         parts.append(_bands_table(cal.get("bands") or {}))
         parts.append("<p class='note'>Shares and precision measured on the held-out images used for calibration.</p>")
         stats = (getattr(model, "extra_tensors", None) or {}).get(STATS_TENSOR)

@@ -1,7 +1,10 @@
 """Train, evaluate and compare heads on labelled image folders (the paper's Tables 2 and 3).
 
-Training follows the paper's protocol on the dataset's content-hash split: fit the head on
-``train``, early-stop on ``val``, report on ``test``. ``compare`` repeats that over several runs
+By default (``protocol="crossfit"``) the head is fitted on every labelled image outside the
+dataset's content-hash ``test`` split, with its L2 penalty chosen by k-fold cross-validation on
+those images (``semcat.crossfit``), and reported on ``test``. ``protocol="val"`` is the paper's:
+fit on ``train``, early-stop on ``val``, report on ``test``; it wastes the val images and, with a
+small set, stops on a handful of them. ``compare`` repeats that over several runs
 that differ in both the head seed and the split (a salted re-split), for several backbones and
 preprocessing variants, and splits the time into feature extraction and head training.
 """
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from semcat import __version__
+from semcat.crossfit import DEFAULT_FOLDS, fold_ids, select_weight_decay
 from semcat.head import SoftmaxHead
 from semcat.metrics import classification_metrics, run_stats
 from semcat.model import SemcatModel, extract_backbone_features, resolve_backbones
@@ -25,6 +29,7 @@ from semcat.quantize import with_precision
 __all__ = [
     "DEFAULT_BACKBONE",
     "DEFAULT_VIEW",
+    "PROTOCOLS",
     "LabelledSet",
     "Variant",
     "compare",
@@ -50,6 +55,8 @@ class LabelledSet:
     classes: list[str]
     errors: list[tuple[str, str]]
     root: str | None = None
+    groups: list[str | None] | None = None
+    """Sample group of each image with ``group_by`` (cross-validation folds keep groups together)."""
 
 
 def labelled_set(data_dir: str | Path, *, group_by: str | None = None, split_salt: str = "") -> LabelledSet:
@@ -62,13 +69,29 @@ def labelled_set(data_dir: str | Path, *, group_by: str | None = None, split_sal
 
     ds = scan_dataset(data_dir, group_by=group_by)
     samples = list(ds.samples)
+    if group_by is not None:
+        _check_groups(samples, group_by)
     if split_salt:  # same split keys as the dataset (groups and duplicates stay together), new salt
         keys = _split_keys([(s.sha256, s.group) for s in samples], ds.near_links)
         splits = [assign_split(f"{split_salt}:{k}", ds.fractions) for k in keys]
     else:
         splits = [s.split for s in samples]
     return LabelledSet([str(s.path) for s in samples], [s.label for s in samples], splits,
-                       list(ds.classes), [(str(p), str(e)) for p, e in ds.errors], str(data_dir))
+                       list(ds.classes), [(str(p), str(e)) for p, e in ds.errors], str(data_dir),
+                       [s.group for s in samples] if group_by is not None else None)
+
+
+def _check_groups(samples: Sequence[Any], group_by: str) -> None:
+    """A class whose images form one sample group cannot be both trained on and tested: say which."""
+    groups: dict[str, set[str]] = {}
+    for s in samples:
+        groups.setdefault(s.label, set()).add(s.group if s.group is not None else s.sha256)
+    for label, g in sorted(groups.items()):
+        if len(g) == 1:
+            raise ValueError(
+                f"class {label!r}: all its images form one sample group ({next(iter(g))!r}) under --group-by "
+                f"{group_by!r}, so it cannot be both trained on and tested; give its shots distinct sample "
+                "names (fix the pattern) or run without --group-by.")
 
 
 @dataclass(frozen=True)
@@ -109,6 +132,9 @@ def _split_rows(splits: Sequence[str], name: str) -> np.ndarray:
     return np.array([i for i, s in enumerate(splits) if s == name], dtype=np.int64)
 
 
+PROTOCOLS = ("crossfit", "val")
+
+
 def train_on_samples(
     data: LabelledSet,
     backbone: str = DEFAULT_BACKBONE,
@@ -121,16 +147,23 @@ def train_on_samples(
     progress: bool = False,
     features: tuple[list[str], np.ndarray, list[tuple[str, str]], float] | None = None,
     precision: str = "auto",
+    protocol: str = "crossfit",
+    folds: int = DEFAULT_FOLDS,
     **hyper: Any,
 ) -> tuple[SemcatModel, dict[str, Any]]:
-    """Train a model on a ``LabelledSet``: fit on train, early-stop on val, metrics on test.
+    """Train a model on a ``LabelledSet`` and report metrics on its test split.
 
+    ``protocol="crossfit"`` (default): fit on train + val; without an explicit ``weight_decay``
+    the penalty with the lowest out-of-fold log-loss over ``folds`` stratified (and, with groups,
+    group-aware) folds is used. ``protocol="val"``: fit on train, early-stop on val.
     ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
     ``features`` = (ok_paths, X, errors, seconds) reuses features already extracted (``compare``).
     ``precision`` (fp32/int8/auto, see :func:`semcat.quantize.resolve_precision`) is recorded in the model.
     Returns the model (not yet saved) and a JSON-safe report.
     """
     specs = [with_precision(s, precision) for s in resolve_backbones(backbone)]
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
     if features is None:
         t0 = time.perf_counter()
         ok, _, X, errors, counts = extract_backbone_features(
@@ -145,6 +178,8 @@ def train_on_samples(
     y = np.array([data.labels[i] for i in keep])
     splits = [data.splits[i] for i in keep]
     tr, va, te = (_split_rows(splits, s) for s in ("train", "val", "test"))
+    if protocol == "crossfit":
+        tr, va = np.sort(np.r_[tr, va]), np.zeros(0, np.int64)
     if len(tr) == 0:
         raise ValueError(
             f"no usable training images (found {len(data.paths)} images, {len(errors)} unreadable); "
@@ -154,6 +189,14 @@ def train_on_samples(
     if len(set(y[tr].tolist())) < 2:
         raise ValueError(f"training needs images of at least 2 categories in the train split; got {sorted(set(y[tr].tolist()))}.")
     t0 = time.perf_counter()
+    cv: dict[str, Any] = {}
+    if protocol == "crossfit" and hyper.get("weight_decay") is None:
+        groups = None if data.groups is None else [data.groups[keep[i]] for i in tr]
+        fold, cv["warnings"] = fold_ids(y[tr], groups, k=folds, seed=seed)
+        wd, _, losses = select_weight_decay(
+            X[tr], y[tr], fold, data.classes, lambda wd: _head(solver, seed, data.classes, **hyper | {"weight_decay": wd}))
+        hyper = hyper | {"weight_decay": wd}
+        cv.update(folds=int(fold.max()) + 1, log_loss={str(k): round(v, 4) for k, v in losses.items()})
     head = _head(solver, seed, data.classes, **hyper)
     head.fit(X[tr], y[tr], *((X[va], y[va]) if len(va) else ()))
     head_s = time.perf_counter() - t0
@@ -169,7 +212,11 @@ def train_on_samples(
         "crop_databar": crop_databar,
         "solver": solver,
         "seed": seed,
-        "counts": {s: {c: int(np.sum(y[idx] == c)) for c in data.classes} for s, idx in (("train", tr), ("val", va), ("test", te))},
+        "protocol": protocol,
+        "weight_decay": float(head.weight_decay),
+        "weight_decay_cv": cv or None,
+        "counts": {s: {c: int(np.sum(y[idx] == c)) for c in data.classes}
+                   for s, idx in (("train", tr), ("val", va), ("test", te))},
         "classes_without_training_images": missing,
         "errors": [list(e) for e in errors] + [list(e) for e in data.errors],
         "features_computed": counts.get("computed"),
@@ -256,6 +303,8 @@ def compare(
     Run ``r`` trains with head seed ``seed + r`` on a split salted with ``r`` (run 0 uses the
     dataset's own split). Features are extracted once per backbone and variant (``time_features_s``,
     with how many came from the cache); ``time_head_s`` is the mean head-training time per run.
+    Runs whose split has no test image are left out of the accuracy (``runs_tested`` counts the
+    others); with none at all it raises ``ValueError`` rather than report an accuracy over nothing.
     """
     if int(runs) < 1:
         raise ValueError(f"runs must be >= 1; got {runs}.")
@@ -277,10 +326,15 @@ def compare(
                 if rep["test_metrics"]:
                     accs.append(rep["test_metrics"]["accuracy"])
                 heads.append(rep["time_head_s"])
+            if not accs:
+                raise ValueError(
+                    f"no test images in any of the {runs} runs' splits of {data_dir} ({len(ok)} images"
+                    + (f", grouped by {group_by!r}: too few sample groups to fill a test split" if group_by else "")
+                    + "); add images or samples, or run without --group-by.")
             acc = run_stats(accs)
             rows.append({
                 "backbone": backbone, "view": var.view, "crop_databar": var.crop_databar, "runs": int(runs),
-                "accuracy_mean": acc["mean"], "accuracy_std": acc["std"],
+                "accuracy_mean": acc["mean"], "accuracy_std": acc["std"], "runs_tested": len(accs),
                 "n_images": len(ok), "n_test": sum(s == "test" for s in base.splits),
                 "time_features_s": round(feat_s, 3), "features_computed": counts["computed"],
                 "features_cached": counts["cached"], "time_head_s": round(float(np.mean(heads)), 3),
@@ -297,7 +351,13 @@ def compare_markdown(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(
             f"| {r['backbone']} | {r['view']} | {'on' if r['crop_databar'] else 'off'} | "
-            f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | {r['runs']} | "
+            f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | {_runs(r)} | "
             f"{r['time_features_s']:.1f} ({r['features_cached']} cached) | {r['time_head_s']:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _runs(row: dict[str, Any]) -> str:
+    """Runs behind an accuracy: ``3/5`` when some runs' splits had no test image."""
+    tested = row.get("runs_tested", row["runs"])
+    return str(row["runs"]) if tested == row["runs"] else f"{tested}/{row['runs']}"

@@ -22,13 +22,14 @@ from semcat.commands._common import (
 
 
 class Split(str, Enum):
+    crossfit = "crossfit"
     val = "val"
     test = "test"
     all = "all"
 
 
-def _features(model: Any, samples: list[Any], summary: BatchSummary, what: str) -> tuple[Any, list[str]]:
-    """Features (cached by the FeatureStore, so a re-run resumes) and labels of the readable samples."""
+def _features(model: Any, samples: list[Any], summary: BatchSummary, what: str) -> tuple[Any, list[str], list[str]]:
+    """Features (cached by the FeatureStore, so a re-run resumes), labels and paths of the readable samples."""
     from semcat.model import extract_backbone_features
 
     err_console.print(f"{what}: {len(samples)} images")
@@ -39,7 +40,7 @@ def _features(model: Any, samples: list[Any], summary: BatchSummary, what: str) 
         summary.fail(path, problem)
     label = {str(s.path): s.label for s in samples}
     summary.ok += len(ok)
-    return X, [label[p] for p in ok]
+    return X, [label[p] for p in ok], ok
 
 
 def _warn_if_few_training_images(labels: list[str]) -> None:
@@ -59,28 +60,41 @@ def _warn_if_few_training_images(labels: list[str]) -> None:
 def _print_summary(cal: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title="decision bands (held-out images)")
-    for col in ("band", "images", "share", "top-1 precision", "top-2 accuracy"):
+    from semcat.reports import threshold_summary
+
+    table = Table(title=f"decision bands (held-out images: {cal['heldout']['source']})")
+    for col in ("band", "images", "share", "top-1 precision [95% CI]", "top-2 accuracy [95% CI]"):
         table.add_column(col, justify="left" if col == "band" else "right")
+
+    def fmt(v: float | None, ci: list[float] | None) -> str:
+        return "–" if v is None else f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.3f}"
+
     for name, b in cal["bands"].items():
-        fmt = (lambda v: "–" if v is None else f"{v:.3f}")  # noqa: E731
-        table.add_row(name, str(b["count"]), f"{100 * b['share']:.1f}%", fmt(b["precision"]), fmt(b["top2_accuracy"]))
+        table.add_row(name, str(b["count"]), f"{100 * b['share']:.1f}%", fmt(b["precision"], b.get("precision_interval")),
+                      fmt(b["top2_accuracy"], b.get("top2_interval")))
     err_console.print(table)
-    t_auto = "never" if cal["t_auto"] > 1 else f"{cal['t_auto']:.3f}"
-    err_console.print(
-        f"temperature {cal['temperature']:.3f}, t_auto {t_auto}, t_suggest {cal['t_suggest']:.3f}, "
-        f"ECE {cal['ece_before']:.3f} → {cal['ece_after']:.3f}, unknown threshold {cal['ood']['threshold']:.4f}")
+    for line in threshold_summary(cal):
+        err_console.print(line, soft_wrap=True, highlight=False, markup=False)
+    err_console.print(f"temperature {cal['temperature']:.3f}, ECE {cal['ece_before']:.3f} → {cal['ece_after']:.3f}")
 
 
 def calibrate(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", exists=True, dir_okay=False,
                                                help="Trained .semcat model; rewritten with the calibration.")],
     data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", exists=True, file_okay=False,
-                                             help="The training DATA_DIR (one folder per class): its train split "
-                                                  "is the unknown detector's reference, its held-out split "
-                                                  "calibrates unless --labelled-dir is given.")],
-    split: Annotated[Split, typer.Option(help="Held-out split of DATA_DIR to calibrate on ('all' includes "
-                                              "training images and is optimistic).")] = Split.val,
+                                             help="The training DATA_DIR (one folder per class). By default every "
+                                                  "image outside its test split calibrates, out of fold.")],
+    split: Annotated[Split, typer.Option(help="crossfit (default): out-of-fold predictions over every image "
+                                              "outside the test split; val/test: that split of DATA_DIR, with "
+                                              "the train split as the unknown detector's reference ('all' "
+                                              "includes training images and is optimistic).")] = Split.crossfit,
+    folds: Annotated[int, typer.Option(min=2, help="Folds of --split crossfit.")] = 5,
+    group_by: Annotated[str | None, typer.Option(help="Regex whose first group names the sample in each file "
+                                                      "name ('folder': the sub-folder): crossfit folds keep a "
+                                                      "sample's images together (use the train command's).")] = None,
+    guarantee: Annotated[bool, typer.Option("--guarantee", help="Choose t_auto so that the lower end of the "
+                                                                "auto band's 95% interval meets the target "
+                                                                "(default: the observed precision does).")] = False,
     labelled_dir: Annotated[Path | None, typer.Option(exists=True, file_okay=False,
                                                       help="Calibrate on this separate labelled folder "
                                                            "(one sub-folder per class) instead of a split.")] = None,
@@ -96,15 +110,19 @@ def calibrate(
 ) -> None:
     """Fit temperature, decision thresholds and the unknown detector on held-out images; store them in MODEL.
 
-    Writes the paper's score plots (histograms, normalised distributions, P(correct | top score)) and a
-    reliability diagram to --out, prints the thresholds as JSON on stdout. Features come from the
-    feature cache, so an interrupted run resumes where it stopped.
+    By default every labelled image outside the test split is scored by a head (and an unknown
+    detector) fitted on the other folds, so small sets calibrate on all their images. Prints each
+    threshold with the precision or rate behind it, its 95% interval and the count, and one line
+    when the images cannot support --target-precision. Writes the paper's score plots (histograms,
+    normalised distributions, P(correct | top score)) and a reliability diagram to --out, prints the
+    thresholds as JSON on stdout. Features come from the feature cache, so an interrupted run resumes.
+
+    Example: semcat calibrate model.semcat data/ --group-by '^([^_]+_[^_]+)_' --guarantee
     """
     from semcat.calibration import calibrate_model
     from semcat.dataset import scan_dataset
     from semcat.errors import SemcatError
     from semcat.model import load_model
-    from semcat.reports import calibration_figures, save_figures
 
     try:
         model = load_model(model_path)
@@ -112,7 +130,20 @@ def calibrate(
     except SemcatError as exc:
         error(exc)
         raise typer.Exit(code=1) from None
-    data = scan_dataset(data_dir)
+    try:
+        data = scan_dataset(data_dir, group_by=group_by)
+    except ValueError as exc:
+        err_console.print(f"error: {exc}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(code=2) from None
+    if split is Split.crossfit and labelled_dir is None:
+        _calibrate_crossfit(model, model_path, data, folds=folds, grouped=group_by is not None,
+                            target_precision=target_precision, guarantee=guarantee, quantile=quantile, out=out)
+        return
+    if split is Split.crossfit:
+        split = Split.val  # --labelled-dir: the separate folder is the held-out set
+    if split is Split.val and labelled_dir is None and (model.meta.get("training") or {}).get("protocol") == "crossfit":
+        err_console.print("warning: this model was trained on the val split too (train --split crossfit), so "
+                          "calibrating on it is optimistic; use the default --split crossfit", soft_wrap=True)
     if labelled_dir is not None:
         heldout, source = scan_dataset(labelled_dir).samples, str(labelled_dir)
     else:
@@ -130,18 +161,57 @@ def calibrate(
     if len(heldout) < 100:
         warning(f"only {len(heldout)} held-out images: thresholds will be rough")
     summary = BatchSummary()
-    X_val, y_val = _features(model, heldout, summary, "held-out")
-    X_train, y_train = _features(model, train, summary, "training reference")
+    X_val, y_val, _ = _features(model, heldout, summary, "held-out")
+    X_train, y_train, _ = _features(model, train, summary, "training reference")
     _warn_if_few_training_images(y_train)
     try:
         from semcat.ood import UnknownDetector
 
         cal = calibrate_model(model, X_val, y_val, X_train, target_precision=target_precision, source=source,
-                              y_train=y_train,
+                              y_train=y_train, guarantee=guarantee,
                               detector=UnknownDetector(quantile=quantile))
     except ValueError as exc:
         error(exc)
         raise typer.Exit(code=1) from None
+    _finish(model, model_path, cal, out, summary)
+
+
+def _calibrate_crossfit(model: Any, model_path: Path, data: Any, *, folds: int, grouped: bool,
+                        target_precision: float, guarantee: bool, quantile: float, out: Path | None) -> None:
+    """``--split crossfit``: every image outside the test split, out of fold."""
+    from semcat.calibration import calibrate_crossfit
+    from semcat.ood import UnknownDetector
+
+    pool = [s for s in data.samples if s.split != "test"]
+    unknown = sorted({s.label for s in pool} - set(model.classes))
+    if unknown:
+        err_console.print(f"warning: classes {unknown} are not in the model; their images are left out")
+        pool = [s for s in pool if s.label in model.classes]
+    if len(pool) < 4:
+        err_console.print(f"[red]error[/red]: need labelled images outside the test split (got {len(pool)}); "
+                          "check DATA_DIR")
+        raise typer.Exit(code=1)
+    summary = BatchSummary()
+    X, labels, ok = _features(model, pool, summary, "labelled (cross-fitted)")
+    group = {str(s.path): s.group for s in pool}
+    _warn_if_few_training_images(labels)
+    try:
+        groups = [group[p] for p in ok] if grouped else None
+        cal, warnings = calibrate_crossfit(model, X, labels, groups=groups, folds=folds,
+                                           target_precision=target_precision, guarantee=guarantee,
+                                           detector=UnknownDetector(quantile=quantile))
+    except ValueError as exc:
+        err_console.print(f"error: {exc}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(code=1) from None
+    for line in warnings:
+        err_console.print(f"warning: {line}", soft_wrap=True, highlight=False, markup=False)
+    _finish(model, model_path, cal, out, summary)
+
+
+def _finish(model: Any, model_path: Path, cal: dict[str, Any], out: Path | None, summary: BatchSummary) -> None:
+    """Save MODEL, write the plots and calibration.json, print the summary and the JSON line."""
+    from semcat.reports import calibration_figures, save_figures
+
     model.save(model_path)
     out_dir = out or model_path.with_name(model_path.name + ".calibration")
     from semcat._io import atomic_write_text
@@ -151,7 +221,7 @@ def calibrate(
     _print_summary(cal)
     err_console.print(f"stored in {model_path}; plots: {', '.join(p.name for p in paths)} in {out_dir}")
     typer.echo(json.dumps({k: cal[k] for k in ("temperature", "t_auto", "t_suggest", "target_precision",
-                                                "ece_before", "ece_after", "bands")}
+                                                "guarantee", "labels_needed", "ece_before", "ece_after", "bands")}
                           | {"unknown_threshold": cal["ood"]["threshold"]}))
     summary.print()
     summary.exit()

@@ -68,6 +68,7 @@ def synth(
     alignment: Annotated[int, typer.Option("--alignment", min=0, help="Also write N nanowire images with known alignment (order 0..1) and truth.csv into OUT-alignment/.")] = 0,
     blends: Annotated[int, typer.Option("--blends", min=0, help="Also write N ambiguous two-category images and truth.csv into OUT-blends/.")] = 0,
     instruments: Annotated[int, typer.Option("--instruments", min=0, help="Instead, render every category as seen by N instruments (the last a held-out style) into OUT/<category>/<instrument>/ (PNG, --per-class per instrument); evaluate with --cv groups --group-by folder.")] = 0,
+    categories: Annotated[Optional[str], typer.Option("--categories", help="Comma-separated subset of the 10 categories (default: all), e.g. to keep one unseen by a model.")] = None,
 ) -> None:
     """Write procedural SEM-like images for the 10 NFFA categories (deterministic by --seed).
 
@@ -85,9 +86,10 @@ def synth(
         _synth_instruments(out, instruments, per_class, size, seed, databar)
         return
     try:
+        chosen = {"categories": [c.strip() for c in categories.split(",") if c.strip()]} if categories else {}
         written = write_dataset(out, per_class=per_class, size=size, seed=seed, databar=databar,
                                 fmt=fmt.value, shape=shape_rc, bit_depth=int(bit_depth.value), metadata=metadata,
-                                progress=True)
+                                progress=True, **chosen)
         folders = [out]
         if alignment:
             folders.append(write_alignment_set(out.with_name(out.name + "-alignment"), n=alignment,

@@ -43,6 +43,11 @@ class CV(str, Enum):
     groups = "groups"
 
 
+class Protocol(str, Enum):
+    crossfit = "crossfit"
+    val = "val"
+
+
 class Split(str, Enum):
     all = "all"
     train = "train"
@@ -95,7 +100,13 @@ def train(
                                                help="Adam epochs / L-BFGS iterations (default 60 / 300).")] = None,
     lr: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="Learning rate (default 0.01 Adam, 1.0 L-BFGS).")] = None,
     batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Adam minibatch size.")] = 128,
-    weight_decay: Annotated[float, typer.Option(callback=finite, min=0.0, help="L2 penalty on the head weights.")] = 1e-3,
+    weight_decay: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="L2 penalty on the head weights (default: "
+                                                                   "chosen by cross-validation with --split "
+                                                                   "crossfit, 1e-3 with --split val).")] = None,
+    split: Annotated[Protocol, typer.Option(help="crossfit: fit on train+val, penalty chosen by k-fold "
+                                                 "cross-validation (default; small sets need it); val: fit "
+                                                 "on train, early-stop on val.")] = Protocol.crossfit,
+    folds: Annotated[int, typer.Option(min=2, max=MAX_COUNT, help="Cross-validation folds of --split crossfit.")] = 5,
     class_balanced: Annotated[bool, typer.Option("--class-balanced", help="Weight classes inversely to "
                                                                           "their frequency.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the head training (Adam minibatch order).")] = 0,
@@ -110,11 +121,16 @@ def train(
     from_catalog: Annotated[str | None, typer.Option(metavar="DB_URL", help="Train on the labels confirmed "
                                                      "in this catalog instead of DATA_DIR.")] = None,
 ) -> None:
-    """Train the softmax head on cached backbone features: fit on train, early-stop on val, report on test.
+    """Train the softmax head on cached backbone features and report on the untouched test split.
 
-    Writes MODEL (one .semcat file) and a report folder with the test metrics and confusion matrix;
-    prints the test metrics as JSON on stdout. Unreadable images are named on stderr and skipped
-    (exit 1 when any failed). Features are cached, so a re-run only extracts new images.
+    By default the head is fitted on every labelled image outside the test split, its L2 penalty
+    chosen by 5-fold cross-validation (grouped with --group-by); --split val fits on train and
+    early-stops on val. Writes MODEL (one .semcat file) and a report folder with the test metrics
+    and confusion matrix; prints the test metrics as JSON on stdout. Unreadable images are named on
+    stderr and skipped (exit 1 when any failed, or when there was no test image to report on).
+    Features are cached, so a re-run only extracts new images.
+
+    Example: semcat train data/ --group-by '^([^_]+_[^_]+)_' --out model.semcat
     """
     from semcat.errors import SemcatError
     from semcat.metrics import write_metrics
@@ -130,12 +146,19 @@ def train(
         model, report = train_on_samples(
             data, backbone, view=view, crop_databar=not no_crop_databar, solver=solver.value, seed=seed,
             progress=True, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-            class_weight="balanced" if class_balanced else None, precision=precision.value)
+            class_weight="balanced" if class_balanced else None, precision=precision.value,
+            protocol=split.value, folds=folds)
     except (SemcatError, ValueError) as exc:
         _fail(str(exc), code=1)
     for path, problem in report["errors"]:
         summary.fail(path, problem)
     summary.ok = sum(sum(c.values()) for c in report["counts"].values())
+    cv = report["weight_decay_cv"]
+    for line in (cv or {}).get("warnings", []):
+        err_console.print(f"warning: {line}", soft_wrap=True, highlight=False, markup=False)
+    if cv:
+        err_console.print(f"weight decay {report['weight_decay']:g} chosen by {cv['folds']}-fold cross-validation "
+                          f"(out-of-fold log-loss {cv['log_loss']})", soft_wrap=True, highlight=False, markup=False)
     model.save(out)
     rdir = report_dir or out.with_name(out.name + ".report")
     if report["test_metrics"]:
@@ -149,6 +172,11 @@ def train(
     typer.echo(json.dumps({"model": str(out), "model_id": model.model_id, "report_dir": str(rdir),
                            "test": _brief(report["test_metrics"])}))
     summary.print()
+    if not report["test_metrics"]:
+        err_console.print(f"error: the test split is empty, so {out} was written but is untested; add images"
+                          + (" or sample groups (--group-by keeps each group in one split)" if group_by else ""),
+                          soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(code=1)
     summary.exit()
 
 

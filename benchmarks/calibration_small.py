@@ -1,0 +1,263 @@
+"""Small labelled sets: cross-fitted calibration against the validation-split calibration it replaced.
+
+Usage: ``python benchmarks/calibration_small.py [--sizes 20,50,200] [--draws 3] [--view center]
+[--backbone efficientnet_lite0] [--test-per-class 100] [--target 0.95]``.
+
+Writes, once, synthetic sets (``semcat.synth``, 176 px, data bars): one draw per seed 71, 72, ...
+of 200 images per category (the 20- and 50-per-class sets of a draw are its first images, as
+``semcat synth --per-class`` would write them) and an untouched test set of ``--test-per-class``
+images per category from seed 79. Features go through the default FeatureStore, so every draw
+and configuration runs on cached features (a rerun only regenerates the images).
+
+For each draw and size, the draw's images outside its content-hash test split (as ``semcat train``
+splits) are the labelled set, and each configuration trains and calibrates through the library:
+
+- **val split (before)**: head fitted on the train split with early stopping on val, temperature,
+  thresholds and the unknown threshold from the val split (``train --split val``, ``calibrate
+  --split val``: the protocol before issue 17);
+- **cross-fitted**: head fitted on train + val with the L2 penalty chosen by 5-fold cross-validation,
+  calibration from out-of-fold predictions (``train``, ``calibrate``: the defaults);
+- **cross-fitted, grouped**: the same with the archive's sample pattern as ``--group-by``, so the
+  2-6 shots of one sample never sit on both sides of a fold;
+- each cross-fitted row again **+ guarantee**: ``t_auto`` from the lower end of the 95% interval
+  (``--guarantee``; the same fit, only the threshold differs, so it is computed from its score table).
+
+Measured on the untouched test set: the share of known images decided ``unknown`` (target 3%,
+bar 2-6%), whether ``t_auto`` exists, the auto band's share and realised precision (bar at 200
+per class: >= target - 1 point), suggest and manual shares, accuracy, and the seconds to train +
+calibrate. Results: ``benchmarks/results/calibration_small[-VIEW][-BACKBONE].md``, rewritten after each
+draw (a stopped run keeps the draws it finished; the header says how many).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from semcat._io import atomic_write_text
+from semcat._sysinfo import machine_description
+from semcat.calibration import (
+    STATS_TENSOR,
+    auto_threshold,
+    band_report,
+    calibrate_crossfit,
+    calibrate_model,
+    clopper_pearson,
+    score_cases,
+)
+from semcat.crossfit import fold_ids, select_weight_decay
+from semcat.head import SoftmaxHead
+from semcat.model import SemcatModel, extract_backbone_features
+from semcat.ood import UnknownDetector
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GROUP_BY = "^([^_]+_[^_]+)_"  # the synthetic archive's <user>_<sample>_<nnn> names
+SIZE, TEST_SEED, POOL = 176, 79, 200
+
+
+@dataclass
+class Labelled:
+    """Features, labels, sample groups, content-hash split and per-class index of a draw's images."""
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    split: np.ndarray
+    nnn: np.ndarray
+
+
+def load(root: Path, seed: int, per_class: int, backbone: str, view: str) -> Labelled:
+    """Write (if missing) and featurise one synthetic set; rows in scan order."""
+    from semcat.dataset import scan_dataset
+    from semcat.synth import write_dataset
+
+    write_dataset(root, per_class=per_class, size=SIZE, seed=seed, databar=True)
+    ds = scan_dataset(root, group_by=GROUP_BY)
+    paths = [str(s.path) for s in ds.samples]
+    ok, _, X, errors, _ = extract_backbone_features(paths, backbone, view=view, crop_databar=True, store="default")
+    if errors:
+        raise RuntimeError(f"feature extraction failed: {errors[:3]}")
+    assert ok == paths
+    return Labelled(X, np.array([s.label for s in ds.samples]), np.array([s.group for s in ds.samples]),
+                    np.array([s.split for s in ds.samples]), np.array([int(s.path.stem.rsplit("_", 1)[1]) for s in ds.samples]))
+
+
+def _model(head: SoftmaxHead, backbone: str, view: str) -> SemcatModel:
+    return SemcatModel(backbone, head, view=view, crop_databar=True)
+
+
+def val_split(d: Labelled, classes: list[str], target: float, *, backbone: str, view: str,
+              grouped: bool) -> SemcatModel:
+    """The protocol before issue 17: fit on train, early-stop on val, calibrate on val."""
+    tr, va = d.split == "train", d.split == "val"
+    head = SoftmaxHead(classes=classes).fit(d.X[tr], d.y[tr], d.X[va], d.y[va])
+    model = _model(head, backbone, view)
+    calibrate_model(model, d.X[va], d.y[va].tolist(), d.X[tr], y_train=d.y[tr].tolist(), target_precision=target)
+    return model
+
+
+def crossfit(d: Labelled, classes: list[str], target: float, *, backbone: str, view: str,
+             grouped: bool) -> SemcatModel:
+    """The default after issue 17: penalty by 5-fold CV on train + val, final head on all, out-of-fold calibration."""
+    pool = d.split != "test"
+    X, y = d.X[pool], d.y[pool]
+    groups = d.groups[pool].tolist() if grouped else None
+    folds, _ = fold_ids(y, groups)
+    wd, _, _ = select_weight_decay(X, y, folds, classes, lambda wd: SoftmaxHead(classes=classes, weight_decay=wd))
+    model = _model(SoftmaxHead(classes=classes, weight_decay=wd).fit(X, y), backbone, view)
+    calibrate_crossfit(model, X, y.tolist(), groups=groups, target_precision=target)
+    return model
+
+
+CONFIGS: list[tuple[str, Callable[..., SemcatModel], bool]] = [
+    ("val split (before)", val_split, False),
+    ("cross-fitted", crossfit, False),
+    ("cross-fitted, grouped", crossfit, True),
+]
+
+
+def guaranteed(model: SemcatModel) -> dict[str, float]:
+    """The calibration ``--guarantee`` gives for the same fit: only t_auto changes, read from the score table."""
+    cal = dict(model.calibration or {})
+    stats = model.extra_tensors[STATS_TENSOR].astype(np.float64)
+    cal["t_auto"] = auto_threshold(stats[:, 1], stats[:, 2] == 0, cal["target_precision"],
+                                   cal["params"]["min_support"], guarantee=True)
+    cal["t_suggest"] = min(cal["t_suggest"], cal["t_auto"])
+    return cal
+
+
+def evaluate(model: SemcatModel, X: np.ndarray, y: np.ndarray, cal: dict[str, float] | None = None) -> dict[str, float]:
+    """Decisions on the untouched test set, as ``decide`` makes them."""
+    cal = cal or model.calibration or {}
+    index = {c: i for i, c in enumerate(model.classes)}
+    top, case = score_cases(model.predict_features(X).astype(np.float64), np.array([index[c] for c in y]))
+    unknown = model.ood_scores(X) > cal["ood"]["threshold"]
+    bands = band_report(top, case, cal["t_auto"], cal["t_suggest"], unknown)
+    auto = bands["auto"]
+    return {"t_auto_exists": float(cal["t_auto"] <= 1.0), "unknown": bands["unknown"]["share"],
+            "auto": auto["share"], "auto_n": auto["count"], "auto_hits": round((auto["precision"] or 0) * auto["count"]),
+            "suggest": bands["suggest"]["share"], "manual": bands["manual"]["share"],
+            "accuracy": float((case == 0).mean()), "t_auto": cal["t_auto"], "t_suggest": cal["t_suggest"]}
+
+
+def run(args: argparse.Namespace, root: Path,
+        done: Callable[[dict[tuple[int, str], list[dict[str, float]]], int], None]) -> None:
+    """Every draw, size and configuration; ``done(results, draws_completed)`` after each configuration."""
+    test = load(root / "test", TEST_SEED, args.test_per_class, args.backbone, args.view)
+    classes = sorted(set(test.y.tolist()))
+    out: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for draw in range(args.draws):
+        full = load(root / f"s{args.seed + draw}", args.seed + draw, POOL, args.backbone, args.view)
+        for n in args.sizes:
+            keep = full.nnn < n
+            d = Labelled(full.X[keep], full.y[keep], full.groups[keep], full.split[keep], full.nnn[keep])
+            for name, fn, grouped in (c for c in CONFIGS if c[0] in args.configs.split(",")):
+                t0 = time.perf_counter()
+                model = fn(d, classes, args.target, backbone=args.backbone, view=args.view, grouped=grouped)
+                seconds = time.perf_counter() - t0
+                rows = [(name, evaluate(model, test.X, test.y))]
+                if fn is crossfit:
+                    rows.append((name + " + guarantee", evaluate(model, test.X, test.y, guaranteed(model))))
+                for label, res in rows:
+                    out.setdefault((n, label), []).append(res | {"seconds": seconds})
+                    print(f"draw {draw} n={n} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items())
+                          + f", seconds {seconds:.1f}", flush=True)
+                done(out, draw)  # after every configuration: a stopped run keeps what it measured
+        done(out, draw + 1)
+
+
+def _commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        return sha + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _isa() -> str:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    return ", ".join(f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if f in flags)
+
+
+def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.Namespace, seconds: float,
+             argv: str, draws_done: int) -> str:
+    lines = [
+        f"# Small labelled sets: cross-fitted vs val-split calibration ({args.backbone}, view {args.view})",
+        "",
+        f"- script: `python benchmarks/calibration_small.py {argv}`".rstrip() + f"; run time {seconds:.0f} s",
+        f"- commit: {_commit()}; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {machine_description()}; instruction sets: {_isa()}",
+        (f"- data: synthetic, 10 categories, {SIZE} px with data bars; draws = seeds {args.seed}-{args.seed + args.draws - 1} "
+         f"({draws_done} of {args.draws} draws completed, rows of the next one as far as they got: see each row's count; a size's images are the first N per category of its draw, of which the ~90% "
+         f"outside the content-hash test split are labelled); untouched test set: {args.test_per_class} per "
+         f"category, seed {TEST_SEED}"),
+        ("- seconds: wall time of fitting the head(s) and calibrating on cached features, in the same run as the "
+         "val-split baseline, on a machine shared with other jobs (ratios mean more than seconds)"),
+        (f"- target precision {args.target:.2f}, unknown quantile 0.97 (target 3% of known images unknown; bar 2-6%); "
+         "mean over draws, min-max in brackets; auto precision pooled over the draws with its 95% Clopper-Pearson interval"),
+        "",
+        ("| per class | calibration | t_auto found | known test decided unknown | auto share | auto precision "
+         "| suggest share | manual share | test accuracy | train + calibrate (s) | time vs val split |"),
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def mm(rs: list[dict[str, float]], k: str) -> str:
+        v = np.array([r[k] for r in rs])
+        return f"{100 * v.mean():.1f}% [{100 * v.min():.1f}-{100 * v.max():.1f}]"
+
+    for (n, name), rs in sorted(out.items(), key=lambda item: item[0][0]):
+        base = np.mean([r["seconds"] for r in out.get((n, CONFIGS[0][0]), rs)])
+        hits, count = sum(r["auto_hits"] for r in rs), sum(r["auto_n"] for r in rs)
+        lo, hi = clopper_pearson(hits, count) if count else (0.0, 1.0)
+        prec = f"{100 * hits / count:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] (n={count})" if count else "– (n=0)"
+        lines.append(
+            f"| {n} | {name} | {int(sum(r['t_auto_exists'] for r in rs))}/{len(rs)} draws | {mm(rs, 'unknown')} | {mm(rs, 'auto')} | "
+            f"{prec} | {mm(rs, 'suggest')} | {mm(rs, 'manual')} | {mm(rs, 'accuracy')} | "
+            f"{np.mean([r['seconds'] for r in rs]):.1f} | {np.mean([r['seconds'] for r in rs]) / base:.1f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    import sys
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="20,50,200", help="labelled images per category (each <= 200)")
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=71, help="seed of the first draw; draw i uses seed + i")
+    ap.add_argument("--test-per-class", type=int, default=100)
+    ap.add_argument("--view", default="center")
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--target", type=float, default=0.95)
+    ap.add_argument("--out", help="results file name in benchmarks/results (default: calibration_small[-VIEW][-BACKBONE].md)")
+    ap.add_argument("--configs", default=",".join(name for name, _, _ in CONFIGS),
+                    help="comma-separated calibration rows to run (default: all)")
+    ap.add_argument("--data", type=Path, default=Path("/tmp/semcat-calibration-small"),
+                    help="folder for the synthetic images (kept, so reruns skip writing them)")
+    args = ap.parse_args()
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    if max(args.sizes) > POOL:
+        ap.error(f"--sizes must be <= {POOL} per class")
+    start = time.perf_counter()
+    suffix = "".join(f"-{v}" for v, d in ((args.view, "center"), (args.backbone, "efficientnet_lite0")) if v != d)
+    argv = " ".join(f"'{a}'" if " " in a else a for a in sys.argv[1:])
+
+    def done(out: dict[tuple[int, str], list[dict[str, float]]], draws: int) -> None:
+        text = markdown(out, args, time.perf_counter() - start, argv, draws)
+        atomic_write_text(RESULTS / (args.out or f"calibration_small{suffix}.md"), text)  # a stopped run keeps its draws
+        print(text, flush=True)
+
+    run(args, args.data, done)
+
+
+if __name__ == "__main__":
+    main()

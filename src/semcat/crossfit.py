@@ -1,0 +1,117 @@
+"""Cross-fitting: out-of-fold predictions over every labelled image, for small labelled sets.
+
+With tens of images per class a validation split of ~15 images cannot set a threshold (a 97%
+quantile of 15 numbers is noise) and wastes labels the head needs. Instead each labelled image is
+predicted by a head fitted on the other folds (stratified k-fold, group-aware so that shots of one
+sample never sit on both sides), as scikit-learn's ``CalibratedClassifierCV(cv=5)`` and split
+conformal prediction do; calibration reads these out-of-fold predictions and the final head is
+refitted on all of them. The same folds choose the head's L2 penalty (``select_weight_decay``).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from semcat.head import SoftmaxHead
+
+__all__ = ["DEFAULT_FOLDS", "WEIGHT_DECAY_GRID", "fold_ids", "out_of_fold_logits", "select_weight_decay"]
+
+DEFAULT_FOLDS = 5
+WEIGHT_DECAY_GRID = (1e-3, 1e-2, 1e-1)
+"""L2 penalties tried by inner cross-validation (1e-3 was the fixed default; see README "Limits")."""
+
+
+def fold_ids(
+    y: Sequence[object] | np.ndarray,
+    groups: Sequence[object | None] | None = None,
+    *,
+    k: int = DEFAULT_FOLDS,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[str]]:
+    """Fold index (0 .. k'-1) of each image and warnings to show the user.
+
+    Folds are stratified by class; with ``groups`` (sample names, None = the image alone) all
+    images of a group share a fold. A class with fewer than ``k`` images (groups) lowers the number
+    of folds to that count, with a warning naming it; a class with only one raises ``ValueError``
+    naming the class and the fix, since none of its images could be predicted by a head that saw it.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray([str(v) for v in y])
+    if int(k) < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds; got {k}.")
+    grouped = groups is not None
+    keys = [f"g:{g}" if g is not None else f"i:{i}" for i, g in enumerate(groups)] if grouped else [f"i:{i}" for i in range(len(y))]
+    units: dict[str, set[str]] = defaultdict(set)
+    for label, key in zip(y.tolist(), keys):
+        units[label].add(key)
+    cls, fewest = min(((c, len(u)) for c, u in sorted(units.items())), key=lambda cu: cu[1])
+    what = "sample groups" if grouped else "labelled images"
+    if fewest < 2:
+        fix = ("give its shots distinct sample names (check the --group-by pattern) or run without --group-by"
+               if grouped else "add labelled images of it or leave its folder out")
+        raise ValueError(f"class {cls!r} has only 1 of its {what} outside the test split; cross-fitting needs "
+                         f"at least 2 (each image must be predicted by a head that did not see it): {fix}.")
+    warnings = []
+    n_folds = min(int(k), fewest)
+    if n_folds < k:
+        warnings.append(f"class {cls!r} has only {fewest} {what} outside the test split: cross-fitting with "
+                        f"{n_folds} folds instead of {k}")
+    folds = np.empty(len(y), np.int64)
+    if grouped:
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        parts = splitter.split(np.zeros(len(y)), y, keys)
+    else:
+        parts = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+    for f, (_, test) in enumerate(parts):
+        folds[test] = f
+    return folds, warnings
+
+
+def out_of_fold_logits(X: np.ndarray, y: np.ndarray, folds: np.ndarray,
+                       make_head: Callable[[], SoftmaxHead]) -> np.ndarray:
+    """Logits (N, n_classes) of each image from a head fitted on the other folds."""
+    out: np.ndarray | None = None
+    for f in np.unique(folds):
+        held = folds == f
+        head = make_head().fit(X[~held], y[~held])
+        logits = head.decision_function(X[held])
+        if out is None:
+            out = np.empty((len(X), logits.shape[1]), np.float32)
+        out[held] = logits
+    assert out is not None
+    return out
+
+
+def _log_loss(logits: np.ndarray, yi: np.ndarray) -> float:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-lp[np.arange(len(yi)), yi].mean())
+
+
+def select_weight_decay(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    classes: Sequence[str],
+    make_head: Callable[[float], SoftmaxHead],
+    grid: Sequence[float] = WEIGHT_DECAY_GRID,
+) -> tuple[float, np.ndarray, dict[float, float]]:
+    """The L2 penalty with the lowest out-of-fold log-loss, its out-of-fold logits, and every loss.
+
+    Replaces early stopping on a validation split that, with a small set, holds too few images
+    to stop on. ``make_head(weight_decay)`` builds an unfitted head whose logit columns are ``classes``.
+    """
+    index = {str(c): i for i, c in enumerate(classes)}
+    yi = np.array([index[str(v)] for v in y], dtype=np.int64)
+    losses: dict[float, float] = {}
+    best: tuple[float, float, np.ndarray] | None = None
+    for wd in grid:
+        logits = out_of_fold_logits(X, y, folds, lambda wd=wd: make_head(wd))
+        losses[float(wd)] = _log_loss(logits, yi)
+        if best is None or losses[float(wd)] < best[0]:
+            best = (losses[float(wd)], float(wd), logits)
+    assert best is not None
+    return best[1], best[2], losses
