@@ -54,7 +54,6 @@ from semcat.calibration import (
 from semcat.crossfit import fold_ids, select_weight_decay
 from semcat.head import SoftmaxHead
 from semcat.model import SemcatModel, extract_backbone_features
-from semcat.ood import UnknownDetector
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUP_BY = "^([^_]+_[^_]+)_"  # the synthetic archive's <user>_<sample>_<nnn> names
