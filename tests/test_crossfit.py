@@ -219,16 +219,17 @@ def test_train_with_an_empty_test_split_exits_non_zero(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from semcat.cli import app
-    from semcat.dataset import assign_split
+    from semcat.dataset import scan_dataset
     from semcat.synth import write_dataset
 
-    data = tmp_path / "data"
-    write_dataset(data, per_class=4, size=96, seed=5, categories=("Fibres", "Tips"))
-    names = iter(n for n in (f"u_s{i}" for i in range(100)) if assign_split(n) != "test")
-    for folder in sorted(data.iterdir()):
-        samples = [next(names), next(names)]
-        for i, p in enumerate(sorted(folder.glob("*.tif"))):
-            p.rename(p.with_name(f"{samples[i % 2]}_{i:03d}.tif"))
+    for seed in range(5, 100):  # a group's split key comes from its files' content: draw until none is test
+        data = tmp_path / f"data{seed}"
+        write_dataset(data, per_class=4, size=96, seed=seed, categories=("Fibres", "Tips"))
+        for n, folder in enumerate(sorted(data.iterdir())):
+            for i, p in enumerate(sorted(folder.glob("*.tif"))):
+                p.rename(p.with_name(f"u_s{2 * n + i % 2}_{i:03d}.tif"))
+        if all(s.split != "test" for s in scan_dataset(data, group_by=GROUP_BY).samples):
+            break
     res = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "m.semcat"), "--group-by", GROUP_BY,
                                    "--folds", "2"])
     assert res.exit_code == 1, res.output
