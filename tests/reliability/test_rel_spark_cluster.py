@@ -2,7 +2,8 @@
 started with the README's ``spark-class`` commands (``semcat.engines.standalone``).
 
 One cluster for the module (JVMs start slowly). In order: the README's packed-environment
-ingest through the CLI with its driver SIGKILLed mid-run and re-run, then one driver session for
+ingest through the CLI with its driver SIGKILLed mid-run and re-run, the README's classify
+command, then one driver session for
 classify/features/ingest against the local engine, ending with a worker SIGKILLed mid-job (the
 cluster keeps one worker after that, so it runs last). Every result is compared with the local
 engine on the same images.
@@ -179,6 +180,20 @@ def test_driver_killed_mid_ingest_resumes_on_the_packed_environment(cluster, mod
     assert sorted(set(paths)) == sorted(str(p.absolute()) for p in images.iterdir())
     assert len(paths) == n, "an image was classified twice (duplicate rows in the Spark output)"
     assert (images_, distinct, preds, locations) == (n, n, n, n)
+
+
+def test_classify_command_on_the_cluster_matches_local(cluster, model_path, images, local, tmp_path):
+    """The README's ``semcat classify ... --engine spark --master spark://...`` line as a user runs it."""
+    from semcat.engines.spark import read_results
+
+    out = tmp_path / "predictions"
+    run = subprocess.run([*SEMCAT, "classify", str(model_path), str(images), "--engine", "spark", "--master",
+                          cluster.url, "--conf", "spark.cores.max=1", "--output", str(out)],
+                         env=_cli_env(), capture_output=True, text=True, timeout=300)
+    assert_clean(run)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = read_results(out)
+    assert len(rows) == len(local) and _mismatches(rows, local) == 0
 
 
 def _parquet_paths(out: Path) -> list[str]:
