@@ -29,6 +29,7 @@ from semcat._sysinfo import machine_description as machine
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from duplicates import provenance  # noqa: E402  (one place for the results header)
+from _results import write_results
 
 STRATEGIES = ("random", "uncertainty", "diversity", "hybrid")
 
@@ -148,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             accs = [dict(c).get(b) for c in curves[s]]
             cells.append(f"{np.mean(accs):.3f}" if all(a is not None for a in accs) else "(reached)")
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 

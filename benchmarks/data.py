@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from semcat._sysinfo import machine_description as machine
+from _results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Files were just written, so they are in the page cache: this measures CPU cost, not disk.",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from semcat._sysinfo import machine_description as machine
+from _results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| `scan_duplicates()` (features from the cache) | {1000 * sum(t['scan features'] for t in times) / n:.2f} | "
         f"{sum(t['scan features'] for t in times) / sha:.0f}x |",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 

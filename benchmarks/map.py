@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 from duplicates import provenance  # noqa: E402  (one place for the results header)
+from _results import write_results
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run"]
@@ -159,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Issue 22's target: p95 under 200 ms for hover and selection. Last status line: \"{selected}\".",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 
