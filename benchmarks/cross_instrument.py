@@ -1,10 +1,11 @@
 """Cross-instrument generalisation: leave one synthetic instrument out vs within one instrument.
 
 Usage: ``python benchmarks/cross_instrument.py [--instruments 4] [--per-class 15] [--size 160]
-[--draws 3] [--seed 0] [--backbone efficientnet_lite0]``. Each draw writes a new synthetic set
-(``semcat synth --instruments``, seed SEED + draw: new instrument styles and new images; the last
-instrument is the held-out style), extracts features through the default FeatureStore, then runs,
-for each method of ``semcat.crossval.METHODS`` in the same run:
+[--draws 3] [--seed 0] [--backbone efficientnet_lite0] [--methods a,b] [--jobs 1] [--data DIR]``.
+Each draw writes a new synthetic set (``semcat synth --instruments``, seed SEED + draw: new
+instrument styles and new images; the last instrument is the held-out style; under ``--data`` it
+is kept and reused), extracts features through the default FeatureStore (each view once per
+draw), then runs, for each method of ``semcat.crossval.METHODS`` (all by default) in the same run:
 
 - leave one instrument out: train on the other instruments, test on it, pooled over instruments;
 - within instrument: half of each class of each instrument to train, the other half to test.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,22 +47,16 @@ def main() -> int:
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--out", type=Path, default=RESULTS / "cross_instrument.md")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "cross_instrument.png")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated names of semcat.crossval.METHODS")
+    ap.add_argument("--jobs", type=int, default=1, help="draws run in parallel processes")
+    ap.add_argument("--data", type=Path, default=None, help="keep each draw's images in DATA/d<draw> (default: a temp folder)")
     a = ap.parse_args()
-    methods = list(METHODS)
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     acc: dict[tuple[str, str], list[float]] = {}
-    for d in range(a.draws):
-        with tempfile.TemporaryDirectory(prefix="semcat-xinst-") as tmp:
-            write_instrument_set(tmp, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d)
-            held = f"inst{a.instruments - 1}"
-            for protocol in ("groups", "within"):
-                res = run_methods(tmp, "folder", methods, backbone=a.backbone, protocol=protocol, seed=d, progress=True)
-                for name, r in res.items():
-                    acc.setdefault((name, protocol), []).append(r["pooled"]["accuracy"])
-                    if protocol == "groups":
-                        acc.setdefault((name, "held"), []).append(r["per_group"][held]["accuracy"])
-                        for g, m in r["per_group"].items():
-                            acc.setdefault((name, g), []).append(m["accuracy"])
-                    print(f"draw {d} {protocol:6s} {name:16s} {r['pooled']['accuracy']:.3f}", flush=True)
+    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+        for part in pool.map(_draw, [(a, methods, d) for d in range(a.draws)]):
+            for k, v in part.items():
+                acc.setdefault(k, []).extend(v)
     lines = [
         "## Cross-instrument generalisation (synthetic instruments)",
         "",
@@ -91,6 +87,26 @@ def main() -> int:
     atomic_write_text(a.out, "\n".join(lines))
     print("\n".join(lines))
     return 0 if np.isfinite([v for vs in acc.values() for v in vs]).all() else 1
+
+
+def _draw(job: tuple[argparse.Namespace, list[str], int]) -> dict[tuple[str, str], list[float]]:
+    """One draw: its synthetic set, then every method on both protocols (accuracies by (method, what))."""
+    a, methods, d = job
+    acc: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="semcat-xinst-") as tmp:
+        root = a.data / f"d{d}" if a.data else Path(tmp)
+        write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d)
+        held = f"inst{a.instruments - 1}"
+        for protocol in ("groups", "within"):
+            res = run_methods(root, "folder", methods, backbone=a.backbone, protocol=protocol, seed=d)
+            for name, r in res.items():
+                acc.setdefault((name, protocol), []).append(r["pooled"]["accuracy"])
+                if protocol == "groups":
+                    acc.setdefault((name, "held"), []).append(r["per_group"][held]["accuracy"])
+                    for g, m in r["per_group"].items():
+                        acc.setdefault((name, g), []).append(m["accuracy"])
+                print(f"draw {d} {protocol:6s} {name:24s} {r['pooled']['accuracy']:.3f}", flush=True)
+    return acc
 
 
 def _plot(acc: dict[tuple[str, str], list[float]], methods: list[str], groups: list[str], path: Path) -> None:

@@ -80,9 +80,9 @@ def test_leave_one_group_out_holds_each_group_out() -> None:
     X, y, g, classes = _shifted()
     seen: list[int] = []
 
-    def fit(Xt: np.ndarray, yt: np.ndarray, cls: list[str], seed: int):  # type: ignore[no-untyped-def]
+    def fit(Xt: np.ndarray, yt: np.ndarray, cls: list[str], seed: int, extra=None):  # type: ignore[no-untyped-def]
         seen.append(len(Xt))
-        return fit_semcat(Xt, yt, cls, seed)
+        return fit_semcat(Xt, yt, cls, seed, extra)
 
     res = leave_one_group_out(X, y, g, classes, fit)
     assert seen == [60, 60, 60] and sorted(res["per_group"]) == ["g0", "g1", "g2"]
@@ -135,3 +135,27 @@ def test_plain_view_keeps_intensities_and_has_its_own_cache_key() -> None:
     assert 0.09 < plain.min() and plain.max() < 0.31  # by dtype range: as dim as the image
     assert center.min() == 0.0 and center.max() == 1.0  # the default stretches to the full range
     assert feature_key("efficientnet_lite0", view="plain") != feature_key("efficientnet_lite0", view="center")
+
+
+def test_augmented_rows_and_test_view_reach_the_head() -> None:
+    """Training on features of augmented views covers a style no training group has."""
+    rng = np.random.default_rng(2)
+    classes = ["a", "b", "c"]
+    centres = rng.normal(0, 2, (3, 8))
+    flip = np.r_[-np.ones(4), np.ones(4)].astype(np.float32)  # a style change the augmentation also makes
+    X = np.vstack([centres[i % 3] + 0.3 * rng.normal(0, 1, 8) for i in range(90)]).astype(np.float32)
+    y = np.array([classes[i % 3] for i in range(90)], dtype=object)
+    g = np.array([f"g{i // 30}" for i in range(90)], dtype=object)
+    X[g == "g2"] *= flip  # the held-out instrument's style
+    aug = X * flip  # the augmented view of every image
+    base = leave_one_group_out(X, y, g, classes, fit_semcat)
+    augmented = leave_one_group_out(X, y, g, classes, fit_semcat, extra=[aug])
+    assert augmented["per_group"]["g2"]["accuracy"] >= 0.95 > base["per_group"]["g2"]["accuracy"]
+    sizes: list[tuple[int, int]] = []
+
+    def fit(Xt, yt, cls, seed, extra=None):  # type: ignore[no-untyped-def]
+        sizes.append((len(Xt), len(extra[0])))
+        return fit_semcat(Xt, yt, cls, seed, extra)
+
+    within = within_groups(X, y, g, classes, fit, extra=[aug, aug], X_test=aug, test_share=0.5)
+    assert sizes == [(15, 30)] * 3 and within["pooled"]["n"] == 45

@@ -48,6 +48,7 @@ from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
 from semcat.config import compute_threads, default_feature_cache
 from semcat.errors import CacheError, ImageReadError
 from semcat.runtime import Runtime, int8_record, load_runtime
+from semcat.view_transforms import TRANSFORMS, pool
 
 __all__ = [
     "VIEWS",
@@ -60,9 +61,10 @@ __all__ = [
     "extract_features",
 ]
 
-VIEWS = ("full", "center", "tiles5", "plain")
+VIEWS = ("full", "center", "tiles5", "plain", *TRANSFORMS)
 """``plain``: the centre crop without the contrast stretch (pixel values by dtype range), the
-baseline of ``semcat compare --cv groups``."""
+baseline of ``semcat compare --cv groups``. The others (normalisations, test-time and training
+augmentations of the centre crop) are in :mod:`semcat.view_transforms`."""
 DEFAULT_VIEW = "center"
 PREPROCESS_VERSION = 1
 """Bump when preprocessing changes its output: every cache key changes with it."""
@@ -92,6 +94,8 @@ def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) 
             "Convert with semcat.images.to_gray_float first."
         )
     img = img.astype(np.float32, copy=False)
+    if view in TRANSFORMS:
+        return TRANSFORMS[view](_preprocess_gray(img, size, interpolation, "center")[0])
     lo, hi = (0.0, 1.0) if view == "plain" else _robust_range(img)
     out = np.empty((5 if view == "tiles5" else 1, size, size), np.float32)
     for i, crop in enumerate(_crops(img, view)):
@@ -481,7 +485,7 @@ def iter_features(
             if n_new >= batch_size or len(chunk) >= chunk_size or not inflight:
                 if n_new and not rt:
                     rt.append(load_runtime(spec, runtime))
-                result = _finish_chunk(chunk, spec, key, store, rt[0] if rt else None, batch_size, info)
+                result = _finish_chunk(chunk, spec, key, store, rt[0] if rt else None, batch_size, info, view)
                 bar.advance(len(chunk))
                 chunk, n_new = [], 0
                 yield result
@@ -523,7 +527,7 @@ def extract_features(
 
 
 def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: FeatureStore | None,
-                  rt: Runtime | None, batch_size: int, info: dict) -> FeatureResult:
+                  rt: Runtime | None, batch_size: int, info: dict, view: str) -> FeatureResult:
     """Infer the chunk's new images (one copy per distinct hash), store them, assemble in order."""
     new: dict[str, np.ndarray] = {}
     for it in chunk:
@@ -538,7 +542,7 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
         views = new[hashes[0]].shape[0]
         x = _to_model_input(np.concatenate([new[h] for h in hashes]), spec)
         out = np.concatenate([rt(x[i: i + batch_size * views]) for i in range(0, len(x), batch_size * views)])
-        feats = out.reshape(len(hashes), views, -1).mean(axis=1).astype(np.float32)
+        feats = pool(out.reshape(len(hashes), views, -1), view).astype(np.float32)
         computed = dict(zip(hashes, feats))
         if store is not None:
             store.put(key, hashes, feats, info=info)

@@ -149,6 +149,7 @@ def train_on_samples(
     precision: str = "auto",
     protocol: str = "crossfit",
     folds: int = DEFAULT_FOLDS,
+    augment: Sequence[str] = (),
     **hyper: Any,
 ) -> tuple[SemcatModel, dict[str, Any]]:
     """Train a model on a ``LabelledSet`` and report metrics on its test split.
@@ -159,6 +160,9 @@ def train_on_samples(
     ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
     ``features`` = (ok_paths, X, errors, seconds) reuses features already extracted (``compare``).
     ``precision`` (fp32/int8/auto, see :func:`semcat.quantize.resolve_precision`) is recorded in the model.
+    ``augment``: views of :data:`semcat.view_transforms.AUGMENTATIONS` whose features join the
+    training rows (feature-space augmentation, ``view="center"`` only); the penalty is still chosen
+    on the original images, so no image's augmented copy sits in another fold.
     Returns the model (not yet saved) and a JSON-safe report.
     """
     specs = [with_precision(s, precision) for s in resolve_backbones(backbone)]
@@ -197,8 +201,9 @@ def train_on_samples(
             X[tr], y[tr], fold, data.classes, lambda wd: _head(solver, seed, data.classes, **hyper | {"weight_decay": wd}))
         hyper = hyper | {"weight_decay": wd}
         cv.update(folds=int(fold.max()) + 1, log_loss={str(k): round(v, 4) for k, v in losses.items()})
+    Xa, ya = _augmented_rows(data, keep, tr, augment, view, specs, crop_databar, store, progress, X[tr], y[tr])
     head = _head(solver, seed, data.classes, **hyper)
-    head.fit(X[tr], y[tr], *((X[va], y[va]) if len(va) else ()))
+    head.fit(Xa, ya, *((X[va], y[va]) if len(va) else ()))
     head_s = time.perf_counter() - t0
 
     def metrics(idx: np.ndarray) -> dict[str, Any] | None:
@@ -214,6 +219,7 @@ def train_on_samples(
         "seed": seed,
         "protocol": protocol,
         "weight_decay": float(head.weight_decay),
+        "augment": list(augment),
         "weight_decay_cv": cv or None,
         "counts": {s: {c: int(np.sum(y[idx] == c)) for c in data.classes}
                    for s, idx in (("train", tr), ("val", va), ("test", te))},
@@ -232,6 +238,30 @@ def train_on_samples(
     meta = {"training": {k: v for k, v in report.items() if k not in ("errors", "val_metrics")}}
     model = SemcatModel(backbone, head, view=view, crop_databar=crop_databar, meta=meta, backbones=specs)
     return model, report
+
+
+def _augmented_rows(data: LabelledSet, keep: list[int], tr: np.ndarray, augment: Sequence[str], view: str,
+                    specs: list[Any], crop_databar: bool, store: Any, progress: bool,
+                    X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows ``X``/``y`` plus the features of each augmented view of the same images."""
+    from semcat.view_transforms import AUGMENTATIONS
+
+    if not augment:
+        return X, y
+    bad = [a for a in augment if a not in AUGMENTATIONS]
+    if bad or view != DEFAULT_VIEW:
+        raise ValueError(f"augment must name views of {', '.join(AUGMENTATIONS)} with view 'center'; "
+                         f"got {list(augment)} with view {view!r}.")
+    paths = [data.paths[keep[i]] for i in tr]
+    rows, labels = [X], [y]
+    for aug in augment:
+        ok, _, Xg, _, _ = extract_backbone_features(paths, specs, view=aug, crop_databar=crop_databar,
+                                                   store=store, progress=progress)
+        index = {p: i for i, p in enumerate(ok)}
+        have = [i for i, p in enumerate(paths) if p in index]
+        rows.append(Xg[[index[paths[i]] for i in have]])
+        labels.append(y[have])
+    return np.concatenate(rows), np.concatenate(labels)
 
 
 def train_on_dataset(

@@ -93,7 +93,12 @@ def train(
     backbone: Annotated[str, typer.Option(help="Feature backbone; join two with '+' to concatenate their "
                                                "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = "efficientnet_lite0",
     view: Annotated[str, typer.Option(help="Which part of the image the backbone sees: center (the "
-                                           "paper's centre crop), full (whole image) or tiles5.")] = "center",
+                                           "paper's centre crop), full (whole image) or tiles5; clahe or "
+                                           "histeq (centre crop, equalised); tta4 or tta4-gem (the crop's 4 "
+                                           "rotations, features pooled by mean or GeM).")] = "center",
+    augment: Annotated[str | None, typer.Option(help="Also train the head on features of augmented copies of each "
+                                                     "training image: comma-separated flip, rot90, dark, bright, "
+                                                     "noise, blur, or all (with --view center).")] = None,
     solver: Annotated[Solver, typer.Option(help="lbfgs: full-batch L-BFGS (default, measured faster and "
                                                 "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
     epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
@@ -136,6 +141,7 @@ def train(
     from semcat.metrics import write_metrics
     from semcat.training import labelled_set, train_on_samples
     from semcat._io import atomic_write_text
+    from semcat.view_transforms import parse_augment
 
     if (data_dir is None) == (from_catalog is None):
         _fail("give either DATA_DIR or --from-catalog DB_URL (exactly one).")
@@ -147,7 +153,7 @@ def train(
             data, backbone, view=view, crop_databar=not no_crop_databar, solver=solver.value, seed=seed,
             progress=True, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
             class_weight="balanced" if class_balanced else None, precision=precision.value,
-            protocol=split.value, folds=folds)
+            protocol=split.value, folds=folds, augment=parse_augment(augment))
     except (SemcatError, ValueError) as exc:
         _fail(str(exc), code=1)
     for path, problem in report["errors"]:

@@ -1,0 +1,84 @@
+"""Extra views of the centre crop: intensity normalisations, test-time augmentation, augmentations.
+
+Why (issue 20): a category shot on a microscope the model never saw differs in detector
+contrast, gamma, noise and focus. These views are measured against the default centre crop by
+``benchmarks/cross_instrument.py`` on both protocols (leave one instrument out, within one
+instrument); each is a view name, so its features are cached under their own key.
+
+Every function takes the contrast-stretched centre crop (S, S) in [0, 1] and returns views
+(V, S, S) in [0, 1]; features of the V views are pooled (:data:`POOLING`, mean by default).
+
+- ``clahe``: contrast-limited adaptive histogram equalisation (OpenCV, 8x8 tiles, clip 2).
+- ``histeq``: global histogram equalisation (each pixel replaced by its rank).
+- ``tta4``: the four 90° rotations, features averaged (test-time augmentation);
+  ``tta4-gem``: the same pooled by generalised mean (p = 3).
+- ``aug-*``: one augmented view each, for training the head on features of augmented images
+  (``semcat train --augment``): a flip, a 90° rotation, a darker and a brighter gamma, shot
+  noise, defocus blur. Noise is seeded from the image itself, so features stay cacheable.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+__all__ = ["AUGMENTATIONS", "POOLING", "TRANSFORMS", "parse_augment", "pool"]
+
+_GEM_P = 3.0
+
+
+def _clahe(c: np.ndarray) -> np.ndarray:
+    u8 = np.round(np.clip(c, 0, 1) * 255).astype(np.uint8)
+    return (cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(u8).astype(np.float32) / 255)[None]
+
+
+def _histeq(c: np.ndarray) -> np.ndarray:
+    ranks = np.argsort(np.argsort(c, axis=None, kind="stable"), kind="stable").astype(np.float32)
+    return (ranks / max(c.size - 1, 1)).reshape(c.shape)[None]
+
+
+def _rotations(c: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.stack([np.rot90(c, k) for k in range(4)]))
+
+
+def _noise(c: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(int(np.float64(c.sum()) * 1e3) & 0x7FFFFFFF)
+    return np.clip(c + rng.normal(0, 0.08, c.shape).astype(np.float32), 0, 1)[None]
+
+
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "clahe": _clahe,
+    "histeq": _histeq,
+    "tta4": _rotations,
+    "tta4-gem": _rotations,
+    "aug-flip": lambda c: np.ascontiguousarray(c[:, ::-1])[None],
+    "aug-rot90": lambda c: np.ascontiguousarray(np.rot90(c))[None],
+    "aug-dark": lambda c: (c ** 1.8)[None],
+    "aug-bright": lambda c: (c ** 0.55)[None],
+    "aug-noise": _noise,
+    "aug-blur": lambda c: cv2.GaussianBlur(c, (0, 0), 1.5)[None],
+}
+AUGMENTATIONS = tuple(v for v in TRANSFORMS if v.startswith("aug-"))
+POOLING = {"tta4-gem": "gem"}
+"""Views whose features are pooled by generalised mean instead of the mean."""
+
+
+def pool(feats: np.ndarray, view: str) -> np.ndarray:
+    """(N, V, D) features of V views → (N, D): mean, or GeM for views in :data:`POOLING`."""
+    if POOLING.get(view) == "gem":
+        return np.power(np.mean(np.power(np.clip(feats, 0, None), _GEM_P), axis=1), 1 / _GEM_P)
+    return feats.mean(axis=1)
+
+
+def parse_augment(text: str | None) -> tuple[str, ...]:
+    """``"flip,noise"`` or ``"all"`` (``semcat train --augment``) → augmentation view names."""
+    names = [t.strip() for t in (text or "").split(",") if t.strip()]
+    if names == ["all"]:
+        return AUGMENTATIONS
+    views = tuple(f"aug-{n}" for n in names)
+    bad = [n for n, v in zip(names, views) if v not in AUGMENTATIONS]
+    if bad:
+        known = ", ".join(a.removeprefix("aug-") for a in AUGMENTATIONS)
+        raise ValueError(f"unknown augmentation {', '.join(map(repr, bad))}; known: {known} or all.")
+    return views
