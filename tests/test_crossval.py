@@ -118,7 +118,12 @@ def test_compare_and_evaluate_cv_groups_cli(inst_set: Path, tmp_path: Path) -> N
     result = runner.invoke(app, ["compare", str(inst_set), "--cv", "groups", "--group-by", "folder", "--methods", "nope"])
     assert result.exit_code == 1 and "unknown methods" in result.stderr
     model = tmp_path / "m.semcat"
-    assert runner.invoke(app, ["train", str(inst_set), "--out", str(model)]).exit_code == 0
+    result = runner.invoke(app, ["train", str(inst_set), "--out", str(model), "--augment", "flip,noise"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "m.semcat.report" / "report.json").read_text())
+    assert report["augment"] == ["aug-flip", "aug-noise"]
+    result = runner.invoke(app, ["train", str(inst_set), "--out", str(tmp_path / "x.semcat"), "--augment", "sharpen"])
+    assert result.exit_code == 1 and "unknown augmentation 'sharpen'" in result.stderr
     result = runner.invoke(app, ["evaluate", str(model), str(inst_set), "--cv", "groups", "--group-by", "folder",
                                  "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
