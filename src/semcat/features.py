@@ -48,7 +48,7 @@ from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
 from semcat.config import compute_threads, default_feature_cache
 from semcat.errors import CacheError, ImageReadError
 from semcat.runtime import Runtime, int8_record, load_runtime
-from semcat.view_transforms import TRANSFORMS, pool
+from semcat.view_transforms import TRANSFORMS
 
 __all__ = [
     "VIEWS",
@@ -485,7 +485,7 @@ def iter_features(
             if n_new >= batch_size or len(chunk) >= chunk_size or not inflight:
                 if n_new and not rt:
                     rt.append(load_runtime(spec, runtime))
-                result = _finish_chunk(chunk, spec, key, store, rt[0] if rt else None, batch_size, info, view)
+                result = _finish_chunk(chunk, spec, key, store, rt[0] if rt else None, batch_size, info)
                 bar.advance(len(chunk))
                 chunk, n_new = [], 0
                 yield result
@@ -527,7 +527,7 @@ def extract_features(
 
 
 def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: FeatureStore | None,
-                  rt: Runtime | None, batch_size: int, info: dict, view: str) -> FeatureResult:
+                  rt: Runtime | None, batch_size: int, info: dict) -> FeatureResult:
     """Infer the chunk's new images (one copy per distinct hash), store them, assemble in order."""
     new: dict[str, np.ndarray] = {}
     for it in chunk:
@@ -542,7 +542,7 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
         views = new[hashes[0]].shape[0]
         x = _to_model_input(np.concatenate([new[h] for h in hashes]), spec)
         out = np.concatenate([rt(x[i: i + batch_size * views]) for i in range(0, len(x), batch_size * views)])
-        feats = pool(out.reshape(len(hashes), views, -1), view).astype(np.float32)
+        feats = out.reshape(len(hashes), views, -1).mean(axis=1).astype(np.float32)
         computed = dict(zip(hashes, feats))
         if store is not None:
             store.put(key, hashes, feats, info=info)

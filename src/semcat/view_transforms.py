@@ -6,12 +6,11 @@ contrast, gamma, noise and focus. These views are measured against the default c
 instrument); each is a view name, so its features are cached under their own key.
 
 Every function takes the contrast-stretched centre crop (S, S) in [0, 1] and returns views
-(V, S, S) in [0, 1]; features of the V views are pooled (:data:`POOLING`, mean by default).
+(V, S, S) in [0, 1]; the features of the V views are averaged.
 
 - ``clahe``: contrast-limited adaptive histogram equalisation (OpenCV, 8x8 tiles, clip 2).
 - ``histeq``: global histogram equalisation (each pixel replaced by its rank).
-- ``tta4``: the four 90° rotations, features averaged (test-time augmentation);
-  ``tta4-gem``: the same pooled by generalised mean (p = 3).
+- ``tta4``: the four 90° rotations, features averaged (test-time augmentation).
 - ``aug-*``: one augmented view each, for training the head on features of augmented images
   (``semcat train --augment``): a flip, a 90° rotation, a darker and a brighter gamma, shot
   noise, defocus blur. Noise is seeded from the image itself, so features stay cacheable.
@@ -23,9 +22,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-__all__ = ["AUGMENTATIONS", "POOLING", "TRANSFORMS", "parse_augment", "pool"]
-
-_GEM_P = 3.0
+__all__ = ["AUGMENTATIONS", "TRANSFORMS", "parse_augment"]
 
 
 def _clahe(c: np.ndarray) -> np.ndarray:
@@ -51,7 +48,6 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "clahe": _clahe,
     "histeq": _histeq,
     "tta4": _rotations,
-    "tta4-gem": _rotations,
     "aug-flip": lambda c: np.ascontiguousarray(c[:, ::-1])[None],
     "aug-rot90": lambda c: np.ascontiguousarray(np.rot90(c))[None],
     "aug-dark": lambda c: (c ** 1.8)[None],
@@ -60,15 +56,6 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "aug-blur": lambda c: cv2.GaussianBlur(c, (0, 0), 1.5)[None],
 }
 AUGMENTATIONS = tuple(v for v in TRANSFORMS if v.startswith("aug-"))
-POOLING = {"tta4-gem": "gem"}
-"""Views whose features are pooled by generalised mean instead of the mean."""
-
-
-def pool(feats: np.ndarray, view: str) -> np.ndarray:
-    """(N, V, D) features of V views → (N, D): mean, or GeM for views in :data:`POOLING`."""
-    if POOLING.get(view) == "gem":
-        return np.power(np.mean(np.power(np.clip(feats, 0, None), _GEM_P), axis=1), 1 / _GEM_P)
-    return feats.mean(axis=1)
 
 
 def parse_augment(text: str | None) -> tuple[str, ...]:

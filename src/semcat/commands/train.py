@@ -94,8 +94,8 @@ def train(
                                                "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = "efficientnet_lite0",
     view: Annotated[str, typer.Option(help="Which part of the image the backbone sees: center (the "
                                            "paper's centre crop), full (whole image) or tiles5; clahe or "
-                                           "histeq (centre crop, equalised); tta4 or tta4-gem (the crop's 4 "
-                                           "rotations, features pooled by mean or GeM).")] = "center",
+                                           "histeq (centre crop, equalised); tta4 (the features of the crop's "
+                                           "4 rotations averaged).")] = "center",
     augment: Annotated[str | None, typer.Option(help="Also train the head on features of augmented copies of each "
                                                      "training image: comma-separated flip, rot90, dark, bright, "
                                                      "noise, blur, or all (with --view center).")] = None,
