@@ -37,6 +37,8 @@ def test_equalisations_spread_a_dark_frame_and_augmentations_change_it() -> None
         a = _preprocess_gray(_frame(), 64, "bicubic", aug)[0]
         assert not np.allclose(a, center), aug
     # noise is seeded by the image: the same image gives the same view (cacheable), another one not
+    flat = _preprocess_gray(np.zeros((50, 70), np.float32), 64, "bicubic", "histeq")
+    assert np.all(flat == 0.5)  # a blank frame (the real FEI test files) is not turned into a ramp
     n1, n2 = (_preprocess_gray(_frame(), 64, "bicubic", "aug-noise") for _ in range(2))
     assert np.array_equal(n1, n2)
     assert np.array_equal(_preprocess_gray(_frame(), 64, "bicubic", "aug-flip")[0], center[:, ::-1])

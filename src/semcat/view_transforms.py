@@ -9,7 +9,7 @@ Every function takes the contrast-stretched centre crop (S, S) in [0, 1] and ret
 (V, S, S) in [0, 1]; the features of the V views are averaged.
 
 - ``clahe``: contrast-limited adaptive histogram equalisation (OpenCV, 8x8 tiles, clip 2).
-- ``histeq``: global histogram equalisation (each pixel replaced by its rank).
+- ``histeq``: global histogram equalisation (each pixel replaced by its mid-rank).
 - ``tta4``: the four 90° rotations, features averaged (test-time augmentation).
 - ``aug-*``: one augmented view each, for training the head on features of augmented images
   (``semcat train --augment``): a flip, a 90° rotation, a darker and a brighter gamma, shot
@@ -22,7 +22,10 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-__all__ = ["AUGMENTATIONS", "TRANSFORMS", "parse_augment"]
+__all__ = ["AUGMENTATIONS", "TRANSFORMS", "TRANSFORMS_VERSION", "parse_augment"]
+
+TRANSFORMS_VERSION = 2
+"""Part of these views' cache keys: bump when a transform's output changes (2: histeq mid-ranks)."""
 
 
 def _clahe(c: np.ndarray) -> np.ndarray:
@@ -31,8 +34,10 @@ def _clahe(c: np.ndarray) -> np.ndarray:
 
 
 def _histeq(c: np.ndarray) -> np.ndarray:
-    ranks = np.argsort(np.argsort(c, axis=None, kind="stable"), kind="stable").astype(np.float32)
-    return (ranks / max(c.size - 1, 1)).reshape(c.shape)[None]
+    # tied pixels share their mid-rank: a flat frame stays flat (0.5), clipped pixels stay equal
+    _, inverse, counts = np.unique(c, return_inverse=True, return_counts=True)
+    mid = (np.cumsum(counts) - counts / 2) / c.size
+    return mid[inverse].reshape(c.shape).astype(np.float32)[None]
 
 
 def _rotations(c: np.ndarray) -> np.ndarray:
