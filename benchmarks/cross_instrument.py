@@ -17,6 +17,7 @@ Results go to ``benchmarks/results/cross_instrument.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -50,18 +51,30 @@ def main() -> int:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated names of semcat.crossval.METHODS")
     ap.add_argument("--jobs", type=int, default=1, help="(draw, protocol) pairs run in parallel processes")
     ap.add_argument("--data", type=Path, default=None, help="keep each draw's images in DATA/d<draw> (default: a temp folder)")
+    ap.add_argument("--from-log", type=Path, default=None,
+                    help="build the tables from the RESULT lines of a run's log (e.g. a run stopped by a deadline)")
     a = ap.parse_args()
-    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
-    acc: dict[tuple[str, str], list[float]] = {}
-    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        for part in pool.map(_draw, [(a, methods, d, p) for d in range(a.draws) for p in ("groups", "within")]):
-            for k, v in part.items():
-                acc.setdefault(k, []).extend(v)
+    requested = [m.strip() for m in a.methods.split(",") if m.strip()]
+    if a.from_log:
+        records = [json.loads(line.split(" ", 1)[1]) for line in a.from_log.read_text().splitlines()
+                   if line.startswith("RESULT ")]
+    else:
+        with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+            jobs = [(a, requested, d, p) for d in range(a.draws) for p in ("groups", "within")]
+            records = [r for part in pool.map(_draw, jobs) for r in part]
+    acc = _accuracies(records, a.instruments)
+    methods = [m for m in requested if (m, "groups") in acc or (m, "within") in acc]
+
+    def cell(name: str, what: str) -> str:
+        v = acc.get((name, what), [])
+        return "–" if not v else mean_std(v) + ("" if len(v) >= a.draws else f" ({len(v)})")
     lines = [
         "## Cross-instrument generalisation (synthetic instruments)",
         "",
         f"- script: `benchmarks/cross_instrument.py --instruments {a.instruments} --per-class {a.per_class} "
-        f"--size {a.size} --draws {a.draws} --seed {a.seed} --backbone {a.backbone} --jobs {a.jobs} --methods {','.join(methods)}`",
+        f"--size {a.size} --draws {a.draws} --seed {a.seed} --backbone {a.backbone} --jobs {a.jobs} --methods {a.methods}`"
+        + (f", tables built with `--from-log` from that run's log (stopped at the deadline: {len(records)} of "
+           f"{2 * a.draws * len(requested)} (draw, protocol, method) results)" if a.from_log else ""),
         *provenance(),
         f"- machine: {machine()}",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
@@ -80,36 +93,44 @@ def main() -> int:
         "|---|---|---|---|",
     ]
     for name in methods:
-        lines.append(f"| {name} | {mean_std(acc[(name, 'groups')])} | {mean_std(acc[(name, 'held')])} | "
-                     f"{mean_std(acc[(name, 'within')])} |")
+        lines.append(f"| {name} | {cell(name, 'groups')} | {cell(name, 'held')} | {cell(name, 'within')} |")
     groups = [f"inst{i}" for i in range(a.instruments)]
-    lines += ["", f"Mean ± std over {a.draws} draws. Accuracy is pooled over every test image of the protocol.",
+    lines += ["", f"Mean ± std over {a.draws} draws (a cell over fewer says how many in brackets; – none). "
+              "Accuracy is pooled over every test image of the protocol.",
               "", "Per held-out instrument (leave one instrument out, %; the last is the held-out style):", "",
               "| method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
-    lines += [f"| {name} | " + " | ".join(mean_std(acc[(name, g)]) for g in groups) + " |" for name in methods]
+    lines += [f"| {name} | " + " | ".join(cell(name, g) for g in groups) + " |" for name in methods]
     lines.append("")
-    _plot(acc, methods, groups, a.plot)
+    _plot(acc, [m for m in methods if (m, "groups") in acc], groups, a.plot)
     atomic_write_text(a.out, "\n".join(lines))
     print("\n".join(lines))
     return 0 if np.isfinite([v for vs in acc.values() for v in vs]).all() else 1
 
 
-def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> dict[tuple[str, str], list[float]]:
-    """One draw and protocol: its synthetic set, then every method (accuracies by (method, what))."""
+def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
+    """One draw and protocol: its synthetic set, then every method; one record (also logged) per method."""
     a, methods, d, protocol = job
-    acc: dict[tuple[str, str], list[float]] = {}
+    out = []
     with tempfile.TemporaryDirectory(prefix="semcat-xinst-") as tmp:
         root = a.data / f"d{d}" if a.data else Path(tmp)
         write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d)
-        held = f"inst{a.instruments - 1}"
-        for name in methods:  # one at a time, so the log shows each result as it comes
+        for name in methods:  # one at a time, so the log holds each result as it comes
             r = run_methods(root, "folder", [name], backbone=a.backbone, protocol=protocol, seed=d)[name]
-            acc.setdefault((name, protocol), []).append(r["pooled"]["accuracy"])
-            if protocol == "groups":
-                acc.setdefault((name, "held"), []).append(r["per_group"][held]["accuracy"])
-                for g, m in r["per_group"].items():
-                    acc.setdefault((name, g), []).append(m["accuracy"])
-            print(f"draw {d} {protocol:6s} {name:24s} {r['pooled']['accuracy']:.3f}", flush=True)
+            out.append({"draw": d, "protocol": protocol, "method": name, "pooled": r["pooled"]["accuracy"],
+                        "per_group": {g: m["accuracy"] for g, m in r["per_group"].items()}})
+            print("RESULT " + json.dumps(out[-1]), flush=True)
+    return out
+
+
+def _accuracies(records: list[dict], instruments: int) -> dict[tuple[str, str], list[float]]:
+    """(method, protocol | "held" | group) -> accuracies over draws, in draw order."""
+    acc: dict[tuple[str, str], list[float]] = {}
+    for r in sorted(records, key=lambda r: r["draw"]):
+        acc.setdefault((r["method"], r["protocol"]), []).append(r["pooled"])
+        if r["protocol"] == "groups":
+            acc.setdefault((r["method"], "held"), []).append(r["per_group"][f"inst{instruments - 1}"])
+            for g, v in r["per_group"].items():
+                acc.setdefault((r["method"], g), []).append(v)
     return acc
 
 
@@ -120,7 +141,7 @@ def _plot(acc: dict[tuple[str, str], list[float]], methods: list[str], groups: l
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=110)
     w = 0.8 / len(methods)
     for k, name in enumerate(methods):
         vals = [acc[(name, g)] for g in groups]
@@ -130,7 +151,7 @@ def _plot(acc: dict[tuple[str, str], list[float]], methods: list[str], groups: l
                   [g + (" (held-out style)" if i == len(groups) - 1 else "") for i, g in enumerate(groups)])
     ax.set_ylabel("accuracy on the held-out instrument (%)")
     ax.set_ylim(0, 100)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -255,7 +255,9 @@ def compare(
     cv: Annotated[CV, typer.Option(help="split: repeated train/val/test splits; groups: leave one group out "
                                         "(--group-by) for each method of --methods.")] = CV.split,
     methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head), plain (centre crop, no contrast stretch, bar "
-                                              "kept, scikit-learn LogisticRegression), semcat+groupstd.")] = "semcat,plain",
+                                              "kept, scikit-learn LogisticRegression), semcat+groupstd, semcat-wd1e-3, "
+                                              "logreg@center, semcat-nostd, semcat+clahe, semcat+histeq, semcat+aug-all, "
+                                              "semcat+aug-all+groupstd, semcat+tta4 (see README).")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
 
