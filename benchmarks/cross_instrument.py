@@ -51,13 +51,19 @@ def main() -> int:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated names of semcat.crossval.METHODS")
     ap.add_argument("--jobs", type=int, default=1, help="(draw, protocol) pairs run in parallel processes")
     ap.add_argument("--data", type=Path, default=None, help="keep each draw's images in DATA/d<draw> (default: a temp folder)")
-    ap.add_argument("--from-log", type=Path, default=None,
+    ap.add_argument("--from-log", type=Path, nargs="+", default=None,
                     help="build the tables from the RESULT lines of a run's log (e.g. a run stopped by a deadline)")
     a = ap.parse_args()
     requested = [m.strip() for m in a.methods.split(",") if m.strip()]
+    garbled = 0
     if a.from_log:
-        records = [json.loads(line.split(" ", 1)[1]) for line in a.from_log.read_text().splitlines()
-                   if line.startswith("RESULT ")]
+        records = []
+        for line in (x for log in a.from_log for x in log.read_text().splitlines()):
+            if line.startswith("RESULT "):
+                try:
+                    records.append(json.loads(line.split(" ", 1)[1]))
+                except ValueError:  # a line cut by another process writing to the same log
+                    garbled += 1
     else:
         with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
             jobs = [(a, requested, d, p) for d in range(a.draws) for p in ("groups", "within")]
@@ -74,7 +80,8 @@ def main() -> int:
         f"- script: `benchmarks/cross_instrument.py --instruments {a.instruments} --per-class {a.per_class} "
         f"--size {a.size} --draws {a.draws} --seed {a.seed} --backbone {a.backbone} --jobs {a.jobs} --methods {a.methods}`"
         + (f", tables built with `--from-log` from that run's log (stopped at the deadline: {len(records)} of "
-           f"{2 * a.draws * len(requested)} (draw, protocol, method) results)" if a.from_log else ""),
+           f"{2 * a.draws * len(requested)} (draw, protocol, method) results, {garbled} garbled line(s) skipped)"
+           if a.from_log else ""),
         *provenance(),
         f"- machine: {machine()}",
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",

@@ -48,7 +48,7 @@ from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
 from semcat.config import compute_threads, default_feature_cache
 from semcat.errors import CacheError, ImageReadError
 from semcat.runtime import Runtime, int8_record, load_runtime
-from semcat.view_transforms import TRANSFORMS, TRANSFORMS_VERSION
+from semcat.view_transforms import TRANSFORMS, VERSIONS
 
 __all__ = [
     "VIEWS",
@@ -169,7 +169,7 @@ def _key_signature(spec: BackboneSpec, crop_databar: bool, view: str) -> str:
     return (f"{spec.signature()}|view={view}|databar={'crop' if crop_databar else 'keep'}"
             f"|contrast={'dtype' if view == 'plain' else f'p{_LOW_PCT:g}-p{_HIGH_PCT:g}'}"
             f"|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}"
-            + (f"|transforms=v{TRANSFORMS_VERSION}" if view in TRANSFORMS else ""))
+            + (f"|transforms=v{VERSIONS[view]}" if view in VERSIONS else ""))
 
 
 def _quantisation(spec: BackboneSpec) -> str:

@@ -22,10 +22,10 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-__all__ = ["AUGMENTATIONS", "TRANSFORMS", "TRANSFORMS_VERSION", "parse_augment"]
+__all__ = ["AUGMENTATIONS", "TRANSFORMS", "VERSIONS", "parse_augment"]
 
-TRANSFORMS_VERSION = 2
-"""Part of these views' cache keys: bump when a transform's output changes (2: histeq mid-ranks)."""
+VERSIONS = {"histeq": 2}
+"""Part of a view's cache key: bump a view's version when its output changes (histeq 2: mid-ranks)."""
 
 
 def _clahe(c: np.ndarray) -> np.ndarray:
