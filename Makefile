@@ -7,7 +7,7 @@ STAMP := $(VENV)/.semcat-installed
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench bench-full docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,8 +24,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP)  # every benchmark once at a quick size, then BENCHMARKS.md
 	$(PY) benchmarks/run_all.py
+
+bench-full: $(STAMP)  # every results file at the size its committed figures come from (hours)
+	$(PY) benchmarks/run_all.py --full
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache
