@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(results, cores, args.plot)
     text = _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, packed, load_before, cpu)
     title = f"Spark engine scaling{' on a standalone cluster' if master else ''}"
-    write_results(args.out, header(title, script=__file__, argv=argv) + ["", text.rstrip("\n")])
+    write_results(args.out, header(title) + ["", text.rstrip("\n")])
     tmp.cleanup()
     return 0
 
