@@ -18,7 +18,7 @@ def _cli_reference() -> str:
 
     def walk(cmd: Any, path: list[str]) -> None:
         if path:
-            text = runner.invoke(app, [*path, "--help"], terminal_width=100, env={"NO_COLOR": "1"}).output
+            text = runner.invoke(app, [*path, "--help"], env={"NO_COLOR": "1", "COLUMNS": "100"}).output
             parts.append(f"## semcat {' '.join(path)}\n\n```text\n{text.rstrip()}\n```\n")
         for name, sub in sorted(getattr(cmd, "commands", {}).items()):
             walk(sub, [*path, name])
