@@ -2,14 +2,15 @@
 
 scikit-learn style: ``__init__`` stores hyperparameters, ``fit`` learns ``classes_``, ``coef_``,
 ``intercept_``, ``n_features_in_`` (and ``mean_``/``scale_`` when standardising) and returns self.
-Predicting is NumPy. Two solvers:
+NumPy and scikit-learn only (no torch). Two solvers:
 
 - ``"lbfgs"`` (default): scikit-learn's ``LogisticRegression`` (L-BFGS) on the same convex,
   L2-regularised cross-entropy, on one BLAS thread. Deterministic, no learning rate to tune. It
-  replaced a hand-written torch L-BFGS that ``benchmarks/head.py`` measured slower than this at
-  equal accuracy; scikit-learn on its default BLAS threads was slower still on a busy machine.
-- ``"adam"``: minibatch Adam in torch, as the paper's retraining of the last layer; the seed fixes
-  the minibatch order.
+  replaced a hand-written L-BFGS (torch, then NumPy) that was slower than this at equal accuracy
+  (``benchmarks/head.py``); scikit-learn on its default BLAS threads was slower still on a busy
+  machine.
+- ``"adam"``: minibatch Adam in NumPy (analytic gradients), as the paper's retraining of the last
+  layer; the seed fixes the minibatch order.
 
 With a validation set the head is evaluated after each round (one epoch for Adam, ten L-BFGS
 iterations) and the parameters with the lowest validation loss are kept (early stopping).
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from semcat._validation import (
     check_consistent_length,
@@ -27,8 +29,6 @@ from semcat._validation import (
     check_labels,
 )
 
-# torch is imported only to fit with Adam: predicting is NumPy and L-BFGS is scikit-learn, so a
-# process that trains the default head or only classifies never loads torch.
 __all__ = ["SoftmaxHead"]
 
 _SOLVERS = ("lbfgs", "adam")
@@ -69,8 +69,8 @@ class SoftmaxHead:
     tol : float
         L-BFGS stops when no gradient component exceeds this (scikit-learn's ``tol``).
     n_threads : int or None
-        BLAS (L-BFGS) or torch (Adam) threads while fitting (None = the library's default). 1 by
-        default: a head's matrices are small, and on a busy machine more threads were much slower.
+        BLAS threads while fitting (None = the library's default). 1 by default: a head's matrices
+        are small, and on a busy machine more threads were much slower.
     """
 
     def __init__(
@@ -170,7 +170,8 @@ class SoftmaxHead:
         val = ((X_val - mean) / scale, yv) if has_val and self.early_stopping else None
         epochs = int(self.epochs or _DEFAULT_EPOCHS[self.solver])
         fit = _fit_lbfgs if self.solver == "lbfgs" else _fit_adam
-        W, b, n_iter, val_loss = fit(self, (X - mean) / scale, yi, k, weight, val, epochs)
+        with threadpool_limits(limits=int(self.n_threads) if self.n_threads else None):
+            W, b, n_iter, val_loss = fit(self, (X - mean) / scale, yi, k, weight, val, epochs)
 
         self.classes_ = classes
         self.n_features_in_ = d
@@ -181,6 +182,16 @@ class SoftmaxHead:
         self.n_iter_ = n_iter
         self.val_loss_ = val_loss
         return self
+
+    def _loss_grad(self, W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray,
+                   weight: np.ndarray | None) -> tuple[float, np.ndarray, np.ndarray]:
+        """(Weighted) mean cross-entropy + L2 penalty, and its gradient with respect to W and b."""
+        loss, dz = _cross_entropy(X @ W.T + b, y, weight)
+        gW = dz.T @ X
+        if self.weight_decay:
+            loss += 0.5 * float(self.weight_decay) * float((W * W).sum())
+            gW += float(self.weight_decay) * W
+        return loss, gW, dz.sum(axis=0)
 
     # -- prediction ---------------------------------------------------------------------------
     def decision_function(self, X: object) -> np.ndarray:
@@ -225,6 +236,20 @@ def _encode(y: np.ndarray, classes: np.ndarray, name: str) -> np.ndarray:
         ) from None
 
 
+def _cross_entropy(logits: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> tuple[float, np.ndarray]:
+    """torch's ``cross_entropy`` (weighted mean over samples) and its gradient for the logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    rows = np.arange(len(y))
+    w = np.ones(len(y), np.float32) if weight is None else weight[y]
+    total = float(w.sum())
+    loss = float(-(w * log_p[rows, y]).sum() / total)
+    dz = np.exp(log_p)
+    dz[rows, y] -= 1.0
+    dz *= (w / total)[:, None]
+    return loss, dz.astype(np.float32, copy=False)
+
+
 class _Best:
     """Keeps the parameters of the round with the lowest validation loss (early stopping)."""
 
@@ -238,10 +263,7 @@ class _Best:
         """Record this round; True when patience is exhausted."""
         if self.val is None:
             return False
-        logits = self.val[0].astype(np.float64) @ W.T.astype(np.float64) + b
-        logits -= logits.max(axis=1, keepdims=True)
-        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        loss = float(-log_p[np.arange(len(self.val[1])), self.val[1]].mean())
+        loss, _ = _cross_entropy(self.val[0] @ W.T + b, self.val[1], None)
         if loss < self.loss - 1e-6:
             self.loss, self.state, self.bad_rounds = loss, (W.copy(), b.copy()), 0
         else:
@@ -270,11 +292,9 @@ def _fit_lbfgs(head, X, y, k, weight, val, epochs):  # type: ignore[no-untyped-d
     at the optimum), so C doubles and the softmax rows are ``±w / 2``.
     """
     import warnings
-    from contextlib import nullcontext
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
 
     present = np.unique(y)
     binary = len(present) == 2
@@ -283,8 +303,7 @@ def _fit_lbfgs(head, X, y, k, weight, val, epochs):  # type: ignore[no-untyped-d
                             warm_start=True, max_iter=epochs if val is None else min(_LBFGS_ROUND, epochs))
     sample_weight = None if weight is None else weight[y]
     best, n_iter = _Best(head, val), 0
-    limit = threadpool_limits(int(head.n_threads)) if head.n_threads else nullcontext()
-    with limit, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         while True:
             lr.fit(X, y, sample_weight=sample_weight)
@@ -306,43 +325,27 @@ def _fit_lbfgs(head, X, y, k, weight, val, epochs):  # type: ignore[no-untyped-d
 
 
 def _fit_adam(head, X, y, k, weight, val, epochs):  # type: ignore[no-untyped-def]
-    """Minibatch Adam (Kingma & Ba), written out: torch.optim's import costs seconds."""
-    import torch
-    import torch.nn.functional as F
-
-    threads = torch.get_num_threads()
-    if head.n_threads:
-        torch.set_num_threads(int(head.n_threads))
-    try:
-        Xt, yt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)), torch.from_numpy(y)
-        w = None if weight is None else torch.from_numpy(weight.astype(np.float32))
-        W = torch.zeros(k, X.shape[1], dtype=torch.float32, requires_grad=True)
-        b = torch.zeros(k, dtype=torch.float32, requires_grad=True)
-        gen = torch.Generator().manual_seed(int(head.seed))
-        n, bs, lr = X.shape[0], int(head.batch_size), float(head.lr or _ADAM_LR)
-        beta1, beta2, eps = 0.9, 0.999, 1e-8
-        moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in (W, b)]
-        best, n_iter, step = _Best(head, val), 0, 0
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=gen)
-            for start in range(0, n, bs):
-                idx = order[start:start + bs]
-                W.grad = b.grad = None
-                loss = F.cross_entropy(Xt[idx] @ W.T + b, yt[idx], weight=w)
-                if head.weight_decay:
-                    loss = loss + 0.5 * float(head.weight_decay) * (W * W).sum()
-                loss.backward()
-                step += 1
-                with torch.no_grad():
-                    for p, (m, v) in zip((W, b), moments):
-                        m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                        v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                        denom = (v / (1 - beta2 ** step)).sqrt_().add_(eps)
-                        p.addcdiv_(m, denom, value=-lr / (1 - beta1 ** step))
-            n_iter += 1
-            if best.update(W.detach().numpy(), b.detach().numpy()):
-                break
-    finally:
-        torch.set_num_threads(threads)
-    Wn, bn, val_loss = best.restore(W.detach().numpy().copy(), b.detach().numpy().copy())
-    return Wn, bn, n_iter, val_loss
+    """Minibatch Adam (Kingma & Ba) on NumPy's analytic gradients; the seed fixes the minibatch order."""
+    W, b = np.zeros((k, X.shape[1]), np.float32), np.zeros(k, np.float32)
+    rng = np.random.default_rng(int(head.seed))
+    n, bs, lr = X.shape[0], int(head.batch_size), float(head.lr or _ADAM_LR)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in (W, b)]
+    best, n_iter, step = _Best(head, val), 0, 0
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            _, gW, gb = head._loss_grad(W, b, X[idx], y[idx], weight)
+            step += 1
+            for p, grad, (m, v) in zip((W, b), (gW, gb), moments):
+                m *= beta1
+                m += (1 - beta1) * grad
+                v *= beta2
+                v += (1 - beta2) * grad * grad
+                p -= (lr / (1 - beta1 ** step)) * m / (np.sqrt(v / (1 - beta2 ** step)) + eps)
+        n_iter += 1
+        if best.update(W, b):
+            break
+    W, b, val_loss = best.restore(W, b)
+    return W, b, n_iter, val_loss
