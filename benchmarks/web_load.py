@@ -7,7 +7,7 @@ The load is the reliability suite's generator (``tests/reliability/test_rel_web.
 catalog pages, 20% image pages, 15% review queue, 15% thumbnails, 10% label writes, on 60 catalogued
 images. The server runs as its own process (``semcat serve``), as in production;
 clients run in this process, on the same machine. ``--baseline SRC_DIR`` serves the same images
-with another source tree (e.g. ``git archive main src``) in the same run, alternating rounds, so the
+with another source tree (e.g. ``git archive main src``; ``--workers`` as the first configuration) in the same run, alternating rounds, so the
 comparison shares the machine's noise; each tree catalogues them itself (an older tree cannot open
 a newer schema). PostgreSQL needs ``SEMCAT_TEST_PG_URL``.
 """
@@ -127,7 +127,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds per configuration")
     a = ap.parse_args()
     trees = [(f"this commit, --workers {w}", ROOT / "src", ["--workers", w]) for w in a.workers.split(",")]
-    trees += [(a.baseline_label, a.baseline.resolve(), [])] if a.baseline else []
+    first = a.workers.split(",")[0]  # the baseline tree is served as the first configuration is
+    trees += [(f"{a.baseline_label}, --workers {first}", a.baseline.resolve(), ["--workers", first])] if a.baseline else []
     tmp = Path(tempfile.mkdtemp(prefix="semcat-webload-"))
     rows = []
     try:
