@@ -35,7 +35,6 @@ def served(tmp_path: Path):
     import httpx
 
     from semcat.catalog import open_catalog
-
     from semcat.synth import write_dataset
 
     root = tmp_path / "archive"

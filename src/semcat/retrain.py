@@ -34,8 +34,22 @@ from semcat._io import atomic_write_text
 from semcat.config import semcat_home
 from semcat.errors import SemcatError
 
-__all__ = ["DEFAULT_EVERY", "RetrainBusy", "RetrainError", "calibration_summary", "catalog_labelled_set", "live",
-           "choices", "live_model_file", "models_dir", "next_due", "retrain", "running", "start_background", "status"]
+__all__ = [
+    "DEFAULT_EVERY",
+    "RetrainBusy",
+    "RetrainError",
+    "calibration_summary",
+    "catalog_labelled_set",
+    "choices",
+    "live",
+    "live_model_file",
+    "models_dir",
+    "next_due",
+    "retrain",
+    "running",
+    "start_background",
+    "status",
+]
 
 DEFAULT_EVERY = 50
 """Confirmations between two background retrains (``semcat serve --retrain-every``)."""

@@ -27,7 +27,9 @@ def retrain(
     Example: semcat retrain --db catalog.db
     """
     from semcat.config import default_db_url
-    from semcat.retrain import RetrainBusy, RetrainError, models_dir as folder_of, retrain as run
+    from semcat.retrain import RetrainBusy, RetrainError
+    from semcat.retrain import models_dir as folder_of
+    from semcat.retrain import retrain as run
 
     url = db or default_db_url()
     folder = folder_of(url, models_dir)
