@@ -138,5 +138,8 @@ def test_one_retrain_at_a_time_and_the_cli_does_it_once(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, ["retrain", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--models-dir", str(folder)])
         assert res.exit_code == 1 and "another retrain of this catalogue is running" in res.output
     assert not retrain.running(folder)
+    # a retrain killed with its server (nobody holds the lock) reads as interrupted, not running forever
+    (folder / "status.json").write_text('{"state": "running", "pid": 1, "confirmations": 3}')
+    assert retrain.status(folder)["state"] == "interrupted" and retrain.next_due(5, folder, 6) == 4
     res = CliRunner().invoke(app, ["retrain", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--models-dir", str(folder)])
     assert res.exit_code == 1 and "no confirmed labels" in res.output and retrain.status(folder)["state"] == "failed"
