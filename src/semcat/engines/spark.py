@@ -445,8 +445,8 @@ def classify(
     chunk_size : int
         Paths per Spark job: the unit of progress and of work lost on Ctrl-C.
     partitions : int or None
-        Tasks per chunk; None = at least 4 per core and about 128 images per task, so
-        stragglers balance out and no core idles long at the end of a chunk.
+        Tasks per chunk; None = one per core at least and about 128 images per task, so a
+        large chunk's stragglers balance out and a small chunk pays few per-task costs.
     use_cache : bool
         Executors read/write the feature cache (``SEMCAT_HOME``); only with a cache on a
         shared filesystem, or each node keeps its own.
