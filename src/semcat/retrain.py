@@ -95,12 +95,17 @@ def live_model_file(folder: Path) -> Path | None:
 
 
 def running(folder: Path) -> bool:
-    """True while some process holds the retrain lock of ``folder``."""
+    """True while some process holds the retrain lock of ``folder`` (False where none can be taken:
+    no folder yet, or a read-only one)."""
+    if not (folder / LOCK).exists():
+        return False
     try:
         with _lock(folder):
             return False
     except RetrainBusy:
         return True
+    except OSError:
+        return False
 
 
 def status(folder: Path) -> dict[str, Any]:
