@@ -61,6 +61,8 @@ def _by_class(cat) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_confirmations_retrain_in_the_background_and_the_new_model_goes_live(served, chromium_path: str) -> None:
     c, headers, cat, folder, server = served
     images = _by_class(cat)
@@ -107,6 +109,7 @@ def test_confirmations_retrain_in_the_background_and_the_new_model_goes_live(ser
             browser.close()
 
 
+@pytest.mark.slow
 def test_a_failing_retrain_keeps_the_live_model_and_says_why(served) -> None:
     c, headers, cat, folder, _ = served
     images = _by_class(cat)
