@@ -367,9 +367,10 @@ def _warn(note: str | None) -> None:
 def _auto_partitions(n_paths: int, parallelism: int) -> int:
     """Tasks per chunk: one per core at least, and none much over ``_TASK_IMAGES`` images.
 
-    Each task costs a fixed ~0.5 s on top of its images (scheduling, handing the batch to the
-    Python worker, writing and committing its part file; measured from worker timestamps on a
-    standalone cluster), so a small job gets one task per core, not four.
+    Each task costs a fixed time on top of its images (scheduling, handing the batch to the
+    Python worker, writing and committing its part file): timestamps from the Python workers on a
+    standalone cluster showed 6.5 s between 8 tasks of one job against 1.0 s between 2
+    (``benchmarks/results/spark_overhead.md``), so a small job gets one task per core, not four.
     """
     return max(1, min(n_paths, max(parallelism, -(-n_paths // _TASK_IMAGES))))
 
