@@ -14,8 +14,8 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from semcat._validation import MAX_COUNT
 from semcat.commands._common import (
-    MAX_COUNT,
     PRECISION_HELP,
     BatchSummary,
     ChunkOpt,
