@@ -17,8 +17,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["decode", "tiff_codecs", "databar", "data", "features", "int8", "head", "views", "cross_instrument",
-         "ood", "calibration_small", "catalog", "spark_scaling", "spark_cluster", "alignment", "duplicates",
-         "active_learning", "map", "web_load", "lean_install"]
+         "ood", "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
+         "duplicates", "active_learning", "map", "web_load", "lean_install"]
 
 RESULTS_NAME = {"spark_scaling": "spark"}
 """A benchmark whose results file is not named after it; variants add ``-<suffix>`` to the name."""
@@ -50,6 +50,7 @@ QUICK: dict[str, list[str]] = {
     "ood": [], "calibration_small": ["--sizes", "20", "--draws", "1", "--test-per-class", "20"],
     "catalog": ["20000", "--vectors", "20000", "--ingest", "100", "--reps", "10"],
     "spark_scaling": ["--n", "200", "--cores", "1,2"], "spark_cluster": ["--n", "100,200"],
+    "spark_overhead": ["--n", "100"],
     "alignment": ["--n", "30", "--train", "8"], "duplicates": ["--fields", "10", "--seeds", "0"],
     "active_learning": ["--per-class", "20", "--seeds", "0"],
     "map": ["--points", "10000", "--hovers", "50", "--lassos", "5", "--tsne-points", "500"],
