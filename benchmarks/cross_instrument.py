@@ -21,18 +21,15 @@ import json
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._io import atomic_write_text
-from semcat._sysinfo import machine_description as machine
 from semcat.crossval import METHODS, mean_std, run_methods
 from semcat.synth.instruments import write_instrument_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from duplicates import provenance  # noqa: E402  (one place for the results header)
+from _results import header, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,6 +48,7 @@ def main() -> int:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated names of semcat.crossval.METHODS")
     ap.add_argument("--jobs", type=int, default=1, help="(draw, protocol) pairs run in parallel processes")
     ap.add_argument("--data", type=Path, default=None, help="keep each draw's images in DATA/d<draw> (default: a temp folder)")
+    ap.add_argument("--note", action="append", default=[], help="a line for the results file's notes (repeatable)")
     ap.add_argument("--from-log", type=Path, nargs="+", default=None,
                     help="build the tables from the RESULT lines of a run's log (e.g. a run stopped by a deadline)")
     a = ap.parse_args()
@@ -74,17 +72,11 @@ def main() -> int:
     def cell(name: str, what: str) -> str:
         v = acc.get((name, what), [])
         return "–" if not v else mean_std(v) + ("" if len(v) >= a.draws else f" ({len(v)})")
-    lines = [
-        "## Cross-instrument generalisation (synthetic instruments)",
-        "",
-        f"- script: `benchmarks/cross_instrument.py --instruments {a.instruments} --per-class {a.per_class} "
-        f"--size {a.size} --draws {a.draws} --seed {a.seed} --backbone {a.backbone} --jobs {a.jobs} --methods {a.methods}`"
-        + (f", tables built with `--from-log` from that run's log (stopped at the deadline: {len(records)} of "
-           f"{2 * a.draws * len(requested)} (draw, protocol, method) results, {garbled} garbled line(s) skipped)"
-           if a.from_log else ""),
-        *provenance(),
-        f"- machine: {machine()}",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+    lines = header("Cross-instrument generalisation (synthetic instruments)", argv=_run_args(sys.argv[1:])) + [
+        *([f"- tables: built with `--from-log` from the RESULT lines of that run's log(s) (stopped at the deadline: "
+           f"{len(records)} of {2 * a.draws * len(requested)} (draw, protocol, method) results, {garbled} garbled "
+           "line(s) skipped)"] if a.from_log else []),
+        *(f"- note: {n}" for n in a.note),
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
         f"charging streaks) x 10 categories x {a.per_class} images, {a.size} px PNG; a new set per draw",
         "- methods (`semcat.crossval.METHODS`): semcat = the default (softmax head on the centre crop, data bar "
@@ -109,9 +101,22 @@ def main() -> int:
     lines += [f"| {name} | " + " | ".join(cell(name, g) for g in groups) + " |" for name in methods]
     lines.append("")
     _plot(acc, [m for m in methods if (m, "groups") in acc], groups, a.plot)
-    atomic_write_text(a.out, "\n".join(lines))
-    print("\n".join(lines))
+    write_results(a.out, lines)
     return 0 if np.isfinite([v for vs in acc.values() for v in vs]).all() else 1
+
+
+def _run_args(argv: list[str]) -> list[str]:
+    """The run's arguments for the header, without the ones that only say where files go."""
+    out, skip = [], False
+    for arg in argv:
+        if arg in ("--from-log", "--out", "--plot", "--data", "--note"):
+            skip = True
+            continue
+        if skip and not arg.startswith("--"):
+            continue
+        skip = False
+        out.append(arg)
+    return out
 
 
 def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
