@@ -48,6 +48,8 @@ def main() -> int:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated names of semcat.crossval.METHODS")
     ap.add_argument("--jobs", type=int, default=1, help="(draw, protocol) pairs run in parallel processes")
     ap.add_argument("--data", type=Path, default=None, help="keep each draw's images in DATA/d<draw> (default: a temp folder)")
+    ap.add_argument("--only", action="append", default=[], metavar="DRAW:PROTOCOL",
+                    help="run only these (draw, protocol) pairs, e.g. 1:groups (to fill a gap in a stopped run's log)")
     ap.add_argument("--note", action="append", default=[], help="a line for the results file's notes (repeatable)")
     ap.add_argument("--from-log", type=Path, nargs="+", default=None,
                     help="build the tables from the RESULT lines of a run's log (e.g. a run stopped by a deadline)")
@@ -64,8 +66,10 @@ def main() -> int:
                     garbled += 1
     else:
         with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-            jobs = [(a, requested, d, p) for d in range(a.draws) for p in ("groups", "within")]
+            jobs = [(a, requested, d, p) for d in range(a.draws) for p in ("groups", "within")
+                    if not a.only or f"{d}:{p}" in a.only]
             records = [r for part in pool.map(_draw, jobs) for r in part]
+    records = list({(r["draw"], r["protocol"], r["method"]): r for r in reversed(records)}.values())  # first of repeats
     acc = _accuracies(records, a.instruments)
     methods = [m for m in requested if (m, "groups") in acc or (m, "within") in acc]
 
@@ -73,9 +77,9 @@ def main() -> int:
         v = acc.get((name, what), [])
         return "–" if not v else mean_std(v) + ("" if len(v) >= a.draws else f" ({len(v)})")
     lines = header("Cross-instrument generalisation (synthetic instruments)", argv=_run_args(sys.argv[1:])) + [
-        *([f"- tables: built with `--from-log` from the RESULT lines of that run's log(s) (stopped at the deadline: "
+        *([f"- tables: built with `--from-log` from the RESULT lines of {len(a.from_log)} run log(s): "
            f"{len(records)} of {2 * a.draws * len(requested)} (draw, protocol, method) results, {garbled} garbled "
-           "line(s) skipped)"] if a.from_log else []),
+           "line(s) skipped"] if a.from_log else []),
         *(f"- note: {n}" for n in a.note),
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
         f"charging streaks) x 10 categories x {a.per_class} images, {a.size} px PNG; a new set per draw",

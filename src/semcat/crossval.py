@@ -153,7 +153,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat+histeq", fit_semcat, view="histeq"),
     # feature-space augmentation: the head also trained on features of augmented views
     Method("semcat+aug-all", fit_semcat, augment=AUGMENTATIONS),
-    Method("semcat-nostd+aug-all", partial(fit_semcat, standardize=False), augment=AUGMENTATIONS),
     Method("semcat+aug-all+groupstd", fit_semcat, augment=AUGMENTATIONS, group_standardize=True),
     # test-time augmentation: features of the four rotations averaged
     Method("semcat+tta4", fit_semcat, view="tta4"),
