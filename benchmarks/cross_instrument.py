@@ -162,7 +162,8 @@ def _plot(acc: dict[tuple[str, str], list[float]], methods: list[str], groups: l
     for k, name in enumerate(methods):
         vals = [acc[(name, g)] for g in groups]
         ax.bar(np.arange(len(groups)) + k * w, [100 * np.mean(v) for v in vals], w,
-               yerr=[100 * np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals], label=name, capsize=2)
+               yerr=[100 * np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals], label=name, capsize=2,
+               color=plt.get_cmap("tab20")(k % 20))
     ax.set_xticks(np.arange(len(groups)) + w * (len(methods) - 1) / 2,
                   [g + (" (held-out style)" if i == len(groups) - 1 else "") for i, g in enumerate(groups)])
     ax.set_ylabel("accuracy on the held-out instrument (%)")
