@@ -41,7 +41,7 @@ def serve(
         app.state.semcat.model()  # a corrupt or tampered --model refuses start-up, not every request later
     except SemcatError as exc:
         error(exc)
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=1) from None
     if app.state.semcat.settings.read_only and not read_only:  # create_app found the store read-only
         warning("the catalog cannot be written here (a read-only share): serving it read-only")
     shown = f"[{host}]" if ":" in host else host
