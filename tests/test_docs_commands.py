@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,12 +185,15 @@ def test_every_docs_command_runs(demo_output: Path, tmp_path: Path, monkeypatch:
     failures: list[str] = []
     skipped: dict[str, int] = {}
     ran = 0
+    seconds: list[tuple[float, str]] = []
     for line in ALL_LINES:
         if line.needs:
             skipped[line.needs] = skipped.get(line.needs, 0) + 1
             continue
         for argv, target in commands(line.text):
+            start = time.perf_counter()
             result = runner.invoke(app, argv)
+            seconds.append((time.perf_counter() - start, line.where))
             ran += 1
             if target:
                 Path(target).write_text(result.stdout, encoding="utf-8")
@@ -197,6 +201,7 @@ def test_every_docs_command_runs(demo_output: Path, tmp_path: Path, monkeypatch:
             if result.exit_code != 0 or crashed:
                 failures.append(f"{line.where}: semcat {shlex.join(argv)} -> exit {result.exit_code}"
                                 f"{' (traceback)' if crashed else ''}\n    {result.stderr.strip()[-600:]}")
-    print(f"docs commands: {ran} run, {sum(skipped.values())} not run: {skipped}")
+    slowest = ", ".join(f"{where} {s:.1f} s" for s, where in sorted(seconds, reverse=True)[:5])
+    print(f"docs commands: {ran} run, {sum(skipped.values())} not run: {skipped}; slowest: {slowest}")
     assert not failures, f"{len(failures)} of {ran} docs commands failed:\n" + "\n".join(failures)
     assert ran >= 50, "the docs lost their examples, or the extraction broke"
