@@ -29,13 +29,17 @@ def serve(
     import uvicorn
     from semcat.errors import SemcatError
     from semcat.web.app import create_app
-    from semcat.web.settings import Settings
+    from semcat.web.settings import InsecureBindError, Settings
 
     settings = Settings(host=host, port=port, token=token, read_token=read_token, read_only=read_only,
                         model_path=model, storage_dir=storage, max_upload_bytes=int(max_upload_mb * 1e6),
                         max_decode_bytes=int(max_decode_mb * 2**20))
     if db:
         settings.db_url = db
+    try:
+        settings.check()
+    except InsecureBindError as exc:  # options that would expose the catalog: a usage error (exit 2)
+        raise typer.BadParameter(str(exc)) from None
     try:
         app = create_app(settings)
         app.state.semcat.model()  # a corrupt or tampered --model refuses start-up, not every request later
