@@ -77,4 +77,4 @@ def test_bad_files_reported_batch_goes_on(tmp_path):
     assert "notes.png: not an image" in result.stderr
     assert "2 images ok, 2 failed" in result.stderr
     missing = runner.invoke(app, ["inspect", str(tmp_path), str(tmp_path / "missing.jpg")])
-    assert missing.exit_code == 2 and "missing.jpg' does not exist" in missing.stderr  # a usage error
+    assert missing.exit_code == 2 and "missing.jpg does not exist" in missing.stderr  # a usage error

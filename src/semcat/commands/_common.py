@@ -5,12 +5,14 @@ import csv
 import errno
 import json
 import math
+import os
 import re
 import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import IO, Annotated, Any, Optional
 
 import typer
@@ -65,6 +67,17 @@ def finite(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"expected a finite number, got {value}")
     return value
+
+
+def named_paths(paths: list[Path] | None) -> list[Path] | None:
+    """Argument callback: a path named on the command line that is not there at all is a usage
+    error (exit 2); one that is there but unreadable (a symlink loop, a FIFO, a dangling link)
+    goes on to the batch, which names it in an error line and carries on."""
+    missing = [p for p in paths or [] if not os.path.lexists(p)]
+    if missing:
+        raise typer.BadParameter(f"{shown(missing[0])} does not exist"
+                                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return paths
 
 
 MAX_TEXT = 4096

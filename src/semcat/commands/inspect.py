@@ -18,6 +18,7 @@ from semcat.commands._common import (
     chosen_format,
     err_console,
     is_tty,
+    named_paths,
     shown,
     write_rows,
 )
@@ -32,7 +33,7 @@ def register(app: typer.Typer) -> None:
 
 def inspect_cmd(
     paths: Annotated[list[Path], typer.Argument(
-        help="Image files or folders (folders are scanned recursively for image files).", exists=True)],
+        help="Image files or folders (folders are scanned recursively for image files).", callback=named_paths)],
     fmt: Annotated[Format, typer.Option("--format", help=FORMAT_HELP + " table: one tab-separated line per image.")] = Format.table,
     no_crop: Annotated[bool, typer.Option(
         "--no-crop", help="Do not look for a data bar (report databar_rows = 0).")] = False,

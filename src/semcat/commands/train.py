@@ -32,6 +32,7 @@ from semcat.commands._common import (
     err_console,
     error,
     finite,
+    named_paths,
     shown,
     spark_conf,
     use_model_precision,
@@ -343,7 +344,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def classify(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", exists=True, dir_okay=False, help="Trained .semcat model.")],
-    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS...", exists=True,
+    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS...", callback=named_paths,
                                                  help="Image files and folders (searched recursively).")],
     top_k: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Classes reported per image, best first.")] = 3,
     fmt: Annotated[Format, typer.Option("--format", help=FORMAT_HELP + " table: path, label, score and "
