@@ -71,6 +71,7 @@ CASES: dict[str, dict[str, tuple[str, int]]] = {
     "category list": {"missing catalog": ("category list --db {db}", USAGE)},
     "queue": {"missing catalog": ("queue --db {db}", USAGE)},
     "doctor": {"bad option": ("doctor --format yaml", USAGE)},
+    "retrain": {"missing catalog": ("retrain --db {db}", USAGE), "missing model": ("retrain --model {missing}", USAGE)},
     "spark pack-env": {"bad option": ("spark pack-env {missing} --compress-level 12", USAGE)},
 }
 

@@ -12,7 +12,9 @@ sandbox folder, as a reader would type them one after the other:
   folder exists already, so its ``synth`` adds nothing).
 - A line marked ``(needs: KIND)`` in its comment is not run but counted; KIND is one of ``NEEDS``
   (a Spark cluster or a server on another host, a Spark job, a GPU, a command that runs until Ctrl-C, a
-  checkpoint file that is not in the repository, minutes of work).
+  checkpoint file that is not in the repository, minutes of work, a catalogue with confirmed labels).
+- Files run in the order README.md, then docs/ by path; what a later file's example needs from an
+  earlier one (a model, an alignment set) is in the sandbox from the start.
 
 A line passes when it exits 0 without a traceback (``semcat label`` refusing an unknown category
 is the documented exit 1 only before ``semcat category add``, and the README runs them in order).
@@ -40,6 +42,7 @@ NEEDS = {
     "foreground": "runs until Ctrl-C (serve, watch)",
     "weights": "a checkpoint file that is not in the repository",
     "minutes": "minutes of work (e.g. quantising a backbone)",
+    "labels": "a catalogue with confirmed labels, two or more a class (semcat retrain)",
 }
 MARKER = re.compile(r"\(needs: ([a-z]+)\)")
 CAPS = {"--per-class": 4, "--size": 64, "--runs": 1, "--alignment": 12, "--blends": 6, "--synthetic": 20}
@@ -149,11 +152,12 @@ def test_doc_lines_are_found_and_markers_are_known() -> None:
 
 def _sandbox(root: Path, demo: Path) -> None:
     """The folders and files the docs' examples name, filled with the demo's small images."""
-    from semcat.synth import write_dataset
+    from semcat.synth import write_alignment_set, write_dataset
 
     shutil.copytree(demo, root / "demo-output", symlinks=True)
     (root / "labelled").symlink_to(root / "demo-output" / "data")
-    shutil.copy(demo / "model.semcat", root / "model.semcat")
+    for name in ("model.semcat", "nffa.semcat"):  # the second is also written by the docs' `semcat train`
+        shutil.copy(demo / "model.semcat", root / name)
     pool = root / "pool"
     write_dataset(pool, per_class=2, size=64, seed=3, databar=True)
     images = sorted(pool.rglob("*.tif"))
@@ -167,7 +171,7 @@ def _sandbox(root: Path, demo: Path) -> None:
             shutil.copy(image, root / folder / f"{i:02d}_{image.name}")
     for i, image in enumerate(images[6:12]):  # two sets for `semcat align train aligned/ random/`
         shutil.copy(image, root / ("aligned" if i % 2 else "random") / image.name)
-    (root / "nanowires").symlink_to(root / "data" / "s-alignment")  # written by `semcat synth data/s --alignment`
+    write_alignment_set(root / "nanowires", n=12, size=64, seed=3)  # images with truth.csv
     nanowire = next(p for p in images if p.parent.name == "Nanowires")
     shutil.copy(images[0], root / "scans" / "a.tif")
     shutil.copy(nanowire, root / "data/sem/2024/zno_wires_012.tif")

@@ -11,9 +11,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from semcat._validation import MAX_COUNT
 from semcat.commands._common import (
     FORMAT_HELP,
-    MAX_COUNT,
     PRECISION_HELP,
     ChunkOpt,
     Engine,
