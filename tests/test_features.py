@@ -71,6 +71,26 @@ def test_contrast_normalisation_makes_12_bit_and_dim_images_look_alike(spec) -> 
     assert np.abs(preprocess(dim, spec) - ref).mean() < 0.01
 
 
+def test_contrast_range_from_histogram_equals_numpy_percentile() -> None:
+    """The histogram shortcut gives np.percentile's values for 8-bit, 16-bit and arbitrary [0, 1]
+    images, strided views and single pixels; out-of-range or NaN images take np.percentile itself."""
+    from semcat.features import _HIGH_PCT, _LOW_PCT, _robust_range
+
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (97, 131)) / np.float32(255), rng.integers(0, 65536, (64, 300)) / np.float32(65535),
+              rng.random((120, 80), dtype=np.float32), np.clip(rng.normal(0.5, 0.3, (90, 150)), 0, 1)[::2, ::3],
+              np.full((1, 1), 0.25, np.float32), (np.arange(4000, dtype=np.float32) % 7 / 6).reshape(40, 100)]
+    for img in images:
+        img = img.astype(np.float32)
+        np.testing.assert_allclose(_robust_range(img), np.percentile(img, (_LOW_PCT, _HIGH_PCT)), rtol=0, atol=1e-7)
+    shifted = images[2] * 3 - 1
+    np.testing.assert_allclose(_robust_range(shifted), np.percentile(shifted, (_LOW_PCT, _HIGH_PCT)), atol=1e-7)
+    with_nan = images[2].copy()
+    with_nan[0, :5] = np.nan
+    finite = with_nan[np.isfinite(with_nan)]
+    np.testing.assert_allclose(_robust_range(with_nan), np.percentile(finite, (_LOW_PCT, _HIGH_PCT)), atol=1e-7)
+
+
 # --- extraction and caching --------------------------------------------------------------------
 
 def test_rerun_computes_nothing_and_adding_n_computes_n(data: Path, tmp_path: Path, rt, spec) -> None:
