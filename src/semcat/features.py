@@ -437,6 +437,7 @@ class _Item:
     sha256: str | None = None
     gray: np.ndarray | None = None  # (V, S, S) when it must be computed
     error: str | None = None
+    store_id: str | None = None  # the FeatureStore's key for it: sha256, or with its sidecar's (_store_id)
 
 
 def iter_features(
@@ -477,7 +478,8 @@ def iter_features(
 
             data = read_file_bytes(path)
             item.sha256 = sha256_bytes(data)
-            if store is not None and store.contains(key, [item.sha256], refresh=False):
+            item.store_id = _store_id(item.sha256, path) if crop_databar else item.sha256
+            if store is not None and store.contains(key, [item.store_id], refresh=False):
                 return item
             img, _ = read_image_bytes(data, path, crop_databar=crop_databar, max_side=2 * spec.input_size)
             item.gray = _preprocess_gray(img, spec.input_size, spec.interpolation, view)
@@ -559,8 +561,8 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
     """Infer the chunk's new images (one copy per distinct hash), store them, assemble in order."""
     new: dict[str, np.ndarray] = {}
     for it in chunk:
-        if it.gray is not None and it.sha256 not in new:
-            new[it.sha256] = it.gray
+        if it.gray is not None and it.store_id not in new:
+            new[it.store_id] = it.gray
     if store is not None and new:  # decoded ahead while an identical file's features were being stored
         for h in store.contains(key, list(new), refresh=False):
             del new[h]
@@ -574,7 +576,7 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
         computed = dict(zip(hashes, feats))
         if store is not None:
             store.put(key, hashes, feats, info=info)
-    need = [it.sha256 for it in chunk if it.error is None and it.sha256 not in computed]
+    need = [it.store_id for it in chunk if it.error is None and it.store_id not in computed]
     cached = store.get(key, need) if store is not None and need else {}
     res = FeatureResult([], [], np.zeros((0, spec.feature_dim), np.float32), key=key, computed=len(computed))
     rows = []
@@ -582,9 +584,9 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
         if it.error is not None:
             res.errors.append((str(it.path), it.error))
             continue
-        vec = computed.get(it.sha256)
+        vec = computed.get(it.store_id)
         if vec is None:
-            vec = cached.get(it.sha256)
+            vec = cached.get(it.store_id)
             if vec is None:  # cached when listed, then removed (e.g. `--rebuild` elsewhere)
                 res.errors.append((str(it.path), "cached features vanished during the run; re-run"))
                 continue
@@ -595,6 +597,16 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
     if rows:
         res.features = np.stack(rows).astype(np.float32, copy=False)
     return res
+
+
+def _store_id(sha256: str, path: Path) -> str:
+    """An image's id in the FeatureStore: its SHA-256, or, with a JEOL/Hitachi/TESCAN sidecar next
+    to it, the SHA-256 of both files' digests: the sidecar's scanned height decides the data-bar
+    crop, so adding or editing one must not reuse features computed without it."""
+    from semcat.sidecar import sidecar_bytes
+
+    extra = sidecar_bytes(path)
+    return sha256 if extra is None else sha256_bytes(f"{sha256}|sidecar|{sha256_bytes(extra)}".encode())
 
 
 def _maybe_compact(store: FeatureStore, key: str) -> None:
