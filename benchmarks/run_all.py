@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["decode", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "head", "views", "cross_instrument",
+ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "head", "views", "cross_instrument",
          "calibration_small", "catalog", "spark_scaling", "spark_cluster", "alignment", "duplicates",
          "active_learning", "map", "web_load", "lean_install"]
 
