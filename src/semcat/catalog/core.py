@@ -243,6 +243,12 @@ class Catalog:
                 out.append((rec.path, rec.sha256, rec.label))
         return out
 
+    def confirmation_count(self) -> int:
+        """Labels people have confirmed, counting each confirmation (undone ones are gone): the
+        clock of background retraining (``semcat serve --retrain-every``)."""
+        with self.db.read() as conn:
+            return conn.execute(select(func.count()).select_from(Label).where(Label.source == "human")).scalar_one()
+
     def existing_path(self, sha256: str) -> Path | None:
         """A catalogued file with this content that still exists on disk."""
         with self.db.read() as conn:

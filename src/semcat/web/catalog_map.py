@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from semcat.web.context import FastJSONResponse, check_hash, payload, render, state
+from semcat.web.retraining import after_confirmations
 from semcat.web.security import User, require_reviewer
 
 MAX_SELECTION = 100_000
@@ -64,6 +65,7 @@ def _label_many(request: Request, data: dict, user: User) -> Response:
         n = state(request).catalog.confirm_many(shas, label, who=user.name, source="human", allowed=classes)
     except CatalogError as exc:
         raise HTTPException(404, str(exc)) from None
+    after_confirmations(state(request))
     return FastJSONResponse({"labelled": n, "label": label})
 
 

@@ -40,22 +40,33 @@ class WebState:
     def __post_init__(self) -> None:
         self.decodes = threading.BoundedSemaphore(self.settings.max_decodes)
 
+    _model_file: Path | None = None
+
+    def model_file(self) -> Path | None:
+        """The live retrained model's file (``semcat.retrain``), else ``--model``, else None."""
+        from semcat.retrain import live_model_file
+
+        return live_model_file(self.settings.retrain_dir) or self.settings.model_path
+
     def model(self) -> Any:
-        """The ``SemcatModel`` from ``--model`` (loaded on first use), or None when none was given."""
-        if self.settings.model_path is None:
+        """The live ``SemcatModel`` (loaded on first use, reloaded when a retrain replaces it), or None."""
+        path = self.model_file()
+        if path is None:
             return None
         with self._model_lock:
-            if self._model is None:
+            if self._model is None or path != self._model_file:
                 from semcat.model import load_model
 
-                self._model = load_model(self.settings.model_path)
+                self._model, self._model_file = load_model(path), path
             return self._model
 
     def classes(self) -> list[str]:
         """Classes a reviewer can choose: the model's, else the 10 NFFA categories, then the
         categories created in the catalog (in creation order, so keys stay put)."""
+        from semcat.retrain import choices
+
         model = self.model()
-        base = list(model.classes) if model is not None else list(CATEGORIES)
+        base = choices(model) if model is not None else list(CATEGORIES)
         return base + [c for c in self.catalog.categories() if c not in base]
 
 

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from semcat._validation import MAX_OFFSET, check_query_text
 from semcat.web.browse import get_record, resolve_hash
 from semcat.web.context import FastJSONResponse, check_hash, is_api, payload, render, state
+from semcat.web.retraining import after_confirmations, model_info
 from semcat.web.security import User, require_reviewer, safe_next
 
 KEYS = "1234567890abcdefghijklmopqrstuvwxyz"
@@ -73,6 +74,7 @@ def queue_page(request: Request,
         "strategy": strategy, "qs": qs,
         "labelled": {"sha256": just.sha256, "label": just.label, "name": (just.path or just.sha256).rsplit("/", 1)[-1]}
         if just is not None and just.label else None,
+        "model": model_info(st),
     }
     return render(request, "review.html", context)
 
@@ -103,6 +105,7 @@ def _confirm(request: Request, data: dict, sha256: str, user: User) -> Response:
         raise HTTPException(400, f"label: expected one of {', '.join(classes)} (or create a new category "
                                  f"first); got {label[:80]!r}")
     state(request).catalog.confirm(sha, label, who=user.name, source="human", allowed=classes)
+    after_confirmations(state(request))
     return _done(request, data, sha)
 
 
@@ -124,6 +127,7 @@ def _new_category(request: Request, data: dict, user: User) -> Response:
     if sha:  # create and label the image in one step
         record = get_record(request, str(sha))
         cat.confirm(record.sha256, name, who=user.name, source="human", allowed=state(request).classes())
+        after_confirmations(state(request))
     if is_api(request):
         return FastJSONResponse({"category": name, "categories": state(request).classes()})
     return RedirectResponse(safe_next(data.get("next") or "/review"), 303)
