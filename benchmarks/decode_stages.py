@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import argparse
 import io
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_results  # benchmarks/_results.py
+from _results import header, write_results  # benchmarks/_results.py
 from features import make_images  # benchmarks/features.py
 
 from semcat._io import sha256_bytes
-from semcat._sysinfo import machine_description
 from semcat.backbones import get_backbone
 from semcat.features import _HIGH_PCT, _LOW_PCT, _preprocess_gray, _robust_range, _to_model_input
 from semcat.images import _downscale, _tiff_pixels, detect_databar, read_file_bytes, read_image_bytes, to_gray_float
@@ -70,13 +67,9 @@ def main() -> None:
         data = [read_file_bytes(p) for p in files]
         ms = _measure(files, data, spec, args.rounds)
     total = ms[0][1] + ms[1][1] + ms[7][1] + ms[10][1] + ms[11][1]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent, check=False).stdout.strip() or "?"
     write_results(OUT, [
-        "# Decode path, stage by stage: one 1024x768 8-bit TIFF before the network", "",
-        f"- script: `benchmarks/decode_stages.py --n {args.n} --rounds {args.rounds}` at commit {commit}",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine_description()} (shared with other jobs: each image's best of {args.rounds} runs)",
+        *header("Decode path, stage by stage: one 1024x768 8-bit TIFF before the network"),
+        f"- timing: shared machine, each image's best of {args.rounds} runs",
         f"- images: {args.n} synthetic SEM images (10 categories), uncompressed; one Python thread; the calls "
         f"`semcat features` makes per image for {spec.name} (max_side {2 * spec.input_size}, centre view, "
         f"{spec.input_size} px)", "",

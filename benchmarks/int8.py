@@ -30,19 +30,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._io import atomic_write_text
-from semcat._sysinfo import machine_description as machine
 from semcat.runtime import Runtime
+
+from _results import header, write_results
 
 OUT = Path(__file__).resolve().parent / "results" / "int8.md"
 POOLED = "all styles"
@@ -275,17 +273,8 @@ def main() -> None:
     worst = {k: max(diff(k, st) for st in STYLES) for k in checks}
     parity = all(v <= PARITY_POINTS for v in checks.values())
     n_test = {s: int(np.sum(feats["fp32"][s][1] != args.leave_out)) for s in EVAL}
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = "?"
     info = q.info
-    lines = [
-        "# int8 features (NNCF) vs fp32: parity and speed", "",
-        f"- script: `benchmarks/int8.py {' '.join(sys.argv[1:])}`".rstrip() + f" (commit {commit})",
-        f"- date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {machine()}",
+    lines = header("int8 features (NNCF) vs fp32: parity and speed") + [
         f"- contention: shared machine, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) at the end; "
         "absolute rates are low and noisy, the fp32/int8 ratios within a round are the figures to trust",
         f"- int8 model: {info['recipe']}, calibrated on {info['calibration']['synthetic']} synthetic"
@@ -317,9 +306,7 @@ def main() -> None:
         "", "## Speed", "", *speed_lines(sp, args.speed_n, args.rounds, args.n_baseline),
         "Goal (issue 21): int8 end to end ≥ 2.5x fp32 on a VNNI/AMX CPU, ≥ 1.3x on AVX2-only, with parity.", "",
     ]
-    text = "\n".join(lines)
-    atomic_write_text(OUT, text)
-    print(text)
+    write_results(OUT, lines)
 
 
 if __name__ == "__main__":

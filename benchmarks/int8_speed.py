@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
-from semcat._io import atomic_write_text
-from semcat._sysinfo import machine_description as machine
 
 OUT = Path(__file__).resolve().parent / "results" / "int8_speed.md"
 
@@ -61,6 +57,7 @@ def main() -> None:
     from semcat.quantize import quantize_backbone
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _results import header, write_results  # benchmarks/_results.py
     from features import make_images  # benchmarks/features.py
     from int8 import speed, speed_lines  # benchmarks/int8.py
 
@@ -74,14 +71,9 @@ def main() -> None:
         check = percentile_check(files[:64], fp32)
         sp = speed(files, fp32, replace(fp32, precision="int8"), args.rounds, args.n_baseline)
     load = os.getloadavg()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent, check=False).stdout.strip() or "?"
     info = q.info
     text = "\n".join([
-        "# int8 features vs fp32: speed after the decode-path changes", "",
-        f"- script: `benchmarks/int8_speed.py {' '.join(sys.argv[1:])}`".rstrip() + f" (commit {commit})",
-        f"- date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {machine()}",
+        *header("int8 features vs fp32: speed after the decode-path changes"),
         f"- contention: shared machine, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) at "
         "the end; absolute rates are low and noisy, the fp32/int8 ratios within a round are the figures to trust",
         f"- int8 model: {info['recipe']}, calibrated on {info['calibration']['synthetic']} synthetic + "
@@ -95,8 +87,7 @@ def main() -> None:
         "Goal (issue 21): int8 end to end ≥ 2.5x fp32 on a VNNI/AMX CPU (≥ 200 img/s on 2 cores), ≥ 1.3x on AVX2-only.",
         "",
     ])
-    atomic_write_text(OUT, text)
-    print(text)
+    write_results(OUT, text.splitlines())
 
 
 if __name__ == "__main__":

@@ -273,8 +273,9 @@ class Catalog:
 
     # ---- writes by people (review) ---------------------------------------------------------------
     def confirm(self, sha256: str, label: str, *, who: str | None, source: str = "human",
-                allowed: Iterable[str] | None = None) -> None:
+                allowed: Iterable[str] | None = None) -> str:
         """Record a confirmed class; the latest label wins and the older ones stay in history.
+        Returns the image's full hash (``sha256`` may be a unique prefix).
 
         A label must be a known category (``allowed``, else :meth:`known_labels`): an unknown
         one is refused, never stored, so a typo cannot start a class of its own. Create a new
@@ -282,7 +283,9 @@ class Catalog:
         """
         self._check_label(label, source, allowed)
         with self.db.write() as conn:
-            _write_labels(conn, [_resolve(conn, sha256)], label, who, source)
+            sha = _resolve(conn, sha256)
+            _write_labels(conn, [sha], label, who, source)
+        return sha
 
     def confirm_many(self, shas: Iterable[str], label: str, *, who: str | None, source: str = "human",
                      allowed: Iterable[str] | None = None) -> int:

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from semcat._validation import MAX_COUNT
 from semcat.commands._common import (
-    MAX_COUNT,
     PRECISION_HELP,
     BatchSummary,
     ChunkOpt,

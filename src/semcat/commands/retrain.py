@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from semcat.commands._common import MAX_COUNT, err_console, error
+from semcat._validation import MAX_COUNT
+from semcat.commands._common import err_console, error
 
 
 def retrain(

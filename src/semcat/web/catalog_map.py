@@ -56,7 +56,7 @@ def _label_many(request: Request, data: dict, user: User) -> Response:
         raise HTTPException(400, f"sha256: expected a list of 1 to {MAX_SELECTION} image hashes")
     shas = [check_hash(str(s)) for s in shas]
     label = data.get("label")
-    classes = state(request).classes()
+    classes = state(request).classes_with(label)
     if not isinstance(label, str) or label not in classes:
         raise HTTPException(400, f"label: expected one of {', '.join(classes)}; got {label!r}")
     from semcat.catalog import CatalogError
