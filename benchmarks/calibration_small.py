@@ -74,20 +74,26 @@ class Labelled:
     nnn: np.ndarray
 
 
-def load(root: Path, seed: int, per_class: int, backbone: str, view: str) -> Labelled:
-    """Write (if missing) and featurise one synthetic set; rows in scan order."""
+def load(root: Path, seed: int, per_class: int, backbone: str, view: str, first: int | None = None) -> Labelled:
+    """Write (if missing) and featurise one synthetic set, or its ``first`` images per category; rows in scan order."""
     from semcat.dataset import scan_dataset
     from semcat.synth import write_dataset
 
     write_dataset(root, per_class=per_class, size=SIZE, seed=seed, databar=True)
     ds = scan_dataset(root, group_by=GROUP_BY)
-    paths = [str(s.path) for s in ds.samples]
+    samples = [s for s in ds.samples if first is None or _nnn(s.path) < first]
+    paths = [str(s.path) for s in samples]
     ok, _, X, errors, _ = extract_backbone_features(paths, backbone, view=view, crop_databar=True, store="default")
     if errors:
         raise RuntimeError(f"feature extraction failed: {errors[:3]}")
     assert ok == paths
-    return Labelled(X, np.array([s.label for s in ds.samples]), np.array([s.group for s in ds.samples]),
-                    np.array([s.split for s in ds.samples]), np.array([int(s.path.stem.rsplit("_", 1)[1]) for s in ds.samples]))
+    return Labelled(X, np.array([s.label for s in samples]), np.array([s.group for s in samples]),
+                    np.array([s.split for s in samples]), np.array([_nnn(s.path) for s in samples]))
+
+
+def _nnn(path: Path) -> int:
+    """Index of an image within its category (file names end in _NNN)."""
+    return int(path.stem.rsplit("_", 1)[1])
 
 
 def _model(head: SoftmaxHead, backbone: str, view: str) -> SemcatModel:
@@ -159,7 +165,7 @@ def run(args: argparse.Namespace, root: Path,
     classes = sorted(set(test.y.tolist()))
     out: dict[tuple[int, str], list[dict[str, float]]] = {}
     for draw in range(args.draws):
-        full = load(root / f"s{args.seed + draw}", args.seed + draw, POOL, args.backbone, args.view)
+        full = load(root / f"s{args.seed + draw}", args.seed + draw, POOL, args.backbone, args.view, max(args.sizes))
         for n in args.sizes:
             keep = full.nnn < n
             d = Labelled(full.X[keep], full.y[keep], full.groups[keep], full.split[keep], full.nnn[keep])
