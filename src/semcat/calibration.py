@@ -295,7 +295,10 @@ class Calibrator:
     temperature_ : float
         Divides the logits; fitted by minimising the Brier score on the held-out set (bounded per
         image, so a few confidently wrong images cannot set it as they set the log-likelihood's),
-        with a weak prior on log T that only matters when that set is small and perfectly separated.
+        with a weak prior on log T that only matters when that set is small and perfectly separated;
+        1.0 unless that fit beats T = 1 by more than twice the standard error of the per-image difference.
+    temperature_fitted_ : float
+        The fitted temperature before that test.
     t_auto_ : float
         Lowest calibrated top score whose automatic labels reach ``target_precision`` (see ``auto_threshold``;
         with ``guarantee`` the lower end of the precision's interval must); ``NEVER`` (just above 1) when none does.
@@ -348,7 +351,15 @@ class Calibrator:
             return float(((p - onehot) ** 2).sum(axis=1).mean()) + log_t**2 / (2 * len(y))
 
         res = minimize_scalar(loss, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
-        self.temperature_ = float(math.exp(res.x))
+        # Keep the temperature only when it beats T = 1 on these images by more than twice the
+        # standard error of the paired Brier difference: the penalty chosen by out-of-fold log-loss
+        # has already set the head's sharpness, and a T fitted to noise raised the test ECE in half
+        # of the small-set benchmark's fits (benchmarks/results/calibration_small-3draws.md).
+        self.temperature_fitted_ = float(math.exp(res.x))
+        gain = ((softmax(logits, axis=1) - onehot) ** 2).sum(axis=1) \
+            - ((softmax(logits / self.temperature_fitted_, axis=1) - onehot) ** 2).sum(axis=1)
+        se = float(gain.std(ddof=1)) / math.sqrt(len(gain))
+        self.temperature_ = self.temperature_fitted_ if gain.mean() > 2.0 * se else 1.0
         raw = softmax(logits, axis=1)
         proba = softmax(logits / self.temperature_, axis=1)
         top, case = score_cases(proba, y)
@@ -376,6 +387,7 @@ class Calibrator:
         check_is_fitted(self, "temperature_")
         return {
             "temperature": self.temperature_,
+            "temperature_fitted": self.temperature_fitted_,
             "t_auto": self.t_auto_,
             "t_suggest": self.t_suggest_,
             "target_precision": self.target_precision_,
@@ -397,6 +409,7 @@ class Calibrator:
             raise ValueError(f"calibration dict lacks {missing}; got keys {sorted(d)}. Re-run `semcat calibrate`.")
         self = cls(**dict(d.get("params") or {}))
         self.temperature_ = float(d["temperature"])
+        self.temperature_fitted_ = float(d.get("temperature_fitted", self.temperature_))  # absent before issue 17's fix
         self.t_auto_ = float(d["t_auto"])
         self.t_suggest_ = float(d["t_suggest"])
         self.target_precision_ = float(d.get("target_precision", 0.95))
