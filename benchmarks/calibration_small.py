@@ -17,7 +17,7 @@ splits) are the labelled set, and each configuration trains and calibrates throu
   --split val``: the protocol before issue 17);
 - **cross-fitted**: head fitted on train + val with the L2 penalty chosen by 5-fold cross-validation,
   calibration from out-of-fold predictions (``train``, ``calibrate``: the defaults);
-- **cross-fitted, grouped**: the same with the archive's sample pattern as ``--group-by``, so the
+- **cross-fitted grouped**: the same with the archive's sample pattern as ``--group-by``, so the
   2-6 shots of one sample never sit on both sides of a fold;
 - each cross-fitted row again **+ guarantee**: ``t_auto`` from the lower end of the 95% interval
   (``--guarantee``; the same fit, only the threshold differs, so it is computed from its score table).
@@ -126,7 +126,7 @@ def crossfit(d: Labelled, classes: list[str], target: float, *, backbone: str, v
 CONFIGS: list[tuple[str, Callable[..., SemcatModel], bool]] = [
     ("val split (before)", val_split, False),
     ("cross-fitted", crossfit, False),
-    ("cross-fitted, grouped", crossfit, True),
+    ("cross-fitted grouped", crossfit, True),
 ]
 
 
@@ -262,6 +262,9 @@ def main() -> None:
     args.sizes = [int(s) for s in args.sizes.split(",")]
     if max(args.sizes) > POOL:
         ap.error(f"--sizes must be <= {POOL} per class")
+    strange = set(args.configs.split(",")) - {name for name, _, _ in CONFIGS}
+    if strange:
+        ap.error(f"unknown --configs {sorted(strange)}; choose from {[name for name, _, _ in CONFIGS]}")
     start = time.perf_counter()
     suffix = "".join(f"-{v}" for v, d in ((args.view, "center"), (args.backbone, "efficientnet_lite0")) if v != d)
     argv = " ".join(f"'{a}'" if " " in a else a for a in sys.argv[1:])
