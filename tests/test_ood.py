@@ -197,3 +197,31 @@ def test_unknown_detector_with_few_training_images(tmp_path_factory: pytest.Temp
     assert photo_rate >= 0.9
     # measured: 0.52 at 4.2% of known images flagged, k-NN 0.30; benchmarks/ood.py: 47% vs 24% at 20 per category
     assert novel_rate >= max(0.4, base[0])
+
+
+def test_conformal_threshold_is_the_n_plus_one_rank() -> None:
+    from semcat.ood import conformal_threshold
+
+    scores = np.arange(1.0, 10.0)[::-1]  # 9 held-out scores, unordered
+    assert conformal_threshold(scores, 0.8) == 8.0  # ceil(10 * 0.8) = 8th smallest
+    assert conformal_threshold(scores, 0.95) == 9.0  # rank 10 > n: the largest, nothing held out flagged
+    assert conformal_threshold(scores, 0.8) > np.quantile(scores, 0.8)  # the plain quantile interpolates lower
+    # exchangeable new scores: the share above it stays at or below 1 - quantile on average
+    rng = np.random.default_rng(0)
+    flagged = [(rng.normal(size=2000) > conformal_threshold(rng.normal(size=60), 0.9)).mean() for _ in range(300)]
+    assert np.mean(flagged) <= 0.1 + 0.005
+
+
+@pytest.mark.parametrize("n", [40, 200])
+def test_shrunk_precision_matches_the_eigendecomposition(n: int) -> None:
+    """Fewer images than dimensions takes the Woodbury path; it must give the same matrix."""
+    from semcat.ood import _shrunk_precision
+
+    rng = np.random.default_rng(n)
+    centred = rng.normal(size=(n, 96)) * rng.uniform(0.1, 3.0, 96)
+    centred -= centred.mean(axis=0)
+    cov = centred.T @ centred / n
+    base = np.trace(cov) / 96
+    vals, vecs = np.linalg.eigh(0.5 * cov + 0.5 * base * np.eye(96))
+    expected = (vecs / vals) @ vecs.T
+    np.testing.assert_allclose(_shrunk_precision(centred, 0.5), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
