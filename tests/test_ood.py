@@ -199,19 +199,6 @@ def test_unknown_detector_with_few_training_images(tmp_path_factory: pytest.Temp
     assert novel_rate >= max(0.4, base[0])
 
 
-def test_conformal_threshold_is_the_n_plus_one_rank() -> None:
-    from semcat.ood import conformal_threshold
-
-    scores = np.arange(1.0, 10.0)[::-1]  # 9 held-out scores, unordered
-    assert conformal_threshold(scores, 0.8) == 8.0  # ceil(10 * 0.8) = 8th smallest
-    assert conformal_threshold(scores, 0.95) == 9.0  # rank 10 > n: the largest, nothing held out flagged
-    assert conformal_threshold(scores, 0.8) > np.quantile(scores, 0.8)  # the plain quantile interpolates lower
-    # exchangeable new scores: the share above it stays at or below 1 - quantile on average
-    rng = np.random.default_rng(0)
-    flagged = [(rng.normal(size=2000) > conformal_threshold(rng.normal(size=60), 0.9)).mean() for _ in range(300)]
-    assert np.mean(flagged) <= 0.1 + 0.005
-
-
 @pytest.mark.parametrize("n", [40, 200])
 def test_shrunk_precision_matches_the_eigendecomposition(n: int) -> None:
     """Fewer images than dimensions takes the Woodbury path; it must give the same matrix."""

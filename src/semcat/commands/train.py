@@ -14,8 +14,8 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from semcat._validation import MAX_COUNT
 from semcat.commands._common import (
-    MAX_COUNT,
     PRECISION_HELP,
     BatchSummary,
     ChunkOpt,
@@ -71,18 +71,14 @@ def _from_catalog(url: str, group_by: str | None) -> Any:
     """Confirmed catalog labels as a LabelledSet, split by content hash like a folder dataset; the
     duplicate groups stored by ``semcat duplicates --db`` stay in one split."""
     from semcat.catalog import open_catalog
-    from semcat.dataset import assign_split
-    from semcat.training import LabelledSet
+    from semcat.retrain import catalog_labelled_set
 
     with open_catalog(url) as cat:
-        rows = cat.confirmed_labels()
-        keys = cat.duplicate_keys()
+        data = catalog_labelled_set(cat, split=True)
     if group_by:
         err_console.print("note: --group-by applies to folders only; catalog images are split by content hash "
                           "and duplicate group (semcat duplicates --db)")
-    return LabelledSet([p for p, _, _ in rows], [lab for _, _, lab in rows],
-                       [assign_split(keys.get(h, h)) for _, h, _ in rows],
-                       sorted({lab for _, _, lab in rows}), [], url)
+    return data
 
 
 def train(
@@ -94,11 +90,11 @@ def train(
                                                "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = "efficientnet_lite0",
     view: Annotated[str, typer.Option(help="Which part of the image the backbone sees: center (the "
                                            "paper's centre crop), full (whole image) or tiles5.")] = "center",
-    solver: Annotated[Solver, typer.Option(help="lbfgs: full-batch L-BFGS (default, measured faster and "
+    solver: Annotated[Solver, typer.Option(help="lbfgs: scikit-learn's full-batch L-BFGS (default, measured faster and "
                                                 "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
     epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
                                                help="Adam epochs / L-BFGS iterations (default 60 / 300).")] = None,
-    lr: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="Learning rate (default 0.01 Adam, 1.0 L-BFGS).")] = None,
+    lr: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="Adam learning rate (default 0.01; L-BFGS needs none).")] = None,
     batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Adam minibatch size.")] = 128,
     weight_decay: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="L2 penalty on the head weights (default: "
                                                                    "chosen by cross-validation with --split "
