@@ -353,8 +353,8 @@ class Calibrator:
         res = minimize_scalar(loss, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
         # Keep the temperature only when it beats T = 1 on these images by more than twice the
         # standard error of the paired Brier difference: the penalty chosen by out-of-fold log-loss
-        # has already set the head's sharpness, and a T fitted to noise raised the test ECE in half
-        # of the small-set benchmark's fits (benchmarks/results/calibration_small-3draws.md).
+        # has already set the head's sharpness, and a T fitted to noise raised the test ECE in 6 of 12
+        # small-set fits tried (Lite0, 20 and 50 per class, three draws, with and without groups).
         self.temperature_fitted_ = float(math.exp(res.x))
         gain = ((softmax(logits, axis=1) - onehot) ** 2).sum(axis=1) \
             - ((softmax(logits / self.temperature_fitted_, axis=1) - onehot) ** 2).sum(axis=1)
