@@ -32,8 +32,9 @@ def demo_steps(out: Path, *, per_class: int, size: int, seed: int) -> list[tuple
          ["dataset", "summary", str(data)]),
         ("Train the softmax head on cached EfficientNet-Lite0 features (penalty by 5-fold cross-validation)",
          ["train", str(data), "--out", str(model), "--report-dir", str(out / "train"), "--group-by", GROUP_BY]),
-        ("Calibrate on every labelled image, out of fold: auto / suggest / manual thresholds, unknown detector",
-         ["calibrate", str(model), str(data), "--out", str(out / "calibration"), "--group-by", GROUP_BY]),
+        ("Calibrate on every labelled image, out of fold: auto / suggest / manual thresholds, unknown detector; "
+         "--guarantee: only a band whose 95% interval proves the target precision is labelled automatically",
+         ["calibrate", str(model), str(data), "--out", str(out / "calibration"), "--group-by", GROUP_BY, "--guarantee"]),
         (f"New images arrive (another seed, never seen in training; some ambiguous blends; {UNSEEN} too)",
          ["synth", str(incoming), "--per-class", str(max(2, per_class // 8)), "--size", str(size),
           "--seed", str(seed + 1), "--blends", str(max(4, per_class // 4))]),

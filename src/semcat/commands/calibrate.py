@@ -76,7 +76,9 @@ def _print_summary(cal: dict[str, Any]) -> None:
     err_console.print(table)
     for line in threshold_summary(cal):
         err_console.print(line, soft_wrap=True, highlight=False, markup=False)
-    err_console.print(f"temperature {cal['temperature']:.3f}, ECE {cal['ece_before']:.3f} → {cal['ece_after']:.3f}")
+    fitted = cal.get("temperature_fitted", cal["temperature"])
+    kept = "" if fitted == cal["temperature"] else f" (fitted {fitted:.3f} did not beat 1 beyond noise, not used)"
+    err_console.print(f"temperature {cal['temperature']:.3f}{kept}, ECE {cal['ece_before']:.3f} → {cal['ece_after']:.3f}")
 
 
 def calibrate(
