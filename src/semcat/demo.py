@@ -39,7 +39,7 @@ def demo_steps(out: Path, *, per_class: int, size: int, seed: int) -> list[tuple
          ["synth", str(incoming), "--per-class", str(max(2, per_class // 8)), "--size", str(size),
           "--seed", str(seed + 1), "--blends", str(max(4, per_class // 4))]),
         ("Evaluate the model on them", ["evaluate", str(model), str(incoming), "--out", str(out / "evaluate")]),
-        ("Classify them", ["classify", str(model), str(incoming), "--csv", "--output", str(out / "predictions.csv")]),
+        ("Classify them", ["classify", str(model), str(incoming), "--format", "csv", "--out", str(out / "predictions.csv")]),
         ("Catalogue them with metadata and predictions",
          ["ingest", str(incoming), f"{incoming}-blends", "--db", db, "--model", str(model)]),
         ("What the catalogue holds", ["stats", "--db", db]),
