@@ -37,13 +37,21 @@ class ViewChoice(str, Enum):
     full = "full"
     center = "center"
     tiles5 = "tiles5"
+    clahe = "clahe"  # the extra views of semcat.view_transforms (issue 20)
+    histeq = "histeq"
+    tta4 = "tta4"
 
 
 def backbones(
     pattern: Annotated[str, typer.Argument(help="Shell pattern over backbone names, e.g. 'efficientnet*'.")] = "*",
     all_timm: Annotated[bool, typer.Option("--all-timm", help="Also list every timm architecture name (usable with --weights).")] = False,
 ) -> None:
-    """List backbones: name, input size, feature width, weights source, runtimes."""
+    """List backbones: name, input size, feature width, weights source, runtimes.
+
+    Examples:
+      semcat backbones
+      semcat backbones 'efficientnet*' --all-timm
+    """
     from rich.table import Table
 
     from semcat.backbones import get_backbone, list_backbones
@@ -71,7 +79,7 @@ def features(
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registered backbone or any timm name (see `semcat backbones`).")] = "efficientnet_lite0",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local checkpoint (safetensors or torch state dict) for the backbone.", exists=True, dir_okay=False)] = None,
     runtime: Annotated[RuntimeChoice, typer.Option("--runtime", help="Inference runtime; auto = OpenVINO fp32 on CPU, torch on CUDA.")] = RuntimeChoice.auto,
-    view: Annotated[ViewChoice, typer.Option("--view", help="What is resized to the input: whole image squashed, centre square, or full + 4 tiles averaged.")] = ViewChoice.center,
+    view: Annotated[ViewChoice, typer.Option("--view", help="What is resized to the input: whole image squashed, centre square, or full + 4 tiles averaged; clahe, histeq, tta4: the centre square equalised, or its 4 rotations averaged.")] = ViewChoice.center,
     batch_size: Annotated[int, typer.Option("--batch-size", max=MAX_COUNT, min=1, help="Images per forward pass.")] = 32,
     no_crop_databar: Annotated[bool, typer.Option("--no-crop-databar", help="Keep the instrument data bar (default: crop it).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write features to this .npz (paths, sha256, features), or a Parquet folder with --engine spark.")] = None,
@@ -87,6 +95,10 @@ def features(
 
     Cached images are skipped before decoding; re-running computes only new images. Prints a JSON
     summary to stdout; per-file errors and the progress bar go to stderr; exit 1 if any file failed.
+
+    Examples:
+      semcat features data/
+      semcat features data/ --view tiles5 --out features.npz
     """
     from semcat.backbones import get_backbone
     from semcat.errors import SemcatError
