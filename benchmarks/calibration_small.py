@@ -53,7 +53,8 @@ from semcat.calibration import (
 )
 from semcat.crossfit import fold_ids, select_weight_decay
 from semcat.head import SoftmaxHead
-from semcat.model import SemcatModel, extract_backbone_features
+from semcat.featurespec import FeatureSpec
+from semcat.model import SemcatModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUP_BY = "^([^_]+_[^_]+)_"  # the synthetic archive's <user>_<sample>_<nnn> names
@@ -79,7 +80,8 @@ def load(root: Path, seed: int, per_class: int, backbone: str, view: str) -> Lab
     write_dataset(root, per_class=per_class, size=SIZE, seed=seed, databar=True)
     ds = scan_dataset(root, group_by=GROUP_BY)
     paths = [str(s.path) for s in ds.samples]
-    ok, _, X, errors, _ = extract_backbone_features(paths, backbone, view=view, crop_databar=True, store="default")
+    res = FeatureSpec.resolve(backbone, view=view).extract(paths, store="default")
+    ok, X, errors = res.paths, res.features, res.errors
     if errors:
         raise RuntimeError(f"feature extraction failed: {errors[:3]}")
     assert ok == paths
@@ -88,7 +90,7 @@ def load(root: Path, seed: int, per_class: int, backbone: str, view: str) -> Lab
 
 
 def _model(head: SoftmaxHead, backbone: str, view: str) -> SemcatModel:
-    return SemcatModel(backbone, head, view=view, crop_databar=True)
+    return SemcatModel(FeatureSpec.resolve(backbone, view=view), head)
 
 
 def val_split(d: Labelled, classes: list[str], target: float, *, backbone: str, view: str,

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 from semcat._io import iter_image_files
+from semcat.features import StoreChoice
 from semcat.model import Prediction, SemcatModel, load_model
 
 __all__ = ["classify"]
@@ -21,7 +21,7 @@ def classify(
     inputs: Iterable[str | Path],
     *,
     top_k: int = 3,
-    store: Any = "default",
+    store: StoreChoice = "default",
     batch_size: int = 64,
     recursive: bool = True,
     progress: bool = False,
@@ -36,6 +36,6 @@ def classify(
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     if not isinstance(model, SemcatModel):
         model = load_model(model)
-    files = iter_image_files(inputs, recursive=recursive)
+    files = (str(p) for p in iter_image_files(inputs, recursive=recursive))  # the one folder walk
     while chunk := list(islice(files, int(batch_size))):
-        yield from model.predict(chunk, top_k=top_k, store=store, progress=progress)
+        yield from model.predict_files(chunk, top_k=top_k, store=store, progress=progress)

@@ -21,7 +21,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,8 @@ from semcat._io import iter_image_files
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
+
+    from semcat.featurespec import FeatureSpec
 
 __all__ = [
     "FEATURES_SCHEMA",
@@ -226,12 +228,11 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
         _one_thread()
         model = _cached_model(model_path)
         model.use_precision(precision)  # resolved on the driver: every executor computes alike
-        store: Any = "default" if use_cache else None
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
             rows = []
-            for pred in model.predict(paths, top_k=top_k, store=store, progress=False,
-                                      with_features=with_features):
+            for pred in model.predict_files(paths, top_k=top_k, store="default" if use_cache else None,
+                                            with_features=with_features):
                 row: dict[str, Any] = {"path": pred.path, "sha256": pred.sha256}
                 for i in range(top_k):
                     c, p = pred.top[i] if i < len(pred.top) else (None, None)
@@ -252,29 +253,27 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
     return run
 
 
-def _feature_batches(backbone: str, view: str, crop_databar: bool, use_cache: bool, precision: str = "fp32") -> Callable[
+def _feature_batches(spec: FeatureSpec, use_cache: bool) -> Callable[
     [Iterator[pd.DataFrame]], Iterator[pd.DataFrame]
 ]:
-    """The ``mapInPandas`` function for bottleneck extraction: one row per path, errors included."""
+    """The ``mapInPandas`` function for bottleneck extraction: one row per path, errors included.
+
+    ``spec`` is resolved on the driver (precision included) and shipped: every executor computes alike.
+    """
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        from semcat.model import extract_backbone_features, resolve_backbones
-
         _one_thread()
-        specs = [replace(s, precision=precision) for s in resolve_backbones(backbone)]
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
-            ok, hashes, feats, errors, _ = extract_backbone_features(
-                paths, specs, view=view, crop_databar=crop_databar,
-                store="default" if use_cache else None)
-            done = {p: (h, v) for p, h, v in zip(ok, hashes, feats)}
-            err = dict(errors)
+            res = spec.extract(paths, store="default" if use_cache else None)
+            done = {p: (h, v) for p, h, v in zip(res.paths, res.hashes, res.features)}
+            err = dict(res.errors)
             rows = []
             for p in paths:
                 h, v = done.get(p, (None, None))
-                rows.append({"path": p, "sha256": h, "backbone": backbone,
+                rows.append({"path": p, "sha256": h, "backbone": spec.name,
                              "features": None if v is None else v.astype("float32").tolist(),
                              "error": None if v is not None else err.get(p, "not processed")})
             yield pd.DataFrame(rows, columns=["path", "sha256", "backbone", "features", "error"])
@@ -455,7 +454,7 @@ def classify(
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
-        fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache, precision=model.feature_specs[0].precision)
+        fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache, precision=model.spec.precision)
         ok, failed, skipped = _run_chunks(session, paths, Path(out), fn, classify_schema(int(top_k)),
                                           chunk_size=chunk_size, partitions=partitions,
                                           progress=progress, what="classify (spark)")
@@ -469,35 +468,29 @@ def classify(
 def features(
     inputs: str | Path | Sequence[str | Path],
     out: str | Path,
+    spec: FeatureSpec | None = None,
     *,
-    backbone: str = "efficientnet_lite0",
-    view: str = "center",
-    crop_databar: bool = True,
     master: str = "local[2]",
     chunk_size: int = DEFAULT_CHUNK,
     partitions: int | None = None,
     use_cache: bool = False,
     progress: bool = True,
     spark: SparkSession | None = None,
-    precision: str = "auto",
     conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Extract bottleneck features on Spark into a Parquet folder (columns :data:`FEATURES_SCHEMA`).
 
-    Same inputs, chunking, resume and ``conf`` as :func:`classify`; ``backbone`` is a registered backbone
-    name or ``a+b`` (concatenated); ``view`` and ``crop_databar`` as in
-    :func:`semcat.features.extract_features`; ``precision`` fp32/int8/auto
-    (:func:`semcat.quantize.resolve_precision`, decided here on the driver).
+    Same inputs, chunking, resume and ``conf`` as :func:`classify`; ``spec`` says how images become
+    features (:class:`semcat.featurespec.FeatureSpec`, resolved here on the driver; default
+    ``FeatureSpec.resolve(precision="auto")``) and is shipped to the executors as it is.
     """
-    from semcat.model import resolve_backbones
-    from semcat.quantize import resolve_precision
+    from semcat.featurespec import FeatureSpec
 
-    precision = resolve_precision(resolve_backbones(backbone)[0], precision)  # unknown name → close matches, before Spark starts
-    name = backbone
+    spec = spec if spec is not None else FeatureSpec.resolve(precision="auto")
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
-        ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(name, view, crop_databar, use_cache, precision),
+        ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(spec, use_cache),
                                           FEATURES_SCHEMA, chunk_size=chunk_size,
                                           partitions=partitions, progress=progress,
                                           what="features (spark)")
@@ -594,7 +587,7 @@ def ingest(
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
         fn = _classify_batches(str(model_path), model.model_id, int(top_k), False, with_features=True,
-                               precision=model.feature_specs[0].precision)
+                               precision=model.spec.precision)
         ok, failed, skipped = _run_chunks(session, paths, out, fn, classify_schema(int(top_k), True),
                                           chunk_size=chunk_size, partitions=None, progress=progress,
                                           what="classify (spark)")
