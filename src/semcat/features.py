@@ -69,6 +69,7 @@ VIEWS = ("full", "center", "tiles5", "plain")
 """``plain``: the centre crop without the contrast stretch (pixel values by dtype range), the
 baseline of ``semcat compare --cv groups``."""
 DEFAULT_VIEW = "center"
+"""The paper's single centre crop; ``benchmarks/views.py`` measures full and tiles5 against it."""
 PREPROCESS_VERSION = 1
 """Bump when preprocessing changes its output: every cache key changes with it."""
 _LOW_PCT, _HIGH_PCT = 0.5, 99.5

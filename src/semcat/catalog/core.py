@@ -33,7 +33,7 @@ from semcat.catalog.schema import (
     utcnow,
 )
 from semcat.catalog.similar import FeatureIndex, bytes_to_vector
-from semcat.config import semcat_home
+from semcat.config import default_db_url, semcat_home
 
 if TYPE_CHECKING:
     from semcat.model import SemcatModel
@@ -471,3 +471,13 @@ class Catalog:
         if self.db.is_sqlite and db and db != ":memory:":
             return Path(db + ".similar")
         return semcat_home() / "similar"
+
+
+def open_catalog(url: str | Path | None = None, *, read_only: bool = False) -> Catalog:
+    """Open (creating or upgrading as needed) the catalog at ``url``.
+
+    ``url`` defaults to ``semcat.config.default_db_url()`` (``$SEMCAT_DB`` or SQLite in the
+    semcat home). ``postgresql://`` URLs use psycopg 3. ``read_only`` opens it without writing
+    anything (not even an upgrade): the schema must already be current.
+    """
+    return Catalog(url if url is not None else default_db_url(), read_only=read_only)
