@@ -107,7 +107,7 @@ def test_predict_on_images_with_errors_in_place(small_dataset: Path, tmp_path: P
     assert ok.decision in ("auto", "suggest", "manual") and ok.features.shape == (1280,)
     assert set(ok.to_row(2)) == set(row_columns(2)) and "features" not in ok.to_dict()
     json.dumps(ok.to_dict())
-    streamed = list(classify(model, [good[0].parent], batch_size=4))
+    streamed = list(classify(model, [good[0].parent], chunk_size=4))
     assert len(streamed) == len(list(good[0].parent.glob("*.tif")))
     again = model.predict([streamed[0].path])[0].top
     assert [c for c, _ in streamed[0].top] == [c for c, _ in again]

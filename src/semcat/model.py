@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from semcat.featurespec import FeatureSpec
 from semcat.head import SoftmaxHead, softmax
 from semcat.model_check import check_model_content, content_digest, json_default
 
-__all__ = ["FORMAT_VERSION", "Prediction", "SemcatModel", "load_model"]
+__all__ = ["FORMAT_VERSION", "Prediction", "Predictor", "SemcatModel", "load_model"]
 
 FORMAT_VERSION = 2
 """Version of the artifact layout; a newer file is refused with a request to upgrade semcat.
@@ -95,6 +95,22 @@ class Prediction:
         row["ood_score"] = "" if self.ood_score is None else f"{self.ood_score:.6f}"
         row["error"] = self.error or ""
         return row
+
+
+class Predictor(Protocol):
+    """What turns listed image files into :class:`Prediction` s: a :class:`SemcatModel` (local
+    engine), or a Spark job's results read back on the driver (``semcat.engines.spark``), so
+    ``Catalog.ingest`` stores either alike. ``feature_keys`` name the feature vectors it returns."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def feature_keys(self) -> list[str]: ...
+
+    def predict_files(self, files: Sequence[str], *, top_k: int = 3, with_features: bool = False) -> list[Prediction]:
+        """One prediction per file, in order; a file that failed carries ``error``."""
+        ...
 
 
 def row_columns(top_k: int = 3) -> list[str]:

@@ -36,7 +36,7 @@ from semcat.catalog.similar import FeatureIndex, bytes_to_vector
 from semcat.config import default_db_url, semcat_home
 
 if TYPE_CHECKING:
-    from semcat.model import SemcatModel
+    from semcat.model import Predictor
 
 LABEL_SOURCES = ("human", "auto")
 MAX_CATEGORY = 64
@@ -113,7 +113,7 @@ class Catalog:
         return f"Catalog({self.db.engine.url.render_as_string(hide_password=True)!r})"
 
     # ---- ingest -------------------------------------------------------------------------------
-    def ingest(self, inputs: Iterable[str | Path], model: SemcatModel | None = None, *,
+    def ingest(self, inputs: Iterable[str | Path], model: Predictor | None = None, *,
                batch_size: int = 64, progress: bool = True, follow_links: bool = False) -> _ingest.IngestSummary:
         """Catalogue images under ``inputs``; see ``semcat.catalog.ingest``."""
         return _ingest.ingest(self.db, inputs, model, batch_size=batch_size, progress=progress,

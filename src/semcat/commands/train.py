@@ -28,7 +28,6 @@ from semcat.commands._common import (
     finite,
     shown,
     spark_conf,
-    use_model_precision,
     warning,
 )
 from semcat.engines.spark import DEFAULT_CHUNK
@@ -366,7 +365,6 @@ def classify(
 
     try:
         model = load_model(model_path)
-        use_model_precision(model, precision)
     except SemcatError as exc:
         _fail(str(exc), code=1)
     summary = BatchSummary()
@@ -375,7 +373,7 @@ def classify(
         writer = csv.DictWriter(stream, fieldnames=row_columns(top_k), lineterminator="\n") if as_csv else None
         if writer:
             writer.writeheader()
-        for pred in local_classify(model, inputs, top_k=top_k, batch_size=batch_size):
+        for pred in local_classify(model, inputs, top_k=top_k, precision=precision.value, chunk_size=batch_size):
             if pred.error:
                 summary.fail(pred.path, pred.error)
             else:

@@ -19,13 +19,13 @@ import os
 import shutil
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semcat._io import iter_image_files
+from semcat.engines import run_at_precision
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -349,12 +349,6 @@ and a task still amortises its start-up. On 2 quiet cores it changed little (Spa
 the time of two independent processes with 625-image tasks, 1.09x with 128)."""
 
 
-def _warn(note: str | None) -> None:
-    """A precision mismatch between training and this run (the measured drift), as a warning."""
-    if note:
-        warnings.warn(note, stacklevel=3)
-
-
 def _auto_partitions(n_paths: int, parallelism: int) -> int:
     """Tasks per chunk: at least 4 per core, and none much over ``_TASK_IMAGES`` images."""
     return max(1, min(n_paths, max(parallelism * 4, -(-n_paths // _TASK_IMAGES))))
@@ -398,25 +392,28 @@ def _prepare(inputs: Any, master: str, spark: SparkSession | None,
 
 
 def classify(
-    model_path: str | Path,
+    model: str | Path,
     inputs: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
-    master: str = "local[2]",
     top_k: int = 3,
+    precision: str = "auto",
     chunk_size: int = DEFAULT_CHUNK,
+    progress: bool = True,
+    master: str = "local[2]",
     partitions: int | None = None,
     use_cache: bool = False,
-    progress: bool = True,
     spark: SparkSession | None = None,
-    precision: str = "auto",
     conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Classify every input image on Spark and append one row per image to a Parquet folder.
 
+    The local engine's :func:`semcat.engines.local.classify` with the same leading parameters,
+    plus ``out`` and the cluster's settings.
+
     Parameters
     ----------
-    model_path : path
+    model : path
         A ``.semcat`` model, at the same path on every executor.
     inputs : path or list of paths
         Folder, text file list, Parquet table with a ``path`` column, or image files
@@ -447,10 +444,10 @@ def classify(
     """
     from semcat.model import load_model
 
-    model_path = Path(model_path).absolute()
+    model_path = Path(model).absolute()
     model = load_model(model_path)  # fail early, on the driver, for a bad model
     model_id = model.model_id
-    _warn(model.use_precision(precision))
+    run_at_precision(model, precision)
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
@@ -509,7 +506,7 @@ def read_results(out: str | Path) -> pd.DataFrame:
 
 
 class _SparkPredictions:
-    """Looks like the model to ``Catalog.ingest`` but answers from Spark's output rows.
+    """A :class:`~semcat.model.Predictor` for ``Catalog.ingest`` that answers from Spark's output rows.
 
     The catalog then stores predictions and feature vectors exactly as a local ingest would
     (same ``model_id`` and feature key), without classifying anything on the driver.
@@ -518,18 +515,17 @@ class _SparkPredictions:
     def __init__(self, model: Any, rows: pd.DataFrame, top_k: int) -> None:
         self.model_id = model.model_id
         self.feature_keys = model.feature_keys
-        self.backbone = model.backbone
-        self.classes = model.classes
         self._rows = {os.path.abspath(p): r for p, r in zip(rows["path"], rows.itertuples(index=False))}
         self._top_k = top_k
 
-    def predict(self, paths: Iterable[str | Path], **_: Any) -> list[Any]:
+    def predict_files(self, files: Sequence[str], *, top_k: int = 3, with_features: bool = False) -> list[Any]:
+        """The job's row of each file (features as the job wrote them; ``top_k`` is the job's)."""
         import numpy as np
 
         from semcat.model import Prediction
 
         out = []
-        for p in map(str, paths):
+        for p in map(str, files):
             r = self._rows.get(os.path.abspath(p))
             if r is None:
                 out.append(Prediction(p, None, [], None, [], None, "not classified by the Spark job"))
@@ -575,13 +571,13 @@ def ingest(
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from semcat.catalog import open_catalog
+    from semcat.catalog import IngestSummary, open_catalog
     from semcat.config import semcat_home
     from semcat.model import load_model
 
     model_path = Path(model_path).absolute()
     model = load_model(model_path)
-    _warn(model.use_precision(precision))
+    run_at_precision(model, precision)
     out = Path(out) if out is not None else semcat_home() / "spark" / f"ingest-{model.model_id[:16]}"
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
@@ -599,27 +595,14 @@ def ingest(
         on_classified(SparkSummary(len(paths), ok, failed, skipped, str(out), time.perf_counter() - t0, used))
     table = ds.dataset(str(out), format="parquet")
     catalog = open_catalog(db_url)
-    summary = None
+    summary = IngestSummary()
     try:
         for start in range(0, len(paths), chunk_size):
             chunk = paths[start:start + chunk_size]
             rows = table.to_table(filter=pc.field("path").isin(chunk)).to_pandas()
             rows = rows.sort_values("error", na_position="first").drop_duplicates("path")
-            part = catalog.ingest(chunk, _SparkPredictions(model, rows, int(top_k)),
-                                  batch_size=batch_size, progress=progress)
-            summary = part if summary is None else _merge(summary, part)
+            summary += catalog.ingest(chunk, _SparkPredictions(model, rows, int(top_k)),
+                                      batch_size=batch_size, progress=progress)
     finally:
         catalog.close()
-    if summary is None:
-        from semcat.catalog.ingest import IngestSummary
-
-        summary = IngestSummary()
     return summary
-
-
-def _merge(a: Any, b: Any) -> Any:
-    """Add two ``IngestSummary`` objects (one per chunk)."""
-    for name in ("seen", "new", "known", "moved", "copies", "classified", "failed"):
-        setattr(a, name, getattr(a, name) + getattr(b, name))
-    a.errors.extend(b.errors)
-    return a
