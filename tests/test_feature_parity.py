@@ -57,7 +57,7 @@ def test_features_equal_another_tree(spec: tuple[str, str, bool], tmp_path_facto
 
     folder = tmp_path_factory.getbasetemp() / "parity-images"
     if not folder.exists():
-        write_dataset(folder, per_class=1, size=256, seed=0)  # the demo's generator: 10 images, data bars
+        write_dataset(folder, per_class=1, size=256, seed=0, databar=True)  # the demo's generator: 10 images
     here = str(Path(__file__).resolve().parents[1] / "src")
     tmp = tmp_path_factory.mktemp("parity")
     before, X0 = _extract(str(Path(BASE).resolve()), spec, folder, tmp / "before.npy")

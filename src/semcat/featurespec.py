@@ -136,9 +136,10 @@ class FeatureSpec:
         """Features of image ``files`` (not folders: expand them at the boundary), in input order.
 
         Rows only for files every part could read; the others are in ``errors`` as (path,
-        problem), never raised. ``computed``/``cached`` count feature vectors over all parts.
+        problem), never raised; paths come back as ``str(Path(p))``. ``computed``/``cached``
+        count feature vectors over all parts.
         """
-        files = [str(p) for p in files]
+        files = [str(Path(p)) for p in files]
         store = open_store(store)
         parts = [extract_files(files, spec, runtime=self.runtime, batch_size=batch_size, store=store,
                                crop_databar=self.crop_databar, view=self.view, progress=progress, workers=workers)

@@ -249,6 +249,7 @@ class SemcatModel:
         batch_size: int = 32,
     ) -> list[Prediction]:
         """:meth:`predict` of image files already listed (the engines' :class:`~semcat.engines.Predictor` call)."""
+        files = [str(Path(p)) for p in files]
         if not files:
             return []
         res = self.spec.extract(files, store=store, progress=progress, batch_size=batch_size)
@@ -258,7 +259,7 @@ class SemcatModel:
         proba = self.predict_features(X) if len(X) else np.zeros((0, len(self.classes)), np.float32)
         ood = self.ood_scores(X) if len(X) else None
         out = []
-        for p in map(str, files):
+        for p in files:
             i = done.get(p)
             if i is None:
                 out.append(Prediction(p, None, [], None, [], None, err.get(p, "not processed")))
