@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semcat.backbones import DEFAULT_BACKBONE, UnknownBackboneError, get_backbone
+from semcat.backbones import DEFAULT_BACKBONE, get_backbone
 from semcat.features import DEFAULT_VIEW, FeatureStore, extract_files, feature_key, key_signature
 from semcat.featurespec import FeatureSpec
 from semcat.head import SoftmaxHead
@@ -40,7 +40,6 @@ def test_resolve_derives_keys_signature_and_width_from_the_parts() -> None:
 
 @pytest.mark.parametrize(("backbone", "kwargs", "error", "match"), [
     ("efficientnet_lite0+", {}, ValueError, "empty part"),
-    ("efficientnet_lite9", {}, UnknownBackboneError, "efficientnet_lite"),
     ("efficientnet_lite0", {"view": "middle"}, ValueError, "full, center, tiles5, plain"),
     ("efficientnet_lite0+efficientnet_lite1", {"weights": ["random"]}, ValueError, "1 weights for the 2 parts"),
 ])
