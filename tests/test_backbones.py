@@ -152,7 +152,7 @@ def test_imagenet_samples_get_their_class(lite0, lite0_classifier, runtime: str,
     rgb = getattr(data, sample)()
     rt = load_runtime(lite0, runtime)
     head = lite0_classifier.get_classifier()
-    for x in (_imagenet_input(rgb, lite0), preprocess(color.rgb2gray(rgb).astype(np.float32), lite0)):
+    for x in (_imagenet_input(rgb, lite0), preprocess(color.rgb2gray(rgb).astype(np.float32), lite0, view="full")):
         with torch.inference_mode():
             logits = head(torch.from_numpy(rt(x)))
         assert int(logits.argmax()) == label
