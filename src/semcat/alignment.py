@@ -320,11 +320,11 @@ def score_images(
     from semcat.errors import SemcatError
     from semcat.images import read_image
 
-    paths = [str(p) for p in paths]
+    paths = [str(Path(p)) for p in paths]
     learned: dict[str, tuple[str | None, float | None, str | None]] = {}
     if model is not None:
         col = check_alignment_model(model)
-        for pred in model.predict(paths, top_k=len(model.classes), store=store, progress=progress):
+        for pred in model.predict_files(paths, top_k=len(model.classes), store=store, progress=progress):
             probs = dict(pred.top)
             learned[pred.path] = (pred.sha256, probs.get(model.classes[col]), pred.error)
     out = []
