@@ -3,28 +3,35 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.semcat-installed
+BASE := $(VENV)/.semcat-base
+FULL := $(VENV)/.semcat-full
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
 .PHONY: demo test install bench clean
 
-$(STAMP): pyproject.toml
+# The default install: the whole default pipeline, without torch (OpenVINO runs the backbone).
+$(BASE): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -e .
+	touch $(BASE)
+
+# Tests and benchmarks compare with torch and drive Spark and Chromium: the extras on top.
+$(FULL): $(BASE)
 	# torch first, alone, with ranges: pip takes the local wheels (never pin a newer one)
 	$(PIP) install -q 'torch>=2.4' 'torchvision>=0.19'
 	$(PIP) install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(FULL)
 
-install: $(STAMP)
+install: $(FULL)
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(VENV)/bin/semcat demo $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(FULL)
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(PY) benchmarks/run_all.py
 
 clean:

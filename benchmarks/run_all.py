@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["decode", "tiff_codecs", "databar", "data", "features", "int8", "head", "views", "cross_instrument",
-         "calibration_small", "catalog", "spark_scaling", "spark_cluster", "alignment", "duplicates",
+         "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment", "duplicates",
          "active_learning", "map", "web_load", "lean_install"]
 
 

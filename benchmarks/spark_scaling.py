@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from semcat._sysinfo import machine_description as machine  # noqa: E402
+from semcat._sysinfo import machine_description as machine
 
 
 def make_images(root: Path, n: int, size: int) -> list[str]:
@@ -123,10 +123,13 @@ def tree_cpu_seconds(roots: list[int]) -> float:
 
 
 def time_spark(model_path: Path, paths: list[str], cores: int, work: Path,
-               master: str | None = None, pgids: list[int] | None = None) -> tuple[float, float, int, float]:
-    """(job seconds, session start-up seconds, output bytes, executor CPU seconds) on ``local[cores]``,
-    or on the standalone ``master`` with ``spark.cores.max = cores`` (one-core workers: ``cores``
-    workers); CPU seconds are counted over the process trees of ``pgids`` (NaN without them)."""
+               master: str | None = None, pgids: list[int] | None = None) -> tuple[float, float, int, float, dict]:
+    """(job seconds, session start-up seconds, output bytes, executor CPU seconds, later jobs) on
+    ``local[cores]``, or on the standalone ``master`` with ``spark.cores.max = cores`` (one-core
+    workers: ``cores`` workers); CPU seconds are counted over the process trees of ``pgids`` (NaN
+    without them). The first job of a fresh session is the one timed; ``later jobs`` times the
+    same images again in that session (executors and Python workers up, model compiled) with the
+    automatic tasks per chunk ("warm") and with the former 4 tasks per core ("warm, 4 tasks/core")."""
     from semcat.engines.spark import classify, spark_session
 
     t0 = time.perf_counter()
@@ -143,10 +146,18 @@ def time_spark(model_path: Path, paths: list[str], cores: int, work: Path,
         summary = classify(model_path, paths, out, spark=spark, progress=False, chunk_size=len(paths))
         elapsed = time.perf_counter() - t0
         cpu = tree_cpu_seconds(pgids) - cpu0 if pgids else math.nan
+        later = {}
+        for name, parts in (("warm", None), ("warm, 4 tasks/core", 4 * spark.sparkContext.defaultParallelism)):
+            again = work / f"spark-{cores}-{len(paths)}-{len(later)}.parquet"
+            shutil.rmtree(again, ignore_errors=True)
+            t0 = time.perf_counter()
+            assert classify(model_path, paths, again, spark=spark, progress=False, chunk_size=len(paths),
+                            partitions=parts).ok == len(paths)
+            later[name] = time.perf_counter() - t0
     finally:
         spark.stop()
     assert summary.ok == len(paths), summary
-    return elapsed, startup, sum(f.stat().st_size for f in out.glob("*.parquet")), cpu
+    return elapsed, startup, sum(f.stat().st_size for f in out.glob("*.parquet")), cpu, later
 
 
 def time_catalogue(model_path: Path, paths: list[str], master: str, work: Path, db_url: str) -> dict:
@@ -305,8 +316,10 @@ def _measure(model_path: Path, all_paths: list[str], ns: list[int], cores: list[
         paths = all_paths[:n]
         for c in cores:
             results.setdefault(("local", n), {})[c] = time_local(model_path, paths, c)
-            elapsed, startup, out_bytes[n], cpu[n, c] = time_spark(model_path, paths, c, work, master, pgids)
+            elapsed, startup, out_bytes[n], cpu[n, c], later = time_spark(model_path, paths, c, work, master, pgids)
             results.setdefault((spark_name, n), {})[c] = elapsed
+            for name, seconds in later.items():
+                results.setdefault((f"{spark_name}, {name}", n), {})[c] = seconds
             results.setdefault(("independent processes", n), {})[c] = time_independent(model_path, paths, c, work)
             startups.append(startup)
             print(f"N={n} cores={c}: local {results['local', n][c]:.1f} s, {spark_name} {elapsed:.1f} s, "
@@ -373,6 +386,8 @@ def _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, 
                   + "\n".join(f"| {c} | {1 / per_image[c]:.1f} | {1 / per_image[c] / c:.1f} | {fixed[c]:.1f} | "
                                f"{cpu_per_image[c]:.4f} | {1 / cpu_per_image[c]:.1f} | {cpu_fixed[c]:.1f} |"
                                for c in cores))
+    if len(ns) > 1:
+        extra += _warm_fixed(results, spark_name, cores, small, big)
     extra += ("\n\nClassify output (Parquet, predictions without feature vectors): "
               + ", ".join(f"{out_bytes[n] / 1e6:.2f} MB for {n} images" for n in ns)
               + f" = **{out_bytes[big] / big * 1e5 / 1e6:.0f} MB per 100,000 images**.")
@@ -418,6 +433,26 @@ one-thread processes each classifying 1/{cmax} of the images, Spark's speedup at
 
 ![speedup against cores](../../docs/img/{args.plot.name})
 """
+
+
+def _warm_fixed(results: dict, spark_name: str, cores: list[int], small: int, big: int) -> str:
+    """Fixed seconds per job from the two image counts, for a fresh session's first job and for
+    later jobs of one session: what a session's start costs and what each further job costs."""
+    rows = []
+    for label, key in (("first job of a session", spark_name), ("later job, automatic tasks", f"{spark_name}, warm"),
+                       ("later job, 4 tasks per core", f"{spark_name}, warm, 4 tasks/core")):
+        t = results[key, small], results[key, big]
+        cells = []
+        for c in cores:
+            per = (t[1][c] - t[0][c]) / (big - small)
+            cells.append(f"{t[0][c] - small * per:.1f} s ({1 / per:.0f} img/s)")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return ("\n\nFixed cost per job by where the job runs, from the same two image counts (intercept, "
+            "and the marginal rate in brackets): a fresh session's first job also starts the executors, "
+            "the Python workers (importing semcat) and compiles the model; later jobs of one session "
+            "reuse all three (`spark.python.worker.reuse`, the executor's model cache keyed on the model "
+            "digest).\n\n| job | " + " | ".join(f"{c} core{'s' * (c > 1)}" for c in cores) + " |\n|---|"
+            + "---|" * len(cores) + "\n" + "\n".join(rows))
 
 
 def _capacity(core_s_per_image: float, fixed_s: float, ingest_rows: list, n_ingest: int,

@@ -6,9 +6,10 @@ Usage: ``python benchmarks/web_load.py [--clients 50] [--seconds 10] [--backends
 The load is the reliability suite's generator (``tests/reliability/test_rel_web.py::load``): 40%
 catalog pages, 20% image pages, 15% review queue, 15% thumbnails, 10% label writes, on 60 catalogued
 images. The server runs as its own process (``semcat serve``), as in production;
-clients run in this process, on the same machine. ``--baseline SRC_DIR`` serves the same catalog
-with another source tree (e.g. ``git archive main src``) in the same run, alternating rounds, so the
-comparison shares the machine's noise. PostgreSQL needs ``SEMCAT_TEST_PG_URL``.
+clients run in this process, on the same machine. ``--baseline SRC_DIR`` serves the same images
+with another source tree (e.g. ``git archive main src``; ``--workers`` as the first configuration) in the same run, alternating rounds, so the
+comparison shares the machine's noise; each tree catalogues them itself (an older tree cannot open
+a newer schema). PostgreSQL needs ``SEMCAT_TEST_PG_URL``.
 """
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ from reliability.conftest import Served, p95  # noqa: E402
 from reliability.test_rel_web import PAGE_KINDS, load  # noqa: E402
 from semcat._io import atomic_write_text  # noqa: E402
 from semcat._sysinfo import machine_description as machine  # noqa: E402
-from semcat.catalog import open_catalog  # noqa: E402
 from semcat.synth import write_dataset  # noqa: E402
 
 OUT = HERE / "results" / "web_load.md"
@@ -54,6 +54,20 @@ def _drop_pg(base: str, schema: str) -> None:
 
     with sa.create_engine(base).begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+_INGEST = ("import sys; from semcat.catalog import open_catalog\n"
+           "with open_catalog(sys.argv[1]) as cat:\n"
+           "    cat.ingest([sys.argv[2]], progress=False)\n"
+           "    print(' '.join(r.sha256 for r in cat.search(limit=1000)))")
+
+
+def _ingest(src: Path, url: str, images: Path) -> list[str]:
+    """Catalogue ``images`` at ``url`` with the code in ``src`` (a baseline tree writes its own
+    schema version, which it can serve); the catalogued hashes."""
+    out = subprocess.run([sys.executable, "-c", _INGEST, url, str(images)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(src)})
+    return out.stdout.split()
 
 
 def run_once(src: Path, serve_args: list[str], url: str, shas: list[str], tmp: Path, clients: int,
@@ -113,7 +127,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds per configuration")
     a = ap.parse_args()
     trees = [(f"this commit, --workers {w}", ROOT / "src", ["--workers", w]) for w in a.workers.split(",")]
-    trees += [(a.baseline_label, a.baseline.resolve(), [])] if a.baseline else []
+    first = a.workers.split(",")[0]  # the baseline tree is served as the first configuration is
+    trees += [(f"{a.baseline_label}, --workers {first}", a.baseline.resolve(), ["--workers", first])] if a.baseline else []
     tmp = Path(tempfile.mkdtemp(prefix="semcat-webload-"))
     rows = []
     try:
@@ -133,9 +148,7 @@ def main() -> int:
                             print("skipping postgresql: SEMCAT_TEST_PG_URL is not set", file=sys.stderr)
                             break
                         url, schema = _pg_url(pg)
-                    with open_catalog(url) as cat:
-                        cat.ingest([images], progress=False)
-                        shas = [r.sha256 for r in cat.search(limit=1000)]
+                    shas = _ingest(src, url, images)
                     try:
                         s = summary(run_once(src, serve_args, url, shas, work, a.clients, a.seconds), a.seconds)
                     finally:

@@ -123,11 +123,11 @@ def test_embedded_weights_reproduce_the_original_model(name: str) -> None:
     lukemelas-style port that produced the .pth files). Same weights file, same input → the same
     ImageNet logits from timm's ``tf_efficientnet_liteN`` with our in-order loading."""
     ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
-    from semcat.backbones import _embedded_weights_path
+    from semcat.backbones import embedded_weights_path
 
     spec = get_backbone(name)
     ref = ref_pkg.EfficientNet.from_pretrained(
-        name.replace("_", "-"), weights_path=_embedded_weights_path(spec.weights)).eval()
+        name.replace("_", "-"), weights_path=embedded_weights_path(spec.weights)).eval()
     ours = create_timm_model(spec)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, LITE[name], LITE[name])).astype(np.float32))
     with torch.inference_mode():

@@ -272,3 +272,21 @@ def test_serve_runs_uvicorn(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=20)
     assert "serving" in proc.stderr.read()
+
+
+def test_a_category_made_by_another_process_is_accepted_at_once(site, tmp_path: Path) -> None:
+    """The category list is cached per process (a transaction less per page); a label write whose
+    category another server process (here: another Catalog on the same database) just created
+    re-reads it instead of refusing."""
+    from semcat.catalog import open_catalog
+
+    app, cat = site
+    c = client(app)
+    sha = cat.search(limit=1)[0].sha256
+    assert "Nanotubes" not in c.get("/api/images", params={"limit": 1}).json()["classes"]  # now cached
+    with open_catalog(cat.url) as other:
+        other.add_category("Nanotubes", who="elsewhere")
+    r = c.post(f"/api/images/{sha}/label", json={"label": "Nanotubes"}, headers=csrf(c))
+    assert r.status_code == 200 and r.json()["image"]["label"] == "Nanotubes", r.text
+    assert c.post(f"/api/images/{sha}/label", json={"label": "Nanotubez"}, headers=csrf(c)).status_code == 400
+    assert c.post(f"/api/images/{'0' * 64}/label", json={"label": "Nanotubes"}, headers=csrf(c)).status_code == 404

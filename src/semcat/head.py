@@ -2,7 +2,7 @@
 
 scikit-learn style: ``__init__`` stores hyperparameters, ``fit`` learns ``classes_``, ``coef_``,
 ``intercept_``, ``n_features_in_`` (and ``mean_``/``scale_`` when standardising) and returns self.
-Implemented in torch (float32, CPU) with two solvers:
+Implemented in NumPy (float32, analytic gradients; no torch) with two solvers:
 
 - ``"lbfgs"`` (default): full-batch L-BFGS (history 20, Armijo backtracking) on the convex,
   L2-regularised cross-entropy. Zero initialisation, no sampling, so it is deterministic.
@@ -16,9 +16,10 @@ iterations) and the parameters with the lowest validation loss are kept (early s
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from semcat._validation import (
     check_consistent_length,
@@ -26,11 +27,6 @@ from semcat._validation import (
     check_is_fitted,
     check_labels,
 )
-
-# torch is imported only to fit: predicting is NumPy, and a process that only classifies (a Spark
-# executor, `semcat classify`) saves torch's start-up and ~480 MiB of memory.
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["SoftmaxHead"]
 
@@ -72,8 +68,8 @@ class SoftmaxHead:
     tol : float
         L-BFGS stops when the loss changes less than this between iterations.
     n_threads : int or None
-        torch threads while fitting (None = torch's default). 1 by default: a head's matrices are
-        small, and on a busy machine two threads measured up to 80x slower than one.
+        BLAS threads while fitting (None = the library's default). 1 by default: a head's matrices
+        are small, and on a busy machine two threads measured up to 80x slower than one.
     """
 
     def __init__(
@@ -165,48 +161,39 @@ class SoftmaxHead:
             mean = np.zeros(X.shape[1], np.float32)
             scale = np.ones(X.shape[1], np.float32)
 
-        import torch
-
         k, d = len(classes), X.shape[1]
-        Xt = torch.from_numpy((X - mean) / scale)
-        yt = torch.from_numpy(yi)
+        Xs = (X - mean) / scale
         weight = None
         if self.class_weight == "balanced":
             counts = np.bincount(yi, minlength=k).astype(np.float32)
-            w = np.where(counts > 0, len(yi) / (k * np.maximum(counts, 1)), 0.0).astype(np.float32)
-            weight = torch.from_numpy(w)
-        val = (torch.from_numpy((X_val - mean) / scale), torch.from_numpy(yv)) if has_val and self.early_stopping else None
-
-        W = torch.zeros(k, d, dtype=torch.float32, requires_grad=True)
-        b = torch.zeros(k, dtype=torch.float32, requires_grad=True)
+            weight = np.where(counts > 0, len(yi) / (k * np.maximum(counts, 1)), 0.0).astype(np.float32)
+        val = ((X_val - mean) / scale, yv) if has_val and self.early_stopping else None
         epochs = int(self.epochs or _DEFAULT_EPOCHS[self.solver])
         lr = float(self.lr or _DEFAULT_LR[self.solver])
         fit = _fit_lbfgs if self.solver == "lbfgs" else _fit_adam
-        threads = torch.get_num_threads()
-        if self.n_threads:
-            torch.set_num_threads(int(self.n_threads))
-        try:
-            n_iter, val_loss = fit(self, W, b, Xt, yt, weight, val, epochs, lr)
-        finally:
-            torch.set_num_threads(threads)
+        with threadpool_limits(limits=int(self.n_threads) if self.n_threads else None):
+            W, b, n_iter, val_loss = fit(self, np.zeros((k, d), np.float32), np.zeros(k, np.float32),
+                                         Xs, yi, weight, val, epochs, lr)
 
         self.classes_ = classes
         self.n_features_in_ = d
-        self.coef_ = W.detach().numpy().copy()
-        self.intercept_ = b.detach().numpy().copy()
+        self.coef_ = W
+        self.intercept_ = b
         if self.standardize:
             self.mean_, self.scale_ = mean, scale
         self.n_iter_ = n_iter
         self.val_loss_ = val_loss
         return self
 
-    def _loss(self, W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        loss = F.cross_entropy(X @ W.T + b, y, weight=weight)
+    def _loss_grad(self, W: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray,
+                   weight: np.ndarray | None) -> tuple[float, np.ndarray, np.ndarray]:
+        """(Weighted) mean cross-entropy + L2 penalty, and its gradient with respect to W and b."""
+        loss, dz = _cross_entropy(X @ W.T + b, y, weight)
+        gW = dz.T @ X
         if self.weight_decay:
-            loss = loss + 0.5 * float(self.weight_decay) * (W * W).sum()
-        return loss
+            loss += 0.5 * float(self.weight_decay) * float((W * W).sum())
+            gW += float(self.weight_decay) * W
+        return loss, gW, dz.sum(axis=0)
 
     # -- prediction ---------------------------------------------------------------------------
     def decision_function(self, X: object) -> np.ndarray:
@@ -251,85 +238,87 @@ def _encode(y: np.ndarray, classes: np.ndarray, name: str) -> np.ndarray:
         ) from None
 
 
+def _cross_entropy(logits: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> tuple[float, np.ndarray]:
+    """torch's ``cross_entropy`` (weighted mean over samples) and its gradient for the logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    rows = np.arange(len(y))
+    w = np.ones(len(y), np.float32) if weight is None else weight[y]
+    total = float(w.sum())
+    loss = float(-(w * log_p[rows, y]).sum() / total)
+    dz = np.exp(log_p)
+    dz[rows, y] -= 1.0
+    dz *= (w / total)[:, None]
+    return loss, dz.astype(np.float32, copy=False)
+
+
 class _Best:
     """Keeps the parameters of the round with the lowest validation loss."""
 
-    def __init__(self, head: SoftmaxHead, val: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    def __init__(self, head: SoftmaxHead, val: tuple[np.ndarray, np.ndarray] | None) -> None:
         self.head, self.val = head, val
         self.loss = float("inf")
-        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.state: tuple[np.ndarray, np.ndarray] | None = None
         self.bad_rounds = 0
 
-    def update(self, W: torch.Tensor, b: torch.Tensor) -> bool:
+    def update(self, W: np.ndarray, b: np.ndarray) -> bool:
         """Record this round; True when patience is exhausted."""
         if self.val is None:
             return False
-        import torch
-        import torch.nn.functional as F
-
-        with torch.no_grad():
-            loss = float(F.cross_entropy(self.val[0] @ W.T + b, self.val[1]))
+        loss, _ = _cross_entropy(self.val[0] @ W.T + b, self.val[1], None)
         if loss < self.loss - 1e-6:
-            self.loss, self.state, self.bad_rounds = loss, (W.detach().clone(), b.detach().clone()), 0
+            self.loss, self.state, self.bad_rounds = loss, (W.copy(), b.copy()), 0
         else:
             self.bad_rounds += 1
         return self.bad_rounds >= self.head.patience
 
-    def restore(self, W: torch.Tensor, b: torch.Tensor) -> float | None:
+    def best(self, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """The kept parameters (or the given ones without validation) and their validation loss."""
         if self.state is not None:
-            import torch
-
-            with torch.no_grad():
-                W.copy_(self.state[0])
-                b.copy_(self.state[1])
-        return None if self.val is None else self.loss
+            W, b = self.state
+        return W, b, None if self.val is None else self.loss
 
 
 def _fit_lbfgs(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-untyped-def]
-    """Full-batch L-BFGS (two-loop recursion, Armijo backtracking) on torch gradients.
+    """Full-batch L-BFGS (two-loop recursion, history 20, Armijo backtracking), float32.
 
-    Written out because torch.optim imports torch._dynamo (seconds of start-up, more than the
-    whole fit) and scipy's L-BFGS-B runs BLAS threads that crawl on a busy machine.
+    The loop the head ran on torch gradients before, now on NumPy's analytic gradients, so torch
+    is not needed to train (measured against the torch version: tests/test_head.py).
     """
-    import torch
-
     k, d = W.shape
-    n_params = k * (d + 1)
 
-    def split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return t[: k * d].view(k, d), t[k * d:]
+    def split(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return t[: k * d].reshape(k, d), t[k * d:]
 
-    def value_grad(t: torch.Tensor) -> tuple[float, torch.Tensor]:
-        p = t.detach().requires_grad_(True)
-        loss = head._loss(*split(p), X, y, weight)
-        (g,) = torch.autograd.grad(loss, p)
-        return float(loss.detach()), g
+    def value_grad(t: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, gW, gb = head._loss_grad(*split(t), X, y, weight)
+        return loss, np.concatenate([gW.ravel(), gb]).astype(np.float32, copy=False)
 
-    theta = torch.zeros(n_params, dtype=torch.float32)
+    theta = np.zeros(k * (d + 1), np.float32)
     f, g = value_grad(theta)
-    S: list[torch.Tensor] = []
-    Y: list[torch.Tensor] = []
+    S: list[np.ndarray] = []
+    Y: list[np.ndarray] = []
     best, n_iter = _Best(head, val), 0
-    while n_iter < epochs and float(g.abs().max()) > 1e-6:
+    while n_iter < epochs and float(np.abs(g).max()) > 1e-6:
         q, alphas = -g, []
         for s_i, y_i in zip(reversed(S), reversed(Y)):
             rho = 1.0 / float(y_i @ s_i)
             a = rho * float(s_i @ q)
             alphas.append((a, rho))
-            q = q - a * y_i
-        q = q * (float(S[-1] @ Y[-1]) / float(Y[-1] @ Y[-1]) if S else 1.0 / max(1.0, float(g.norm())))
+            q = q - np.float32(a) * y_i
+        q = q * np.float32(float(S[-1] @ Y[-1]) / float(Y[-1] @ Y[-1]) if S else 1.0 / max(1.0, float(np.linalg.norm(g))))
         for (s_i, y_i), (a, rho) in zip(zip(S, Y), reversed(alphas)):
-            q = q + (a - rho * float(y_i @ q)) * s_i
+            q = q + np.float32(a - rho * float(y_i @ q)) * s_i
         slope = float(g @ q)
         if slope >= 0:  # not a descent direction (numerical trouble): fall back to the gradient
             q, slope, S, Y = -g, -float(g @ g), [], []
         step = lr
         while True:
-            f_new, g_new = value_grad(theta + step * q)
+            f_new, g_new = value_grad(theta + np.float32(step) * q)
             if f_new <= f + 1e-4 * step * slope or step < 1e-10:
                 break
             step *= 0.5
-        s_new, y_new = step * q, g_new - g
+        s_new, y_new = np.float32(step) * q, g_new - g
         if float(s_new @ y_new) > 1e-10:
             S, Y = (S + [s_new])[-20:], (Y + [y_new])[-20:]
         theta, n_iter = theta + s_new, n_iter + 1
@@ -339,36 +328,33 @@ def _fit_lbfgs(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-un
             break
         if converged:
             break
-    with torch.no_grad():
-        W.copy_(split(theta)[0])
-        b.copy_(split(theta)[1])
+    W, b = (a.copy() for a in split(theta))
     best.update(W, b)
-    return n_iter, best.restore(W, b)
+    W, b, val_loss = best.best(W, b)
+    return W, b, n_iter, val_loss
 
 
 def _fit_adam(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-untyped-def]
-    """Minibatch Adam (Kingma & Ba), written out: torch.optim's import costs seconds."""
-    import torch
-
-    gen = torch.Generator().manual_seed(int(head.seed))
+    """Minibatch Adam (Kingma & Ba); the seed fixes the minibatch order."""
+    rng = np.random.default_rng(int(head.seed))
     n, bs = X.shape[0], int(head.batch_size)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in (W, b)]
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in (W, b)]
     best, n_iter, step = _Best(head, val), 0, 0
     for _ in range(epochs):
-        order = torch.randperm(n, generator=gen)
+        order = rng.permutation(n)
         for start in range(0, n, bs):
             idx = order[start:start + bs]
-            W.grad = b.grad = None
-            head._loss(W, b, X[idx], y[idx], weight).backward()
+            _, gW, gb = head._loss_grad(W, b, X[idx], y[idx], weight)
             step += 1
-            with torch.no_grad():
-                for p, (m, v) in zip((W, b), moments):
-                    m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                    v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                    denom = (v / (1 - beta2 ** step)).sqrt_().add_(eps)
-                    p.addcdiv_(m, denom, value=-lr / (1 - beta1 ** step))
+            for p, grad, (m, v) in zip((W, b), (gW, gb), moments):
+                m *= beta1
+                m += (1 - beta1) * grad
+                v *= beta2
+                v += (1 - beta2) * grad * grad
+                p -= (lr / (1 - beta1 ** step)) * m / (np.sqrt(v / (1 - beta2 ** step)) + eps)
         n_iter += 1
         if best.update(W, b):
             break
-    return n_iter, best.restore(W, b)
+    W, b, val_loss = best.best(W, b)
+    return W, b, n_iter, val_loss

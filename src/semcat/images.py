@@ -105,8 +105,10 @@ def read_image(path: str | Path, *, crop_databar: bool = True, max_side: int | N
     max_pixels : int
         Refuse images with more pixels than this (checked from the header, before decoding).
     max_decode_bytes : int
-        Refuse images whose decoded samples (pixels x channels x bytes per sample, after a JPEG's
-        reduced decode) would take more memory than this (checked from the header).
+        Images whose decoded samples (pixels x channels x bytes per sample, after a JPEG's
+        reduced decode) would take more memory than this (checked from the header) are decoded
+        band by band and area-reduced as they come (:mod:`semcat.large_decode`); refused only
+        when even the reduced output passes it or the file cannot be read in parts.
 
     Raises
     ------
@@ -144,13 +146,20 @@ def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar:
     """
     fmt = sniff_format(data, name)
     meta = None
-    if fmt == "TIFF":
-        raw, header, meta = _decode_tiff(data, name, max_pixels, max_decode_bytes)
-    else:
-        header = _HEADER_READERS[fmt](data, name)
-        _check_size(header, name, max_pixels)
-        _check_decode_bytes(header, name, max_decode_bytes, _jpeg_factor(header, max_side) if fmt == "JPEG" else 1)
-        raw = _decode_cv2(data, name, fmt, header, max_side)
+    try:
+        if fmt == "TIFF":
+            raw, header, meta = _decode_tiff(data, name, max_pixels, max_decode_bytes)
+        else:
+            header = _HEADER_READERS[fmt](data, name)
+            _check_size(header, name, max_pixels)
+            _check_decode_bytes(header, name, max_decode_bytes, _jpeg_factor(header, max_side) if fmt == "JPEG" else 1)
+            raw = _decode_cv2(data, name, fmt, header, max_side)
+    except _OverBudget as over:  # too large to decode whole: decode it band by band, reduced
+        from semcat.large_decode import decode_reduced
+
+        header = over.header
+        raw, meta = decode_reduced(data, name, fmt, header.rows, header.cols, max_side=max_side,
+                                   max_bytes=max_decode_bytes, gray=_to_gray, tiff_2d=_tiff_page_to_2d)
     rows, cols = header.rows, header.cols
     if meta is None and isinstance(name, Path):
         meta = read_sidecar(name, rows)
@@ -480,13 +489,21 @@ def _check_size(h: _Header, name: str | Path, max_pixels: int) -> None:
                                    f"raise max_pixels if the file is genuine)")
 
 
+class _OverBudget(ImageReadError):
+    """The header says a whole decode would pass the budget; ``read_image_bytes`` decodes it in bands."""
+
+    def __init__(self, path: str | Path, problem: str, header: _Header) -> None:
+        super().__init__(path, problem)
+        self.header = header
+
+
 def _check_decode_bytes(h: _Header, name: str | Path, max_bytes: int, reduce: int = 1) -> None:
     """Refuse, from the header, an image whose decoded samples would pass ``max_bytes``."""
     need = -(-h.rows // reduce) * -(-h.cols // reduce) * h.channels * -(-h.bit_depth // 8)
     if need > max_bytes:
-        raise ImageReadError(name, f"image too large to decode: {h.cols}x{h.rows} pixels x {h.channels} channel(s) "
+        raise _OverBudget(name, f"image too large to decode: {h.cols}x{h.rows} pixels x {h.channels} channel(s) "
                                    f"x {h.bit_depth} bits = {need / 2**20:,.0f} MiB exceeds the decode budget of "
-                                   f"{max_bytes / 2**20:,.0f} MiB (possible decompression bomb)")
+                                   f"{max_bytes / 2**20:,.0f} MiB (possible decompression bomb)", h)
 
 
 def _jpeg_factor(h: _Header, max_side: int | None) -> int:

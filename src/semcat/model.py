@@ -391,7 +391,8 @@ def load_model(path: str | Path) -> SemcatModel:
     known = {"format", "format_version", "backbone", "backbones", "feature_keys", "view", "crop_databar", "classes",
              "head", "calibration", "digest"}
     try:
-        model = SemcatModel(FeatureSpec(tuple(specs), meta["view"], meta["crop_databar"]), head, meta={k: v for k, v in meta.items() if k not in known},
+        model = SemcatModel(FeatureSpec(tuple(specs), meta["view"], meta["crop_databar"]), head,
+                            meta={k: v for k, v in meta.items() if k not in known},
                             calibration=meta.get("calibration"), extra_tensors=extra,
                             feature_keys=meta.get("feature_keys"))
     except (KeyError, ValueError) as exc:

@@ -62,12 +62,28 @@ def _signed_power(X: np.ndarray, power: float) -> np.ndarray:
 
 
 def _shrunk_precision(centred: np.ndarray, shrinkage: float) -> np.ndarray:
-    """Inverse of the covariance of ``centred`` shrunk towards a multiple of the identity (float32)."""
-    cov = centred.T @ centred / len(centred)
-    base = max(float(np.trace(cov)) / cov.shape[0], 1e-8)
-    cov = (1.0 - shrinkage) * cov + shrinkage * base * np.eye(cov.shape[0])
+    """Inverse of the covariance of ``centred`` shrunk towards a multiple of the identity (float32).
+
+    With fewer images than features (a few labels, 1280-wide features) the covariance has rank
+    n < D: its eigenvectors come from the thin SVD of the (n, D) data, and the rest of the space
+    has the shrinkage target's eigenvalue. Same matrix as ``eigh`` of the (D, D) covariance, at
+    O(n²D) instead of O(D³) (a background retrain ran 12 such ``eigh`` per calibration).
+    """
+    n, d = centred.shape
+    floor = 1e-3
+    if n < d:
+        _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+        base = max(float((sv ** 2).sum()) / n / d, 1e-8)
+        vals = np.maximum((1.0 - shrinkage) * sv ** 2 / n + shrinkage * base, floor * base)
+        rest = 1.0 / max(shrinkage * base, floor * base)
+        prec = (vt.T * (1.0 / vals - rest)) @ vt
+        prec[np.diag_indices(d)] += rest
+        return prec.astype(np.float32)
+    cov = centred.T @ centred / n
+    base = max(float(np.trace(cov)) / d, 1e-8)
+    cov = (1.0 - shrinkage) * cov + shrinkage * base * np.eye(d)
     vals, vecs = np.linalg.eigh(cov)
-    return ((vecs / np.maximum(vals, 1e-3 * base)) @ vecs.T).astype(np.float32)
+    return ((vecs / np.maximum(vals, floor * base)) @ vecs.T).astype(np.float32)
 
 
 def _sq_mahalanobis(Z: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:

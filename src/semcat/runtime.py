@@ -30,14 +30,15 @@ from abc import ABC, abstractmethod
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from semcat._io import atomic_write_text
-from semcat.backbones import BackboneSpec, build_model
+from semcat.backbones import BackboneSpec, build_model, embedded_weights_path, torch_extra_installed
 from semcat.config import compute_threads, semcat_home
 from semcat.errors import SemcatError
+from semcat.lite_graph import build_lite_model, read_legacy_state_dict
 
 if TYPE_CHECKING:
     import torch
@@ -110,6 +111,9 @@ class TorchRuntime(Runtime):
         channels_last: bool = True,
         threads: int | None = None,
     ) -> None:
+        if not torch_extra_installed():
+            raise SemcatError("--runtime torch needs torch and timm: pip install 'semcat[torch]' "
+                              "(or use --runtime openvino, the default's runtime)")
         import torch
 
         if spec.precision != "fp32":
@@ -232,38 +236,72 @@ def int8_record(spec: BackboneSpec) -> dict:
 
 
 def ensure_ir(spec: BackboneSpec) -> Path:
-    """Convert the torch model to fp32 IR once (atomic: .bin, check .json, then .xml last)."""
+    """Build the fp32 IR once (atomic: .bin, check .json, then .xml last).
+
+    The embedded EfficientNet-Lite weights become a graph without torch (:mod:`semcat.lite_graph`);
+    other backbones are converted from their torch model. Where torch is installed the IR's
+    features are compared with the torch model's and the cosine is stored in the check file.
+    """
     spec = replace(spec, precision="fp32")
     xml = ir_path(spec)
     if xml.exists() and xml.with_suffix(".bin").exists() and xml.with_suffix(".json").exists():
         return xml
     import openvino as ov
-    import torch
 
     xml.parent.mkdir(parents=True, exist_ok=True)
-    model = build_model(spec)
     example = _probe_batch(spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.trace deprecation noise inside convert_model
-        ov_model = ov.convert_model(model, example_input=torch.from_numpy(example[:1]))
-    ov_model.reshape([-1, 3, spec.input_size, spec.input_size])
+    if is_lite_graph(spec):
+        ov_model = build_lite_model(read_legacy_state_dict(embedded_weights_path(spec.weights)), spec.input_size)
+        builder = "semcat.lite_graph"
+    else:
+        ov_model = _convert_torch(spec, example)
+        builder = "openvino.convert_model"
     tmp = xml.with_name(f".{xml.stem}.{os.getpid()}.{threading.get_ident()}.tmp.xml")
     ov.save_model(ov_model, str(tmp), compress_to_fp16=False)  # fp16 weights would drift features
     compiled = ov.Core().compile_model(str(tmp), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    with torch.inference_mode():
-        ref = model(torch.from_numpy(example)).numpy()
     got = compiled(example)[0]
-    check = {"signature": spec.signature(), "cosine": _min_cosine(ref, got),
-             "max_abs": float(np.abs(ref - got).max()), "openvino": ov.get_version()}
+    check: dict = {"signature": spec.signature(), "builder": builder, "openvino": ov.get_version()}
+    if torch_extra_installed():
+        ref = _torch_features(spec, example)
+        check.update(cosine=_min_cosine(ref, got), max_abs=float(np.abs(ref - got).max()))
+    else:  # the lite graph is checked against torch by the test suite (tests/test_lite_graph.py)
+        check.update(cosine=None, reference="none here: torch is not installed")
     os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
     atomic_write_text(xml.with_suffix(".json"), json.dumps(check, indent=1))
     os.replace(tmp, xml)
     return xml
 
 
+def is_lite_graph(spec: BackboneSpec) -> bool:
+    """Whether this backbone's IR is built by :mod:`semcat.lite_graph` (embedded Lite weights)."""
+    return spec.weights.startswith("embedded:") and spec.timm_name.startswith("tf_efficientnet_lite")
+
+
+def _convert_torch(spec: BackboneSpec, example: np.ndarray) -> Any:
+    if not torch_extra_installed():
+        raise SemcatError(f"backbone {spec.name} needs torch and timm: pip install 'semcat[torch]'")
+    import openvino as ov
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace deprecation noise inside convert_model
+        ov_model = ov.convert_model(build_model(spec), example_input=torch.from_numpy(example[:1]))
+    ov_model.reshape([-1, 3, spec.input_size, spec.input_size])
+    return ov_model
+
+
+def _torch_features(spec: BackboneSpec, batch: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return build_model(spec)(torch.from_numpy(batch)).numpy()
+
+
 def is_faithful(spec: BackboneSpec) -> bool:
     """Whether OpenVINO reproduced torch fp32 features for this backbone at conversion time."""
     data = json.loads(ensure_ir(spec).with_suffix(".json").read_text())
+    if data.get("cosine") is None:  # built without torch: faithful by construction, tested in CI
+        return data.get("builder") == "semcat.lite_graph"
     return float(data["cosine"]) >= FAITHFUL_COSINE
 
 
@@ -309,7 +347,9 @@ def planned_runtime(spec: BackboneSpec) -> str:
     check = ir_path(spec).with_suffix(".json")
     if not check.exists():
         return "openvino (IR converted on first use)"
-    cosine = float(json.loads(check.read_text())["cosine"])
+    cosine = json.loads(check.read_text()).get("cosine")
+    if cosine is None:
+        return "openvino (Lite graph built without torch)"
     return f"openvino (cosine {cosine:.6f} to torch)" if cosine >= FAITHFUL_COSINE else "torch (OpenVINO IR not faithful)"
 
 
@@ -319,7 +359,9 @@ def _cuda_available() -> bool:
     Importing a CUDA build of torch maps ~480 MiB of libraries into the process: with the IR
     cached, an OpenVINO run never needs torch, and peak memory is about half without it.
     """
-    if "torch" not in sys.modules and sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
+    if not torch_extra_installed():
+        return False
+    if sys.modules.get("torch") is None and sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
         return False
     import torch
 

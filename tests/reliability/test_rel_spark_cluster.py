@@ -128,7 +128,10 @@ def test_driver_killed_mid_ingest_resumes_on_the_packed_environment(cluster, mod
     executor dependencies (numpy, pandas, pyarrow, OpenVINO...) take ~30 s to pack, so here
     executors reach them through PYTHONPATH to this venv's site-packages. semcat itself is importable only from the
     archive (an editable install is a .pth file, which PYTHONPATH ignores), and ``PYSPARK_PYTHON``
-    names ``./environment/bin/python``, which exists only where the archive was unpacked.
+    names ``./environment/bin/python``, which exists only where the archive was unpacked. The
+    archive holds no bytecode, and executors may write it (``PYTHONDONTWRITEBYTECODE`` emptied), so
+    ``semcat/engines/__pycache__/spark.*.pyc`` in an unpacked archive shows an executor imported
+    the engine from it.
     """
     site = sysconfig.get_paths()["purelib"]
     base_python = os.path.realpath(Path(sys.base_prefix) / "bin" / "python3")
@@ -142,6 +145,7 @@ def test_driver_killed_mid_ingest_resumes_on_the_packed_environment(cluster, mod
     cmd = [*SEMCAT, "ingest", str(images), "--model", str(model_path), "--engine", "spark", "--master",
            cluster.url, "--conf", "spark.archives=env.tar.gz#environment", "--conf",
            f"spark.executorEnv.PYTHONPATH={site}", "--conf", "spark.cores.max=1",  # one executor: CI time
+           "--conf", "spark.executorEnv.PYTHONDONTWRITEBYTECODE=",
            "--db", f"sqlite:///{db}", "--chunk-size", "8"]
     env = _cli_env(PYSPARK_PYTHON="./environment/bin/python")
     n = len(list(images.iterdir()))
@@ -171,13 +175,16 @@ def test_driver_killed_mid_ingest_resumes_on_the_packed_environment(cluster, mod
         preds = con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
         locations = con.execute("SELECT COUNT(*) FROM image_paths").fetchone()[0]
     unpacked = list(cluster.workdir.glob("worker-*/app-*/*/environment/lib/python*/site-packages/semcat"))
+    ran = [u for u in unpacked if any((u / "engines" / "__pycache__").glob("spark.*.pyc"))]
     dup = (len(paths) - len(set(paths))) + (images_ - distinct) + (preds - n) + (locations - n)
     figures.add("spark cluster: driver SIGKILLed mid-ingest, re-run (packed env, sqlite)", inputs=n,
-                failures=int(reused != len(done_before)) + int(not unpacked),
+                failures=int(reused != len(done_before)) + int(not ran),
                 lost=n - min(distinct, len(set(paths))), duplicated=dup,
                 notes=f"{len(done_before)} images classified before the kill were reused, {n - reused} "
-                      f"classified by the re-run; {len(unpacked)} executors ran semcat from the archive")
+                      f"classified by the re-run; {len(ran)} of {len(unpacked)} executors that unpacked the "
+                      "archive imported the Spark engine from it")
     assert unpacked, "no executor unpacked the archive"
+    assert ran, "no executor imported semcat from the unpacked archive (no bytecode written there)"
     assert reused == len(done_before)
     assert sorted(set(paths)) == sorted(str(p.absolute()) for p in images.iterdir())
     assert len(paths) == n, "an image was classified twice (duplicate rows in the Spark output)"

@@ -229,7 +229,7 @@ def test_web_api_under_load(db_url, tmp_path, figures) -> None:
     with open_catalog(db_url) as cat:
         assert cat.ingest([images], progress=False).failed == 0
         shas = [r.sha256 for r in cat.search(limit=1000)]
-    server = Served("--db", db_url, "--storage", tmp_path / "storage", "--workers", LOAD_WORKERS,
+    server = Served("--db", db_url, "--storage", tmp_path / "storage", "--workers", LOAD_WORKERS, "--retrain-every", 0,
                     log=tmp_path / "serve.log", env={"SEMCAT_HOME": str(tmp_path / "home")})
     try:
         by_kind, errors = asyncio.run(load(server.url, shas, LOAD_SECONDS))

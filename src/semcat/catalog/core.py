@@ -243,6 +243,12 @@ class Catalog:
                 out.append((rec.path, rec.sha256, rec.label))
         return out
 
+    def confirmation_count(self) -> int:
+        """Labels people have confirmed, counting each confirmation (undone ones are gone): the
+        clock of background retraining (``semcat serve --retrain-every``)."""
+        with self.db.read() as conn:
+            return conn.execute(select(func.count()).select_from(Label).where(Label.source == "human")).scalar_one()
+
     def existing_path(self, sha256: str) -> Path | None:
         """A catalogued file with this content that still exists on disk."""
         with self.db.read() as conn:
@@ -267,8 +273,9 @@ class Catalog:
 
     # ---- writes by people (review) ---------------------------------------------------------------
     def confirm(self, sha256: str, label: str, *, who: str | None, source: str = "human",
-                allowed: Iterable[str] | None = None) -> None:
+                allowed: Iterable[str] | None = None) -> str:
         """Record a confirmed class; the latest label wins and the older ones stay in history.
+        Returns the image's full hash (``sha256`` may be a unique prefix).
 
         A label must be a known category (``allowed``, else :meth:`known_labels`): an unknown
         one is refused, never stored, so a typo cannot start a class of its own. Create a new
@@ -276,7 +283,9 @@ class Catalog:
         """
         self._check_label(label, source, allowed)
         with self.db.write() as conn:
-            _write_labels(conn, [_resolve(conn, sha256)], label, who, source)
+            sha = _resolve(conn, sha256)
+            _write_labels(conn, [sha], label, who, source)
+        return sha
 
     def confirm_many(self, shas: Iterable[str], label: str, *, who: str | None, source: str = "human",
                      allowed: Iterable[str] | None = None) -> int:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import errno
-import math
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, Optional
@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
+from semcat._validation import check_number, check_query_text
 from semcat.errors import SemcatWarning
 
 
@@ -51,27 +52,24 @@ def shown(value: object) -> str:
     return _UNSAFE.sub(_escape, str(value))
 
 
-MAX_COUNT = 2**31 - 1
-"""Largest value of a count option (--limit, -k, --top-k, --batch-size): beyond it SQL integers and
-array sizes overflow; ``max=MAX_COUNT`` makes a larger one a usage error (exit 2)."""
+def _option_check(check: Callable[..., Any], value: Any, **bounds: Any) -> Any:
+    """Run a ``semcat._validation`` check as an option callback: its one-line ``ValueError`` becomes
+    a usage error (exit 2) that click prefixes with the option's name."""
+    try:
+        return check("value", value, **bounds)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("value: ")) from None
 
 
 def finite(value: float | None) -> float | None:
     """Option callback: NaN and infinities are usage errors (exit 2), never a silent empty result."""
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"expected a finite number, got {value}")
-    return value
-
-
-MAX_TEXT = 4096
-"""Longest search text (a path is at most 4096 bytes on Linux); a longer one is a usage error."""
+    return _option_check(check_number, value)
 
 
 def bounded_text(value: str | None) -> str | None:
-    """Option callback: search text longer than ``MAX_TEXT`` or holding NUL is a usage error."""
-    if value is not None and (len(value) > MAX_TEXT or "\x00" in value):
-        raise typer.BadParameter(f"expected at most {MAX_TEXT} characters without NUL, got {len(value)}")
-    return value
+    """Option callback: search text with control characters or over ``MAX_QUERY_TEXT`` characters is
+    a usage error (the web's rule: ``semcat._validation.check_query_text``)."""
+    return _option_check(check_query_text, value)
 
 
 def error(message: object) -> None:

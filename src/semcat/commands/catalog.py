@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from semcat._validation import MAX_COUNT
 from semcat.commands._common import (
-    MAX_COUNT,
     PRECISION_HELP,
     ChunkOpt,
     Engine,

@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from semcat._validation import MAX_COUNT
 from semcat.backbones import DEFAULT_BACKBONE
 from semcat.commands._common import (
-    MAX_COUNT,
     PRECISION_HELP,
     BatchSummary,
     ChunkOpt,
@@ -25,6 +25,7 @@ from semcat.commands._common import (
     spark_conf,
 )
 from semcat.engines.spark import DEFAULT_CHUNK
+from semcat.errors import SemcatError
 
 
 class RuntimeChoice(str, Enum):
@@ -54,7 +55,11 @@ def backbones(
         raise typer.Exit(code=1)
     table = Table("name", "input", "features", "weights", "runtimes", "licence")
     for name in names:
-        s = get_backbone(name)
+        try:
+            s = get_backbone(name)
+        except SemcatError:  # a timm backbone without the torch extra installed
+            table.add_row(name, "", "", "needs pip install 'semcat[torch]'", "", "")
+            continue
         table.add_row(name, f"{s.input_size}px", str(s.feature_dim), s.weights, ",".join(s.runtimes), s.licence)
     plain_console(width=None if sys.stdout.isatty() else 200).print(table)
     if all_timm:

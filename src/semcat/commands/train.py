@@ -14,9 +14,9 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from semcat._validation import MAX_COUNT
 from semcat.backbones import DEFAULT_BACKBONE
 from semcat.commands._common import (
-    MAX_COUNT,
     PRECISION_HELP,
     BatchSummary,
     ChunkOpt,
@@ -72,18 +72,14 @@ def _from_catalog(url: str, group_by: str | None) -> Any:
     """Confirmed catalog labels as a LabelledSet, split by content hash like a folder dataset; the
     duplicate groups stored by ``semcat duplicates --db`` stay in one split."""
     from semcat.catalog import open_catalog
-    from semcat.dataset import assign_split
-    from semcat.training import LabelledSet
+    from semcat.retrain import catalog_labelled_set
 
     with open_catalog(url) as cat:
-        rows = cat.confirmed_labels()
-        keys = cat.duplicate_keys()
+        data = catalog_labelled_set(cat, split=True)
     if group_by:
         err_console.print("note: --group-by applies to folders only; catalog images are split by content hash "
                           "and duplicate group (semcat duplicates --db)")
-    return LabelledSet([p for p, _, _ in rows], [lab for _, _, lab in rows],
-                       [assign_split(keys.get(h, h)) for _, h, _ in rows],
-                       sorted({lab for _, _, lab in rows}), [], url)
+    return data
 
 
 def train(

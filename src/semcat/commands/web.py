@@ -20,25 +20,34 @@ def serve(
     storage: Annotated[Path | None, typer.Option("--storage", file_okay=False, help="Folder uploaded images are stored in; default ~/.semcat/storage.")] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", callback=finite, min=0.001, help="Largest upload request in MB.")] = 200.0,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes (each uses one CPU core); 2 or more for many concurrent users.")] = 1,
-    max_decode_mb: Annotated[float, typer.Option("--max-decode-mb", callback=finite, min=1, max=65536, help="Largest decoded image (pixels x channels x bytes per sample) a thumbnail or upload may need, in MiB.")] = 256.0,
+    max_decode_mb: Annotated[float, typer.Option("--max-decode-mb", callback=finite, min=1, max=65536, help="Decode budget in MiB (pixels x channels x bytes per sample): a larger image is decoded band by band, reduced.")] = 256.0,
+    max_decodes: Annotated[int, typer.Option("--max-decodes", min=1, max=64, help="Images decoded at once per server process (thumbnails, uploads); further requests wait.")] = 2,
+    retrain_every: Annotated[int, typer.Option("--retrain-every", min=0, max=10**9, help="Retrain and calibrate on the confirmed labels in the background after every N confirmations (semcat retrain); the new model goes live for new requests. 0 = never.")] = 50,
+    models_dir: Annotated[Path | None, typer.Option("--models-dir", file_okay=False, help="Folder of retrained models; default one per catalogue under $SEMCAT_HOME/models (as semcat retrain).")] = None,
 ) -> None:
     """Serve the catalog in a browser: grid, search, image pages, review queue, dashboard, upload, REST API (/docs).
 
-    Example: semcat serve --db catalog.db --workers 2
+    The newest model retrained on this catalogue (``semcat retrain``, or in the background every
+    --retrain-every confirmations) is live; --model is the one before any retrain.
+
+    Example: semcat serve --db catalog.db --workers 2 --retrain-every 50
     """
     import uvicorn
     from semcat.errors import SemcatError
     from semcat.web.app import create_app
+    from semcat.web.retraining import after_confirmations
     from semcat.web.settings import Settings
 
     settings = Settings(host=host, port=port, token=token, read_token=read_token, read_only=read_only,
                         model_path=model, storage_dir=storage, max_upload_bytes=int(max_upload_mb * 1e6),
-                        max_decode_bytes=int(max_decode_mb * 2**20))
+                        max_decode_bytes=int(max_decode_mb * 2**20), max_decodes=max_decodes,
+                        retrain_every=retrain_every, models_dir=models_dir)
     if db:
         settings.db_url = db
     try:
         app = create_app(settings)
         app.state.semcat.model()  # a corrupt or tampered --model refuses start-up, not every request later
+        after_confirmations(app.state.semcat)  # a retrain due before a restart starts now
     except SemcatError as exc:
         error(exc)
         raise typer.Exit(code=2) from None

@@ -29,7 +29,7 @@ from semcat.engines import run_at_precision
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
     from semcat.featurespec import FeatureSpec
 
@@ -192,7 +192,9 @@ def _list_paths(p: Path) -> list[str]:
 # --------------------------------------------------------------------------- executor side
 
 _MODELS: dict[str, Any] = {}
-"""Executor-process cache: model path → loaded SemcatModel (loaded once per Python worker)."""
+"""Executor-process cache: model id (digest) → loaded SemcatModel, so each Python worker loads and
+compiles a model once for every later task and job of the session, and a model file replaced at
+the same path is never answered from the cache."""
 
 
 def _one_thread() -> None:
@@ -205,12 +207,17 @@ def _one_thread() -> None:
     os.environ.setdefault("SEMCAT_THREADS", "1")
 
 
-def _cached_model(model_path: str) -> Any:
-    model = _MODELS.get(model_path)
+def _cached_model(model_path: str, model_id: str) -> Any:
+    model = _MODELS.get(model_id)
     if model is None:
+        from semcat.errors import ModelFileError
         from semcat.model import load_model
 
-        model = _MODELS[model_path] = load_model(model_path)
+        model = load_model(model_path)
+        if model.model_id != model_id:
+            raise ModelFileError(f"{model_path}: the model file changed after the job started (model id "
+                                 f"{model.model_id[:12]}, the driver's {model_id[:12]}); run the job again.")
+        _MODELS[model_id] = model
     return model
 
 
@@ -226,7 +233,7 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
         import pandas as pd
 
         _one_thread()
-        model = _cached_model(model_path)
+        model = _cached_model(model_path, model_id)
         model.use_precision(precision)  # resolved on the driver: every executor computes alike
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
@@ -303,16 +310,15 @@ def _run_chunks(
     partitions: int | None,
     progress: bool,
     what: str,
-    on_chunk: Callable[[DataFrame], None] | None = None,
 ) -> tuple[int, int, int]:
     """Run ``fn`` over ``paths`` chunk by chunk, appending each chunk's rows to ``out``.
 
     A driver killed mid-chunk leaves its tasks' files under ``out/_temporary``; the next job's
     commit would move the finished ones into ``out`` next to their re-run (duplicate rows), so
-    they are deleted first: the chunk is redone as a whole.
+    they are deleted first: the chunk is redone as a whole. Each chunk is one Spark job; its
+    ok/failed counts come from the part files it added (a second job over cached rows cost
+    seconds per chunk).
     """
-    from pyspark.sql import functions as F
-
     shutil.rmtree(out / "_temporary", ignore_errors=True)
     done = _done_paths(spark, out)
     todo = [p for p in paths if p not in done]
@@ -325,21 +331,23 @@ def _run_chunks(
             n_parts = partitions or _auto_partitions(len(chunk), parallelism)
             rdd = spark.sparkContext.parallelize([(p,) for p in chunk], n_parts)
             df = spark.createDataFrame(rdd, "path string")
-            result = df.mapInPandas(fn, schema).cache()
-            try:
-                result.write.mode("append").parquet(str(out))
-                counts = result.groupBy(F.col("error").isNull().alias("ok")).count().collect()
-                if on_chunk is not None:
-                    on_chunk(result)
-            finally:
-                result.unpersist()
-            for row in counts:
-                if row["ok"]:
-                    ok += row["count"]
-                else:
-                    failed += row["count"]
+            before = set(out.glob("*.parquet"))
+            df.mapInPandas(fn, schema).write.mode("append").parquet(str(out))
+            rows, errors = _count_rows(sorted(set(out.glob("*.parquet")) - before))
+            ok, failed = ok + rows - errors, failed + errors
             advance(len(chunk))
     return ok, failed, skipped
+
+
+def _count_rows(files: Sequence[Path]) -> tuple[int, int]:
+    """(rows, rows with an error) of Parquet part files, reading only their ``error`` column."""
+    import pyarrow.parquet as pq
+
+    rows = errors = 0
+    for f in files:
+        col = pq.read_table(f, columns=["error"]).column("error")
+        rows, errors = rows + len(col), errors + len(col) - col.null_count
+    return rows, errors
 
 
 _TASK_IMAGES = 128
@@ -350,8 +358,14 @@ the time of two independent processes with 625-image tasks, 1.09x with 128)."""
 
 
 def _auto_partitions(n_paths: int, parallelism: int) -> int:
-    """Tasks per chunk: at least 4 per core, and none much over ``_TASK_IMAGES`` images."""
-    return max(1, min(n_paths, max(parallelism * 4, -(-n_paths // _TASK_IMAGES))))
+    """Tasks per chunk: one per core at least, and none much over ``_TASK_IMAGES`` images.
+
+    Each task costs a fixed time on top of its images (scheduling, handing the batch to the
+    Python worker, writing and committing its part file): timestamps from the Python workers on a
+    standalone cluster showed 6.5 s between 8 tasks of one job against 1.0 s between 2
+    (``benchmarks/results/spark_overhead.md``), so a small job gets one task per core, not four.
+    """
+    return max(1, min(n_paths, max(parallelism, -(-n_paths // _TASK_IMAGES))))
 
 
 class _progress:
@@ -428,8 +442,8 @@ def classify(
     chunk_size : int
         Paths per Spark job: the unit of progress and of work lost on Ctrl-C.
     partitions : int or None
-        Tasks per chunk; None = at least 4 per core and about 128 images per task, so
-        stragglers balance out and no core idles long at the end of a chunk.
+        Tasks per chunk; None = one per core at least and about 128 images per task, so a
+        large chunk's stragglers balance out and a small chunk pays few per-task costs.
     use_cache : bool
         Executors read/write the feature cache (``SEMCAT_HOME``); only with a cache on a
         shared filesystem, or each node keeps its own.

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from semcat import __version__, units
 from semcat._storage import storage_problem
-from semcat.web import browse, catalog_map, dashboard, login, review, upload
+from semcat.web import browse, catalog_map, dashboard, login, retraining, review, upload
 from semcat.web.apidocs import add_api_docs
 from semcat.web.context import WebState, is_api, template_dir
 from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, Revoked, SessionSigner, load_secret
@@ -49,6 +49,7 @@ ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
     (["POST"], "/api/images/{sha256}/notes", review.add_note, API),
     (["GET"], "/review", review.queue_page, HTML),
     (["GET"], "/api/review", review.queue_page, API),
+    (["GET"], "/api/model", retraining.model_page, API),
     (["GET"], "/map", catalog_map.map_page, HTML),
     (["GET"], "/api/map", catalog_map.map_page, API),
     (["POST"], "/api/labels", catalog_map.label_many, API),

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from semcat.web.context import FastJSONResponse, check_hash, payload, render, state
+from semcat.web.retraining import after_confirmations
 from semcat.web.security import User, require_reviewer
 
 MAX_SELECTION = 100_000
@@ -55,7 +56,7 @@ def _label_many(request: Request, data: dict, user: User) -> Response:
         raise HTTPException(400, f"sha256: expected a list of 1 to {MAX_SELECTION} image hashes")
     shas = [check_hash(str(s)) for s in shas]
     label = data.get("label")
-    classes = state(request).classes()
+    classes = state(request).classes_with(label)
     if not isinstance(label, str) or label not in classes:
         raise HTTPException(400, f"label: expected one of {', '.join(classes)}; got {label!r}")
     from semcat.catalog import CatalogError
@@ -64,6 +65,7 @@ def _label_many(request: Request, data: dict, user: User) -> Response:
         n = state(request).catalog.confirm_many(shas, label, who=user.name, source="human", allowed=classes)
     except CatalogError as exc:
         raise HTTPException(404, str(exc)) from None
+    after_confirmations(state(request))
     return FastJSONResponse({"labelled": n, "label": label})
 
 

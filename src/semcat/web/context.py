@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from semcat.web.settings import Settings
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 HASH_PREFIX_RE = re.compile(r"^[0-9a-f]{6,64}$")
+CATEGORIES_TTL_S = 2.0
+"""Longest a server process shows a category list older than the catalog's (another process added one)."""
 
 
 @dataclass
@@ -34,29 +37,56 @@ class WebState:
     templates: Jinja2Templates
     _model: Any = None
     _model_lock: threading.Lock = field(default_factory=threading.Lock)
+    _created: tuple[float, list[str]] | None = None
     decodes: threading.BoundedSemaphore = field(init=False)
     """Slots images are decoded in: ``settings.max_decodes`` at once, across all requests."""
 
     def __post_init__(self) -> None:
         self.decodes = threading.BoundedSemaphore(self.settings.max_decodes)
 
+    _model_file: Path | None = None
+
+    def model_file(self) -> Path | None:
+        """The live retrained model's file (``semcat.retrain``), else ``--model``, else None."""
+        from semcat.retrain import live_model_file
+
+        return live_model_file(self.settings.retrain_dir) or self.settings.model_path
+
     def model(self) -> Any:
-        """The ``SemcatModel`` from ``--model`` (loaded on first use), or None when none was given."""
-        if self.settings.model_path is None:
+        """The live ``SemcatModel`` (loaded on first use, reloaded when a retrain replaces it), or None."""
+        path = self.model_file()
+        if path is None:
             return None
         with self._model_lock:
-            if self._model is None:
+            if self._model is None or path != self._model_file:
                 from semcat.model import load_model
 
-                self._model = load_model(self.settings.model_path)
+                self._model, self._model_file = load_model(path), path
             return self._model
 
-    def classes(self) -> list[str]:
+    def created_categories(self, *, fresh: bool = False) -> list[str]:
+        """The catalog's created categories, read at most every ``CATEGORIES_TTL_S`` (or now, ``fresh``):
+        every page and label write needs them, and the read was a transaction of its own."""
+        now = time.monotonic()
+        cached = self._created
+        if fresh or cached is None or now - cached[0] > CATEGORIES_TTL_S:
+            cached = self._created = (now, self.catalog.categories())
+        return cached[1]
+
+    def classes(self, *, fresh: bool = False) -> list[str]:
         """Classes a reviewer can choose: the model's, else the 10 NFFA categories, then the
         categories created in the catalog (in creation order, so keys stay put)."""
+        from semcat.retrain import choices
+
         model = self.model()
-        base = list(model.classes) if model is not None else list(CATEGORIES)
-        return base + [c for c in self.catalog.categories() if c not in base]
+        base = choices(model) if model is not None else list(CATEGORIES)
+        return base + [c for c in self.created_categories(fresh=fresh) if c not in base]
+
+    def classes_with(self, label: object) -> list[str]:
+        """``classes()``, read again from the catalog when ``label`` is not among them: a category
+        created a moment ago, maybe by another ``--workers`` process, is accepted at once."""
+        classes = self.classes()
+        return classes if label in classes else self.classes(fresh=True)
 
 
 def state(request: Request) -> WebState:

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from semcat._validation import MAX_OFFSET, check_query_text
 from semcat.web.browse import get_record, resolve_hash
 from semcat.web.context import FastJSONResponse, check_hash, is_api, payload, render, state
+from semcat.web.retraining import after_confirmations, model_info
 from semcat.web.security import User, require_reviewer, safe_next
 
 KEYS = "1234567890abcdefghijklmopqrstuvwxyz"
@@ -67,12 +68,13 @@ def queue_page(request: Request,
     qs = f"&strategy={strategy}" if strategy else ""
     context = {
         "queue": queue, "current": current, "offset": offset, "remaining": cat.review_count(),
-        "choices": choices(current, classes, suggest(cat, current["sha256"], cat.categories())) if current else [],
+        "choices": choices(current, classes, suggest(cat, current["sha256"], st.created_categories())) if current else [],
         "prev_offset": offset - 1 if offset else None,
         "next_offset": offset + 1 if len(queue) > 1 else None,
         "strategy": strategy, "qs": qs,
         "labelled": {"sha256": just.sha256, "label": just.label, "name": (just.path or just.sha256).rsplit("/", 1)[-1]}
         if just is not None and just.label else None,
+        "model": model_info(st),
     }
     return render(request, "review.html", context)
 
@@ -96,13 +98,19 @@ def _done(request: Request, data: dict, sha256: str) -> Response:
 
 
 def _confirm(request: Request, data: dict, sha256: str, user: User) -> Response:
-    sha = resolve_hash(request, sha256)
+    from semcat.catalog import CatalogError
+
     label = _text(data, "label", 200)
-    classes = state(request).classes()
+    classes = state(request).classes_with(label)
     if label not in classes:
         raise HTTPException(400, f"label: expected one of {', '.join(classes)} (or create a new category "
                                  f"first); got {label[:80]!r}")
-    state(request).catalog.confirm(sha, label, who=user.name, source="human", allowed=classes)
+    try:  # the write transaction resolves the hash itself: no separate lookup first
+        sha = state(request).catalog.confirm(check_hash(sha256, prefix=True), label, who=user.name,
+                                             source="human", allowed=classes)
+    except CatalogError:
+        raise HTTPException(404, f"no catalogued image has the hash {sha256[:80]!r}") from None
+    after_confirmations(state(request))
     return _done(request, data, sha)
 
 
@@ -123,9 +131,10 @@ def _new_category(request: Request, data: dict, user: User) -> Response:
     sha = data.get("sha256")
     if sha:  # create and label the image in one step
         record = get_record(request, str(sha))
-        cat.confirm(record.sha256, name, who=user.name, source="human", allowed=state(request).classes())
+        cat.confirm(record.sha256, name, who=user.name, source="human", allowed=state(request).classes(fresh=True))
+        after_confirmations(state(request))
     if is_api(request):
-        return FastJSONResponse({"category": name, "categories": state(request).classes()})
+        return FastJSONResponse({"category": name, "categories": state(request).classes(fresh=True)})
     return RedirectResponse(safe_next(data.get("next") or "/review"), 303)
 
 

@@ -15,7 +15,7 @@ from semcat.errors import SemcatError
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 SETTINGS_ENV = "SEMCAT_SERVE_SETTINGS"
 """Environment variable that hands the settings to each ``semcat serve --workers N`` process."""
-_PATHS = ("model_path", "storage_dir", "secret_file")
+_PATHS = ("model_path", "storage_dir", "secret_file", "models_dir")
 
 
 class InsecureBindError(SemcatError):
@@ -63,6 +63,10 @@ class Settings:
     """Images decoded at once; further requests wait (so eight big uploads cannot exhaust memory)."""
     local_user: str = field(default_factory=_local_user)
     secret_file: Path | None = None
+    retrain_every: int = 0
+    """Confirmations between background retrains (``semcat.retrain``); 0 = never."""
+    models_dir: Path | None = None
+    """Folder of retrained models (default: ``semcat.retrain.models_dir`` of the catalogue)."""
 
     def check(self) -> None:
         """Refuse combinations that would expose the catalog; raise ``InsecureBindError``."""
@@ -87,6 +91,13 @@ class Settings:
     def storage(self) -> Path:
         """Folder uploaded images are stored in; nothing is ever written outside it."""
         return (self.storage_dir or semcat_home() / "storage").resolve()
+
+    @property
+    def retrain_dir(self) -> Path:
+        """Folder of the catalogue's retrained models: its ``live.json`` names the live one."""
+        from semcat.retrain import models_dir
+
+        return models_dir(self.db_url, self.models_dir)
 
     @property
     def secret_path(self) -> Path:
