@@ -66,14 +66,14 @@ class FeatureSpec:
         *,
         view: str = DEFAULT_VIEW,
         crop_databar: bool = True,
-        precision: str = "fp32",
+        precision: str | None = None,
         runtime: str = "auto",
         weights: str | Sequence[str | None] | None = None,
     ) -> FeatureSpec:
         """The spec of a (possibly ``+``-joined) backbone name or of given BackboneSpecs.
 
         ``precision`` is ``fp32``, ``int8`` or ``auto`` (:func:`semcat.quantize.resolve_precision`,
-        decided here, once). ``weights`` overrides the weights source (one entry per ``+`` part, or
+        decided here, once); None keeps the specs' own (fp32 for names). ``weights`` overrides the weights source (one entry per ``+`` part, or
         one string for a single backbone). Unknown names raise with close matches.
         """
         if isinstance(backbone, str):
@@ -85,7 +85,7 @@ class FeatureSpec:
         else:
             specs = [backbone] if isinstance(backbone, BackboneSpec) else list(backbone)
         spec = cls(tuple(specs), view, crop_databar, runtime)
-        return spec if precision == "fp32" and spec.precision == "fp32" else spec.at_precision(precision)
+        return spec if precision is None else spec.at_precision(precision)
 
     def at_precision(self, choice: str) -> FeatureSpec:
         """This spec computing at ``choice`` (fp32/int8/auto, resolved on the first backbone)."""
