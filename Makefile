@@ -8,7 +8,7 @@ FULL := $(VENV)/.semcat-full
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench bench-full docs clean
 
 # The default install: the whole default pipeline, without torch (OpenVINO runs the backbone).
 $(BASE): pyproject.toml
@@ -31,8 +31,11 @@ demo: $(BASE)
 test: $(FULL)
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-bench: $(FULL)
+bench: $(FULL)  # every benchmark once at a quick size, then BENCHMARKS.md
 	$(PY) benchmarks/run_all.py
+
+bench-full: $(FULL)  # every results file at the size its committed figures come from (hours)
+	$(PY) benchmarks/run_all.py --full
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

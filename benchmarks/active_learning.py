@@ -19,17 +19,14 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._sysinfo import machine_description as machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from duplicates import provenance  # noqa: E402  (one place for the results header)
-from _results import write_results
+from _results import header, write_results  # noqa: E402
 
 STRATEGIES = ("random", "uncertainty", "diversity", "hybrid")
 
@@ -115,15 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return f"{np.mean(v):.0f}" if all(n is not None for n in v) else "not reached"
 
     rand = np.mean([n for n in needed["random"] if n is not None] or [np.nan])
-    lines = [
-        f"# Active learning: labels to reach 95 % of the full-data accuracy ({args.per_class} images per "
-        f"category, seeds {args.seeds})",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run time {time.perf_counter() - started:.0f} s",
-        f"- machine: {machine()}",
-        *provenance(),
-        f"- command: `python benchmarks/active_learning.py --per-class {args.per_class} --size {args.size} "
-        f"--seeds {args.seeds} --data-seed {args.data_seed} --start {args.start} --batch {args.batch}`",
+    lines = header(f"Active learning: labels to reach 95 % of the full-data accuracy ({args.per_class} images per "
+                   f"category, seeds {args.seeds})", started=started, argv=argv) + [
         f"- data: {len(y)} synthetic images, 10 categories, data bars on; pool {len(x)}, test {len(xt)} "
         "(split by sample)",
         f"- full-data accuracy (head on the whole pool): {full:.3f}; target 95 % of it: {target:.3f}",

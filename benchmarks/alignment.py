@@ -16,12 +16,11 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._sysinfo import machine_description as machine
+from _results import header, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     r = ev.to_dict()["spearman"]
     verdict = lambda v, t: "pass" if v is not None and v >= t else "FAIL"  # noqa: E731
-    text = f"""# Nanowire alignment
-
-{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {machine()}
-
-{args.n} synthetic nanowire images ({args.size} px), true nematic order parameter
+    text = f"""{args.n} synthetic nanowire images ({args.size} px), true nematic order parameter
 {min(ev.truth):.2f}–{max(ev.truth):.2f}; learned head trained on {args.train} perfectly aligned +
 {args.train} random images only (as in the paper), backbone efficientnet_lite0.
 
@@ -90,9 +85,7 @@ Unreadable training files: {len(errors)}.
 
 ![alignment scores](../../docs/img/{args.plot.name})
 """
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(text)
+    write_results(args.out, header("Nanowire alignment", argv=argv) + ["", text.rstrip("\n")])
     return 0
 
 

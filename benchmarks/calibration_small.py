@@ -31,17 +31,13 @@ draw (a stopped run keeps the draws it finished; the header says how many).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._io import atomic_write_text
-from semcat._sysinfo import machine_description
 from semcat.calibration import (
     STATS_TENSOR,
     auto_threshold,
@@ -55,6 +51,8 @@ from semcat.crossfit import fold_ids, select_weight_decay
 from semcat.head import SoftmaxHead
 from semcat.featurespec import FeatureSpec
 from semcat.model import SemcatModel
+
+from _results import header, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUP_BY = "^([^_]+_[^_]+)_"  # the synthetic archive's <user>_<sample>_<nnn> names
@@ -173,31 +171,10 @@ def run(args: argparse.Namespace, root: Path,
         done(out, draw + 1)
 
 
-def _commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-        return sha + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _isa() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    return ", ".join(f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if f in flags)
-
-
-def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.Namespace, seconds: float,
-             argv: str, draws_done: int) -> str:
-    lines = [
-        f"# Small labelled sets: cross-fitted vs val-split calibration ({args.backbone}, view {args.view})",
-        "",
-        f"- script: `python benchmarks/calibration_small.py {argv}`".rstrip() + f"; run time {seconds:.0f} s",
-        f"- commit: {_commit()}; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine_description()}; instruction sets: {_isa()}",
+def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.Namespace, started: float,
+             draws_done: int) -> list[str]:
+    lines = header(f"Small labelled sets: cross-fitted vs val-split calibration ({args.backbone}, view {args.view})",
+                   started=started) + [
         (f"- data: synthetic, 10 categories, {SIZE} px with data bars; draws = seeds {args.seed}-{args.seed + args.draws - 1} "
          f"({draws_done} of {args.draws} draws completed, rows of the next one as far as they got: see each row's count; a size's images are the first N per category of its draw, of which the ~90% "
          f"outside the content-hash test split are labelled); untouched test set: {args.test_per_class} per "
@@ -225,12 +202,10 @@ def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.
             f"| {n} | {name} | {int(sum(r['t_auto_exists'] for r in rs))}/{len(rs)} draws | {mm(rs, 'unknown')} | {mm(rs, 'auto')} | "
             f"{prec} | {mm(rs, 'suggest')} | {mm(rs, 'manual')} | {mm(rs, 'accuracy')} | "
             f"{np.mean([r['seconds'] for r in rs]):.1f} | {np.mean([r['seconds'] for r in rs]) / base:.1f}x |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
-    import sys
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="20,50,200", help="labelled images per category (each <= 200)")
     ap.add_argument("--draws", type=int, default=3)
@@ -250,12 +225,10 @@ def main() -> None:
         ap.error(f"--sizes must be <= {POOL} per class")
     start = time.perf_counter()
     suffix = "".join(f"-{v}" for v, d in ((args.view, "center"), (args.backbone, "efficientnet_lite0")) if v != d)
-    argv = " ".join(f"'{a}'" if " " in a else a for a in sys.argv[1:])
 
     def done(out: dict[tuple[int, str], list[dict[str, float]]], draws: int) -> None:
-        text = markdown(out, args, time.perf_counter() - start, argv, draws)
-        atomic_write_text(RESULTS / (args.out or f"calibration_small{suffix}.md"), text)  # a stopped run keeps its draws
-        print(text, flush=True)
+        lines = markdown(out, args, start, draws)
+        write_results(RESULTS / (args.out or f"calibration_small{suffix}.md"), lines)  # a stopped run keeps its draws
 
     run(args, args.data, done)
 

@@ -16,24 +16,24 @@ Usage: ``python benchmarks/catalog.py [ROWS] [--vectors N] [--dim D] [--ingest M
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import shutil
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import insert, text
 
 from semcat import CATEGORIES
-from semcat._io import atomic_write_text, sha256_file
+from semcat._io import sha256_file
 from semcat.catalog import open_catalog
 from semcat.catalog.schema import Image, ImagePath, Measurement, Tag
 from semcat.catalog.search import Filters, search_query
 from semcat.catalog.similar import exact_search, new_ann_index
+
+from _results import header, write_results
 
 OUT = Path(__file__).resolve().parent / "results" / "catalog.md"
 DECISIONS = ("auto", "suggest", "manual", "unknown")
@@ -199,13 +199,8 @@ def main() -> None:
         ing = bench_ingest(a.ingest, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        "# Catalog: search latency, similar-image queries, ingest throughput", "",
-        f"- date: {now}",
-        f"- machine: {platform.node() or 'host'} · {platform.machine()} · {os.cpu_count()} CPUs · "
-        f"Python {platform.python_version()} · SQLite (WAL)",
-        f"- search: {a.rows:,} catalog rows ({f'filled in {fill_s:.0f} s' if fill_s else 'filled by an earlier run'}, "
+    lines = header("Catalog: search latency, similar-image queries, ingest throughput") + [
+        f"- search (SQLite, WAL): {a.rows:,} catalog rows ({f'filled in {fill_s:.0f} s' if fill_s else 'filled by an earlier run'}, "
         f"{db_mb:,.0f} MiB), "
         f"`Catalog.search(..., limit=50)` incl. building the records, {a.reps} runs per query; "
         "baseline = the same SQL forced to a full scan (`NOT INDEXED`). Target: p95 < 50 ms.", "",
@@ -228,10 +223,9 @@ def main() -> None:
         f"| `Catalog.ingest`, new images | {ing['new']:.0f} ({ing['new'] / ing['bare']:.2f}x baseline) |",
         f"| `Catalog.ingest`, unchanged re-ingest | {ing['unchanged']:.0f} "
         f"({ing['unchanged'] / ing['bare']:.1f}x baseline) |", "",
-        "Classification throughput with a model is the feature extractor's (see the features benchmark).", "",
+        "Classification throughput with a model is the feature extractor's (see the features benchmark).",
     ]
-    atomic_write_text(OUT, "\n".join(lines))
-    print("\n".join(lines))
+    write_results(OUT, lines)
 
 
 if __name__ == "__main__":

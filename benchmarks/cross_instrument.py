@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._io import atomic_write_text
-from semcat._sysinfo import machine_description as machine
 from semcat.crossval import METHODS, mean_std, run_methods
 from semcat.synth.instruments import write_instrument_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from duplicates import provenance  # noqa: E402  (one place for the results header)
+from _results import header, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -61,14 +58,7 @@ def main() -> int:
                         for g, m in r["per_group"].items():
                             acc.setdefault((name, g), []).append(m["accuracy"])
                     print(f"draw {d} {protocol:6s} {name:16s} {r['pooled']['accuracy']:.3f}", flush=True)
-    lines = [
-        "## Cross-instrument generalisation (synthetic instruments)",
-        "",
-        f"- script: `benchmarks/cross_instrument.py --instruments {a.instruments} --per-class {a.per_class} "
-        f"--size {a.size} --draws {a.draws} --seed {a.seed} --backbone {a.backbone}`",
-        *provenance(),
-        f"- machine: {machine()}",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+    lines = header("Cross-instrument generalisation (synthetic instruments)") + [
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
         f"charging streaks) x 10 categories x {a.per_class} images, {a.size} px PNG; a new set per draw",
         "- semcat: the default head on the default features (centre crop, data bar cropped); plain: "
@@ -88,8 +78,7 @@ def main() -> int:
     lines += [f"| {name} | " + " | ".join(mean_std(acc[(name, g)]) for g in groups) + " |" for name in methods]
     lines.append("")
     _plot(acc, methods, groups, a.plot)
-    atomic_write_text(a.out, "\n".join(lines))
-    print("\n".join(lines))
+    write_results(a.out, lines)
     return 0 if np.isfinite([v for vs in acc.values() for v in vs]).all() else 1
 
 

@@ -15,13 +15,11 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._sysinfo import machine_description as machine
-from _results import write_results
+from _results import header, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,12 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_sq = float(np.mean([r[1] for r in synth_rows]))
     mean_wide = float(np.mean([r[2] for r in synth_rows]))
     mean_write = float(np.mean([r[3] for r in synth_rows]))
-    lines = [
-        "# Synthetic data generation and dataset scan",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine()}",
-        f"- command: `python benchmarks/data.py --size {args.size} --n {args.n} --files {args.files}`",
+    lines = header("Synthetic data generation and dataset scan", argv=argv) + [
         "",
         f"## `generate_image` (one thread, {args.n} images per category)",
         "",

@@ -17,20 +17,17 @@ layout, the detected cut in red).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
 import numpy as np
 import tifffile
 
-from semcat._io import atomic_write_text
-from semcat._sysinfo import machine_description
+from _results import header, write_results
 from semcat.images import detect_databar, read_image, read_image_bytes, to_gray_float
 from semcat.synth.layouts import CONTENT_KINDS, LAYOUTS, bar_outcome, gallery
 
@@ -145,17 +142,10 @@ def read_cost(n: int = 30) -> dict[int | None, tuple[float, float]]:
             for side in (None, 448)}
 
 
-def report(args: argparse.Namespace, res: dict, real: list, cost: dict, seconds: float) -> str:
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
+def report(res: dict, real: list, cost: dict, started: float) -> list[str]:
     out = res["outcomes"]
-    lines = [
-        "# Data-bar detection: semcat vs the plain \"flat band in the bottom 15%\" heuristic",
-        "",
-        f"- script: `benchmarks/databar.py --sizes {args.sizes} --repeats {args.repeats} "
-        f"--bar-free {args.bar_free} --seed {args.seed}`; commit {commit}",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run time {seconds:.0f} s",
-        f"- machine: {machine_description()}",
+    lines = header("Data-bar detection: semcat vs the plain \"flat band in the bottom 15%\" heuristic",
+                   started=started) + [
         "- gallery: `semcat.synth.layouts` (each layout on textured, dark, bright and gradient SEM-like "
         "content); hit = bar height within 1% of the image height (≥ 2 rows); cut = image content "
         "removed (more rows than the bar, or any rows of a bar-free image); a partial find is a miss",
@@ -226,9 +216,7 @@ def main() -> int:
     real = real_files() if REAL.is_dir() else []
     cost = read_cost()
     figure(FIGURE, args.seed)
-    text = report(args, res, real, cost, time.perf_counter() - t0)
-    atomic_write_text(OUT, text)
-    print(text)
+    write_results(OUT, report(res, real, cost, t0))
     return 0
 
 

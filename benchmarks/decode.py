@@ -8,11 +8,8 @@ per format (8-bit TIFF, 16-bit TIFF, PNG, JPEG) to a temp folder, then times, in
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -20,7 +17,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from semcat._io import atomic_write_text
+from _results import header, write_results
 from semcat.images import read_image
 
 OUT = Path(__file__).resolve().parent / "results" / "decode.md"
@@ -77,19 +74,13 @@ def main() -> None:
             ours, base = _rate(semcat, paths, args.max_side), _rate(_pil, paths, args.max_side)
             rows.append(f"| {fmt} | {ours:,.0f} | {1e3 / ours:.2f} | {base:,.0f} | {ours / base:.2f}x |")
             print(rows[-1])
-    text = "\n".join([
-        "# Decode + downscale throughput (1024x768 → longer side "
-        f"{args.max_side}, one process, one thread)", "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {platform.node()} · {platform.processor() or platform.machine()} · "
-        f"{os.cpu_count()} CPUs · Python {platform.python_version()} · OpenCV {cv2.__version__}",
-        f"- images per format: {args.n}; semcat = `read_image(path, max_side={args.max_side})` "
+    write_results(OUT, header(
+        f"Decode + downscale throughput (1024x768 → longer side {args.max_side}, one process, one thread)") + [
+        f"- OpenCV {cv2.__version__}; images per format: {args.n}; semcat = `read_image(path, max_side={args.max_side})` "
         "(data-bar detection and crop on); baseline = PIL open + convert + BOX resize", "",
         "| format | semcat img/s | semcat ms/img | PIL img/s | speed-up |",
-        "|---|---:|---:|---:|---:|", *rows, "",
+        "|---|---:|---:|---:|---:|", *rows,
     ])
-    atomic_write_text(OUT, text)
-    print(f"wrote {OUT}")
 
 
 if __name__ == "__main__":

@@ -19,34 +19,16 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._sysinfo import machine_description as machine
-from _results import write_results
+from _results import header, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def provenance() -> list[str]:
-    """Commit and CPU instruction sets, for the results header."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split()) & {"avx2", "avx512f", "avx512_vnni", "amx_tile"}
-                break
-    except OSError:
-        pass
-    return [f"- commit: {commit}", f"- instruction sets: {', '.join(sorted(flags)) or 'unknown'}"]
 
 
 def measure(folder: Path) -> tuple[dict, list[tuple], dict]:
@@ -123,13 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 t[f"scan {name}"] = time.perf_counter() - t0
                 scores[name].append(score_groups(found.path_groups(), folder / "truth.csv"))
     n = sum(t["n"] for t in times)
-    lines = [
-        f"# Near duplicates: {args.fields} fields x 6 files, {args.size} px, seeds {args.seeds}",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run time {time.perf_counter() - started:.0f} s",
-        f"- machine: {machine()}",
-        *provenance(),
-        f"- command: `python benchmarks/duplicates.py --fields {args.fields} --size {args.size} --seeds {args.seeds}`",
+    lines = header(f"Near duplicates: {args.fields} fields x 6 files, {args.size} px, seeds {args.seeds}",
+                   started=started, argv=argv) + [
         f"- thresholds in `semcat.duplicates`: perceptual hash <= {PHASH_MAX_DISTANCE} bits or feature cosine >= "
         f"{FEATURE_MIN_COSINE} proposes a pair; centre-matching correlation >= {ALIGN_MIN_NCC} confirms it",
         "",

@@ -20,7 +20,6 @@ Measured in the same run, end to end (decode + preprocess + inference), no featu
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import resource
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semcat._sysinfo import machine_description as machine
+from _results import header, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "features.md"
 
@@ -158,10 +157,7 @@ def main() -> None:
             rows.append((f"paper's framework: TensorFlow {keras[1]} Keras InceptionV3 299px, PIL", len(sub), keras[0]))
         n_rss, rss = peak_rss(files, args.rss_n, Path(tmp))
 
-    lines = [
-        "# Feature extraction benchmark", "",
-        f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
-        f"- machine: {machine()}",
+    lines = header("Feature extraction benchmark") + [
         "- images: synthetic 1024x768 8-bit TIFF SEM images (semcat.synth), end to end files → features, no cache",
         "", "| setup | images | images/s | vs paper setup |", "|---|---:|---:|---:|",
     ]
@@ -169,10 +165,8 @@ def main() -> None:
     if keras is not None:
         lines += ["", f"semcat default vs the Keras InceptionV3 baseline: {rows[0][2] / keras[0]:.1f}x."]
     lines += ["", f"Peak RSS extracting {n_rss} files in a fresh process (semcat default): {rss} MiB.",
-              "", "Targets (quiet 2-core machine): ≥ 200 images/s and ≥ 5x the paper setup; peak RSS < 2 GB.", ""]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+              "", "Targets (quiet 2-core machine): ≥ 200 images/s and ≥ 5x the paper setup; peak RSS < 2 GB."]
+    write_results(RESULTS, lines)
 
 
 if __name__ == "__main__":

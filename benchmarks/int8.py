@@ -30,19 +30,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._io import atomic_write_text
-from semcat._sysinfo import machine_description as machine
 from semcat.runtime import Runtime
+
+from _results import header, write_results
 
 OUT = Path(__file__).resolve().parent / "results" / "int8.md"
 POOLED = "all styles"
@@ -236,17 +234,8 @@ def main() -> None:
     ratio_net = float(np.median(np.array(net["int8"]) / np.array(net["fp32"])))
     ratio_e2e = float(np.median(np.array(e2e["int8"]) / np.array(e2e["fp32"])))
     n_test = {s: int(np.sum(feats["fp32"][s][1] != args.leave_out)) for s in EVAL}
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = "?"
     info = q.info
-    lines = [
-        "# int8 features (NNCF) vs fp32: parity and speed", "",
-        f"- script: `benchmarks/int8.py {' '.join(sys.argv[1:])}`".rstrip() + f" (commit {commit})",
-        f"- date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {machine()}",
+    lines = header("int8 features (NNCF) vs fp32: parity and speed") + [
         f"- contention: shared machine, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) at the end; "
         "absolute rates are low and noisy, the fp32/int8 ratios within a round are the figures to trust",
         f"- int8 model: {info['recipe']}, calibrated on {info['calibration']['synthetic']} synthetic"
@@ -289,11 +278,9 @@ def main() -> None:
         "",
         f"int8 end to end vs the paper setup: {med['int8'] / base:.1f}x; fp32: {med['fp32'] / base:.1f}x. The Keras Inception-v3 baseline needs TensorFlow in a "
         "separate Python and was not run here (benchmarks/features.py runs it where one is given).",
-        "", "Goal (issue 21): int8 end to end ≥ 2.5x fp32 on a VNNI/AMX CPU, ≥ 1.3x on AVX2-only, with parity.", "",
+        "", "Goal (issue 21): int8 end to end ≥ 2.5x fp32 on a VNNI/AMX CPU, ≥ 1.3x on AVX2-only, with parity.",
     ]
-    text = "\n".join(lines)
-    atomic_write_text(OUT, text)
-    print(text)
+    write_results(OUT, lines)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from _results import write_results
+from _results import header, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "lean_install.md"
@@ -88,7 +87,6 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "semcat-install")
     ap.add_argument("--skip-torch", action="store_true", help="Measure the default install only.")
     args = ap.parse_args()
-    from semcat._sysinfo import machine_description
 
     args.work.mkdir(parents=True, exist_ok=True)
     lean_venv, torch_venv = args.work / "default", args.work / "torch"
@@ -100,14 +98,7 @@ def main() -> int:
         feats = features_without_torch(lean_venv, Path(tmp))
     if not args.skip_torch:
         rows.append(("`pip install 'semcat[torch]'`", fresh_install(torch_venv, f"{ROOT}[torch]"), dir_size(torch_venv)))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    argv = " ".join(sys.argv[1:])
-    lines = [
-        "# Install size and time: default (no torch) vs `[torch]`",
-        "",
-        f"- script: `benchmarks/lean_install.py {argv}`; commit {commit}",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- machine: {machine_description()}",
+    lines = header("Install size and time: default (no torch) vs `[torch]`") + [
         "- each row: a fresh `python -m venv` + `pip install --no-cache-dir` of this checkout; wall time",
         "  includes downloads from PyPI on a shared machine (noisy); size = the whole venv on disk.",
         f"- issue 23's goal for the default: ≤ {GOAL_GB} GB and ≤ {GOAL_S} s.",

@@ -19,18 +19,15 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from semcat._sysinfo import machine_description as machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
-from duplicates import provenance  # noqa: E402  (one place for the results header)
-from _results import write_results
+from _results import header, write_results  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run"]
@@ -135,13 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
             cat.close()
     hover, select = timings["hover"], timings["select"]
-    lines = [
-        f"# Map page: {args.points:,} points in headless Chromium",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run time {time.perf_counter() - started:.0f} s",
-        f"- machine: {machine()}",
-        *provenance(),
-        f"- command: `python benchmarks/map.py --points {args.points} --hovers {args.hovers} --lassos {args.lassos} --tsne-points {args.tsne_points}`",
+    lines = header(f"Map page: {args.points:,} points in headless Chromium", started=started, argv=argv) + [
         "- browser: Debian Chromium, headless, software rendering (`--disable-gpu`); times are the page's own "
         "`performance.now()` around each handler (paint after it is not included)",
         "",

@@ -20,19 +20,17 @@ Results go to ``benchmarks/results/ood.md`` (other sizes or seeds: ``ood-PER_CLA
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from semcat import CATEGORIES
-from semcat._io import atomic_write_text
 from semcat.ood import UnknownDetector
+
+from _results import header, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "clock", "rocket",
@@ -130,15 +128,12 @@ def scoring_speed(data: dict[str, tuple[np.ndarray, np.ndarray]], batch: int = 3
     return out
 
 
-def markdown(rates: dict[str, np.ndarray], speed: dict[str, float], args: argparse.Namespace, seconds: float) -> str:
+def markdown(rates: dict[str, np.ndarray], speed: dict[str, float], args: argparse.Namespace, started: float) -> list[str]:
     base = rates["k-NN cosine, k=3 (baseline)"].mean(axis=0)
-    lines = [
-        (f"# Unknown detection, one category left out ({args.per_class} training images per category, "
-         f"{args.eval_per_class or args.per_class} in val and test, {args.size} px, {args.backbone}, "
-         f"seeds {args.seed}-{args.seed + 2})"),
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run time {seconds:.0f} s",
-        f"- machine: {platform.node()} · {platform.machine()} · {os.cpu_count()} CPUs · Python {platform.python_version()}",
+    lines = header(
+        f"Unknown detection, one category left out ({args.per_class} training images per category, "
+        f"{args.eval_per_class or args.per_class} in val and test, {args.size} px, {args.backbone}, "
+        f"seeds {args.seed}-{args.seed + 2})", started=started) + [
         (f"- threshold: {args.quantile:.2f} quantile of the val features of the 9 known categories; "
         f"photos: {len(PHOTOS)} scikit-image samples, gray"),
         "- issue 5's bar: left-out ≥ 80%, photos ≥ 90%, known ≤ 5%",
@@ -159,7 +154,7 @@ def markdown(rates: dict[str, np.ndarray], speed: dict[str, float], args: argpar
               "| left out | " + " | ".join(rates) + " |", "|---|" + "---:|" * len(rates)]
     for i, cat in enumerate(CATEGORIES):
         lines.append(f"| {cat} | " + " | ".join(f"{100 * r[i, 0]:.0f}% ({r[i, 3]:.2f})" for r in rates.values()) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
@@ -176,10 +171,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         write_images(Path(tmp), args.per_class, args.size, eval_per_class=args.eval_per_class, seed=args.seed)
         data = features(Path(tmp), args.backbone)
-    text = markdown(evaluate(data, args.quantile), scoring_speed(data), args, time.perf_counter() - start)
+    lines = markdown(evaluate(data, args.quantile), scoring_speed(data), args, start)
     name = "ood" if args.per_class == 20 and args.eval_per_class is None else f"ood-{args.per_class}"
-    atomic_write_text(RESULTS / (name + ("" if args.seed == 31 else f"-s{args.seed}") + ".md"), text)
-    print(text)
+    write_results(RESULTS / (name + ("" if args.seed == 31 else f"-s{args.seed}") + ".md"), lines)
 
 
 if __name__ == "__main__":

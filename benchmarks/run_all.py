@@ -1,8 +1,12 @@
-"""Run every benchmark at its default (full) size, then assemble BENCHMARKS.md.
+"""Run every benchmark, then assemble BENCHMARKS.md from ``benchmarks/results/*.md``.
 
-Each benchmark writes ``benchmarks/results/<name>.md`` with its machine and date; this script only
-runs them in turn (so they do not compete for the cores) and concatenates the results.
-``--only features,catalog`` runs a subset; ``--assemble`` only rebuilds BENCHMARKS.md.
+``make bench-full`` (``--full``) runs each results file's command at the size its committed
+figures come from (``FULL``: one argument list per results file, default: the script's own
+defaults); ``make bench`` runs each benchmark once at a quick size (``QUICK``) to check it still
+works and to get a first picture of a machine: it rewrites the same results files, whose headers
+then name the small arguments (don't commit those over the full ones). Benchmarks run one at a
+time, so they do not compete for the cores. ``--only features,catalog`` runs a subset;
+``--assemble`` only rebuilds BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -13,36 +17,95 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["decode", "tiff_codecs", "databar", "data", "features", "int8", "head", "views", "cross_instrument",
-         "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment", "duplicates",
-         "active_learning", "map", "web_load", "lean_install"]
+         "ood", "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
+         "duplicates", "active_learning", "map", "web_load", "lean_install"]
+
+RESULTS_NAME = {"spark_scaling": "spark"}
+"""A benchmark whose results file is not named after it; variants add ``-<suffix>`` to the name."""
+
+_CALIBRATION = ["--configs", "val split (before),cross-fitted", "--draws", "1"]
+FULL: dict[str, list[list[str]]] = {
+    # benchmark → one argument list per results file it writes (the figures quoted in the docs)
+    "ood": [[], ["100"],
+            ["300", "--eval-per-class", "50", "--seed", "101"], ["300", "--eval-per-class", "50", "--seed", "301"],
+            ["500", "--eval-per-class", "50"], ["500", "--eval-per-class", "50", "--seed", "201"]],
+    "calibration_small": [[*_CALIBRATION, "--sizes", "20,50", "--seed", str(s), "--out", f"calibration_small-s{s}.md"]
+                          for s in (71, 72, 73)]
+                         + [[*_CALIBRATION, "--sizes", "200", "--seed", "71", "--out", "calibration_small-200-s71.md"]],
+    "spark_cluster": [["--n", "200,800", "--ingest", "400", "--pack-env", "100"],
+                      ["--n", "200,800", "--out", str(HERE / "results/spark_cluster-quiet.md"),
+                       "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
+    "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
+                  "--rounds", "2"]],
+}
+QUICK: dict[str, list[str]] = {
+    # benchmark → arguments for a run of a minute or two on 2 cores (features cached where a script keeps them)
+    "decode": ["40"], "tiff_codecs": ["--n", "5", "--e2e-n", "40", "--rounds", "1"],
+    "databar": ["--sizes", "480x640", "--repeats", "1", "--bar-free", "2"],
+    "data": ["--size", "256", "--n", "2", "--files", "200"],
+    "features": ["--n", "200", "--n-baseline", "16", "--rss-n", "200"],
+    "int8": ["--per-class", "10", "--test-per-class", "5", "--speed-n", "32", "--rounds", "1", "--n-baseline", "4"],
+    "head": ["4000", "--rounds", "1"], "views": ["10", "--size", "160", "--runs", "2"],
+    "cross_instrument": ["--instruments", "3", "--per-class", "5", "--draws", "1"],
+    "ood": [], "calibration_small": ["--sizes", "20", "--draws", "1", "--test-per-class", "20"],
+    "catalog": ["20000", "--vectors", "20000", "--ingest", "100", "--reps", "10"],
+    "spark_scaling": ["--n", "200", "--cores", "1,2"], "spark_cluster": ["--n", "100,200"],
+    "spark_overhead": ["--n", "100"],
+    "alignment": ["--n", "30", "--train", "8"], "duplicates": ["--fields", "10", "--seeds", "0"],
+    "active_learning": ["--per-class", "20", "--seeds", "0"],
+    "map": ["--points", "10000", "--hovers", "50", "--lassos", "5", "--tsne-points", "500"],
+    "web_load": ["--clients", "10", "--seconds", "3", "--backends", "sqlite"],
+    "lean_install": [],
+}
+
+
+def runs(names: list[str], full: bool) -> list[tuple[str, list[str]]]:
+    """(benchmark, arguments) for every run, in order: all of ``FULL``'s or one ``QUICK`` run each."""
+    return [(n, a) for n in names for a in (FULL.get(n, [[]]) if full else [QUICK[n]])]
+
+
+def benchmark_of(results_name: str) -> str | None:
+    """The benchmark in ``ORDER`` that writes ``results/<results_name>.md`` (None: none does)."""
+    for b in ORDER:
+        stem = RESULTS_NAME.get(b, b)
+        if results_name == stem or results_name.startswith(stem + "-"):
+            return b
+    return None
+
+
+def benchmarks_md() -> str:
+    """BENCHMARKS.md's text: a short header + every results file, in pipeline order."""
+    parts = ["# semcat benchmarks\n\nGenerated by `python benchmarks/run_all.py` from "
+             "`benchmarks/results/*.md` (`make bench-full` reruns them all at these sizes). Each section names "
+             "its script and arguments, commit, machine and date; ratios compare against a baseline measured "
+             "in the same run, because these machines are noisy.\n"]
+    results = HERE / "results"
+    names = sorted(p.stem for p in results.glob("*.md"))
+    names.sort(key=lambda n: ORDER.index(b) if (b := benchmark_of(n)) else len(ORDER))
+    parts += [(results / f"{n}.md").read_text(encoding="utf-8").strip() + "\n" for n in names]
+    return "\n".join(parts)
 
 
 def assemble() -> Path:
-    """BENCHMARKS.md = a short header + every results file, in pipeline order."""
+    """Rewrite BENCHMARKS.md from the results files."""
     from semcat._io import atomic_write_text
 
-    parts = ["# semcat benchmarks\n\nGenerated by `python benchmarks/run_all.py` from "
-             "`benchmarks/results/*.md`. Each section names its machine and date; ratios compare "
-             "against a baseline measured in the same run, because these machines are noisy.\n"]
-    results = HERE / "results"
-    names = [n for n in ORDER if (results / f"{n}.md").exists()]
-    names += sorted(p.stem for p in results.glob("*.md") if p.stem not in ORDER)
-    parts += [(results / f"{n}.md").read_text(encoding="utf-8").strip() + "\n" for n in names]
     out = HERE.parent / "BENCHMARKS.md"
-    atomic_write_text(out, "\n".join(parts))
+    atomic_write_text(out, benchmarks_md())
     return out
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="comma-separated benchmark names (default: all)")
+    ap.add_argument("--full", action="store_true", help="the committed figures' sizes (default: quick sizes)")
     ap.add_argument("--assemble", action="store_true", help="only rebuild BENCHMARKS.md")
     args = ap.parse_args()
     failed = []
     if not args.assemble:
-        for name in (args.only.split(",") if args.only else ORDER):
-            print(f"== benchmarks/{name}.py", flush=True)
-            if subprocess.call([sys.executable, str(HERE / f"{name}.py")]) != 0:
+        for name, argv in runs(args.only.split(",") if args.only else ORDER, args.full):
+            print(f"== benchmarks/{name}.py {' '.join(argv)}", flush=True)
+            if subprocess.call([sys.executable, str(HERE / f"{name}.py"), *argv]) != 0:
                 failed.append(name)
     print(f"wrote {assemble()}")
     if failed:

@@ -18,14 +18,13 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _results import write_results
-from spark_scaling import _commit, machine, make_images, train_model
+from _results import header, write_results
+from spark_scaling import make_images, train_model
 
 
 def traced(log: Path):
@@ -124,12 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     table = ["| phase | " + " | ".join(n for n, _ in jobs) + " |", "|---|" + "---|" * len(jobs)]
     for p in phases:
         table.append(f"| {p} | " + " | ".join(f"{b[p]:.0f}" if p == "tasks" else f"{b[p]:.1f} s" for _, b in jobs) + " |")
-    text = f"""# Where a Spark job's fixed time goes
-
-{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {machine()} · commit {_commit()} ·
-`python benchmarks/spark_overhead.py {' '.join(sys.argv[1:])}`
-
-`semcat classify --engine spark` of {args.n} synthetic 256-px images on a loopback standalone cluster of
+    text = f"""`semcat classify --engine spark` of {args.n} synthetic 256-px images on a loopback standalone cluster of
 {args.workers} one-core worker(s), three jobs in one session (session start-up {session_s:.1f} s, not
 counted). Phases from timestamps taken inside the Python workers (process start from /proc, task
 start, model load, task end) and on the driver (job start and end):
@@ -146,7 +140,7 @@ Load average (1 min) at the start: {load_before:.1f}, at the end: {os.getloadavg
 {os.cpu_count()} logical CPUs: absolute seconds are those of this machine at that time; compare
 the jobs' rows with one another.
 """
-    write_results(args.out, text.rstrip("\n").split("\n"))
+    write_results(args.out, header("Where a Spark job's fixed time goes") + ["", *text.rstrip("\n").split("\n")])
     tmp.cleanup()
     return 0
 

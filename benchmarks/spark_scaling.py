@@ -35,12 +35,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from semcat._sysinfo import machine_description as machine
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import header, write_results  # noqa: E402
 
 
 def make_images(root: Path, n: int, size: int) -> list[str]:
@@ -299,9 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
     plot(results, cores, args.plot)
     text = _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, packed, load_before, cpu)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(text)
+    title = f"Spark engine scaling{' on a standalone cluster' if master else ''}"
+    write_results(args.out, header(title) + ["", text.rstrip("\n")])
     tmp.cleanup()
     return 0
 
@@ -413,13 +412,7 @@ def _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, 
     extra += (f"\n\nLoad average (1 min) at the start: {load_before:.1f}, at the end: {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} logical CPUs: other work shared this machine, so absolute rates are low; "
               "ratios come from the same run.")
-    argv = " ".join(sys.argv[1:])
-    return f"""# Spark engine scaling{' on a standalone cluster' if master else ''}
-
-{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {machine()} · commit {_commit()} ·
-`python benchmarks/{Path(sys.argv[0]).name} {argv}`
-
-`semcat classify --engine spark` on {where}; synthetic {args.size}-px images, efficientnet_lite0,
+    return f"""`semcat classify --engine spark` on {where}; synthetic {args.size}-px images, efficientnet_lite0,
 feature cache off (every image decoded and run through the CNN). Times exclude Spark session
 start-up (mean {sum(startups) / len(startups):.1f} s) but include loading the model in each executor
 process (once per process, amortised at large N).
@@ -482,14 +475,6 @@ def _capacity(core_s_per_image: float, fixed_s: float, ingest_rows: list, n_inge
             "adds the driver's catalogue writes after the Spark phase at the driver's images per CPU-second above "
             "(a lower bound: waits for the disk and the PostgreSQL server's own work come on top; "
             "\"impossible\": the driver alone needs longer than the deadline).\n\n" + "\n".join(lines))
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Usage: ``python benchmarks/tiff_codecs.py [--n 30] [--e2e-n 200] [--rounds 3]``
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import os
 import resource
@@ -34,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from semcat._sysinfo import machine_description
 from semcat.images import read_image
+
+from _results import header, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tiff_codecs.md"
 SHAPE = (768, 1024)
@@ -192,9 +192,7 @@ def main() -> None:
     ap.add_argument("--e2e-n", type=int, default=200, help="images in the end-to-end folders (default 200)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; best is kept (default 3)")
     args = ap.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    t0 = time.time()
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         rows = decode_table(Path(tmp), args.n, args.rounds)
         settled_us, fresh_us = sidecar_lookup_us(sorted((Path(tmp) / "8" / "uncompressed").glob("*.tif")))
@@ -203,14 +201,11 @@ def main() -> None:
     wall0, cpu0 = e2e["uncompressed"]
     e2e_rows = [f"| {label} | {wall:.1f} | {args.e2e_n / wall:.1f} | {wall / wall0:.2f}x | {cpu:.1f} | "
                 f"{cpu / cpu0:.2f}x |" for label, (wall, cpu) in e2e.items()]
-    text = "\n".join([
-        f"# Compressed TIFFs: decode time against the uncompressed file ({SHAPE[1]}x{SHAPE[0]}, "
-        f"read_image max_side={MAX_SIDE})", "",
-        f"- script: `benchmarks/tiff_codecs.py --n {args.n} --e2e-n {args.e2e_n} --rounds {args.rounds}`"
-        f" at commit {commit}; tifffile {tifffile.__version__}, imagecodecs "
-        f"{__import__('imagecodecs').__version__}",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; run time {time.time() - t0:.0f} s",
-        f"- machine: {machine_description()} (shared with other jobs: ratios against a baseline "
+    write_results(RESULTS, header(
+        f"Compressed TIFFs: decode time against the uncompressed file ({SHAPE[1]}x{SHAPE[0]}, "
+        f"read_image max_side={MAX_SIDE})", started=t0) + [
+        f"- tifffile {tifffile.__version__}, imagecodecs {__import__('imagecodecs').__version__}",
+        "- shared with other jobs: ratios against a baseline "
         "measured in the same run; decode: CPU time, each image's best of the rounds, compressions interleaved image by image; end to end: best of alternating runs)",
         f"- images: {args.n} synthetic SEM images per row (10 categories, data bar), one thread; "
         "issue 16's goals: each lossless compression within 1.5x of uncompressed, pixels identical",
@@ -229,12 +224,8 @@ def main() -> None:
         "2 s: stat + direct name checks), inside read_image's time above.", "",
         "The whole command (process start, model load, decode, inference, writing the .npz); CPU = "
         "user + system seconds of its process, all threads. Issue 16's goal for PackBits: ≤ 1.3x. "
-        "The features of all three folders are identical.", "",
+        "The features of all three folders are identical.",
     ])
-    from semcat._io import atomic_write_text
-
-    atomic_write_text(RESULTS, text)
-    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ accuracy gained per extra second relative to the baseline. Results: ``benchmarks
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
-from datetime import datetime, timezone
+import time
 from pathlib import Path
 
-from semcat._io import atomic_write_text
+from _results import header, write_results
 from semcat.synth import write_dataset
 from semcat.training import Variant, compare
 
@@ -37,17 +35,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="synthetic image side in pixels")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         write_dataset(tmp, per_class=args.per_class, size=args.size, seed=7, databar=True)
         rows = []
         for backbone, variant in CASES:
             rows += compare(tmp, [backbone], args.runs, [variant], store=None, progress=False)
     base = rows[0]
-    lines = [
-        f"# Views and backbones: 10 classes x {args.per_class} synthetic {args.size}-px images, {args.runs} runs",
-        "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {platform.node()} · {platform.machine()} · {os.cpu_count()} CPUs · Python {platform.python_version()}",
+    lines = header(f"Views and backbones: 10 classes x {args.per_class} synthetic {args.size}-px images, {args.runs} runs",
+                   started=started) + [
         "- features computed fresh for every row (no cache); baseline = efficientnet_lite0, centre crop, data bar cropped",
         "",
         "| backbone | view | data-bar crop | test accuracy (%) | features (s) | head (s) | time vs baseline | accuracy points per extra second |",
@@ -62,8 +58,7 @@ def main() -> None:
             f"| {r['backbone']} | {r['view']} | {'on' if r['crop_databar'] else 'off'} | "
             f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | {r['time_features_s']:.1f} | "
             f"{r['time_head_s']:.2f} | {total / btotal:.2f}x | {per_s} |")
-    atomic_write_text(OUT, "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(OUT, lines)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -33,9 +32,9 @@ sys.path[:0] = [str(ROOT / "tests")]
 
 from reliability.conftest import Served, p95  # noqa: E402
 from reliability.test_rel_web import PAGE_KINDS, load  # noqa: E402
-from semcat._io import atomic_write_text  # noqa: E402
-from semcat._sysinfo import machine_description as machine  # noqa: E402
 from semcat.synth import write_dataset  # noqa: E402
+
+from _results import header, write_results  # noqa: E402
 
 OUT = HERE / "results" / "web_load.md"
 
@@ -158,16 +157,8 @@ def main() -> int:
                     rows.append((backend, name, round_, s))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=ROOT).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True, cwd=ROOT).stdout.strip()
-    lines = [
-        "# Web: latency under load (50 clients, SQLite and PostgreSQL)", "",
-        f"- script: `benchmarks/web_load.py {' '.join(sys.argv[1:])}`",
-        f"- commit: {commit}{' (with uncommitted changes)' if dirty else ''}",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f} "
+    lines = header("Web: latency under load (50 clients, SQLite and PostgreSQL)") + [
+        f"- load average at the end {os.getloadavg()[0]:.1f} "
         "(shared with other work: compare rows of the same run, not across runs)",
         f"- load: {a.clients} concurrent clients x {a.seconds:.0f} s per row, the reliability suite's mix "
         "(40% catalog page, 20% image page, 15% review queue, 15% thumbnail, 10% label write) on 60 images; "
@@ -180,8 +171,7 @@ def main() -> int:
     for backend, name, round_, s in rows:
         lines.append(f"| {backend} | {name} | {round_} | {s['req_s']:.0f} | {s['pages_p95']:.0f} | {s['list_p95']:.0f} | "
                      f"{s['thumb_p95']:.0f} | {s['labels_p95']:.0f} | {s['cpu_ms']:.1f} | {s['client_cpu_ms']:.1f} | {s['n']} | {s['errors']} |")
-    atomic_write_text(OUT, "\n".join(lines) + "\n")
-    print(f"wrote {OUT}")
+    write_results(OUT, lines)
     return 0
 
 

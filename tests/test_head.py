@@ -126,3 +126,34 @@ def test_estimator_contract_refit_and_width(make) -> None:  # type: ignore[no-un
         np.testing.assert_array_equal(np.asarray(getattr(est, k)), np.asarray(v))
     with pytest.raises(ValueError, match="10 wide"):
         (est.predict_proba if isinstance(est, SoftmaxHead) else est.score)(X2)
+
+
+def test_default_head_trains_and_predicts_without_torch() -> None:
+    """The default solver is scikit-learn's L-BFGS: training the head never loads torch (issue 23)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom semcat.head import SoftmaxHead\n"
+            "X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32); y = np.arange(60) % 3\n"
+            "h = SoftmaxHead().fit(X[:40], y[:40], X[40:], y[40:]); h.predict(X)\n"
+            "assert h.val_loss_ is not None and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_lbfgs_minimises_the_heads_objective() -> None:
+    """scikit-learn's C is mapped so that it minimises the head's own loss (mean cross-entropy plus
+    0.5 * weight_decay * ||W||^2): the gradient of that loss vanishes at the fitted parameters,
+    for several classes, for two (one logit in scikit-learn) and with balanced class weights."""
+    from scipy.special import softmax
+
+    for k, class_weight in ((3, None), (2, None), (2, "balanced")):
+        X, y = blobs(spread=3.0, k=k, n_per_class=30)
+        if class_weight:
+            X, y = X[: 30 + 8], y[: 30 + 8]  # 30 of one class, 8 of the other
+        head = SoftmaxHead(tol=1e-8, epochs=1000, class_weight=class_weight).fit(X, y)
+        Z = (X - head.mean_) / head.scale_
+        onehot = (y[:, None] == head.classes_[None, :]).astype(np.float64)
+        w = np.ones(len(y)) if class_weight is None else (len(y) / (k * onehot.sum(axis=0)))[onehot.argmax(axis=1)]
+        residual = (softmax(head.decision_function(X).astype(np.float64), axis=1) - onehot) * w[:, None] / w.sum()
+        grad_W = residual.T @ Z + head.weight_decay * head.coef_
+        assert np.abs(grad_W).max() < 1e-4 and np.abs(residual.sum(axis=0)).max() < 1e-4

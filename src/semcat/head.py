@@ -2,14 +2,15 @@
 
 scikit-learn style: ``__init__`` stores hyperparameters, ``fit`` learns ``classes_``, ``coef_``,
 ``intercept_``, ``n_features_in_`` (and ``mean_``/``scale_`` when standardising) and returns self.
-Implemented in NumPy (float32, analytic gradients; no torch) with two solvers:
+NumPy and scikit-learn only (no torch). Two solvers:
 
-- ``"lbfgs"`` (default): full-batch L-BFGS (history 20, Armijo backtracking) on the convex,
-  L2-regularised cross-entropy. Zero initialisation, no sampling, so it is deterministic.
-  Chosen as the default by measurement (``benchmarks/head.py``): equal or better accuracy than
-  Adam on bottleneck features in less time, and no learning rate to tune.
-- ``"adam"``: minibatch Adam, as the paper's retraining of the last layer; the seed fixes the
-  minibatch order.
+- ``"lbfgs"`` (default): scikit-learn's ``LogisticRegression`` (L-BFGS) on the same convex,
+  L2-regularised cross-entropy, on one BLAS thread. Deterministic, no learning rate to tune. It
+  replaced a hand-written L-BFGS (torch, then NumPy) that was slower than this at equal accuracy
+  (``benchmarks/head.py``); scikit-learn on its default BLAS threads was slower still on a busy
+  machine.
+- ``"adam"``: minibatch Adam in NumPy (analytic gradients), as the paper's retraining of the last
+  layer; the seed fixes the minibatch order.
 
 With a validation set the head is evaluated after each round (one epoch for Adam, ten L-BFGS
 iterations) and the parameters with the lowest validation loss are kept (early stopping).
@@ -32,7 +33,7 @@ __all__ = ["SoftmaxHead"]
 
 _SOLVERS = ("lbfgs", "adam")
 _DEFAULT_EPOCHS = {"lbfgs": 300, "adam": 60}
-_DEFAULT_LR = {"lbfgs": 1.0, "adam": 1e-2}
+_ADAM_LR = 1e-2
 _LBFGS_ROUND = 10
 
 
@@ -46,7 +47,7 @@ class SoftmaxHead:
     weight_decay : float
         L2 penalty ``0.5 * weight_decay * ||W||^2`` added to the mean cross-entropy.
     lr : float or None
-        Adam step size (None = 1e-2); for L-BFGS the first trial step of each line search (None = 1.0).
+        Adam step size (None = 1e-2); ignored by L-BFGS.
     epochs : int or None
         Adam: passes over the training set. L-BFGS: maximum iterations (each is one full pass).
         None = 300 for L-BFGS, 60 for Adam.
@@ -66,10 +67,10 @@ class SoftmaxHead:
     classes : sequence of labels or None
         Fix the class order (e.g. the NFFA order); None = sorted unique training labels.
     tol : float
-        L-BFGS stops when the loss changes less than this between iterations.
+        L-BFGS stops when no gradient component exceeds this (scikit-learn's ``tol``).
     n_threads : int or None
         BLAS threads while fitting (None = the library's default). 1 by default: a head's matrices
-        are small, and on a busy machine two threads measured up to 80x slower than one.
+        are small, and on a busy machine more threads were much slower.
     """
 
     def __init__(
@@ -86,7 +87,7 @@ class SoftmaxHead:
         seed: int = 0,
         standardize: bool = True,
         classes: list | tuple | None = None,
-        tol: float = 1e-7,
+        tol: float = 1e-4,
         n_threads: int | None = 1,
     ) -> None:
         self.solver = solver
@@ -162,23 +163,20 @@ class SoftmaxHead:
             scale = np.ones(X.shape[1], np.float32)
 
         k, d = len(classes), X.shape[1]
-        Xs = (X - mean) / scale
         weight = None
         if self.class_weight == "balanced":
-            counts = np.bincount(yi, minlength=k).astype(np.float32)
-            weight = np.where(counts > 0, len(yi) / (k * np.maximum(counts, 1)), 0.0).astype(np.float32)
+            counts = np.bincount(yi, minlength=k)
+            weight = np.where(counts > 0, len(yi) / (k * np.maximum(counts, 1)), 0.0)
         val = ((X_val - mean) / scale, yv) if has_val and self.early_stopping else None
         epochs = int(self.epochs or _DEFAULT_EPOCHS[self.solver])
-        lr = float(self.lr or _DEFAULT_LR[self.solver])
         fit = _fit_lbfgs if self.solver == "lbfgs" else _fit_adam
         with threadpool_limits(limits=int(self.n_threads) if self.n_threads else None):
-            W, b, n_iter, val_loss = fit(self, np.zeros((k, d), np.float32), np.zeros(k, np.float32),
-                                         Xs, yi, weight, val, epochs, lr)
+            W, b, n_iter, val_loss = fit(self, (X - mean) / scale, yi, k, weight, val, epochs)
 
         self.classes_ = classes
         self.n_features_in_ = d
-        self.coef_ = W
-        self.intercept_ = b
+        self.coef_ = W.astype(np.float32)
+        self.intercept_ = b.astype(np.float32)
         if self.standardize:
             self.mean_, self.scale_ = mean, scale
         self.n_iter_ = n_iter
@@ -253,7 +251,7 @@ def _cross_entropy(logits: np.ndarray, y: np.ndarray, weight: np.ndarray | None)
 
 
 class _Best:
-    """Keeps the parameters of the round with the lowest validation loss."""
+    """Keeps the parameters of the round with the lowest validation loss (early stopping)."""
 
     def __init__(self, head: SoftmaxHead, val: tuple[np.ndarray, np.ndarray] | None) -> None:
         self.head, self.val = head, val
@@ -272,72 +270,65 @@ class _Best:
             self.bad_rounds += 1
         return self.bad_rounds >= self.head.patience
 
-    def best(self, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
-        """The kept parameters (or the given ones without validation) and their validation loss."""
-        if self.state is not None:
-            W, b = self.state
-        return W, b, None if self.val is None else self.loss
+    def restore(self, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """The best round's parameters (these when there was no validation set) and its loss."""
+        if self.state is None:
+            return W, b, None if self.val is None else self.loss
+        return self.state[0], self.state[1], self.loss
 
 
-def _fit_lbfgs(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-untyped-def]
-    """Full-batch L-BFGS (two-loop recursion, history 20, Armijo backtracking), float32.
+_ABSENT_LOGIT_GAP = 20.0
+"""A class of ``classes`` without training images gets a zero weight row and an intercept this far
+below the lowest other one (probability ~1e-9 of a present class): its optimum is -inf."""
 
-    The loop the head ran on torch gradients before, now on NumPy's analytic gradients, so torch
-    is not needed to train (measured against the torch version: tests/test_head.py).
+
+def _fit_lbfgs(head, X, y, k, weight, val, epochs):  # type: ignore[no-untyped-def]
+    """scikit-learn's L-BFGS on the head's objective: mean (class-weighted) cross-entropy plus
+    ``0.5 * weight_decay * ||W||^2``, the intercept unpenalised.
+
+    scikit-learn minimises the mean loss plus ``||w||^2 / (2 C n)`` (n = the summed sample weights,
+    which "balanced" keeps at n), so ``C = 1 / (weight_decay * n)``. With two classes it fits one
+    logit ``w = W1 - W0``, whose penalty is half the softmax's (``||W0||^2 + ||W1||^2 = ||w||^2 / 2``
+    at the optimum), so C doubles and the softmax rows are ``±w / 2``.
     """
-    k, d = W.shape
+    import warnings
 
-    def split(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return t[: k * d].reshape(k, d), t[k * d:]
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
 
-    def value_grad(t: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, gW, gb = head._loss_grad(*split(t), X, y, weight)
-        return loss, np.concatenate([gW.ravel(), gb]).astype(np.float32, copy=False)
-
-    theta = np.zeros(k * (d + 1), np.float32)
-    f, g = value_grad(theta)
-    S: list[np.ndarray] = []
-    Y: list[np.ndarray] = []
+    present = np.unique(y)
+    binary = len(present) == 2
+    wd = float(head.weight_decay)
+    lr = LogisticRegression(C=(2.0 if binary else 1.0) / (wd * len(y)) if wd else np.inf, tol=float(head.tol),
+                            warm_start=True, max_iter=epochs if val is None else min(_LBFGS_ROUND, epochs))
+    sample_weight = None if weight is None else weight[y]
     best, n_iter = _Best(head, val), 0
-    while n_iter < epochs and float(np.abs(g).max()) > 1e-6:
-        q, alphas = -g, []
-        for s_i, y_i in zip(reversed(S), reversed(Y)):
-            rho = 1.0 / float(y_i @ s_i)
-            a = rho * float(s_i @ q)
-            alphas.append((a, rho))
-            q = q - np.float32(a) * y_i
-        q = q * np.float32(float(S[-1] @ Y[-1]) / float(Y[-1] @ Y[-1]) if S else 1.0 / max(1.0, float(np.linalg.norm(g))))
-        for (s_i, y_i), (a, rho) in zip(zip(S, Y), reversed(alphas)):
-            q = q + np.float32(a - rho * float(y_i @ q)) * s_i
-        slope = float(g @ q)
-        if slope >= 0:  # not a descent direction (numerical trouble): fall back to the gradient
-            q, slope, S, Y = -g, -float(g @ g), [], []
-        step = lr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
         while True:
-            f_new, g_new = value_grad(theta + np.float32(step) * q)
-            if f_new <= f + 1e-4 * step * slope or step < 1e-10:
+            lr.fit(X, y, sample_weight=sample_weight)
+            n_iter += int(lr.n_iter_[0])
+            W = np.zeros((k, X.shape[1]))
+            b = np.full(k, np.nan)
+            if binary:
+                W[present] = np.outer([-0.5, 0.5], lr.coef_[0])
+                b[present] = np.array([-0.5, 0.5]) * lr.intercept_[0]
+            else:
+                W[present], b[present] = lr.coef_, lr.intercept_
+            b[np.isnan(b)] = np.nanmin(b) - _ABSENT_LOGIT_GAP
+            converged = lr.n_iter_[0] < lr.max_iter
+            if val is None or best.update(W, b) or converged or n_iter >= epochs:
                 break
-            step *= 0.5
-        s_new, y_new = np.float32(step) * q, g_new - g
-        if float(s_new @ y_new) > 1e-10:
-            S, Y = (S + [s_new])[-20:], (Y + [y_new])[-20:]
-        theta, n_iter = theta + s_new, n_iter + 1
-        converged = abs(f - f_new) <= float(head.tol) * max(1.0, abs(f))
-        f, g = f_new, g_new
-        if (n_iter % _LBFGS_ROUND == 0 or converged) and best.update(*split(theta)):
-            break
-        if converged:
-            break
-    W, b = (a.copy() for a in split(theta))
-    best.update(W, b)
-    W, b, val_loss = best.best(W, b)
+            lr.max_iter = min(_LBFGS_ROUND, epochs - n_iter)
+    W, b, val_loss = best.restore(W, b)
     return W, b, n_iter, val_loss
 
 
-def _fit_adam(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-untyped-def]
-    """Minibatch Adam (Kingma & Ba); the seed fixes the minibatch order."""
+def _fit_adam(head, X, y, k, weight, val, epochs):  # type: ignore[no-untyped-def]
+    """Minibatch Adam (Kingma & Ba) on NumPy's analytic gradients; the seed fixes the minibatch order."""
+    W, b = np.zeros((k, X.shape[1]), np.float32), np.zeros(k, np.float32)
     rng = np.random.default_rng(int(head.seed))
-    n, bs = X.shape[0], int(head.batch_size)
+    n, bs, lr = X.shape[0], int(head.batch_size), float(head.lr or _ADAM_LR)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     moments = [(np.zeros_like(p), np.zeros_like(p)) for p in (W, b)]
     best, n_iter, step = _Best(head, val), 0, 0
@@ -356,5 +347,5 @@ def _fit_adam(head, W, b, X, y, weight, val, epochs, lr):  # type: ignore[no-unt
         n_iter += 1
         if best.update(W, b):
             break
-    W, b, val_loss = best.best(W, b)
+    W, b, val_loss = best.restore(W, b)
     return W, b, n_iter, val_loss

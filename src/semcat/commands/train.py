@@ -91,11 +91,11 @@ def train(
                                                "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = DEFAULT_BACKBONE,
     view: Annotated[str, typer.Option(help="Which part of the image the backbone sees: center (the "
                                            "paper's centre crop), full (whole image) or tiles5.")] = DEFAULT_VIEW,
-    solver: Annotated[Solver, typer.Option(help="lbfgs: full-batch L-BFGS (default, measured faster and "
+    solver: Annotated[Solver, typer.Option(help="lbfgs: scikit-learn's full-batch L-BFGS (default, measured faster and "
                                                 "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
     epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
                                                help="Adam epochs / L-BFGS iterations (default 60 / 300).")] = None,
-    lr: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="Learning rate (default 0.01 Adam, 1.0 L-BFGS).")] = None,
+    lr: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="Adam learning rate (default 0.01; L-BFGS needs none).")] = None,
     batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Adam minibatch size.")] = 128,
     weight_decay: Annotated[float | None, typer.Option(callback=finite, min=0.0, help="L2 penalty on the head weights (default: "
                                                                    "chosen by cross-validation with --split "
