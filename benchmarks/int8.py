@@ -130,13 +130,75 @@ def network_rate(rt, x: np.ndarray, reps: int = 1) -> float:
     return reps * len(x) / (time.perf_counter() - t)
 
 
-def e2e_rate(files: list[Path], spec, rt) -> float:
+def e2e_rate(files: list[Path], spec, rt, cpu: list[float] | None = None) -> float:
+    """Images/s of files → features; appends CPU ms per image (this process, all threads) to ``cpu``."""
     from semcat.features import extract_features
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = extract_features(files, spec, runtime=rt, store=None, progress=False, batch_size=32)
     assert len(res.paths) == len(files), res.errors[:3]
+    if cpu is not None:
+        cpu.append(1e3 * (time.process_time() - c) / len(files))
     return len(files) / (time.perf_counter() - t)
+
+
+def speed(files: list[Path], fp32, int8, rounds: int, n_baseline: int) -> dict:
+    """Network-only and end-to-end images/s (and end-to-end CPU ms per image) of fp32 and int8,
+    alternating within each round, plus the decode-only ceiling and the paper-style baseline."""
+    from semcat.features import preprocess
+    from semcat.images import read_image
+    from semcat.runtime import OpenVINORuntime
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from features import baseline_rate  # noqa: E402  (benchmarks/features.py)
+
+    x = np.concatenate([preprocess(read_image(p)[0], fp32, view="center") for p in files[:256]])
+    rts = {"fp32": OpenVINORuntime(fp32), "int8": OpenVINORuntime(int8)}
+    zero = ZeroRuntime(fp32)
+    net: dict[str, list[float]] = {"fp32": [], "int8": []}
+    e2e: dict[str, list[float]] = {"fp32": [], "int8": [], "decode only": []}
+    cpu: dict[str, list[float]] = {k: [] for k in e2e}
+    for _ in range(rounds):
+        for prec in ("fp32", "int8"):
+            net[prec].append(network_rate(rts[prec], x))
+        for prec in ("fp32", "int8"):
+            e2e[prec].append(e2e_rate(files, fp32 if prec == "fp32" else int8, rts[prec], cpu[prec]))
+        e2e["decode only"].append(e2e_rate(files, fp32, zero, cpu["decode only"]))
+    return {"net": net, "e2e": e2e, "cpu": cpu, "base": baseline_rate(files[:n_baseline])}
+
+
+def speed_lines(sp: dict, n_files: int, rounds: int, n_baseline: int) -> list[str]:
+    """The speed section's table and notes (markdown lines) from :func:`speed`'s result."""
+    net, e2e, base = sp["net"], sp["e2e"], sp["base"]
+    med_net = {k: float(np.median(v)) for k, v in net.items()}
+    med = {k: float(np.median(v)) for k, v in e2e.items()}
+    ratio_net = float(np.median(np.array(net["int8"]) / np.array(net["fp32"])))
+    ratio_e2e = float(np.median(np.array(e2e["int8"]) / np.array(e2e["fp32"])))
+    cpu_ms = {k: float(np.median(v)) for k, v in sp["cpu"].items()}
+    cores = os.cpu_count() or 1
+    return [
+        f"{n_files} synthetic 1024x768 8-bit TIFFs; efficientnet_lite0 on OpenVINO, "
+        f"{rounds} rounds alternating fp32 and int8 (the rounds column: images/s of each).", "",
+        "| setup | images/s (median) | rounds | int8 / fp32 (median of per-round ratios) |", "|---|---:|---|---:|",
+        f"| network only, fp32 | {med_net['fp32']:.0f} | {', '.join(f'{v:.0f}' for v in net['fp32'])} | |",
+        f"| network only, int8 | {med_net['int8']:.0f} | {', '.join(f'{v:.0f}' for v in net['int8'])} | {ratio_net:.2f}x |",
+        f"| end to end, fp32 | {med['fp32']:.0f} | {', '.join(f'{v:.0f}' for v in e2e['fp32'])} | |",
+        f"| end to end, int8 | {med['int8']:.0f} | {', '.join(f'{v:.0f}' for v in e2e['int8'])} | {ratio_e2e:.2f}x |",
+        f"| decode + crop + resize only (network returns zeros) | {med['decode only']:.0f} | "
+        f"{', '.join(f'{v:.0f}' for v in e2e['decode only'])} | |",
+        f"| paper setup: inception_v3 299 px eager fp32 PyTorch, PIL ({n_baseline} images, once) | {base:.1f} | | |",
+        "",
+        "CPU time per image end to end (this process, all threads, median of the rounds; less sensitive to other "
+        f"jobs than wall time): fp32 {cpu_ms['fp32']:.1f} ms, int8 {cpu_ms['int8']:.1f} ms "
+        f"({cpu_ms['fp32'] / cpu_ms['int8']:.2f}x less), decode + crop + resize alone {cpu_ms['decode only']:.1f} ms. "
+        f"On {cores} otherwise idle cores that work allows at most {1e3 * cores / cpu_ms['int8']:.0f} img/s int8 and "
+        f"{1e3 * cores / cpu_ms['fp32']:.0f} img/s fp32 (OpenVINO's waiting threads spin a while, which counts as CPU time).",
+        "",
+        f"int8 end to end vs the paper setup: {med['int8'] / base:.1f}x; fp32: {med['fp32'] / base:.1f}x. The Keras "
+        "Inception-v3 baseline needs TensorFlow in a separate Python and was not run here (benchmarks/features.py "
+        "runs it where one is given).",
+        "",
+    ]
 
 
 def main() -> None:
@@ -157,10 +219,9 @@ def main() -> None:
     if args.leave_out not in CATEGORIES:
         ap.error(f"--leave-out must be one of {', '.join(CATEGORIES)}")
     from semcat.quantize import MEDIAN_COSINE, MIN_COSINE, quantize_backbone
-    from semcat.runtime import OpenVINORuntime
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from features import baseline_rate, make_images  # noqa: E402  (benchmarks/features.py)
+    from features import make_images  # noqa: E402  (benchmarks/features.py)
 
     fp32 = get_backbone("efficientnet_lite0")
     int8 = replace(fp32, precision="int8")
@@ -194,23 +255,7 @@ def main() -> None:
         a, b = feats["fp32"][POOLED][0], feats["int8"][POOLED][0]
         cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
-        # speed
-        files = make_images(root / "speed", args.speed_n)
-        from semcat.features import preprocess
-        from semcat.images import read_image
-
-        x = np.concatenate([preprocess(read_image(p)[0], fp32, view="center") for p in files[:256]])
-        rts = {"fp32": OpenVINORuntime(fp32), "int8": OpenVINORuntime(int8)}
-        zero = ZeroRuntime(fp32)
-        net = {"fp32": [], "int8": []}
-        e2e = {"fp32": [], "int8": [], "decode only": []}
-        for _ in range(args.rounds):
-            for prec in ("fp32", "int8"):
-                net[prec].append(network_rate(rts[prec], x))
-            for prec in ("fp32", "int8"):
-                e2e[prec].append(e2e_rate(files, fp32 if prec == "fp32" else int8, rts[prec]))
-            e2e["decode only"].append(e2e_rate(files, fp32, zero))
-        base = baseline_rate(files[: args.n_baseline])
+        sp = speed(make_images(root / "speed", args.speed_n), fp32, int8, args.rounds, args.n_baseline)
         load = os.getloadavg()
 
     def row(name: str, key: str, fmt: str = "{:.1f}") -> str:
@@ -229,10 +274,6 @@ def main() -> None:
     checks = {k: diff(k) for k in ("accuracy", "ece", "auto_precision", "unknown_known", "unknown_unseen")}
     worst = {k: max(diff(k, st) for st in STYLES) for k in checks}
     parity = all(v <= PARITY_POINTS for v in checks.values())
-    med_net = {k: float(np.median(v)) for k, v in net.items()}
-    med = {k: float(np.median(v)) for k, v in e2e.items()}
-    ratio_net = float(np.median(np.array(net["int8"]) / np.array(net["fp32"])))
-    ratio_e2e = float(np.median(np.array(e2e["int8"]) / np.array(e2e["fp32"])))
     n_test = {s: int(np.sum(feats["fp32"][s][1] != args.leave_out)) for s in EVAL}
     info = q.info
     lines = header("int8 features (NNCF) vs fp32: parity and speed") + [
@@ -264,21 +305,8 @@ def main() -> None:
         + ", ".join(f"{k} {v:.2f}" for k, v in checks.items()) + f". **Parity {'met' if parity else 'NOT met'}.** "
         "Largest difference in a single style (fewer images, so coarser): "
         + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()) + ".",
-        "", "## Speed", "",
-        f"{args.speed_n} synthetic 1024x768 8-bit TIFFs; efficientnet_lite0 on OpenVINO, "
-        f"{args.rounds} rounds alternating fp32 and int8 (the rounds column: images/s of each).", "",
-        "| setup | images/s (median) | rounds | int8 / fp32 (median of per-round ratios) |", "|---|---:|---|---:|",
-        f"| network only, fp32 | {med_net['fp32']:.0f} | {', '.join(f'{v:.0f}' for v in net['fp32'])} | |",
-        f"| network only, int8 | {med_net['int8']:.0f} | {', '.join(f'{v:.0f}' for v in net['int8'])} | {ratio_net:.2f}x |",
-        f"| end to end, fp32 | {med['fp32']:.0f} | {', '.join(f'{v:.0f}' for v in e2e['fp32'])} | |",
-        f"| end to end, int8 | {med['int8']:.0f} | {', '.join(f'{v:.0f}' for v in e2e['int8'])} | {ratio_e2e:.2f}x |",
-        f"| decode + crop + resize only (network returns zeros) | {med['decode only']:.0f} | "
-        f"{', '.join(f'{v:.0f}' for v in e2e['decode only'])} | |",
-        f"| paper setup: inception_v3 299 px eager fp32 PyTorch, PIL ({args.n_baseline} images, once) | {base:.1f} | | |",
-        "",
-        f"int8 end to end vs the paper setup: {med['int8'] / base:.1f}x; fp32: {med['fp32'] / base:.1f}x. The Keras Inception-v3 baseline needs TensorFlow in a "
-        "separate Python and was not run here (benchmarks/features.py runs it where one is given).",
-        "", "Goal (issue 21): int8 end to end ≥ 2.5x fp32 on a VNNI/AMX CPU, ≥ 1.3x on AVX2-only, with parity.",
+        "", "## Speed", "", *speed_lines(sp, args.speed_n, args.rounds, args.n_baseline),
+        "Goal (issue 21): int8 end to end ≥ 2.5x fp32 on a VNNI/AMX CPU, ≥ 1.3x on AVX2-only, with parity.", "",
     ]
     write_results(OUT, lines)
 

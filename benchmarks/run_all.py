@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["decode", "tiff_codecs", "databar", "data", "features", "int8", "head", "views", "cross_instrument",
+ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "head", "views", "cross_instrument",
          "ood", "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
          "duplicates", "active_learning", "map", "web_load", "lean_install"]
 
@@ -45,6 +45,7 @@ QUICK: dict[str, list[str]] = {
     "data": ["--size", "256", "--n", "2", "--files", "200"],
     "features": ["--n", "200", "--n-baseline", "16", "--rss-n", "200"],
     "int8": ["--per-class", "10", "--test-per-class", "5", "--speed-n", "32", "--rounds", "1", "--n-baseline", "4"],
+    "decode_stages": ["--n", "16", "--rounds", "3"], "int8_speed": ["--speed-n", "32", "--rounds", "1", "--n-baseline", "4"],
     "head": ["4000", "--rounds", "1"], "views": ["10", "--size", "160", "--runs", "2"],
     "cross_instrument": ["--instruments", "3", "--per-class", "5", "--draws", "1"],
     "ood": [], "calibration_small": ["--sizes", "20", "--draws", "1", "--test-per-class", "20"],

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from typer.testing import CliRunner
 
 from semcat.backbones import get_backbone
@@ -71,6 +72,26 @@ def test_contrast_normalisation_makes_12_bit_and_dim_images_look_alike(spec) -> 
     assert np.abs(preprocess(dim, spec) - ref).mean() < 0.01
 
 
+def test_contrast_range_from_histogram_equals_numpy_percentile() -> None:
+    """The histogram shortcut gives np.percentile's values for 8-bit, 16-bit and arbitrary [0, 1]
+    images, strided views and single pixels; out-of-range or NaN images take np.percentile itself."""
+    from semcat.features import _HIGH_PCT, _LOW_PCT, _robust_range
+
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (97, 131)) / np.float32(255), rng.integers(0, 65536, (64, 300)) / np.float32(65535),
+              rng.random((120, 80), dtype=np.float32), np.clip(rng.normal(0.5, 0.3, (90, 150)), 0, 1)[::2, ::3],
+              np.full((1, 1), 0.25, np.float32), (np.arange(4000, dtype=np.float32) % 7 / 6).reshape(40, 100)]
+    for img in images:
+        img = img.astype(np.float32)
+        np.testing.assert_allclose(_robust_range(img), np.percentile(img, (_LOW_PCT, _HIGH_PCT)), rtol=0, atol=1e-7)
+    shifted = images[2] * 3 - 1
+    np.testing.assert_allclose(_robust_range(shifted), np.percentile(shifted, (_LOW_PCT, _HIGH_PCT)), atol=1e-7)
+    with_nan = images[2].copy()
+    with_nan[0, :5] = np.nan
+    finite = with_nan[np.isfinite(with_nan)]
+    np.testing.assert_allclose(_robust_range(with_nan), np.percentile(finite, (_LOW_PCT, _HIGH_PCT)), atol=1e-7)
+
+
 # --- extraction and caching --------------------------------------------------------------------
 
 def test_rerun_computes_nothing_and_adding_n_computes_n(data: Path, tmp_path: Path, rt, spec) -> None:
@@ -93,6 +114,35 @@ def test_rerun_computes_nothing_and_adding_n_computes_n(data: Path, tmp_path: Pa
     shutil.copytree(data, other)
     assert extract_features(other, spec, runtime=rt, store=store, progress=False).computed == 0
     assert extract_features(data, spec, runtime=rt, store=store, view="full", progress=False).computed == n + 3
+
+
+def test_cache_is_not_reused_when_a_sidecar_appears_or_changes(tmp_path: Path, rt, spec) -> None:
+    """A JEOL sidecar's scanned height changes the data-bar crop: the features cached for the
+    same image bytes without it (or with another sidecar) must not be served."""
+    img = np.random.default_rng(2).integers(0, 256, (212, 256), dtype=np.uint8)
+    img[192:] = 90  # a plain strip: only the sidecar's scanned height (192 rows) makes it a bar
+    tifffile.imwrite(tmp_path / "wafer.tif", img)
+    sidecar = tmp_path / "wafer.txt"
+    jeol = "\r\n".join(["$CM_FORMAT JEOL/SEM", "$CM_MAG 5000", "$CM_ACCEL_VOLT 15.00", "$CM_FULL_SIZE 256 {}",
+                         "$$SM_MICRON_BAR 128", "$$SM_MICRON_MARKER 2um", ""])
+    store = FeatureStore(tmp_path / "cache")
+
+    def run() -> tuple[int, np.ndarray]:
+        res = extract_features(tmp_path / "wafer.tif", spec, runtime=rt, store=store, progress=False)
+        assert not res.errors and len(res.paths) == 1
+        return res.computed, res.features[0]
+
+    computed, alone = run()
+    assert computed == 1 and run()[0] == 0
+    sidecar.write_text(jeol.format(192), newline="")
+    computed, cropped = run()
+    assert computed == 1 and not np.allclose(cropped, alone, atol=1e-3)
+    assert run()[0] == 0
+    sidecar.write_text(jeol.format(212), newline="")  # edited: every row scanned, no crop
+    computed, uncropped = run()
+    assert computed == 1 and np.allclose(uncropped, alone, atol=1e-5)
+    sidecar.unlink()
+    assert run()[0] == 0  # the image alone again: its first features, from the cache
 
 
 def test_bad_files_are_listed_and_others_processed(data: Path, tmp_path: Path, rt, spec) -> None:

@@ -103,3 +103,23 @@ def test_corrupt_compressed_strip_is_one_error_not_a_crash():
         assert "bad.tif" in str(exc)
     else:  # LZW resynchronises on some damage: then the image must still be the right size
         assert img.shape[1] == 136
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16], ids=["8bit", "16bit"])
+def test_deflate_and_zstd_strips_take_the_libdeflate_zstd_path(dtype):
+    """The faster strip decoder really runs for stripped Deflate/ZSTD (with and without the
+    predictor), gives the exact samples, and hands a corrupt strip back (None) to libtiff/tifffile."""
+    from semcat.images import _strip_pixels
+
+    arr = _content(dtype)
+    for compression in ("zlib", "adobe_deflate", "zstd"):
+        for kw in ({}, {"predictor": "horizontal"}, {"predictor": "horizontal", "rowsperstrip": 7}):
+            data = _tiff(arr, compression=compression, **kw)
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                got = _strip_pixels(tif.pages.first, data)
+            assert got is not None and np.array_equal(got, arr), f"{compression} {kw}"
+    data = bytearray(_tiff(arr, compression="zlib"))
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        offset = tif.pages.first.dataoffsets[0]
+        data[offset + 2: offset + 40] = bytes(38)
+        assert _strip_pixels(tif.pages.first, bytes(data)) is None

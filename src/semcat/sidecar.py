@@ -24,7 +24,7 @@ from pathlib import Path
 from semcat.errors import SemcatWarning
 from semcat.semmeta import SemMetadata, parse_hitachi_text, parse_jeol_text, parse_tescan_text
 
-__all__ = ["SidecarWarning", "find_sidecar", "read_sidecar"]
+__all__ = ["SidecarWarning", "find_sidecar", "read_sidecar", "sidecar_bytes"]
 
 MAX_SIDECAR_BYTES = 1 << 20
 """Vendor sidecars are a few kB; anything larger is not one (and is not read into memory)."""
@@ -73,16 +73,32 @@ def read_sidecar(image: str | Path, image_rows: int) -> SemMetadata | None:
     return meta
 
 
-def _parse(path: Path, image_rows: int) -> tuple[str | None, SemMetadata | None]:
+def sidecar_bytes(image: str | Path) -> bytes | None:
+    """The bytes of the sidecar of ``image`` that :func:`read_sidecar` would read, or None (no
+    sidecar, or one it skips unread): the feature cache keys an image's features on them."""
+    path = find_sidecar(image)
+    if path is None:
+        return None
+    problem, data = _read(path)
+    return None if problem else data
+
+
+def _read(path: Path) -> tuple[str | None, bytes]:
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            return "not a regular file", None
+            return "not a regular file", b""
         if st.st_size > MAX_SIDECAR_BYTES:
-            return f"{st.st_size:,} bytes is too large for a vendor sidecar", None
-        data = path.read_bytes()
+            return f"{st.st_size:,} bytes is too large for a vendor sidecar", b""
+        return None, path.read_bytes()
     except OSError as exc:
-        return f"cannot read it ({exc.strerror or exc})", None
+        return f"cannot read it ({exc.strerror or exc})", b""
+
+
+def _parse(path: Path, image_rows: int) -> tuple[str | None, SemMetadata | None]:
+    problem, data = _read(path)
+    if problem:
+        return problem, None
     if b"\x00" in data:
         return "binary content, not vendor text", None
     try:

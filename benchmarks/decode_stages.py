@@ -1,0 +1,110 @@
+"""Where one image's time goes before the network: ``semcat features``' per-image path, stage by stage.
+
+Usage: ``python benchmarks/decode_stages.py [--n 48] [--rounds 7]`` (writes
+``benchmarks/results/decode_stages.md``).
+
+``--n`` synthetic 1024x768 8-bit TIFFs (``benchmarks/features.py``'s set), each stage timed on
+its own input (the previous stage's output, prepared beforehand) with ``time.perf_counter``, each
+image's best of ``--rounds`` (on a shared machine the best run is the one nothing else
+interrupted), averaged over the images; one thread. The stages are the calls
+``semcat.features.iter_features`` makes per image at the default backbone's size
+(``max_side`` 448, ``center`` view, 224 px). The contrast range is also timed with
+``np.percentile``, the rule before the histogram (``_histogram_percentiles``), on the same images.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import header, write_results  # benchmarks/_results.py
+from features import make_images  # benchmarks/features.py
+
+from semcat._io import sha256_bytes
+from semcat.backbones import get_backbone
+from semcat.features import _HIGH_PCT, _LOW_PCT, _preprocess_gray, _robust_range, _to_model_input
+from semcat.images import _downscale, _tiff_pixels, detect_databar, read_file_bytes, read_image_bytes, to_gray_float
+from semcat.semmeta import parse_tiff_tags
+
+OUT = Path(__file__).resolve().parent / "results" / "decode_stages.md"
+
+
+def _best_ms(fn, inputs: list, rounds: int) -> float:
+    best = np.full(len(inputs), np.inf)
+    for _ in range(rounds):
+        for i, x in enumerate(inputs):
+            t = time.perf_counter()
+            fn(x)
+            best[i] = min(best[i], time.perf_counter() - t)
+    return float(best.mean() * 1e3)
+
+
+def _parse(data: bytes) -> None:
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        parse_tiff_tags(tif)
+
+
+def _pixels(data: bytes) -> np.ndarray:
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        return _tiff_pixels(tif.pages.first, data)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=48, help="1024x768 8-bit TIFFs (default 48)")
+    ap.add_argument("--rounds", type=int, default=7, help="timed runs per image; the best counts (default 7)")
+    args = ap.parse_args()
+    spec = get_backbone("efficientnet_lite0")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_images(Path(tmp), args.n)
+        data = [read_file_bytes(p) for p in files]
+        ms = _measure(files, data, spec, args.rounds)
+    total = ms[0][1] + ms[1][1] + ms[7][1] + ms[10][1] + ms[11][1]
+    write_results(OUT, [
+        *header("Decode path, stage by stage: one 1024x768 8-bit TIFF before the network"),
+        f"- timing: shared machine, each image's best of {args.rounds} runs",
+        f"- images: {args.n} synthetic SEM images (10 categories), uncompressed; one Python thread; the calls "
+        f"`semcat features` makes per image for {spec.name} (max_side {2 * spec.input_size}, centre view, "
+        f"{spec.input_size} px)", "",
+        "| stage | ms per image |", "|---|---:|",
+        *(f"| {name} | {v:.3f} |" for name, v in ms),
+        f"| **per image before the network** (read + SHA-256 + read_image + preprocessing + input) | {total:.3f} |",
+        "",
+    ])
+
+
+def _measure(files: list[Path], data: list[bytes], spec, rounds: int) -> list[tuple[str, float]]:
+    """(stage, best ms per image averaged over the images), each stage on its prepared input."""
+    size, side = spec.input_size, 2 * spec.input_size
+    raw = [_pixels(d) for d in data]
+    small = [_downscale(r, side) for r in raw]
+    imgs = [read_image_bytes(d, p, max_side=side)[0] for d, p in zip(data, files)]
+    gray = [_preprocess_gray(g, size, spec.interpolation, "center") for g in imgs]
+    stages = [
+        ("read the file's bytes", lambda p: read_file_bytes(p), files),
+        ("SHA-256 of the bytes (the cache key)", sha256_bytes, data),
+        ("TIFF header and vendor metadata", _parse, data),
+        ("pixel decode (TIFF header parsed again)", _pixels, data),
+        (f"downscale to {side} px (uint8, INTER_AREA x2 then bilinear)", lambda r: _downscale(r, side), raw),
+        ("data-bar detection", detect_databar, small),
+        ("to float32 in [0, 1]", to_gray_float, small),
+        ("**all of read_image** (header, decode, downscale, bar, float: the rows above; sidecar lookup, crop)",
+         lambda dp: read_image_bytes(dp[0], dp[1], max_side=side), list(zip(data, files))),
+        ("contrast range: histogram (today)", _robust_range, imgs),
+        ("contrast range: np.percentile (before)", lambda g: np.percentile(g, (_LOW_PCT, _HIGH_PCT)), imgs),
+        (f"**all of preprocessing**: range, centre crop, resize to {size}, stretch",
+         lambda g: _preprocess_gray(g, size, spec.interpolation, "center"), imgs),
+        ("gray → 3-channel normalised network input", lambda g: _to_model_input(g, spec), gray),
+    ]
+    return [(name, _best_ms(fn, inputs, rounds)) for name, fn, inputs in stages]
+
+
+if __name__ == "__main__":
+    main()
