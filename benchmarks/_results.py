@@ -6,6 +6,7 @@ that any figure quoted from it can be traced and rerun. ``tests/test_figures.py`
 """
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def header(title: str, *, started: float | None = None, script: str | None = Non
     date = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     if started is not None:
         date += f"; run time {time.perf_counter() - started:.0f} s"
+    date += "; load average (1/5/15 min) " + "/".join(f"{x:.1f}" for x in os.getloadavg())  # a shared machine's noise
     return [f"# {title}", "",
             f"- script: `{f'python benchmarks/{name} {args}'.rstrip()}`",
             f"- commit: {commit()}",

@@ -17,7 +17,7 @@ splits) are the labelled set, and each configuration trains and calibrates throu
   --split val``: the protocol before issue 17);
 - **cross-fitted**: head fitted on train + val with the L2 penalty chosen by 5-fold cross-validation,
   calibration from out-of-fold predictions (``train``, ``calibrate``: the defaults);
-- **cross-fitted, grouped**: the same with the archive's sample pattern as ``--group-by``, so the
+- **cross-fitted grouped**: the same with the archive's sample pattern as ``--group-by``, so the
   2-6 shots of one sample never sit on both sides of a fold;
 - each cross-fitted row again **+ guarantee**: ``t_auto`` from the lower end of the 95% interval
   (``--guarantee``; the same fit, only the threshold differs, so it is computed from its score table).
@@ -31,12 +31,14 @@ draw (a stopped run keeps the draws it finished; the header says how many).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 from semcat.calibration import (
     STATS_TENSOR,
@@ -45,6 +47,7 @@ from semcat.calibration import (
     calibrate_crossfit,
     calibrate_model,
     clopper_pearson,
+    expected_calibration_error,
     score_cases,
 )
 from semcat.crossfit import fold_ids, select_weight_decay
@@ -70,21 +73,27 @@ class Labelled:
     nnn: np.ndarray
 
 
-def load(root: Path, seed: int, per_class: int, backbone: str, view: str) -> Labelled:
-    """Write (if missing) and featurise one synthetic set; rows in scan order."""
+def load(root: Path, seed: int, per_class: int, backbone: str, view: str, first: int | None = None) -> Labelled:
+    """Write (if missing) and featurise one synthetic set, or its ``first`` images per category; rows in scan order."""
     from semcat.dataset import scan_dataset
     from semcat.synth import write_dataset
 
     write_dataset(root, per_class=per_class, size=SIZE, seed=seed, databar=True)
     ds = scan_dataset(root, group_by=GROUP_BY)
-    paths = [str(s.path) for s in ds.samples]
+    samples = [s for s in ds.samples if first is None or _nnn(s.path) < first]
+    paths = [str(s.path) for s in samples]
     res = FeatureSpec.resolve(backbone, view=view).extract(paths, store="default")
     ok, X, errors = res.paths, res.features, res.errors
     if errors:
         raise RuntimeError(f"feature extraction failed: {errors[:3]}")
     assert ok == paths
-    return Labelled(X, np.array([s.label for s in ds.samples]), np.array([s.group for s in ds.samples]),
-                    np.array([s.split for s in ds.samples]), np.array([int(s.path.stem.rsplit("_", 1)[1]) for s in ds.samples]))
+    return Labelled(X, np.array([s.label for s in samples]), np.array([s.group for s in samples]),
+                    np.array([s.split for s in samples]), np.array([_nnn(s.path) for s in samples]))
+
+
+def _nnn(path: Path) -> int:
+    """Index of an image within its category (file names end in _NNN)."""
+    return int(path.stem.rsplit("_", 1)[1])
 
 
 def _model(head: SoftmaxHead, backbone: str, view: str) -> SemcatModel:
@@ -117,7 +126,7 @@ def crossfit(d: Labelled, classes: list[str], target: float, *, backbone: str, v
 CONFIGS: list[tuple[str, Callable[..., SemcatModel], bool]] = [
     ("val split (before)", val_split, False),
     ("cross-fitted", crossfit, False),
-    ("cross-fitted, grouped", crossfit, True),
+    ("cross-fitted grouped", crossfit, True),
 ]
 
 
@@ -135,14 +144,18 @@ def evaluate(model: SemcatModel, X: np.ndarray, y: np.ndarray, cal: dict[str, fl
     """Decisions on the untouched test set, as ``decide`` makes them."""
     cal = cal or model.calibration or {}
     index = {c: i for i, c in enumerate(model.classes)}
-    top, case = score_cases(model.predict_features(X).astype(np.float64), np.array([index[c] for c in y]))
+    yi = np.array([index[c] for c in y])
+    proba = model.predict_features(X).astype(np.float64)
+    top, case = score_cases(proba, yi)
     unknown = model.ood_scores(X) > cal["ood"]["threshold"]
     bands = band_report(top, case, cal["t_auto"], cal["t_suggest"], unknown)
     auto = bands["auto"]
     return {"t_auto_exists": float(cal["t_auto"] <= 1.0), "unknown": bands["unknown"]["share"],
             "auto": auto["share"], "auto_n": auto["count"], "auto_hits": round((auto["precision"] or 0) * auto["count"]),
             "suggest": bands["suggest"]["share"], "manual": bands["manual"]["share"],
-            "accuracy": float((case == 0).mean()), "t_auto": cal["t_auto"], "t_suggest": cal["t_suggest"]}
+            "accuracy": float((case == 0).mean()), "t_auto": cal["t_auto"], "t_suggest": cal["t_suggest"],
+            "ece_raw": expected_calibration_error(softmax(model.logits(X).astype(np.float64), axis=1), yi),
+            "ece": expected_calibration_error(proba, yi)}
 
 
 def run(args: argparse.Namespace, root: Path,
@@ -152,7 +165,7 @@ def run(args: argparse.Namespace, root: Path,
     classes = sorted(set(test.y.tolist()))
     out: dict[tuple[int, str], list[dict[str, float]]] = {}
     for draw in range(args.draws):
-        full = load(root / f"s{args.seed + draw}", args.seed + draw, POOL, args.backbone, args.view)
+        full = load(root / f"s{args.seed + draw}", args.seed + draw, POOL, args.backbone, args.view, max(args.sizes))
         for n in args.sizes:
             keep = full.nnn < n
             d = Labelled(full.X[keep], full.y[keep], full.groups[keep], full.split[keep], full.nnn[keep])
@@ -179,14 +192,16 @@ def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.
          f"({draws_done} of {args.draws} draws completed, rows of the next one as far as they got: see each row's count; a size's images are the first N per category of its draw, of which the ~90% "
          f"outside the content-hash test split are labelled); untouched test set: {args.test_per_class} per "
          f"category, seed {TEST_SEED}"),
+        (f"- BLAS threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} (unset lets NumPy oversubscribe a busy "
+         "machine: the unknown detector's eigendecompositions ran ~7x slower); test ECE: mean over draws, 15 bins"),
         ("- seconds: wall time of fitting the head(s) and calibrating on cached features, in the same run as the "
          "val-split baseline, on a machine shared with other jobs (ratios mean more than seconds)"),
         (f"- target precision {args.target:.2f}, unknown quantile 0.97 (target 3% of known images unknown; bar 2-6%); "
          "mean over draws, min-max in brackets; auto precision pooled over the draws with its 95% Clopper-Pearson interval"),
         "",
         ("| per class | calibration | t_auto found | known test decided unknown | auto share | auto precision "
-         "| suggest share | manual share | test accuracy | train + calibrate (s) | time vs val split |"),
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+         "| suggest share | manual share | test accuracy | test ECE raw → calibrated | train + calibrate (s) | time vs val split |"),
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def mm(rs: list[dict[str, float]], k: str) -> str:
@@ -201,6 +216,7 @@ def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.
         lines.append(
             f"| {n} | {name} | {int(sum(r['t_auto_exists'] for r in rs))}/{len(rs)} draws | {mm(rs, 'unknown')} | {mm(rs, 'auto')} | "
             f"{prec} | {mm(rs, 'suggest')} | {mm(rs, 'manual')} | {mm(rs, 'accuracy')} | "
+            f"{np.mean([r['ece_raw'] for r in rs]):.3f} → {np.mean([r['ece'] for r in rs]):.3f} | "
             f"{np.mean([r['seconds'] for r in rs]):.1f} | {np.mean([r['seconds'] for r in rs]) / base:.1f}x |")
     return lines
 
@@ -223,6 +239,9 @@ def main() -> None:
     args.sizes = [int(s) for s in args.sizes.split(",")]
     if max(args.sizes) > POOL:
         ap.error(f"--sizes must be <= {POOL} per class")
+    strange = set(args.configs.split(",")) - {name for name, _, _ in CONFIGS}
+    if strange:
+        ap.error(f"unknown --configs {sorted(strange)}; choose from {[name for name, _, _ in CONFIGS]}")
     start = time.perf_counter()
     suffix = "".join(f"-{v}" for v, d in ((args.view, "center"), (args.backbone, "efficientnet_lite0")) if v != d)
 

@@ -23,15 +23,17 @@ ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features"
 RESULTS_NAME = {"spark_scaling": "spark"}
 """A benchmark whose results file is not named after it; variants add ``-<suffix>`` to the name."""
 
-_CALIBRATION = ["--configs", "val split (before),cross-fitted", "--draws", "1"]
+_CALIBRATION = ["--data", "/tmp/calsmall17/data", "--draws", "3", "--seed", "71"]
 FULL: dict[str, list[list[str]]] = {
     # benchmark → one argument list per results file it writes (the figures quoted in the docs)
     "ood": [[], ["100"],
             ["300", "--eval-per-class", "50", "--seed", "101"], ["300", "--eval-per-class", "50", "--seed", "301"],
             ["500", "--eval-per-class", "50"], ["500", "--eval-per-class", "50", "--seed", "201"]],
-    "calibration_small": [[*_CALIBRATION, "--sizes", "20,50", "--seed", str(s), "--out", f"calibration_small-s{s}.md"]
-                          for s in (71, 72, 73)]
-                         + [[*_CALIBRATION, "--sizes", "200", "--seed", "71", "--out", "calibration_small-200-s71.md"]],
+    "calibration_small": [[*_CALIBRATION[:2], "--sizes", "20,50,200", *_CALIBRATION[2:], "--out", "calibration_small-3draws.md"],
+                          [*_CALIBRATION[:2], "--sizes", "20,50", *_CALIBRATION[2:], "--view", "full",
+                           "--out", "calibration_small-views-full.md"],
+                          [*_CALIBRATION[:2], "--sizes", "20,50", *_CALIBRATION[2:], "--backbone", "efficientnet_lite1",
+                           "--out", "calibration_small-lite1.md"]],
     "spark_cluster": [["--n", "200,800", "--ingest", "400", "--pack-env", "100"],
                       ["--n", "200,800", "--out", str(HERE / "results/spark_cluster-quiet.md"),
                        "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],

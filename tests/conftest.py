@@ -77,3 +77,19 @@ def chromium_path() -> str:
     if not os.path.exists(path):
         missing_service("Chromium not installed at /usr/bin/chromium")
     return path
+
+
+DEMO_PER_CLASS = 8
+"""Images per category of the shared demo: the fewest with which every class keeps a sample group
+for training and one for testing under the demo's --group-by."""
+
+
+@pytest.fixture(scope="session")
+def demo_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`semcat demo` once per session, small (8 images a category, 64 px): its data, model,
+    calibration and catalogue, shared read-only by the CLI-contract and docs tests."""
+    from semcat.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "demo-output"
+    run_demo(out, per_class=DEMO_PER_CLASS, size=64, echo=lambda *a, **k: None)
+    return out

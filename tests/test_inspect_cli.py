@@ -29,13 +29,15 @@ def _files(tmp_path):
 def test_help():
     result = runner.invoke(app, ["inspect", "--help"])
     assert result.exit_code == 0
-    for word in ("--json", "--no-crop", "data-bar"):
+    for word in ("--format", "jsonl", "--no-crop", "data-bar"):
         assert word in result.output
 
 
 def test_json_lines(tmp_path):
-    result = runner.invoke(app, ["inspect", str(_files(tmp_path)), "--json"])
+    result = runner.invoke(app, ["inspect", str(_files(tmp_path)), "--format", "jsonl"])
     assert result.exit_code == 0, result.output
+    old = runner.invoke(app, ["inspect", str(tmp_path), "--json"])  # the old spelling, for one release
+    assert old.stdout == result.stdout and "--json is deprecated" in old.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
     fei = by_name["fei.tif"]
@@ -68,10 +70,11 @@ def test_bad_files_reported_batch_goes_on(tmp_path):
     _files(tmp_path)
     (tmp_path / "empty.tif").write_bytes(b"")
     (tmp_path / "notes.png").write_text("hello")
-    result = runner.invoke(app, ["inspect", str(tmp_path), str(tmp_path / "missing.jpg")])
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 1
     assert len(result.stdout.splitlines()) == 2
     assert "empty.tif: empty file (0 bytes)" in result.stderr
     assert "notes.png: not an image" in result.stderr
-    assert "missing.jpg: file not found" in result.stderr
-    assert "2 images ok, 3 failed" in result.stderr
+    assert "2 images ok, 2 failed" in result.stderr
+    missing = runner.invoke(app, ["inspect", str(tmp_path), str(tmp_path / "missing.jpg")])
+    assert missing.exit_code == 2 and "missing.jpg does not exist" in missing.stderr  # a usage error

@@ -197,3 +197,18 @@ def test_unknown_detector_with_few_training_images(tmp_path_factory: pytest.Temp
     assert photo_rate >= 0.9
     # measured: 0.52 at 4.2% of known images flagged, k-NN 0.30; benchmarks/ood.py: 47% vs 24% at 20 per category
     assert novel_rate >= max(0.4, base[0])
+
+
+@pytest.mark.parametrize("n", [40, 200])
+def test_shrunk_precision_matches_the_eigendecomposition(n: int) -> None:
+    """Fewer images than dimensions takes the Woodbury path; it must give the same matrix."""
+    from semcat.ood import _shrunk_precision
+
+    rng = np.random.default_rng(n)
+    centred = rng.normal(size=(n, 96)) * rng.uniform(0.1, 3.0, 96)
+    centred -= centred.mean(axis=0)
+    cov = centred.T @ centred / n
+    base = np.trace(cov) / 96
+    vals, vecs = np.linalg.eigh(0.5 * cov + 0.5 * base * np.eye(96))
+    expected = (vecs / vals) @ vecs.T
+    np.testing.assert_allclose(_shrunk_precision(centred, 0.5), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())

@@ -160,7 +160,7 @@ def scan_dataset(
     if not root.is_dir():
         raise ValueError(f"dataset root must be a folder of category sub-folders, got {str(root)!r} "
                          f"({'not found' if not root.exists() else 'not a folder'})")
-    pattern = _group_pattern(group_by)
+    pattern = group_pattern(group_by)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     errors: list[tuple[str, str]] = []
     for p in sorted(root.iterdir()):
@@ -199,7 +199,9 @@ def scan_dataset(
 # ---------------------------------------------------------------- helpers
 
 
-def _group_pattern(group_by: str | None) -> re.Pattern[str] | None:
+def group_pattern(group_by: str | None) -> re.Pattern[str] | None:
+    """The compiled ``group_by`` regex (None for no grouping or ``'folder'``); ValueError when it is
+    not a regex with a capture group (the CLI checks it before scanning: a usage error)."""
     if group_by is None or group_by == "folder":
         return None
     try:

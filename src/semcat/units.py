@@ -9,7 +9,12 @@ from datetime import datetime
 from typing import Any, Callable
 
 __all__ = ["pixel_size", "voltage", "working_distance", "magnification", "timestamp", "file_size",
-           "short_id", "METADATA_UNITS", "display_value", "display_label"]
+           "short_id", "METADATA_UNITS", "display_value", "display_label", "plural"]
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``: ``noun`` is the plural; a count of one drops its last ``s``."""
+    return f"{n} {noun[:-1] if n == 1 and noun.endswith('s') else noun}"
 
 
 def _num(x: float) -> str:

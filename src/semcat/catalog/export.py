@@ -33,7 +33,7 @@ def csv_row(rec: ImageRecord) -> dict[str, Any]:
 
 
 def write_records(records: Iterable[ImageRecord], out: IO[str], fmt: str = "json") -> int:
-    """Stream records to ``out`` as a JSON array or CSV (header included); returns how many."""
+    """Stream records to ``out`` as a JSON array, JSON Lines or CSV (header included); returns how many."""
     n = 0
     if fmt == "csv":
         w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -47,8 +47,12 @@ def write_records(records: Iterable[ImageRecord], out: IO[str], fmt: str = "json
             out.write(("," if n else "") + "\n" + json.dumps(rec.to_dict(), ensure_ascii=False))
             n += 1
         out.write("\n]\n" if n else "]\n")
+    elif fmt == "jsonl":
+        for rec in records:
+            out.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
+            n += 1
     else:
-        raise ValueError(f"export format must be 'json' or 'csv'; got {fmt!r}")
+        raise ValueError(f"export format must be 'json', 'jsonl' or 'csv'; got {fmt!r}")
     return n
 
 

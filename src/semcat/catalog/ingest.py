@@ -22,6 +22,7 @@ from semcat.catalog.db import Database
 from semcat.catalog.schema import Feature, Image, ImagePath, IngestError, Prediction, utcnow
 from semcat.catalog.similar import vector_to_bytes
 from semcat.errors import SemcatError
+from semcat.units import plural
 
 if TYPE_CHECKING:
     from semcat.model import Predictor
@@ -50,7 +51,7 @@ class IngestSummary:
 
     def line(self) -> str:
         """One human-readable summary line."""
-        return (f"{self.seen} files: {self.new} new, {self.known} known, {self.moved} moved, "
+        return (f"{plural(self.seen, 'files')}: {self.new} new, {self.known} known, {self.moved} moved, "
                 f"{self.copies} copies, {self.classified} classified, {self.failed} failed")
 
 

@@ -1,14 +1,18 @@
 """Helpers shared by CLI commands: consoles, escaping of outside text, per-file errors, exit codes."""
 from __future__ import annotations
 
+import csv
 import errno
+import json
+import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, Optional
+from pathlib import Path
+from typing import IO, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -17,6 +21,7 @@ from typer.core import TyperGroup
 
 from semcat._validation import check_number, check_query_text
 from semcat.errors import SemcatWarning
+from semcat.units import plural
 
 
 def plain_console(**kwargs: Any) -> Console:
@@ -66,6 +71,17 @@ def finite(value: float | None) -> float | None:
     return _option_check(check_number, value)
 
 
+def named_paths(paths: list[Path] | None) -> list[Path] | None:
+    """Argument callback: a path named on the command line that is not there at all is a usage
+    error (exit 2); one that is there but unreadable (a symlink loop, a FIFO, a dangling link)
+    goes on to the batch, which names it in an error line and carries on."""
+    missing = [p for p in paths or [] if not os.path.lexists(p)]
+    if missing:
+        raise typer.BadParameter(f"{shown(missing[0])} does not exist"
+                                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return paths
+
+
 def bounded_text(value: str | None) -> str | None:
     """Option callback: search text with control characters or over ``MAX_QUERY_TEXT`` characters is
     a usage error (the web's rule: ``semcat._validation.check_query_text``)."""
@@ -103,10 +119,52 @@ def environment_problem(exc: BaseException) -> str | None:
     return None
 
 
+USAGE = 2
+"""Exit code of a usage error: click's own (a bad option, a missing argument) and ours (a path named
+on the command line that does not exist, a missing catalogue). Failed work exits 1, success 0."""
+
+
+def _hide_flag_types(command: Any) -> None:
+    """No ``<bool>`` type column on on/off flags in ``--help`` (it suggests they take a value)."""
+    from typer._click import Context
+
+    help_option = command.get_help_option(Context(command))  # created once, cached by the command
+    for param in [*getattr(command, "params", []), *([help_option] if help_option else [])]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_types(sub)
+
+
 class SemcatGroup(TyperGroup):
-    """The command group: a ``SemcatError`` (a refused model, a read-only catalogue, ...) or an
-    environment failure ends a command with one error line and exit 1, never a traceback (a bug
-    still shows its traceback)."""
+    """The command line's one error boundary.
+
+    A usage error (click's, or a ``typer.BadParameter`` a command raises) is one ``error: ...``
+    line and exit 2, never click's boxed usage; a ``SemcatError`` (a refused model, a read-only
+    catalogue, ...) or an environment failure is one ``error: ...`` line and exit 1. A bug still
+    shows its traceback."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _hide_flag_types(self)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer.exceptions import Abort
+
+        if not standalone_mode:  # the demo calls commands in-process and handles their outcome
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            if not isinstance(exc, NoArgsIsHelpError):  # `semcat align` alone: its help is shown already
+                error(usage_line(exc))
+            sys.exit(exc.exit_code)
+        except Abort:  # end of input at a prompt
+            error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         from semcat.errors import SemcatError
@@ -121,9 +179,17 @@ class SemcatGroup(TyperGroup):
             raise typer.Exit(code=1) from None
 
 
+def usage_line(exc: Any) -> str:
+    """A click error as one line, naming the command whose ``--help`` explains it."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and exc.exit_code == USAGE else ""
+    return " ".join(exc.format_message().split()) + hint
+
+
 @dataclass
 class BatchSummary:
-    """Counts a batch command prints at the end; ``exit()`` is non-zero when anything failed."""
+    """Counts a batch command prints at the end; ``exit()`` is non-zero when anything failed or
+    when there was nothing to do (empty input is a warning, never a silent success)."""
 
     ok: int = 0
     failed: int = 0
@@ -135,15 +201,84 @@ class BatchSummary:
         self.failures.append((str(path), str(problem)))
         error_line(path, problem)
 
+    @property
+    def empty(self) -> bool:
+        return not (self.ok or self.failed or self.skipped)
+
     def print(self, what: str = "images") -> None:
-        parts = [f"{self.ok} {what} ok", f"{self.failed} failed"]
+        if self.empty:
+            warning(f"no {what} found: nothing was done")
+        parts = [f"{plural(self.ok, what)} ok", f"{self.failed} failed"]
         if self.skipped:
             parts.append(f"{self.skipped} skipped (already done)")
         err_console.print("summary: " + ", ".join(parts), highlight=False)
 
     def exit(self) -> None:
-        if self.failed:
+        if self.failed or self.empty:
             raise typer.Exit(code=1)
+
+
+class Format(str, Enum):
+    """``--format`` of commands that print rows: a table for people, or data for programs."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class DocFormat(str, Enum):
+    """``--format`` of commands that print one result (a summary, an evaluation): text or one JSON document."""
+
+    table = "table"
+    json = "json"
+
+
+DOC_FORMAT_HELP = "Output on stdout: table (text for people) or json (one document)."
+FORMAT_HELP = "Output on stdout: table (text for people), json (one array), jsonl (one object a line) or csv."
+JsonAlias = Annotated[bool, typer.Option("--json", hidden=True, help="Old spelling of --format json.")]
+CsvAlias = Annotated[bool, typer.Option("--csv", hidden=True, help="Old spelling of --format csv.")]
+
+
+def chosen_format(fmt: Any, *, as_json: bool = False, as_csv: bool = False, json_is: Any = Format.json) -> Any:
+    """``--format``, or what an old ``--json`` / ``--csv`` flag meant (``json_is``: JSON Lines where
+    ``--json`` printed one object a line); the old flags are kept for one release."""
+    if as_json and as_csv:
+        raise typer.BadParameter("--json and --csv are exclusive; use --format", param_hint="--format")
+    if as_json or as_csv:
+        new = json_is if as_json else Format.csv
+        warning(f"{'--json' if as_json else '--csv'} is deprecated: use --format {new.value}")
+        return new
+    return fmt
+
+
+def write_rows(rows: Iterable[dict[str, Any]], fmt: Format, stream: IO[str] | None = None,
+               columns: list[str] | None = None) -> int:
+    """Stream rows as a JSON array, JSON Lines or CSV (``columns``: the CSV header, default the
+    first row's keys; nested values become JSON text); returns how many. Each row is flushed, so
+    a long batch shows its results as it goes."""
+    out = stream or sys.stdout
+    n = 0
+    writer = None
+    for row in rows:
+        if fmt is Format.csv:
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=columns or list(row), lineterminator="\n",
+                                        extrasaction="ignore")
+                writer.writeheader()
+            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else v
+                             for k, v in row.items()})
+        elif fmt is Format.jsonl:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            out.write(("," if n else "[") + "\n" + json.dumps(row, ensure_ascii=False))
+        n += 1
+        out.flush()
+    if fmt is Format.json:
+        out.write("\n]\n" if n else "[]\n")
+    elif fmt is Format.csv and writer is None and columns:
+        csv.DictWriter(out, fieldnames=columns, lineterminator="\n").writeheader()
+    return n
 
 
 def print_semcat_warnings() -> None:

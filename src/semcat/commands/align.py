@@ -1,16 +1,29 @@
 """CLI commands: ``semcat align train | score | eval`` (nanowire alignment, see semcat.alignment)."""
 from __future__ import annotations
 
-import csv
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from semcat.backbones import DEFAULT_BACKBONE
-from semcat.commands._common import BatchSummary, err_console, error, error_line, finite, shown
+from semcat.commands._common import (
+    DOC_FORMAT_HELP,
+    FORMAT_HELP,
+    BatchSummary,
+    CsvAlias,
+    DocFormat,
+    Format,
+    JsonAlias,
+    chosen_format,
+    err_console,
+    error,
+    error_line,
+    finite,
+    shown,
+    write_rows,
+)
 
 align_app = typer.Typer(
     name="align",
@@ -34,7 +47,7 @@ def _load(model: Path) -> Any:
         check_alignment_model(m)
     except (ModelFileError, ValueError) as exc:
         error(exc)
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=1) from None
     return m
 
 
@@ -49,6 +62,8 @@ def train_cmd(
     """Train a two-class aligned / not-aligned head on the two extremes (as in the paper).
 
     Its P(aligned) on images in between is a graded alignment score (`semcat align score`).
+
+    Example: semcat align train aligned/ random/ --out align.semcat
     """
     from semcat.alignment import train_alignment_model
     from semcat.featurespec import FeatureSpec
@@ -68,16 +83,9 @@ def train_cmd(
     raise typer.Exit(code=1 if errors else 0)
 
 
-def _write(scores: list[Any], fmt: str) -> None:
-    if fmt == "json":
-        json.dump([s.to_dict() for s in scores], sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        return
-    if fmt == "csv":
-        w = csv.DictWriter(sys.stdout, fieldnames=_SCORE_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for s in scores:
-            w.writerow({k: ("" if v is None else v) for k, v in s.to_dict().items()})
+def _write(scores: list[Any], fmt: Format) -> None:
+    if fmt is not Format.table:
+        write_rows((s.to_dict() for s in scores), fmt, columns=_SCORE_COLUMNS)
         return
     typer.echo(f"{'p_aligned':>9}  {'coherency':>9}  {'orient°':>7}  path")
     for s in scores:
@@ -106,20 +114,24 @@ def _store(scores: list[Any], db: str, source: str) -> None:
 def score_cmd(
     model: Annotated[Path, typer.Argument(help="Alignment model from `semcat align train`.", exists=True, dir_okay=False, show_default=False)],
     images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).", exists=True, show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help=FORMAT_HELP + " json/jsonl/csv add sha256, local_coherency, error.")] = Format.table,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG like the paper's Figure 8 (both scores per image, first 12 images).")] = None,
     db: Annotated[Optional[str], typer.Option("--db", help="Catalog URL or SQLite path: store alignment_p, coherency, orientation_deg as searchable measurements.")] = None,
     sigma: SigmaOpt = 2.0,
     max_side: MaxSideOpt = 1024,
+    as_json: JsonAlias = False,
+    as_csv: CsvAlias = False,
 ) -> None:
-    """P(aligned), coherency and dominant orientation (degrees, 0 = horizontal, CCW) per image."""
+    """P(aligned), coherency and dominant orientation (degrees, 0 = horizontal, CCW) per image.
+
+    Examples:
+      semcat align score align.semcat images/ --plot fig8.png
+      semcat align score align.semcat images/ --format csv --db catalog.db
+    """
     from semcat._io import iter_image_files
     from semcat.alignment import plot_scores, score_images
 
-    if as_json and as_csv:
-        error("choose one of --json and --csv")
-        raise typer.Exit(code=2)
+    fmt = chosen_format(fmt, as_json=as_json, as_csv=as_csv)
     m = _load(model)
     paths = list(iter_image_files(images))
     scores = score_images(paths, m, sigma=sigma, max_side=max_side or None, progress=True)
@@ -129,7 +141,7 @@ def score_cmd(
             summary.ok += 1
         else:
             summary.fail(s.path, s.error)
-    _write(scores, "json" if as_json else "csv" if as_csv else "table")
+    _write(scores, fmt)
     if plot is not None and summary.ok:
         plot_scores(scores, plot)
         err_console.print(f"wrote {plot}", highlight=False, soft_wrap=True)
@@ -144,19 +156,26 @@ def eval_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder with images and truth.csv (columns file,order).", exists=True, file_okay=False, show_default=False)],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Alignment model; without it only the structure-tensor scores are evaluated.", exists=True, dir_okay=False)] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a comparison PNG: example images with both scores, and every score against the truth.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    fmt: Annotated[DocFormat, typer.Option("--format", help=DOC_FORMAT_HELP)] = DocFormat.table,
     sigma: SigmaOpt = 2.0,
     max_side: MaxSideOpt = 1024,
+    as_json: JsonAlias = False,
 ) -> None:
-    """Spearman correlation of each alignment score with the true order parameter."""
+    """Spearman correlation of each alignment score with the true order parameter.
+
+    Examples:
+      semcat align eval nanowires/ --model align.semcat --plot eval.png
+      semcat align eval nanowires/ --format json
+    """
     from semcat.alignment import evaluate_alignment, plot_evaluation
 
+    fmt = chosen_format(fmt, as_json=as_json, json_is=DocFormat.json)
     m = _load(model) if model is not None else None
     try:
         ev = evaluate_alignment(folder, m, sigma=sigma, max_side=max_side or None, progress=True)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # no truth.csv, or nothing to evaluate: failed work
         error(exc)
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=1) from None
     summary = BatchSummary()
     for s in ev.scores:
         if s.error is None:
@@ -164,7 +183,7 @@ def eval_cmd(
         else:
             summary.fail(s.path, s.error)
     result = ev.to_dict()
-    if as_json:
+    if fmt is DocFormat.json:
         typer.echo(json.dumps(result, indent=1))
     else:
         for name, rho in result["spearman"].items():

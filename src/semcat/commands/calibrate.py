@@ -18,6 +18,7 @@ from semcat.commands._common import (
     finite,
     use_model_precision,
     warning,
+    plural,
 )
 
 
@@ -30,7 +31,7 @@ class Split(str, Enum):
 
 def _features(model: Any, samples: list[Any], summary: BatchSummary, what: str) -> tuple[Any, list[str], list[str]]:
     """Features (cached by the FeatureStore, so a re-run resumes), labels and paths of the readable samples."""
-    err_console.print(f"{what}: {len(samples)} images")
+    err_console.print(f"{what}: {plural(len(samples), 'images')}")
     res = model.spec.extract([s.path for s in samples], progress=True)
     for path, problem in res.errors:
         summary.fail(path, problem)
@@ -71,7 +72,9 @@ def _print_summary(cal: dict[str, Any]) -> None:
     err_console.print(table)
     for line in threshold_summary(cal):
         err_console.print(line, soft_wrap=True, highlight=False, markup=False)
-    err_console.print(f"temperature {cal['temperature']:.3f}, ECE {cal['ece_before']:.3f} → {cal['ece_after']:.3f}")
+    fitted = cal.get("temperature_fitted", cal["temperature"])
+    kept = "" if fitted == cal["temperature"] else f" (fitted {fitted:.3f} did not beat 1 beyond noise, not used)"
+    err_console.print(f"temperature {cal['temperature']:.3f}{kept}, ECE {cal['ece_before']:.3f} → {cal['ece_after']:.3f}")
 
 
 def calibrate(
@@ -99,7 +102,7 @@ def calibrate(
     quantile: Annotated[float, typer.Option(callback=finite, min=0.5, max=0.999,
                                             help="Share of held-out known images the unknown test must "
                                                  "accept (its threshold is this quantile).")] = 0.97,
-    out: Annotated[Path | None, typer.Option(file_okay=False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", file_okay=False,
                                              help="Folder for the plots and calibration.json "
                                                   "(default: MODEL's name + '.calibration').")] = None,
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
@@ -128,9 +131,9 @@ def calibrate(
         raise typer.Exit(code=1) from None
     try:
         data = scan_dataset(data_dir, group_by=group_by)
-    except ValueError as exc:
-        err_console.print(f"error: {exc}", soft_wrap=True, highlight=False, markup=False)
-        raise typer.Exit(code=2) from None
+    except ValueError as exc:  # no class folders: failed work, like an empty folder
+        error(exc)
+        raise typer.Exit(code=1) from None
     if split is Split.crossfit and labelled_dir is None:
         _calibrate_crossfit(model, model_path, data, folds=folds, grouped=group_by is not None,
                             target_precision=target_precision, guarantee=guarantee, quantile=quantile, out=out)
@@ -184,8 +187,7 @@ def _calibrate_crossfit(model: Any, model_path: Path, data: Any, *, folds: int, 
         err_console.print(f"warning: classes {unknown} are not in the model; their images are left out")
         pool = [s for s in pool if s.label in model.classes]
     if len(pool) < 4:
-        err_console.print(f"[red]error[/red]: need labelled images outside the test split (got {len(pool)}); "
-                          "check DATA_DIR")
+        error(f"need labelled images outside the test split (got {len(pool)}); check DATA_DIR")
         raise typer.Exit(code=1)
     summary = BatchSummary()
     X, labels, ok = _features(model, pool, summary, "labelled (cross-fitted)")
@@ -226,10 +228,13 @@ def _finish(model: Any, model_path: Path, cal: dict[str, Any], out: Path | None,
 def report(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", exists=True, dir_okay=False,
                                                help="A .semcat model (calibrated for the plots).")],
-    out: Annotated[Path | None, typer.Option(dir_okay=False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False,
                                              help="HTML file to write (default: MODEL with .html).")] = None,
 ) -> None:
-    """Write an offline, single-file HTML report: metrics, confusion matrix, calibration plots, bands."""
+    """Write an offline, single-file HTML report: metrics, confusion matrix, calibration plots, bands.
+
+    Example: semcat report model.semcat --out report.html
+    """
     from semcat.errors import SemcatError
     from semcat.model import load_model
     from semcat.reports import write_report

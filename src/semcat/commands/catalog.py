@@ -13,9 +13,11 @@ import typer
 
 from semcat._validation import MAX_COUNT
 from semcat.commands._common import (
+    FORMAT_HELP,
     PRECISION_HELP,
     ChunkOpt,
     Engine,
+    Format,
     Precision,
     SparkConfOpt,
     bounded_text,
@@ -23,10 +25,14 @@ from semcat.commands._common import (
     error,
     error_line,
     finite,
+    USAGE,
     plain_console,
     shown,
     spark_conf,
     use_model_precision,
+    warning,
+    write_rows,
+    plural,
 )
 from semcat.engines.spark import DEFAULT_CHUNK
 
@@ -38,14 +44,9 @@ ModelOpt = Annotated[Optional[Path], typer.Option(
                     "catalogued unclassified.", exists=True, dir_okay=False, readable=True)]
 
 
-class OutFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
 class ExportFormat(str, Enum):
     json = "json"
+    jsonl = "jsonl"
     csv = "csv"
 
 
@@ -56,16 +57,36 @@ class Decision(str, Enum):
     unknown = "unknown"
 
 
-def _open(db: str | None):  # -> Catalog, exits 2 on a bad URL or an unreachable server
+def _open(db: str | None, *, create: bool = False):  # -> Catalog
+    """The catalog at ``--db``; exit 2 (usage) on a bad URL, an unreachable server, or, unless this
+    command ``create``s one, a SQLite file that does not exist (a mistyped path is never shown as
+    an empty catalog)."""
     from sqlalchemy.exc import OperationalError
 
     from semcat.catalog import CatalogError, open_catalog
 
     try:
+        if not create:
+            missing_catalog(db)
         return open_catalog(db)
     except (CatalogError, OperationalError) as e:
         error(f"cannot open catalog {db or '(default)'}: {getattr(e, 'orig', None) or e}")
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=USAGE) from None
+
+
+def missing_catalog(db: str | None) -> None:
+    """Raise ``CatalogError`` when ``db`` (default: ``$SEMCAT_DB`` or the home's) names a SQLite
+    file that does not exist: only the commands that create a catalog (ingest, watch, category
+    add, align score --db, serve) may start one."""
+    from sqlalchemy.engine import make_url
+
+    from semcat.catalog import CatalogError, normalize_url
+    from semcat.config import default_db_url
+
+    url = make_url(normalize_url(db or default_db_url()))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not Path(url.database).expanduser().exists():
+        raise CatalogError(f"no catalog at {url.database}; `semcat ingest FOLDER --db ...` creates one")
 
 
 def _load_model(model: Path | None):
@@ -78,7 +99,7 @@ def _load_model(model: Path | None):
         return load_model(model)
     except ModelFileError as e:
         error_line(model, e)
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=1) from None
 
 
 def _resolve_image(cat: Any, image: str) -> str:
@@ -132,8 +153,8 @@ def ingest_cmd(
                                       precision=precision.value, chunk_size=chunk_size, conf=spark_conf(conf),
                                       on_classified=classified)
     else:
-        cat = _open(db)
-        m = _load_model(model)
+        m = _load_model(model)  # a refused model creates no catalog
+        cat = _open(db, create=True)
         if m is not None:
             use_model_precision(m, precision)
         try:
@@ -145,8 +166,10 @@ def ingest_cmd(
             cat.close()
     for path, problem in summary.errors:
         error_line(path, problem)
+    if not summary.seen:
+        warning("no image files found: nothing was catalogued")
     err_console.print(f"summary: {summary.line()}", highlight=False)
-    raise typer.Exit(code=1 if summary.failed else 0)
+    raise typer.Exit(code=1 if summary.failed or not summary.seen else 0)
 
 
 def watch_cmd(
@@ -157,9 +180,12 @@ def watch_cmd(
     settle: Annotated[float, typer.Option("--settle", callback=finite, min=0.0, help="Seconds a file must stay unchanged before it is ingested.")] = 1.0,
     initial: Annotated[bool, typer.Option("--initial/--no-initial", help="First ingest what is already in the folders.")] = True,
 ) -> None:
-    """Watch folders and ingest images as they appear, once completely written. Ctrl-C stops."""
-    cat = _open(db)
+    """Watch folders and ingest images as they appear, once completely written. Ctrl-C stops.
+
+    Example: semcat watch /microscope/export --model model.semcat --settle 2
+    """
     m = _load_model(model)
+    cat = _open(db, create=True)
     failed = 0
 
     def report(paths: list[str], summary: Any) -> None:
@@ -209,10 +235,15 @@ def search_cmd(
     measurement: Annotated[Optional[str], typer.Option("--measurement", help="NAME:MIN:MAX, e.g. coherency:0.6: (bounds may be empty).")] = None,
     order: Annotated[str, typer.Option("--order", help="recent, oldest, score (least sure first), score_desc, acquired, magnification.")] = "recent",
     limit: Annotated[int, typer.Option("--limit", max=MAX_COUNT, min=0, help="Maximum number of results.")] = 50,
-    fmt: Annotated[OutFormat, typer.Option("--format", help="Output format on stdout.")] = OutFormat.table,
+    fmt: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = Format.table,
     db: DbOpt = None,
 ) -> None:
-    """Find catalogued images by category, decision, score, metadata, date, path text, tag."""
+    """Find catalogued images by category, decision, score, metadata, date, path text, tag.
+
+    Examples:
+      semcat search --decision suggest --unconfirmed --order score --limit 20
+      semcat search --category Nanowires --min-score 0.9 --format csv
+    """
     from semcat.catalog.search import ORDERS, parse_measurement
 
     if order not in ORDERS:
@@ -240,10 +271,10 @@ def search_cmd(
     err_console.print(f"{len(records)} of {matching} matching images shown")
 
 
-def _print_records(records: list[Any], fmt: OutFormat) -> None:
+def _print_records(records: list[Any], fmt: Format) -> None:
     from semcat.catalog.export import write_records
 
-    if fmt is OutFormat.table:
+    if fmt is Format.table:
         from rich.table import Table
 
         table = Table(show_lines=False)
@@ -260,18 +291,28 @@ def _print_records(records: list[Any], fmt: OutFormat) -> None:
 
 def similar_cmd(
     image: Annotated[str, typer.Argument(help="An image file, or the SHA-256 (or unique prefix) of a catalogued image.", show_default=False)],
-    k: Annotated[int, typer.Option("-k", "--k", max=MAX_COUNT, min=1, help="How many neighbours.")] = 10,
-    fmt: Annotated[OutFormat, typer.Option("--format", help="Output format on stdout.")] = OutFormat.table,
+    limit: Annotated[int, typer.Option("--limit", max=MAX_COUNT, min=1, help="How many neighbours.")] = 10,
+    fmt: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = Format.table,
     db: DbOpt = None,
+    k: Annotated[Optional[int], typer.Option("-k", "--k", max=MAX_COUNT, min=1, hidden=True,
+                                             help="Old spelling of --limit.")] = None,
 ) -> None:
-    """Nearest catalogued images by backbone-feature cosine similarity."""
+    """Nearest catalogued images by backbone-feature cosine similarity.
+
+    Examples:
+      semcat similar /data/sem/2024/zno_wires_012.tif --limit 5
+      semcat similar 3f9c0a1b22 --format json
+    """
     from semcat.catalog import CatalogError
 
+    if k is not None:
+        warning("-k/--k is deprecated: use --limit")
+        limit = k
     cat = _open(db)
     try:
         sha = _resolve_image(cat, image)
         try:
-            hits = cat.similar(sha, k=k)
+            hits = cat.similar(sha, k=limit)
         except CatalogError as e:
             error(e)
             raise typer.Exit(code=1) from None
@@ -280,14 +321,8 @@ def similar_cmd(
         cat.close()
     rows = [{"sha256": h, "similarity": round(s, 6), "category": records[h].category if h in records else None,
              "path": records[h].path if h in records else None} for h, s in hits]
-    if fmt is OutFormat.json:
-        typer.echo(json.dumps(rows, indent=1))
-    elif fmt is OutFormat.csv:
-        import csv
-
-        w = csv.DictWriter(sys.stdout, fieldnames=["sha256", "similarity", "category", "path"], lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    if fmt is not Format.table:
+        write_rows(rows, fmt, columns=["sha256", "similarity", "category", "path"])
     else:
         for r in rows:
             typer.echo(f"{r['similarity']:.4f}  {r['sha256'][:12]}  {shown(r['category'] or '-'):<28} "
@@ -296,12 +331,17 @@ def similar_cmd(
 
 def export_cmd(
     fmt: Annotated[ExportFormat, typer.Option("--format", help="Format of the catalog export.")] = ExportFormat.json,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the export to this file (atomically) instead of stdout.", dir_okay=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the export to this file (atomically) instead of stdout.", dir_okay=False)] = None,
     sidecars: Annotated[Optional[Path], typer.Option("--sidecars", help="Also write one NAME.semcat.json per image into this folder.", file_okay=False)] = None,
     next_to_images: Annotated[bool, typer.Option("--sidecars-next-to-images", help="Also write IMAGE.semcat.json beside each image file (images are never modified).")] = False,
     db: DbOpt = None,
 ) -> None:
-    """Export the whole catalog as JSON or CSV, and optionally per-image JSON sidecars."""
+    """Export the whole catalog as JSON, JSON Lines or CSV, and optionally per-image JSON sidecars.
+
+    Examples:
+      semcat export --format json --out catalog.json
+      semcat export --sidecars /data/sem-metadata
+    """
     from semcat._io import atomic_write
     from semcat.catalog.export import write_records, write_sidecars
 
@@ -313,7 +353,7 @@ def export_cmd(
         if out is not None:
             with atomic_write(out, "w") as f:
                 n = write_records(cat.iter_records(), f, fmt.value)
-            err_console.print(f"wrote {n} images to {out}")
+            err_console.print(f"wrote {plural(n, 'images')} to {out}")
         elif sidecars is None and not next_to_images:
             n = write_records(cat.iter_records(), sys.stdout, fmt.value)
         if sidecars is not None or next_to_images:
@@ -333,6 +373,8 @@ def label_cmd(
 
     The label must be a known category (the 10 NFFA ones, one a model predicted into this
     catalog, or one created with `semcat category add`); anything else is refused, exit code 1.
+
+    Example: semcat label /data/sem/2024/zno_wires_012.tif Nanowires --who ana
     """
     import getpass
 
@@ -355,7 +397,12 @@ def tag_cmd(
     remove: Annotated[bool, typer.Option("--remove", help="Remove these tags instead of adding them.")] = False,
     db: DbOpt = None,
 ) -> None:
-    """Add (or --remove) free-form tags on one image."""
+    """Add (or --remove) free-form tags on one image.
+
+    Examples:
+      semcat tag /data/sem/2024/zno_wires_012.tif gold-sputtered batch-7
+      semcat tag 3f9c0a1b22 batch-7 --remove
+    """
     cat = _open(db)
     try:
         sha = _resolve_image(cat, image)
@@ -369,7 +416,10 @@ def tag_cmd(
 
 
 def stats_cmd(db: DbOpt = None) -> None:
-    """Catalog counts (per category, decision, confirmed) as JSON on stdout."""
+    """Catalog counts (per category, decision, confirmed) as JSON on stdout.
+
+    Example: semcat stats --db sqlite:///catalog.db
+    """
     cat = _open(db)
     try:
         typer.echo(json.dumps(cat.stats(), indent=1))

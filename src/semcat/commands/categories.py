@@ -28,7 +28,7 @@ def add_cmd(
     """
     import getpass
 
-    cat = _open(db)
+    cat = _open(db, create=True)
     try:
         name = cat.add_category(name, who=who or getpass.getuser())
     except ValueError as e:

@@ -9,13 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 from semcat.commands._common import (
+    DOC_FORMAT_HELP,
     BatchSummary,
+    DocFormat,
+    JsonAlias,
+    chosen_format,
     err_console,
     error,
     error_line,
     plain_console,
     shown,
     warning,
+    plural,
 )
 
 dataset_app = typer.Typer(
@@ -107,7 +112,7 @@ def synth(
         error_line(out, f"cannot write: {exc.strerror or exc}")
         raise typer.Exit(code=1) from None
     new = sum(written.values())
-    err_console.print(f"summary: {new} images written, {per_class * len(written) - new} already there")
+    err_console.print(f"summary: {plural(new, 'images')} written, {per_class * len(written) - new} already there")
     for folder in folders:
         typer.echo(str(folder))
 
@@ -133,23 +138,33 @@ def summary(
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Keep samples together: 'folder' (sub-folder below the class) or a regex with one group over the file name, e.g. '^([^_]+_[^_]+)_'.")] = None,
     fractions: Annotated[str, typer.Option("--fractions", help="Train,val,test shares summing to 1.")] = "0.8,0.1,0.1",
     check: Annotated[bool, typer.Option("--check/--no-check", help="Decode every image to list unreadable ones (slower); --no-check --no-near-duplicates only hashes.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+    fmt: Annotated[DocFormat, typer.Option("--format", help=DOC_FORMAT_HELP)] = DocFormat.table,
     near: Annotated[bool, typer.Option("--near-duplicates/--no-near-duplicates", help="Keep near duplicates (re-saves, other data bars; semcat duplicates) in one split; decodes every image.")] = True,
+    as_json: JsonAlias = False,
 ) -> None:
     """Count images per class and per train/val/test split (by content hash); list unreadable files.
 
     Splits depend only on each file's bytes (or its group), so adding or renaming images never
     moves the others. Exit code 1 when some files could not be read.
-    """
-    from semcat.dataset import SPLITS, scan_dataset
 
+    Examples:
+      semcat dataset summary data/ --group-by '^([^_]+_[^_]+)_'
+      semcat dataset summary data/ --group-by folder --fractions 0.7,0.15,0.15 --format json
+    """
+    from semcat.dataset import SPLITS, group_pattern, scan_dataset
+
+    fmt = chosen_format(fmt, as_json=as_json, json_is=DocFormat.json)
     shares = _parse_fractions(fractions)
+    try:
+        group_pattern(group_by)
+    except ValueError as exc:  # a bad --group-by is a usage error; a folder without classes is not
+        raise typer.BadParameter(str(exc), param_hint="--group-by") from None
     try:
         ds = scan_dataset(root, fractions=shares, group_by=group_by, check_images=check, near_duplicates=near,
                           progress=True)
-    except ValueError as exc:
+    except ValueError as exc:  # no class folders: failed work, like an empty folder
         error(exc)
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=1) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: nothing was written")
         raise typer.Exit(code=130) from None
@@ -160,7 +175,7 @@ def summary(
         warning(message)
     if near:
         err_console.print(f"{ds.near_groups} near-duplicate groups merged (each kept in one split)")
-    if as_json:
+    if fmt is DocFormat.json:
         typer.echo(json.dumps(ds.to_dict(), indent=2))
     else:
         _print_table(ds.counts(), SPLITS, show_groups=group_by is not None)

@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
 
         Each step runs the real semcat command (printed before it runs), so the demo is also a tour.
         Re-running reuses what is already there (images, cached features, catalogue).
+
+        Example: semcat demo demo-output --per-class 40
         """
         from semcat.demo import run_demo
 

@@ -1,13 +1,12 @@
 """CLI command ``semcat doctor``: check this machine for semcat and say how to fix what is missing."""
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
 from rich.text import Text
 
-from semcat.commands._common import err_console, shown
+from semcat.commands._common import FORMAT_HELP, Format, JsonAlias, chosen_format, err_console, shown, write_rows
 from semcat.doctor import OK, failed, run_checks
 
 
@@ -19,7 +18,8 @@ def register(app: typer.Typer) -> None:
 def doctor_cmd(
     db: Annotated[Optional[str], typer.Option(
         "--db", help="Also check this catalogue: postgresql://USER@HOST/DB or sqlite:///PATH.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as a JSON list.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help=FORMAT_HELP + " table goes to stderr.")] = Format.table,
+    as_json: JsonAlias = False,
 ) -> None:
     """Report the CPU's instruction sets, the inference runtime auto picks, OpenVINO/torch versions,
     the feature cache, the catalogue (--db), Java for Spark and Chromium, with a fix for each problem.
@@ -28,9 +28,10 @@ def doctor_cmd(
 
     Exit code 1 when something required (a runtime, a writable cache, the --db catalogue) is missing.
     """
+    fmt = chosen_format(fmt, as_json=as_json)
     checks = run_checks(db)
-    if as_json:
-        typer.echo(json.dumps([c.to_dict() for c in checks], indent=1))
+    if fmt is not Format.table:
+        write_rows((c.to_dict() for c in checks), fmt)
     else:
         for c in checks:
             colour = "green" if c.status == OK else "red" if failed([c]) else "yellow"

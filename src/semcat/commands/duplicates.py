@@ -2,24 +2,18 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from semcat.commands._common import BatchSummary, err_console, shown
+from semcat.commands._common import BatchSummary, Format, err_console, shown, write_rows
 from semcat.commands.catalog import DbOpt, _open
-
-
-class GroupFormat(str, Enum):
-    table = "table"
-    json = "json"
 
 
 def duplicates_cmd(
     folder: Annotated[Optional[Path], typer.Argument(metavar="[DIR]", help="Image folder to scan (recursively); without it the catalog (--db) is scanned and its groups are stored.", exists=True, file_okay=False)] = None,
-    fmt: Annotated[GroupFormat, typer.Option("--format", help="json: an array of groups, each a list of paths; table: one block per group.")] = GroupFormat.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table: one block per group; json: an array of groups, each a list of paths; jsonl: one group a line; csv: group,path rows.")] = Format.table,
     features: Annotated[bool, typer.Option("--features/--no-features", help="Also compare backbone features (finds crops and re-scans); folders: computed and cached, catalog: those stored at ingest.")] = True,
     db: DbOpt = None,
 ) -> None:
@@ -29,7 +23,9 @@ def duplicates_cmd(
     Scanning the catalog stores each image's group; the image page shows it and splits keep a
     group on one side. Exit code 1 when some files could not be read.
 
-    Example: semcat duplicates archive/ --format json > groups.json
+    Examples:
+      semcat duplicates archive/ --format json > groups.json
+      semcat duplicates --db sqlite:///catalog.db
     """
     from semcat.duplicates import catalog_duplicates, scan_duplicates
 
@@ -47,8 +43,14 @@ def duplicates_cmd(
     for path, problem in result.errors:
         summary.fail(path, problem)
     groups = result.path_groups()
-    if fmt is GroupFormat.json:
+    if fmt is Format.json:
         typer.echo(json.dumps(groups, indent=1))
+    elif fmt is Format.jsonl:
+        for group in groups:
+            typer.echo(json.dumps(group))
+    elif fmt is Format.csv:
+        write_rows(({"group": k, "path": p} for k, group in enumerate(groups, 1) for p in group), fmt,
+                   columns=["group", "path"])
     else:
         for k, group in enumerate(groups, 1):
             typer.echo(f"group {k} ({len(group)} files)")

@@ -44,7 +44,12 @@ def backbones(
     pattern: Annotated[str, typer.Argument(help="Shell pattern over backbone names, e.g. 'efficientnet*'.")] = "*",
     all_timm: Annotated[bool, typer.Option("--all-timm", help="Also list every timm architecture name (usable with --weights).")] = False,
 ) -> None:
-    """List backbones: name, input size, feature width, weights source, runtimes."""
+    """List backbones: name, input size, feature width, weights source, runtimes.
+
+    Examples:
+      semcat backbones
+      semcat backbones 'efficientnet*' --all-timm
+    """
     from rich.table import Table
 
     from semcat.backbones import get_backbone, list_backbones
@@ -88,6 +93,10 @@ def features(
 
     Cached images are skipped before decoding; re-running computes only new images. Prints a JSON
     summary to stdout; per-file errors and the progress bar go to stderr; exit 1 if any file failed.
+
+    Examples:
+      semcat features data/
+      semcat features data/ --view tiles5 --out features.npz
     """
     from semcat._io import iter_image_files
     from semcat.errors import SemcatError

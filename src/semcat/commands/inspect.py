@@ -1,8 +1,8 @@
 """CLI command ``semcat inspect``: what semcat sees in each image file (format, data bar, metadata)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +10,18 @@ from rich.progress import track
 
 from semcat import units
 from semcat._io import iter_image_files
-from semcat.commands._common import BatchSummary, err_console, is_tty, shown
+from semcat.commands._common import (
+    FORMAT_HELP,
+    BatchSummary,
+    Format,
+    JsonAlias,
+    chosen_format,
+    err_console,
+    is_tty,
+    named_paths,
+    shown,
+    write_rows,
+)
 from semcat.errors import ImageReadError
 from semcat.images import ImageInfo, read_image
 
@@ -22,11 +33,11 @@ def register(app: typer.Typer) -> None:
 
 def inspect_cmd(
     paths: Annotated[list[Path], typer.Argument(
-        help="Image files or folders (folders are scanned recursively for image files).")],
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print one JSON object per image (JSON Lines) instead of a text line.")] = False,
+        help="Image files or folders (folders are scanned recursively for image files).", callback=named_paths)],
+    fmt: Annotated[Format, typer.Option("--format", help=FORMAT_HELP + " table: one tab-separated line per image.")] = Format.table,
     no_crop: Annotated[bool, typer.Option(
         "--no-crop", help="Do not look for a data bar (report databar_rows = 0).")] = False,
+    as_json: JsonAlias = False,
 ) -> None:
     """Show format, bit depth, size, channels, data-bar rows, pixel size and SEM metadata per image.
 
@@ -36,26 +47,37 @@ def inspect_cmd(
 
     Unreadable files get one error line each; the rest go on. Exit code 1 when any file failed.
 
-    Example: semcat inspect scans/ --json
+    Examples:
+      semcat inspect scans/
+      semcat inspect scans/a.tif --format jsonl
     """
+    fmt = chosen_format(fmt, as_json=as_json, json_is=Format.jsonl)
     files = list(iter_image_files(paths))
     summary = BatchSummary()
     items = track(files, description="inspecting", console=err_console, transient=True) \
         if is_tty() and len(files) > 20 else files
-    for path in items:
-        try:
-            _, info = read_image(path, crop_databar=not no_crop)
-        except ImageReadError as exc:
-            summary.fail(exc.path, exc.problem)
-            continue
-        summary.ok += 1
-        typer.echo(json.dumps(info_to_dict(info)) if as_json else _text_line(info))
-    if not files:
-        err_console.print("no image files found in: " + ", ".join(str(p) for p in paths))
+
+    def infos() -> Iterator[ImageInfo]:
+        for path in items:
+            try:
+                _, info = read_image(path, crop_databar=not no_crop)
+            except ImageReadError as exc:
+                summary.fail(exc.path, exc.problem)
+                continue
+            summary.ok += 1
+            yield info
+
+    if fmt is Format.table:
+        for info in infos():
+            typer.echo(_text_line(info))
+    else:
+        write_rows((info_to_dict(info) for info in infos()), fmt, columns=_COLUMNS)
     summary.print()
-    if not files:
-        raise typer.Exit(code=1)
     summary.exit()
+
+
+_COLUMNS = ["path", "format", "bit_depth", "rows", "cols", "channels", "databar_rows", "databar_source",
+            "pixel_size_m", "metadata"]
 
 
 def info_to_dict(info: ImageInfo) -> dict[str, Any]:

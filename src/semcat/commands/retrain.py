@@ -27,11 +27,13 @@ def retrain(
 
     Example: semcat retrain --db catalog.db
     """
+    from semcat.commands.catalog import _open
     from semcat.config import default_db_url
     from semcat.retrain import RetrainBusy, RetrainError
     from semcat.retrain import models_dir as folder_of
     from semcat.retrain import retrain as run
 
+    _open(db).close()  # a catalogue that does not exist is a usage error (exit 2), never an empty one
     url = db or default_db_url()
     folder = folder_of(url, models_dir)
     err_console.print(f"retraining on the confirmed labels of the catalogue; models in {folder}",

@@ -8,28 +8,38 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
+from rich.progress import track
 
 from semcat._validation import MAX_COUNT
 from semcat.backbones import DEFAULT_BACKBONE
 from semcat.commands._common import (
+    FORMAT_HELP,
     PRECISION_HELP,
     BatchSummary,
     ChunkOpt,
+    CsvAlias,
     Engine,
+    Format,
+    JsonAlias,
     Precision,
     SparkConfOpt,
+    chosen_format,
     err_console,
     error,
     finite,
+    named_paths,
     shown,
     spark_conf,
     warning,
+    write_rows,
 )
+from semcat.commands.features import ViewChoice
 from semcat.engines.spark import DEFAULT_CHUNK
 from semcat.features import DEFAULT_VIEW
 
@@ -71,10 +81,10 @@ def _metrics_line(m: dict[str, Any] | None) -> str:
 def _from_catalog(url: str, group_by: str | None) -> Any:
     """Confirmed catalog labels as a LabelledSet, split by content hash like a folder dataset; the
     duplicate groups stored by ``semcat duplicates --db`` stay in one split."""
-    from semcat.catalog import open_catalog
+    from semcat.commands.catalog import _open
     from semcat.retrain import catalog_labelled_set
 
-    with open_catalog(url) as cat:
+    with _open(url) as cat:  # a catalogue that does not exist is a usage error, never an empty set
         data = catalog_labelled_set(cat, split=True)
     if group_by:
         err_console.print("note: --group-by applies to folders only; catalog images are split by content hash "
@@ -89,8 +99,8 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="Model file to write (.semcat).")] = Path("model.semcat"),
     backbone: Annotated[str, typer.Option(help="Feature backbone; join two with '+' to concatenate their "
                                                "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = DEFAULT_BACKBONE,
-    view: Annotated[str, typer.Option(help="Which part of the image the backbone sees: center (the "
-                                           "paper's centre crop), full (whole image) or tiles5.")] = DEFAULT_VIEW,
+    view: Annotated[ViewChoice, typer.Option(help="Which part of the image the backbone sees: center (the "
+                                           "paper's centre crop), full (whole image) or tiles5.")] = ViewChoice(DEFAULT_VIEW),
     solver: Annotated[Solver, typer.Option(help="lbfgs: scikit-learn's full-batch L-BFGS (default, measured faster and "
                                                 "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
     epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
@@ -139,7 +149,7 @@ def train(
         _fail("give either DATA_DIR or --from-catalog DB_URL (exactly one).")
     summary = BatchSummary()
     try:
-        spec = FeatureSpec.resolve(backbone, view=view, crop_databar=not no_crop_databar, precision=precision.value)
+        spec = FeatureSpec.resolve(backbone, view=view.value, crop_databar=not no_crop_databar, precision=precision.value)
         data = _from_catalog(from_catalog, group_by) if from_catalog else labelled_set(data_dir, group_by=group_by)
         err_console.print(f"training on {len(data.paths)} images, {len(data.classes)} classes, backbone {spec.name}")
         model, report = train_on_samples(
@@ -189,7 +199,7 @@ def evaluate(
                                                  help="Labelled folder (one sub-folder per category), e.g. "
                                                       "images from another instrument or lab.")],
     split: Annotated[Split, typer.Option(help="Evaluate all images, or only one split of the folder.")] = Split.all,
-    out: Annotated[Path | None, typer.Option(file_okay=False, help="Also write metrics.json, confusion.csv "
+    out: Annotated[Path | None, typer.Option("--out", "-o", file_okay=False, help="Also write metrics.json, confusion.csv "
                                                                    "and confusion.png to this folder.")] = None,
     cv: Annotated[CV, typer.Option(help="split: MODEL as trained; groups: leave one group out (retrain MODEL's "
                                         "head on all groups but one, test on it, for each group).")] = CV.split,
@@ -243,7 +253,7 @@ def compare(
     solver: Annotated[Solver, typer.Option(help="Head solver.")] = Solver.lbfgs,
     group_by: Annotated[str | None, typer.Option(help="Regex naming the sample in each file name (grouped split).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first run (run r uses seed + r).")] = 0,
-    out: Annotated[Path | None, typer.Option(dir_okay=False, help="Write the table: .md (Markdown) or .csv.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the table: .md (Markdown) or .csv.")] = None,
     cv: Annotated[CV, typer.Option(help="split: repeated train/val/test splits; groups: leave one group out "
                                         "(--group-by) for each method of --methods.")] = CV.split,
     methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head), plain (centre crop, no contrast stretch, bar "
@@ -332,61 +342,75 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def classify(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", exists=True, dir_okay=False, help="Trained .semcat model.")],
-    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS...", help="Image files and folders (searched recursively).")],
+    inputs: Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS...", callback=named_paths,
+                                                 help="Image files and folders (searched recursively).")],
     top_k: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Classes reported per image, best first.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
-    engine: Annotated[Engine, typer.Option(help="local (this machine) or spark (needs --output, a Parquet folder).")] = Engine.local,
+    fmt: Annotated[Format, typer.Option("--format", help=FORMAT_HELP + " table: path, label, score and "
+                                                          "decision, tab-separated.")] = Format.table,
+    engine: Annotated[Engine, typer.Option(help="local (this machine) or spark (needs --out, a Parquet folder).")] = Engine.local,
     master: Annotated[str, typer.Option(help="Spark master URL for --engine spark.")] = "local[2]",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write results here instead of stdout "
-                                                                      "(a Parquet folder with --engine spark).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write results here instead of stdout "
+                                                                "(a Parquet folder with --engine spark).")] = None,
     batch_size: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Images classified per chunk (local engine).")] = 64,
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     conf: SparkConfOpt = None,
     chunk_size: ChunkOpt = DEFAULT_CHUNK,
+    output: Annotated[Path | None, typer.Option("--output", hidden=True, help="Old spelling of --out.")] = None,
+    as_json: JsonAlias = False,
+    as_csv: CsvAlias = False,
 ) -> None:
     """Top-k classes with probabilities and the labelling decision for each image, streamed as it goes.
 
     Default output: one tab-separated line per image (path, label, score, decision). Unreadable
-    files get an error line on stderr (and a row with the error in --json/--csv); exit 1 if any failed.
+    files get an error line on stderr (and a row with the error in json/jsonl/csv); exit 1 if any
+    failed. With --out a progress bar runs on stderr.
+
+    Examples:
+      semcat classify model.semcat incoming/ --top-k 3
+      semcat classify model.semcat incoming/ --format csv --out preds.csv
     """
-    if as_json and as_csv:
-        _fail("--json and --csv are exclusive; choose one.")
+    fmt = chosen_format(fmt, as_json=as_json, as_csv=as_csv, json_is=Format.jsonl)
+    if output is not None:
+        warning("--output is deprecated: use --out (-o)")
+        out = out or output
     if engine is Engine.spark:
-        _classify_spark(model_path, inputs, output, master, top_k, precision, chunk_size, spark_conf(conf))
+        _classify_spark(model_path, inputs, out, master, top_k, precision, chunk_size, spark_conf(conf))
         return
+    from semcat._io import iter_image_files
     from semcat.engines.local import classify as local_classify
-    from semcat.errors import SemcatError
     from semcat.model import load_model, row_columns
 
-    try:
-        model = load_model(model_path)
-    except SemcatError as exc:
-        _fail(str(exc), code=1)
+    model = load_model(model_path)
+    files = list(iter_image_files(inputs))
     summary = BatchSummary()
-    stream: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
-    try:
-        writer = csv.DictWriter(stream, fieldnames=row_columns(top_k), lineterminator="\n") if as_csv else None
-        if writer:
-            writer.writeheader()
-        for pred in local_classify(model, inputs, top_k=top_k, precision=precision.value, chunk_size=batch_size):
+
+    def predictions() -> Iterator[Any]:
+        for pred in local_classify(model, files, top_k=top_k, precision=precision.value, chunk_size=batch_size):
             if pred.error:
                 summary.fail(pred.path, pred.error)
             else:
                 summary.ok += 1
-            if writer:
-                writer.writerow(pred.to_row(top_k))
-            elif as_json:
-                stream.write(json.dumps(pred.to_dict()) + "\n")
-            elif not pred.error:
-                stream.write(f"{shown(pred.path)}\t{shown(pred.label)}\t{pred.score:.4f}\t{pred.decision}\n")
-            stream.flush()
+            yield pred
+
+    preds = track(predictions(), total=len(files), description="classifying", console=err_console,
+                  transient=True) if out and files else predictions()
+    stream: IO[str] = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+    try:
+        if fmt is Format.table:
+            for pred in preds:
+                if not pred.error:
+                    stream.write(f"{shown(pred.path)}\t{shown(pred.label)}\t{pred.score:.4f}\t{pred.decision}\n")
+                    stream.flush()
+        elif fmt is Format.csv:
+            write_rows((p.to_row(top_k) for p in preds), fmt, stream, columns=row_columns(top_k))
+        else:
+            write_rows((p.to_dict() for p in preds), fmt, stream)
     except KeyboardInterrupt:
         err_console.print("interrupted: the lines above are complete")
         summary.print()
         raise typer.Exit(code=130) from None
     finally:
-        if output:
+        if out:
             stream.close()
     summary.print()
     summary.exit()
@@ -395,7 +419,7 @@ def classify(
 def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, master: str, top_k: int,
                     precision: Precision, chunk_size: int, conf: dict[str, str]) -> None:
     if output is None:
-        _fail("--engine spark writes a Parquet folder: give --output DIR.")
+        _fail("--engine spark writes a Parquet folder: give --out DIR.")
     from semcat.engines import spark
     from semcat.errors import SemcatError
 

@@ -36,7 +36,7 @@ def serve(
     from semcat.errors import SemcatError
     from semcat.web.app import create_app
     from semcat.web.retraining import after_confirmations
-    from semcat.web.settings import Settings
+    from semcat.web.settings import InsecureBindError, Settings
 
     settings = Settings(host=host, port=port, token=token, read_token=read_token, read_only=read_only,
                         model_path=model, storage_dir=storage, max_upload_bytes=int(max_upload_mb * 1e6),
@@ -45,12 +45,16 @@ def serve(
     if db:
         settings.db_url = db
     try:
+        settings.check()
+    except InsecureBindError as exc:  # options that would expose the catalog: a usage error (exit 2)
+        raise typer.BadParameter(str(exc)) from None
+    try:
         app = create_app(settings)
         app.state.semcat.model()  # a corrupt or tampered --model refuses start-up, not every request later
         after_confirmations(app.state.semcat)  # a retrain due before a restart starts now
     except SemcatError as exc:
         error(exc)
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=1) from None
     if app.state.semcat.settings.read_only and not read_only:  # create_app found the store read-only
         warning("the catalog cannot be written here (a read-only share): serving it read-only")
     shown = f"[{host}]" if ":" in host else host
