@@ -58,7 +58,7 @@ QUICK: dict[str, list[str]] = {
     "active_learning": ["--per-class", "20", "--seeds", "0"],
     "map": ["--points", "10000", "--hovers", "50", "--lassos", "5", "--tsne-points", "500"],
     "web_load": ["--clients", "10", "--seconds", "3", "--backends", "sqlite"],
-    "lean_install": [],
+    "lean_install": [["--work", "/tmp/semcat-install"]],
 }
 
 
