@@ -39,6 +39,7 @@ FULL: dict[str, list[list[str]]] = {
                        "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"]],
+    "lean_install": [["--work", "/tmp/semcat-install"]],
 }
 QUICK: dict[str, list[str]] = {
     # benchmark → arguments for a run of a minute or two on 2 cores (features cached where a script keeps them)
@@ -58,7 +59,7 @@ QUICK: dict[str, list[str]] = {
     "active_learning": ["--per-class", "20", "--seeds", "0"],
     "map": ["--points", "10000", "--hovers", "50", "--lassos", "5", "--tsne-points", "500"],
     "web_load": ["--clients", "10", "--seconds", "3", "--backends", "sqlite"],
-    "lean_install": [["--work", "/tmp/semcat-install"]],
+    "lean_install": [],
 }
 
 
