@@ -52,7 +52,8 @@ from semcat.calibration import (
 )
 from semcat.crossfit import fold_ids, select_weight_decay
 from semcat.head import SoftmaxHead
-from semcat.model import SemcatModel, extract_backbone_features
+from semcat.featurespec import FeatureSpec
+from semcat.model import SemcatModel
 
 from _results import header, write_results
 
@@ -81,7 +82,8 @@ def load(root: Path, seed: int, per_class: int, backbone: str, view: str, first:
     ds = scan_dataset(root, group_by=GROUP_BY)
     samples = [s for s in ds.samples if first is None or _nnn(s.path) < first]
     paths = [str(s.path) for s in samples]
-    ok, _, X, errors, _ = extract_backbone_features(paths, backbone, view=view, crop_databar=True, store="default")
+    res = FeatureSpec.resolve(backbone, view=view).extract(paths, store="default")
+    ok, X, errors = res.paths, res.features, res.errors
     if errors:
         raise RuntimeError(f"feature extraction failed: {errors[:3]}")
     assert ok == paths
@@ -95,7 +97,7 @@ def _nnn(path: Path) -> int:
 
 
 def _model(head: SoftmaxHead, backbone: str, view: str) -> SemcatModel:
-    return SemcatModel(backbone, head, view=view, crop_databar=True)
+    return SemcatModel(FeatureSpec.resolve(backbone, view=view), head)
 
 
 def val_split(d: Labelled, classes: list[str], target: float, *, backbone: str, view: str,

@@ -75,9 +75,10 @@ def labelled(folder: Path) -> tuple[list[str], list[str]]:
 
 
 def features(paths: list[str], spec) -> tuple[list[str], np.ndarray]:
-    from semcat.model import extract_backbone_features
+    from semcat.featurespec import FeatureSpec
 
-    ok, _, X, errors, _ = extract_backbone_features(paths, [spec], view="center", crop_databar=True)
+    res = FeatureSpec.resolve(spec).extract(paths)
+    ok, X, errors = res.paths, res.features, res.errors
     assert not errors, errors[:3]
     return ok, X
 
@@ -85,10 +86,11 @@ def features(paths: list[str], spec) -> tuple[list[str], np.ndarray]:
 def build_model(spec, Xtr, ytr, Xva, yva):
     from semcat.calibration import calibrate_model
     from semcat.head import SoftmaxHead
+    from semcat.featurespec import FeatureSpec
     from semcat.model import SemcatModel
 
     head = SoftmaxHead(seed=0, classes=sorted(set(ytr))).fit(Xtr, ytr, Xva, yva)
-    model = SemcatModel(spec.name, head, view="center", crop_databar=True, backbones=[spec])
+    model = SemcatModel(FeatureSpec.resolve(spec), head)
     calibrate_model(model, Xva, yva, Xtr, y_train=ytr)
     return model
 

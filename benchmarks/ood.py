@@ -60,13 +60,13 @@ def write_images(root: Path, per_class: int, size: int, *, eval_per_class: int |
 
 def features(root: Path, backbone: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(features, labels) per split; labels are the category folder names."""
-    from semcat.model import extract_backbone_features
+    from semcat.featurespec import FeatureSpec
 
     out = {}
     for split in (*SPLITS, "photos"):
         paths = sorted((root / split).rglob("*.tif"))
-        ok, _, X, errors, _ = extract_backbone_features(paths, backbone, view="center", crop_databar=True,
-                                                        store="default", progress=True)
+        res = FeatureSpec.resolve(backbone).extract(paths, store="default", progress=True)
+        ok, X, errors = res.paths, res.features, res.errors
         if errors:
             raise RuntimeError(f"feature extraction failed: {errors[:3]}")
         out[split] = (X, np.array([Path(p).parent.name for p in ok]))

@@ -55,11 +55,13 @@ def make_images(root: Path, n: int, size: int) -> list[str]:
 def train_model(paths: list[str], out: Path) -> Path:
     """A real model (softmax head on efficientnet_lite0 features of a few images per class)."""
     from semcat.head import SoftmaxHead
-    from semcat.model import SemcatModel, extract_backbone_features
+    from semcat.featurespec import FeatureSpec
+    from semcat.model import SemcatModel
 
-    ok, _, X, _, _ = extract_backbone_features(paths, "efficientnet_lite0", view="center", crop_databar=True)
+    res = FeatureSpec.resolve("efficientnet_lite0").extract(paths)
+    ok, X = res.paths, res.features
     head = SoftmaxHead().fit(X, [Path(p).parent.name for p in ok])
-    SemcatModel("efficientnet_lite0", head, view="center", crop_databar=True).save(out)
+    SemcatModel(FeatureSpec.resolve("efficientnet_lite0"), head).save(out)
     return out
 
 

@@ -2,13 +2,13 @@
 
 Why: pictures in the README should show what a user gets, so they come from ``semcat demo``
 output (a trained model and a catalogue of unseen images), not from hand-made fixtures.
-Starts ``semcat serve`` on a free loopback port in a subprocess, opens the review queue, the
-catalogue grid and one image's page in headless Chromium at 1280x800, saves PNGs, and always
+Starts ``semcat serve`` on a free loopback port in a subprocess, opens the review queue and the
+catalogue grid in headless Chromium at 1280x800, saves PNGs, and always
 stops the server.
 
 Usage (after ``semcat demo demo-output``)::
 
-    .venv/bin/python docs/screenshots.py demo-output            # writes docs/img/{review,catalog,detail}.png
+    .venv/bin/python docs/screenshots.py demo-output            # writes docs/img/{review,catalog}.png
     .venv/bin/python docs/screenshots.py demo-output --out /tmp/shots --chromium /usr/bin/chromium
 """
 from __future__ import annotations
@@ -67,22 +67,12 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def detail_hash(base: str) -> str:
-    """A confidently classified image (it has a prediction, scores and metadata to show)."""
-    with urllib.request.urlopen(f"{base}/api/images?order=score_desc&limit=1", timeout=30) as r:
-        images = json.load(r)["images"]
-    if not images:
-        raise RuntimeError("the catalogue is empty: run `semcat demo` (or `semcat ingest`) first")
-    return images[0]["sha256"]
-
-
 def take_screenshots(base: str, out: Path, chromium: str) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
-    # (file, path, zoom): the image page is shown at 70 % so its metadata table fits in 800 px
-    pages = [("review.png", "/review", 1.0), ("catalog.png", "/", 1.0),
-             ("detail.png", f"/images/{detail_hash(base)}", 0.7)]
+    # (file, path, zoom); the image page and /docs are taken by tests/test_web_apidocs.py
+    pages = [("review.png", "/review", 1.0), ("catalog.png", "/", 1.0)]
     written = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)

@@ -88,8 +88,11 @@ for training and one for testing under the demo's --group-by."""
 def demo_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`semcat demo` once per session, small (8 images a category, 64 px): its data, model,
     calibration and catalogue, shared read-only by the CLI-contract and docs tests."""
+    import typer.main
+
+    from semcat.cli import app
     from semcat.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo") / "demo-output"
-    run_demo(out, per_class=DEMO_PER_CLASS, size=64, echo=lambda *a, **k: None)
+    run_demo(typer.main.get_command(app), out, per_class=DEMO_PER_CLASS, size=64, echo=lambda *a, **k: None)
     return out

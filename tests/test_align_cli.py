@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from semcat.featurespec import FeatureSpec
 from semcat.cli import app
 
 runner = CliRunner()
@@ -103,7 +104,7 @@ def test_score_refuses_a_model_that_is_not_about_alignment(wires: Path, tmp_path
 
     rng = np.random.default_rng(0)
     head = SoftmaxHead().fit(rng.normal(size=(8, 1280)).astype(np.float32), ["a", "b"] * 4)
-    other = SemcatModel("efficientnet_lite0", head, view="center", crop_databar=True).save(tmp_path / "o.semcat")
+    other = SemcatModel(FeatureSpec.resolve("efficientnet_lite0"), head).save(tmp_path / "o.semcat")
     res = runner.invoke(app, ["align", "score", str(other), str(wires / "test")])
     assert res.exit_code == 1  # a refused model is failed work, not a usage error
     assert "expected an alignment model" in res.stderr

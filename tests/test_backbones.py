@@ -10,6 +10,7 @@ import pytest
 import torch
 from skimage import color, data
 
+from semcat.featurespec import FeatureSpec
 from semcat.backbones import (
     WeightsError,
     UnknownBackboneError,
@@ -151,7 +152,7 @@ def test_imagenet_samples_get_their_class(lite0, lite0_classifier, runtime: str,
     rgb = getattr(data, sample)()
     rt = load_runtime(lite0, runtime)
     head = lite0_classifier.get_classifier()
-    for x in (_imagenet_input(rgb, lite0), preprocess(color.rgb2gray(rgb).astype(np.float32), lite0)):
+    for x in (_imagenet_input(rgb, lite0), preprocess(color.rgb2gray(rgb).astype(np.float32), lite0, view="full")):
         with torch.inference_mode():
             logits = head(torch.from_numpy(rt(x)))
         assert int(logits.argmax()) == label
@@ -182,7 +183,7 @@ def test_openvino_extraction_and_classification_do_not_import_torch(lite0, tmp_p
     write_dataset(tmp_path / "imgs", per_class=1, size=96, seed=3)
     rng = np.random.default_rng(0)
     head = SoftmaxHead().fit(rng.random((20, lite0.feature_dim), np.float32), ["a", "b"] * 10)
-    SemcatModel(lite0.name, head, view="center", crop_databar=True).save(tmp_path / "m.semcat")
+    SemcatModel(FeatureSpec.resolve(lite0.name), head).save(tmp_path / "m.semcat")
     code = ("import sys; from semcat.features import extract_features; "
             "from semcat.engines.local import classify; "
             f"r = extract_features({str(tmp_path / 'imgs')!r}, store=None, progress=False); "

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
+from semcat.featurespec import FeatureSpec
 from semcat.calibration import (
     DEFAULT_T_AUTO,
     NEVER,
@@ -183,10 +184,10 @@ def _labelled_blends(truth_csv) -> dict[str, str]:
 
 
 def _features_and_labels(paths_labels: dict[str, str]) -> tuple[np.ndarray, list[str]]:
-    from semcat.model import extract_backbone_features
+    from semcat.featurespec import FeatureSpec
 
-    ok, _, X, errors, _ = extract_backbone_features(list(paths_labels), "efficientnet_lite0", view="center",
-                                                    crop_databar=True, store="default")
+    res = FeatureSpec.resolve("efficientnet_lite0").extract(list(paths_labels), store="default")
+    ok, X, errors = res.paths, res.features, res.errors
     assert not errors
     return X, [paths_labels[p] for p in ok]
 
@@ -211,8 +212,7 @@ def test_bands_hold_on_held_out_images_with_blends(tmp_path_factory: pytest.Temp
         sets[name] = _pure(root / name) | _labelled_blends(write_blend_set(root / f"{name}_blends", n=80, size=128,
                                                                            seed=seed + 1))
     X_train, y_train = _features_and_labels(_pure(root / "train"))
-    model = SemcatModel("efficientnet_lite0", SoftmaxHead(classes=list(CATEGORIES)).fit(X_train, y_train),
-                        view="center", crop_databar=True)
+    model = SemcatModel(FeatureSpec.resolve("efficientnet_lite0"), SoftmaxHead(classes=list(CATEGORIES)).fit(X_train, y_train))
     X_val, y_val = _features_and_labels(sets["val"])
     target = 0.9
     cal = calibrate_model(model, X_val, y_val, X_train, target_precision=target)
@@ -243,8 +243,7 @@ def test_calibrate_cli(small_dataset, tmp_path) -> None:
     train = {str(s.path): s.label for s in scan_dataset(small_dataset).split("train")}
     X, y = _features_and_labels(train)
     path = tmp_path / "m.semcat"
-    SemcatModel("efficientnet_lite0", SoftmaxHead(classes=list(CATEGORIES)).fit(X, y), view="center",
-                crop_databar=True).save(path)
+    SemcatModel(FeatureSpec.resolve("efficientnet_lite0"), SoftmaxHead(classes=list(CATEGORIES)).fit(X, y)).save(path)
     res = runner.invoke(app, ["calibrate", str(path), str(small_dataset), "--out", str(tmp_path / "plots")])
     assert res.exit_code == 0, res.output
     assert "warning: the unknown test learned from only" in res.output  # a few images per class

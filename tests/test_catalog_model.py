@@ -23,7 +23,8 @@ def train_and_query(small_dataset: Path, tmp_path_factory: pytest.TempPathFactor
     """(model file, folder of 20 images to ingest, folder of 10 more) from the synthetic set."""
     from semcat._io import iter_image_files
     from semcat.head import SoftmaxHead
-    from semcat.model import SemcatModel, extract_backbone_features
+    from semcat.featurespec import FeatureSpec
+    from semcat.model import SemcatModel
 
     root = tmp_path_factory.mktemp("catalog_model")
     train, first, later = [], root / "first", root / "later"
@@ -35,11 +36,11 @@ def train_and_query(small_dataset: Path, tmp_path_factory: pytest.TempPathFactor
             shutil.copy(f, first / cls / f.name)
         (later / cls).mkdir(parents=True, exist_ok=True)
         shutil.copy(files[3], later / cls / files[3].name)
-    ok, _, X, errors, _ = extract_backbone_features([str(p) for p in iter_image_files(train)],
-                                                    "efficientnet_lite0", view="center", crop_databar=True)
+    res = FeatureSpec.resolve("efficientnet_lite0").extract([str(p) for p in iter_image_files(train)])
+    ok, X, errors = res.paths, res.features, res.errors
     assert not errors
     head = SoftmaxHead().fit(X, [Path(p).parent.name for p in ok])
-    model_path = SemcatModel("efficientnet_lite0", head, view="center", crop_databar=True).save(root / "m.semcat")
+    model_path = SemcatModel(FeatureSpec.resolve("efficientnet_lite0"), head).save(root / "m.semcat")
     return Path(model_path), first, later
 
 

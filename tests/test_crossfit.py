@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from semcat.featurespec import FeatureSpec
 from semcat.calibration import (
     NEVER,
     auto_threshold,
@@ -102,7 +103,7 @@ def _model(X: np.ndarray, y: np.ndarray, **head):
 
     classes = sorted(set(y.tolist()))
     spec = replace(get_backbone("efficientnet_lite0"), feature_dim=X.shape[1])  # the blobs' width
-    return SemcatModel(spec, SoftmaxHead(classes=classes, **head).fit(X, y), view="center", crop_databar=True)
+    return SemcatModel(FeatureSpec.resolve(spec), SoftmaxHead(classes=classes, **head).fit(X, y))
 
 
 def test_crossfit_uses_every_image_where_a_val_split_cannot() -> None:

@@ -100,7 +100,7 @@ def test_rerun_computes_nothing_and_adding_n_computes_n(data: Path, tmp_path: Pa
     n = len(_files(data))
     assert (first.computed, first.cached, len(first.paths), rt.images) == (n, 0, n, n)
     assert first.features.shape == (n, 1280) and np.isfinite(first.features).all()
-    assert [p.name for p in first.paths] == [p.name for p in _files(data)]
+    assert [Path(p).name for p in first.paths] == [p.name for p in _files(data)]
 
     again = extract_features(data, spec, runtime=rt, store=store, batch_size=4, progress=False)
     assert (again.computed, again.cached, rt.images) == (0, n, n)  # zero forward passes

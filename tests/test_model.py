@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from semcat.featurespec import FeatureSpec
 from semcat import CATEGORIES
 from semcat.errors import ModelFileError
 from semcat.head import SoftmaxHead
@@ -19,7 +20,7 @@ def _model(width: int = 1280, backbone: str = "efficientnet_lite0") -> SemcatMod
     X = rng.normal(size=(60, width)).astype(np.float32)
     y = np.array(CATEGORIES)[np.arange(60) % 10]
     head = SoftmaxHead(classes=list(CATEGORIES), epochs=5).fit(X, y)
-    return SemcatModel(backbone, head, view="center", crop_databar=True, meta={"training": {"note": "test"}},
+    return SemcatModel(FeatureSpec.resolve(backbone), head, meta={"training": {"note": "test"}},
                        extra_tensors={"ood.params": np.arange(3, dtype=np.float64)})
 
 
@@ -35,7 +36,7 @@ def test_round_trip_keeps_everything(tmp_path: Path) -> None:
     X = np.random.default_rng(1).normal(size=(4, 1280)).astype(np.float32)
     np.testing.assert_allclose(back.predict_features(X), m.predict_features(X), rtol=1e-6)
     # temperature 2 flattens the probabilities
-    raw = SemcatModel(m.backbone_name, m.head, view="center", crop_databar=True).predict_features(X)
+    raw = SemcatModel(FeatureSpec.resolve(m.backbone_name), m.head).predict_features(X)
     assert back.predict_features(X).max() < raw.max()
     assert b"pickle" not in path.read_bytes()[:64]
 
@@ -93,7 +94,7 @@ def test_predict_on_images_with_errors_in_place(small_dataset: Path, tmp_path: P
     from semcat.engines.local import classify
     from semcat.training import train_on_dataset
 
-    model, report = train_on_dataset(small_dataset, "efficientnet_lite0")
+    model, report = train_on_dataset(small_dataset, FeatureSpec.resolve("efficientnet_lite0"))
     assert report["test_metrics"] is not None and report["counts"]["train"]
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00garbage")
@@ -106,7 +107,7 @@ def test_predict_on_images_with_errors_in_place(small_dataset: Path, tmp_path: P
     assert ok.decision in ("auto", "suggest", "manual") and ok.features.shape == (1280,)
     assert set(ok.to_row(2)) == set(row_columns(2)) and "features" not in ok.to_dict()
     json.dumps(ok.to_dict())
-    streamed = list(classify(model, [good[0].parent], batch_size=4))
+    streamed = list(classify(model, [good[0].parent], chunk_size=4))
     assert len(streamed) == len(list(good[0].parent.glob("*.tif")))
     again = model.predict([streamed[0].path])[0].top
     assert [c for c, _ in streamed[0].top] == [c for c, _ in again]

@@ -136,7 +136,7 @@ def _leave_one_out_features(root: Path, per_class: tuple[int, int, int], *, seed
     import skimage.data
     import tifffile
 
-    from semcat.model import extract_backbone_features
+    from semcat.featurespec import FeatureSpec
     from semcat.synth import write_dataset
 
     for i, (split, n) in enumerate(zip(("train", "val", "test"), per_class)):
@@ -148,8 +148,8 @@ def _leave_one_out_features(root: Path, per_class: tuple[int, int, int], *, seed
         tifffile.imwrite(root / "photos" / f"{name}.tif", gray)
     out = {}
     for folder in ("train", "val", "test", "photos"):
-        ok, _, X, errors, _ = extract_backbone_features(sorted((root / folder).rglob("*.tif")), "efficientnet_lite0",
-                                                        view="center", crop_databar=True, store="default")
+        res = FeatureSpec.resolve("efficientnet_lite0").extract(sorted((root / folder).rglob("*.tif")), store="default")
+        ok, X, errors = res.paths, res.features, res.errors
         assert not errors
         out[folder] = (X, np.array([p.split("/")[-2] for p in ok]))
     return out

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from semcat.featurespec import FeatureSpec
 from semcat.backbones import get_backbone
 from semcat.cli import app
 from semcat.errors import SemcatError
@@ -75,12 +76,12 @@ def test_model_records_precision_and_a_mismatch_warns_with_the_drift(quantised, 
     from semcat.model import load_model
     from semcat.training import train_on_dataset
 
-    model, report = train_on_dataset(small_dataset, "efficientnet_lite0", precision="int8")
+    model, report = train_on_dataset(small_dataset, FeatureSpec.resolve("efficientnet_lite0", precision="int8"))
     assert model.precision == "int8" and report["precision"] == "int8"
     path = model.save(tmp_path / "m.semcat")
     loaded = load_model(path)
     assert loaded.precision == "int8" and loaded.model_id == model.model_id
-    assert loaded.use_precision("auto") is None and loaded.feature_specs[0].precision == "int8"
+    assert loaded.use_precision("auto") is None and loaded.spec.precision == "int8"
     note = loaded.use_precision("fp32")
     assert note and "trained on int8" in note and f"{quantised.info['cosine_min']:.3f}" in note
     assert loaded.model_id == model.model_id  # running at another precision does not make another model
@@ -97,7 +98,7 @@ def test_model_records_precision_and_a_mismatch_warns_with_the_drift(quantised, 
     monkeypatch.setenv("SEMCAT_HOME", str(tmp_path / "elsewhere"))  # a machine without the int8 model
     moved = load_model(path)
     note = moved.use_precision("auto")
-    assert moved.feature_specs[0].precision == "fp32" and note and "int8 features differ from fp32" in note
+    assert moved.spec.precision == "fp32" and note and "int8 features differ from fp32" in note
 
 
 def test_auto_is_fp32_without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,6 +152,6 @@ def test_fp32_signature_and_cache_key_are_unchanged_by_the_precision_field() -> 
 
     X = np.random.default_rng(0).random((6, FP32.feature_dim), dtype=np.float32)
     head = SoftmaxHead(seed=0).fit(X, ["a", "b"] * 3)
-    entry = SemcatModel(FP32, head, view="center", crop_databar=True)._metadata()["backbones"][0]
+    entry = SemcatModel(FeatureSpec.resolve(FP32), head)._metadata()["backbones"][0]
     assert "precision" not in entry  # so fp32 models keep their model id (catalogued predictions stay theirs)
-    assert SemcatModel(INT8, head, view="center", crop_databar=True, feature_keys=["k"])._metadata()["backbones"][0]["precision"] == "int8"
+    assert SemcatModel(FeatureSpec.resolve(INT8), head, feature_keys=["k"])._metadata()["backbones"][0]["precision"] == "int8"

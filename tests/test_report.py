@@ -6,6 +6,7 @@ import pytest
 from scipy.special import softmax
 from typer.testing import CliRunner
 
+from semcat.featurespec import FeatureSpec
 from semcat import CATEGORIES
 from semcat.calibration import STATS_TENSOR, calibrate_model, score_cases
 from semcat.cli import app
@@ -32,7 +33,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory):
     X_train, y_train = _features(rng, centres, 400)
     X_val, y_val = _features(rng, centres, 300)
     head = SoftmaxHead(classes=list(CATEGORIES)).fit(X_train, y_train)
-    model = SemcatModel("efficientnet_lite0", head, view="center", crop_databar=True, meta={"name": "report-test"})
+    model = SemcatModel(FeatureSpec.resolve("efficientnet_lite0"), head, meta={"name": "report-test"})
     calibrate_model(model, X_val, y_val, X_train, source="test features", y_train=y_train)
     path = tmp_path_factory.mktemp("report") / "m.semcat"
     model.save(path)

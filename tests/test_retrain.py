@@ -135,6 +135,9 @@ def test_one_retrain_at_a_time_and_the_cli_does_it_once(tmp_path: Path) -> None:
     from semcat.cli import app
 
     folder = tmp_path / "models"
+    from semcat.catalog import open_catalog
+
+    open_catalog(f"sqlite:///{tmp_path / 'c.db'}").close()  # an empty catalogue: no confirmed labels yet
     with retrain._lock(folder):  # as a running retrain holds it
         assert retrain.running(folder)
         assert retrain.start_background("sqlite:///nowhere.db", folder) is None

@@ -41,16 +41,17 @@ def model_path(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """A real model: softmax head trained on cached features of the synthetic set."""
     from semcat._io import iter_image_files
     from semcat.head import SoftmaxHead
-    from semcat.model import SemcatModel, extract_backbone_features
+    from semcat.featurespec import FeatureSpec
+    from semcat.model import SemcatModel
 
     paths = [str(p) for p in iter_image_files([small_dataset])]
-    ok, _, X, errors, _ = extract_backbone_features(paths, "efficientnet_lite0", view="center",
-                                                    crop_databar=True)
+    res = FeatureSpec.resolve("efficientnet_lite0").extract(paths)
+    ok, X, errors = res.paths, res.features, res.errors
     assert not errors
     y = [Path(p).parent.name for p in ok]
     head = SoftmaxHead().fit(X, y)
     out = tmp_path_factory.mktemp("spark_model") / "model.semcat"
-    SemcatModel("efficientnet_lite0", head, view="center", crop_databar=True).save(out)
+    SemcatModel(FeatureSpec.resolve("efficientnet_lite0"), head).save(out)
     return out
 
 
@@ -112,15 +113,15 @@ def test_inputs_as_file_list_and_parquet_table(images, tmp_path):
 
 def test_features_match_local_extraction(spark, images, tmp_path):
     from semcat.engines.spark import features, read_results
-    from semcat.model import extract_backbone_features
+    from semcat.featurespec import FeatureSpec
 
     out = tmp_path / "feats.parquet"
     subset = sorted(images.iterdir())[-10:]  # 9 good files and the corrupted one, to keep it quick
     summary = features(subset, out, spark=spark, progress=False)
     assert (summary.ok, summary.failed) == (9, 1)
     rows = read_results(out).set_index("path")
-    ok, _, X, _, _ = extract_backbone_features(list(rows.index), "efficientnet_lite0", view="center",
-                                               crop_databar=True, store=None)
+    res = FeatureSpec.resolve("efficientnet_lite0").extract(list(rows.index), store=None)
+    ok, X = res.paths, res.features
     got = np.stack([np.asarray(rows.loc[p, "features"], np.float32) for p in ok])
     np.testing.assert_allclose(got, X, atol=1e-5, rtol=0)
 

@@ -48,11 +48,12 @@ def test_display_value_keeps_unknown_keys_and_bad_values_as_text() -> None:
     assert units.short_id("a" * 64) == "a" * 12 + "…" and units.short_id("abc") == "abc"
 
 
-def _fei_tiff(path: Path) -> Path:
+def _fei_tiff(path: Path, img: np.ndarray | None = None) -> Path:
     text = (f"[User]\nDate=06/13/2016\nTime=17:06:40\n[Beam]\nHV={HV}\nBeam=EBeam\nScan=EScan\n"
             f"[EBeam]\nWD={WD!r}\n[EScan]\nPixelWidth={PIXEL!r}\n[Image]\nMagnification={MAG!r}\n"
             "[System]\nSystemType=Quanta 650\n")
-    img = (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)
+    if img is None:
+        img = (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)
     tifffile.imwrite(path, img, extratags=[(34680, "s", 0, text, True)])
     return path
 

@@ -6,11 +6,13 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_units import LONG_MODEL_ID, _fei_tiff
 from test_web_helpers import LiveServer, add_predictions, client
 
 from semcat.catalog import open_catalog
+from semcat.synth import generate_image
 from semcat.web.app import create_app
 from semcat.web.settings import Settings
 
@@ -44,7 +46,7 @@ def test_swagger_ui_and_image_page_offline_in_chromium(app, chromium_path: str, 
 
     cat = app.state.semcat.catalog
     (tmp_path / "a").mkdir()
-    _fei_tiff(tmp_path / "a" / "fei.tif")
+    _fei_tiff(tmp_path / "a" / "fei.tif", generate_image("Particles", np.random.default_rng(3), size=512, databar=True))
     assert cat.ingest([tmp_path / "a"], progress=False).failed == 0
     add_predictions(cat, model_id=LONG_MODEL_ID)
     rec = cat.search(limit=1)[0]
@@ -88,6 +90,6 @@ def test_swagger_ui_and_image_page_offline_in_chromium(app, chromium_path: str, 
     assert "182 nm" in table and "×13.2 k" in table and "7.61 mm" in table and "e-07" not in table
     assert too_wide <= 0, f"the image page is {too_wide} px wider than a 1280 px window"
     assert copied == rec.model_id == LONG_MODEL_ID
-    if os.environ.get("SEMCAT_SCREENSHOTS"):  # e.g. docs/img, for the manual
+    if os.environ.get("SEMCAT_SCREENSHOTS"):  # docs/img: the manual's pictures of these two pages
         for name in ("api-docs.png", "image-page.png"):
             shutil.copy(tmp_path / name, Path(os.environ["SEMCAT_SCREENSHOTS"]) / name)

@@ -10,6 +10,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+DECISIONS: tuple[str, ...] = ("auto", "suggest", "manual", "unknown")
+"""What happens to a classified image: labelled automatically, top-2 suggested, a person decides,
+or not one of the known classes (``semcat.calibration.decide``)."""
+
 CATEGORIES: tuple[str, ...] = (
     "Porous_Sponge",
     "Patterned_surface",

@@ -40,6 +40,8 @@ from skimage.feature import structure_tensor
 from skimage.util import img_as_float
 
 if TYPE_CHECKING:
+    from semcat.features import StoreChoice
+    from semcat.featurespec import FeatureSpec
     from semcat.model import SemcatModel
 
 __all__ = [
@@ -305,7 +307,7 @@ def score_images(
     *,
     sigma: float = 2.0,
     max_side: int | None = 1024,
-    store: Any = "default",
+    store: StoreChoice = "default",
     progress: bool = False,
 ) -> list[AlignmentScore]:
     """P(aligned) (with ``model``) and structure-tensor scores for each file, in input order.
@@ -318,11 +320,11 @@ def score_images(
     from semcat.errors import SemcatError
     from semcat.images import read_image
 
-    paths = [str(p) for p in paths]
+    paths = [str(Path(p)) for p in paths]
     learned: dict[str, tuple[str | None, float | None, str | None]] = {}
     if model is not None:
         col = check_alignment_model(model)
-        for pred in model.predict(paths, top_k=len(model.classes), store=store, progress=progress):
+        for pred in model.predict_files(paths, top_k=len(model.classes), store=store, progress=progress):
             probs = dict(pred.top)
             learned[pred.path] = (pred.sha256, probs.get(model.classes[col]), pred.error)
     out = []
@@ -348,22 +350,25 @@ def train_alignment_model(
     aligned: Sequence[str | Path],
     not_aligned: Sequence[str | Path],
     *,
-    backbone: str = "efficientnet_lite0",
-    view: str = "center",
+    spec: FeatureSpec | None = None,
     weight_decay: float = 1e-2,
-    store: Any = "default",
+    store: StoreChoice = "default",
     progress: bool = False,
 ) -> tuple[SemcatModel, list[tuple[str, str]]]:
     """Train the two-class aligned / not-aligned head on cached backbone features.
 
     Give it only clear extremes (straight parallel wires vs. random ones), as the paper did;
     its P(aligned) on anything in between is then a graded alignment score. ``aligned`` and
-    ``not_aligned`` are folders or files. Returns the model (classes
-    :data:`ALIGNMENT_CLASSES`) and the files that could not be read, as (path, problem).
+    ``not_aligned`` are folders or files; ``spec`` how they become features (default
+    ``FeatureSpec.resolve()``). Returns the model (classes :data:`ALIGNMENT_CLASSES`) and the
+    files that could not be read, as (path, problem).
     """
     from semcat._io import iter_image_files
+    from semcat.featurespec import FeatureSpec
     from semcat.head import SoftmaxHead
-    from semcat.model import SemcatModel, extract_backbone_features
+    from semcat.model import SemcatModel
+
+    spec = spec if spec is not None else FeatureSpec.resolve()
 
     groups = {"aligned": [str(p) for p in iter_image_files(aligned)],
               "not_aligned": [str(p) for p in iter_image_files(not_aligned)]}
@@ -375,16 +380,15 @@ def train_alignment_model(
             )
     paths = groups["aligned"] + groups["not_aligned"]
     labels = dict.fromkeys(groups["not_aligned"], "not_aligned") | dict.fromkeys(groups["aligned"], "aligned")
-    ok, _, X, errors, _ = extract_backbone_features(paths, backbone, view=view, crop_databar=True,
-                                                    store=store, progress=progress)
-    y = np.array([labels[p] for p in ok])
+    res = spec.extract(paths, store=store, progress=progress)
+    X, errors = res.features, res.errors
+    y = np.array([labels[p] for p in res.paths])
     missing = [c for c in ALIGNMENT_CLASSES if c not in set(y)]
     if missing:
         raise ValueError(f"no readable {missing[0]} images: every file failed ({errors[:3]} ...)")
     head = SoftmaxHead(weight_decay=weight_decay, classes=list(ALIGNMENT_CLASSES)).fit(X, y)
     counts = {c: int((y == c).sum()) for c in ALIGNMENT_CLASSES}
-    model = SemcatModel(backbone, head, view=view, crop_databar=True,
-                        meta={"task": "alignment", "train_counts": counts})
+    model = SemcatModel(spec, head, meta={"task": "alignment", "train_counts": counts})
     return model, errors
 
 
@@ -436,7 +440,7 @@ def read_truth(folder: str | Path) -> list[tuple[Path, float]]:
 
 def evaluate_alignment(
     folder: str | Path, model: SemcatModel | None = None, *, sigma: float = 2.0,
-    max_side: int | None = 1024, store: Any = "default", progress: bool = False,
+    max_side: int | None = 1024, store: StoreChoice = "default", progress: bool = False,
 ) -> AlignmentEvaluation:
     """Score every image listed in ``folder/truth.csv`` and correlate each score with the truth."""
     truth = read_truth(folder)

@@ -18,7 +18,9 @@ from scipy.special import softmax
 from scipy.stats import beta
 from sklearn.isotonic import IsotonicRegression
 
+from semcat import DECISIONS
 from semcat._validation import check_consistent_length, check_features, check_is_fitted, check_labels
+from semcat.metrics import confusion_counts
 
 __all__ = [
     "DECISIONS",
@@ -43,7 +45,6 @@ DEFAULT_T_AUTO = 0.8
 """The paper's automatic-label threshold, used before a model is calibrated."""
 DEFAULT_T_SUGGEST = 0.35
 """The paper's suggest-top-2 threshold, used before a model is calibrated."""
-DECISIONS = ("auto", "suggest", "manual", "unknown")
 INTERVAL_LEVEL = 0.95
 """Coverage of the Clopper-Pearson intervals reported for every band and threshold; ``--guarantee``
 makes the lower end of the automatic band's interval meet the target precision."""
@@ -522,8 +523,7 @@ def _store(model: Any, cal: Calibrator, det: Any, logits: np.ndarray, y: np.ndar
     raw_top, _ = score_cases(softmax(np.asarray(logits, np.float64), axis=1), y)
     proba = cal.transform(logits)
     top, case = score_cases(proba, y)
-    confusion = np.zeros((len(model.classes),) * 2, dtype=np.int64)
-    np.add.at(confusion, (y, proba.argmax(axis=1)), 1)
+    confusion = confusion_counts(y, proba.argmax(axis=1), len(model.classes))
     flagged = int(det.heldout_flagged_)
     d = cal.to_dict()
     d["classes"] = list(model.classes)

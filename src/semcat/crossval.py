@@ -17,12 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from semcat.backbones import DEFAULT_BACKBONE
+from semcat.features import DEFAULT_VIEW
 from semcat.metrics import classification_metrics, run_stats
 from semcat.view_transforms import AUGMENTATIONS
+
+if TYPE_CHECKING:
+    from semcat.features import StoreChoice
+    from semcat.featurespec import FeatureSpec
 
 __all__ = ["METHODS", "GroupedFeatures", "cross_group_markdown", "grouped_features", "leave_one_group_out",
            "run_methods", "within_groups"]
@@ -46,16 +52,15 @@ class GroupedFeatures:
     """Images whose group could not be read (regex did not match): left out."""
 
 
-def grouped_features(data_dir: str | Path, group_by: str, backbone: str, *, view: str = "center",
-                     crop_databar: bool = True, store: Any = "default", progress: bool = False) -> GroupedFeatures:
+def grouped_features(data_dir: str | Path, group_by: str, spec: FeatureSpec, *, store: StoreChoice = "default",
+                     progress: bool = False) -> GroupedFeatures:
     """Scan ``data_dir`` with ``group_by`` ("folder" or a regex) and extract (cached) features."""
     from semcat.dataset import scan_dataset
-    from semcat.model import extract_backbone_features
 
     ds = scan_dataset(data_dir, group_by=group_by, near_duplicates=False)
     grouped = [s for s in ds.samples if s.group is not None]
-    ok, _, X, errors, _ = extract_backbone_features([str(s.path) for s in grouped], backbone, view=view,
-                                                    crop_databar=crop_databar, store=store, progress=progress)
+    res = spec.extract([str(s.path) for s in grouped], store=store, progress=progress)
+    ok, X, errors = res.paths, res.features, res.errors
     info = {str(s.path): (s.label, s.group) for s in grouped}
     y = np.array([info[p][0] for p in ok], dtype=object)
     g = np.array([info[p][1] for p in ok], dtype=object)
@@ -133,7 +138,7 @@ class Method:
 
     name: str
     fit: Fit
-    view: str = "center"
+    view: str = DEFAULT_VIEW
     crop_databar: bool = True
     group_standardize: bool = False
     augment: tuple[str, ...] = ()
@@ -243,13 +248,15 @@ def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: lis
 
 
 def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("semcat", "plain"), *,
-                backbone: str = "efficientnet_lite0", protocol: str = "groups", seed: int = 0,
-                store: Any = "default", progress: bool = False) -> dict[str, dict[str, Any]]:
+                backbone: str = DEFAULT_BACKBONE, protocol: str = "groups", seed: int = 0,
+                store: StoreChoice = "default", progress: bool = False) -> dict[str, dict[str, Any]]:
     """Each method's results on one folder: ``protocol`` is ``groups`` (leave one out) or ``within``.
 
     Features are extracted once per (view, data-bar crop) and cached, so methods sharing a variant
     share the extraction.
     """
+    from semcat.featurespec import FeatureSpec
+
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
@@ -259,8 +266,8 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
 
     def variant(view: str, crop: bool) -> GroupedFeatures:
         if (view, crop) not in feats:
-            feats[(view, crop)] = grouped_features(data_dir, group_by, backbone, view=view, crop_databar=crop,
-                                                   store=store, progress=progress)
+            spec = FeatureSpec.resolve(backbone, view=view, crop_databar=crop)
+            feats[(view, crop)] = grouped_features(data_dir, group_by, spec, store=store, progress=progress)
         return feats[(view, crop)]
 
     out = {}

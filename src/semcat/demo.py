@@ -49,13 +49,11 @@ def demo_steps(out: Path, *, per_class: int, size: int, seed: int) -> list[tuple
     ]
 
 
-def run_demo(out: Path, *, per_class: int = 40, size: int = 256, seed: int = 0,
+def run_demo(command: click.Command, out: Path, *, per_class: int = 40, size: int = 256, seed: int = 0,
              echo: Callable[[str], None] = click.echo) -> None:
-    """Run every demo step in-process; stop at the first failing step with its exit code."""
-    from semcat.cli import app
-    import typer.main
-
-    command = typer.main.get_command(app)
+    """Run every demo step in-process through ``command`` (the ``semcat`` command group, handed in
+    by the caller so this module never imports the CLI that imports it); stop at the first failing
+    step with its exit code."""
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     steps = demo_steps(out, per_class=per_class, size=size, seed=seed)

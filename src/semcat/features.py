@@ -55,10 +55,15 @@ __all__ = [
     "DEFAULT_VIEW",
     "FeatureStore",
     "FeatureResult",
+    "StoreChoice",
+    "check_view",
+    "open_store",
     "preprocess",
     "feature_key",
+    "key_signature",
     "iter_features",
     "extract_features",
+    "extract_files",
 ]
 
 VIEWS = ("full", "center", "tiles5", "plain", *TRANSFORMS)
@@ -66,6 +71,7 @@ VIEWS = ("full", "center", "tiles5", "plain", *TRANSFORMS)
 baseline of ``semcat compare --cv groups``. The others (normalisations, test-time and training
 augmentations of the centre crop) are in :mod:`semcat.view_transforms`."""
 DEFAULT_VIEW = "center"
+"""The paper's single centre crop; ``benchmarks/views.py`` measures full and tiles5 against it."""
 PREPROCESS_VERSION = 1
 """Bump when preprocessing changes its output: every cache key changes with it."""
 _LOW_PCT, _HIGH_PCT = 0.5, 99.5
@@ -74,7 +80,14 @@ _PCT_SAMPLES = 1 << 18  # percentiles from at most ~262k pixels (a strided subsa
 
 # --- preprocessing ---------------------------------------------------------------------------
 
-def preprocess(img: np.ndarray, spec: BackboneSpec | str, *, view: str = "full") -> np.ndarray:
+def check_view(view: str) -> str:
+    """``view`` if it is one of :data:`VIEWS`, else ValueError listing them."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}; got {view!r}.")
+    return view
+
+
+def preprocess(img: np.ndarray, spec: BackboneSpec | str, *, view: str = DEFAULT_VIEW) -> np.ndarray:
     """Gray float image (rows, cols) → model input (V, 3, S, S) float32; see the module docstring.
 
     ``V`` is 1 for ``full``/``center`` and 5 for ``tiles5``.
@@ -85,8 +98,7 @@ def preprocess(img: np.ndarray, spec: BackboneSpec | str, *, view: str = "full")
 
 def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) -> np.ndarray:
     """Contrast-stretched, resized gray views (V, S, S) in [0, 1]: 3x less memory than RGB."""
-    if view not in VIEWS:
-        raise ValueError(f"view must be one of {', '.join(VIEWS)}; got {view!r}.")
+    check_view(view)
     img = np.asarray(img)
     if img.ndim != 2 or min(img.shape) < 1:
         raise ValueError(
@@ -192,12 +204,12 @@ def feature_key(spec: BackboneSpec | str, *, crop_databar: bool = True, view: st
     Readable prefix, then a hash of the full signature (also stored in the key's ``key.json``).
     """
     spec = get_backbone(spec) if isinstance(spec, str) else spec
-    if view not in VIEWS:
-        raise ValueError(f"view must be one of {', '.join(VIEWS)}; got {view!r}.")
-    return f"{spec.name}-{view}-{hashlib.sha256(_key_signature(spec, crop_databar, view).encode()).hexdigest()[:16]}"
+    check_view(view)
+    return f"{spec.name}-{view}-{hashlib.sha256(key_signature(spec, crop_databar, view).encode()).hexdigest()[:16]}"
 
 
-def _key_signature(spec: BackboneSpec, crop_databar: bool, view: str) -> str:
+def key_signature(spec: BackboneSpec, crop_databar: bool, view: str) -> str:
+    """The full signature behind :func:`feature_key` (stored in the key's ``key.json``)."""
     return (f"{spec.signature()}|view={view}|databar={'crop' if crop_databar else 'keep'}"
             f"|contrast={'dtype' if view == 'plain' else f'p{_LOW_PCT:g}-p{_HIGH_PCT:g}'}"
             f"|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}"
@@ -411,6 +423,15 @@ class FeatureStore:
         return _Shard(path, hashes, feats)
 
 
+StoreChoice = FeatureStore | Literal["default"] | None
+"""Where features are cached: a store, ``"default"`` (the machine's shared one), or None (no cache)."""
+
+
+def open_store(store: StoreChoice) -> FeatureStore | None:
+    """The store a :data:`StoreChoice` names (``"default"`` opens the machine's shared cache)."""
+    return FeatureStore() if isinstance(store, str) and store == "default" else store
+
+
 def _digest(h: str) -> bytes:
     try:
         b = bytes.fromhex(h)
@@ -427,7 +448,7 @@ def _digest(h: str) -> bytes:
 class FeatureResult:
     """Features of the files that could be read, in input order, plus what went wrong."""
 
-    paths: list[Path]
+    paths: list[str]
     hashes: list[str]
     features: np.ndarray  # (N, D) float32, one row per entry of ``paths``
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
@@ -451,7 +472,7 @@ def iter_features(
     *,
     runtime: str | Runtime = "auto",
     batch_size: int = 32,
-    store: FeatureStore | Literal["default"] | None = "default",
+    store: StoreChoice = "default",
     crop_databar: bool = True,
     view: str = DEFAULT_VIEW,
     progress: bool = True,
@@ -466,15 +487,21 @@ def iter_features(
     (its ``images`` counter tells how many forward passes ran). The runtime is only loaded when
     an image actually needs computing.
     """
-    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    files = list(iter_image_files([paths] if isinstance(paths, (str, Path)) else paths))
+    yield from _stream(files, get_backbone(backbone), runtime=runtime, batch_size=batch_size, store=open_store(store),
+                       crop_databar=crop_databar, view=view, progress=progress, workers=workers, chunk_size=chunk_size)
+
+
+def _stream(files: list[Path], spec: BackboneSpec, *, runtime: str | Runtime, batch_size: int,
+            store: FeatureStore | None, crop_databar: bool, view: str, progress: bool, workers: int | None,
+            chunk_size: int) -> Iterator[FeatureResult]:
+    """:func:`iter_features` over image files already listed (no folder walk)."""
     key = feature_key(spec, crop_databar=crop_databar, view=view)
-    store = FeatureStore() if store == "default" else store
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-    files = list(iter_image_files([paths] if isinstance(paths, (str, Path)) else paths))
     if store is not None:
         store.contains(key, [])  # load the index once; workers then query it without re-listing
-    info = {"signature": _key_signature(spec, crop_databar, view)}
+    info = {"signature": key_signature(spec, crop_databar, view)}
 
     def load(path: Path) -> _Item:
         item = _Item(path)
@@ -539,16 +566,38 @@ def extract_features(
     *,
     runtime: str | Runtime = "auto",
     batch_size: int = 32,
-    store: FeatureStore | Literal["default"] | None = "default",
+    store: StoreChoice = "default",
     crop_databar: bool = True,
     view: str = DEFAULT_VIEW,
     progress: bool = True,
     workers: int | None = None,
 ) -> FeatureResult:
-    """All features of ``paths`` at once (see :func:`iter_features` for the streaming form)."""
-    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
-    parts = list(iter_features(paths, spec, runtime=runtime, batch_size=batch_size, store=store,
-                               crop_databar=crop_databar, view=view, progress=progress, workers=workers))
+    """All features of ``paths`` at once (see :func:`iter_features` for the streaming form).
+
+    One backbone; :meth:`semcat.featurespec.FeatureSpec.extract` joins ``a+b`` backbones.
+    """
+    files = list(iter_image_files([paths] if isinstance(paths, (str, Path)) else paths))
+    return extract_files(files, backbone, runtime=runtime, batch_size=batch_size, store=store,
+                         crop_databar=crop_databar, view=view, progress=progress, workers=workers)
+
+
+def extract_files(
+    files: Sequence[str | Path],
+    backbone: str | BackboneSpec = DEFAULT_BACKBONE,
+    *,
+    runtime: str | Runtime = "auto",
+    batch_size: int = 32,
+    store: StoreChoice = "default",
+    crop_databar: bool = True,
+    view: str = DEFAULT_VIEW,
+    progress: bool = True,
+    workers: int | None = None,
+) -> FeatureResult:
+    """:func:`extract_features` of image files already listed: folders are not walked."""
+    spec = get_backbone(backbone)
+    parts = list(_stream([Path(p) for p in files], spec, runtime=runtime, batch_size=batch_size,
+                         store=open_store(store), crop_databar=crop_databar, view=view, progress=progress,
+                         workers=workers, chunk_size=1024))
     feats = [p.features for p in parts if len(p.features)]
     return FeatureResult(
         paths=[x for p in parts for x in p.paths],
@@ -596,7 +645,7 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
                 res.errors.append((str(it.path), "cached features vanished during the run; re-run"))
                 continue
             res.cached += 1
-        res.paths.append(it.path)
+        res.paths.append(str(it.path))
         res.hashes.append(it.sha256)
         rows.append(vec)
     if rows:

@@ -15,14 +15,25 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from semcat._io import atomic_write, atomic_write_text
 from semcat._validation import check_consistent_length, check_features, check_labels
 
-__all__ = ["classification_metrics", "run_stats", "summarize_runs", "write_metrics", "plot_confusion"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["classification_metrics", "confusion_counts", "confusion_figure", "run_stats", "summarize_runs",
+           "write_metrics", "plot_confusion"]
+
+
+def confusion_counts(true: object, predicted: object, k: int) -> np.ndarray:
+    """Confusion counts (k, k) of class indices: rows = true class, columns = predicted class."""
+    conf = np.zeros((k, k), dtype=np.int64)
+    np.add.at(conf, (np.asarray(true, np.int64), np.asarray(predicted, np.int64)), 1)
+    return conf
 
 
 def classification_metrics(y_true: object, proba: object, classes: Sequence[str]) -> dict[str, Any]:
@@ -48,8 +59,7 @@ def classification_metrics(y_true: object, proba: object, classes: Sequence[str]
     yi = np.array([index[v] for v in y.tolist()], dtype=np.int64)
     order = np.argsort(-P, axis=1, kind="stable")
     pred = order[:, 0] if len(yi) else np.zeros(0, np.int64)
-    conf = np.zeros((k, k), dtype=np.int64)
-    np.add.at(conf, (yi, pred), 1)
+    conf = confusion_counts(yi, pred, k)
     support = conf.sum(axis=1)
     predicted = conf.sum(axis=0)
     diag = np.diag(conf)
@@ -122,21 +132,22 @@ def write_metrics(metrics: dict[str, Any], out_dir: str | Path) -> dict[str, Pat
     return paths
 
 
-def plot_confusion(metrics: dict[str, Any], path: str | Path, *, title: str | None = None) -> Path:
-    """Heatmap of the row-normalised confusion matrix with percentages annotated (PNG)."""
+def confusion_figure(counts: object, classes: Sequence[str], *, title: str | None = None) -> Figure:
+    """Heatmap of confusion ``counts`` (rows = true class) as percent of each true class, annotated,
+    with each row's N; the one drawing behind ``confusion.png`` and the HTML report's figure."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    classes = metrics["classes"]
-    pct = np.asarray(metrics["confusion_percent"], dtype=float)
-    n = [sum(r) for r in metrics["confusion"]]
+    m = np.asarray(counts, dtype=float)
+    n = m.sum(axis=1)
+    pct = 100 * m / np.maximum(n, 1)[:, None]
     k = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * k, 0.9 + 0.6 * k), dpi=110)
     im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
     ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), [f"{c} (N={m})" for c, m in zip(classes, n)], fontsize=8)
+    ax.set_yticks(range(k), [f"{c} (N={int(s)})" for c, s in zip(classes, n)], fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     for i in range(k):
@@ -144,10 +155,19 @@ def plot_confusion(metrics: dict[str, Any], path: str | Path, *, title: str | No
             if pct[i, j] > 0:
                 ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7,
                         color="white" if pct[i, j] > 55 else "black")
-    acc = metrics.get("accuracy")
-    ax.set_title(title or f"Confusion matrix, % of true class (accuracy {100 * acc:.1f}%, N={metrics['n']})", fontsize=9)
+    ax.set_title(title or "Confusion matrix, % of true class", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of true class")
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(metrics: dict[str, Any], path: str | Path, *, title: str | None = None) -> Path:
+    """``confusion.png`` of :func:`classification_metrics` output, titled with the accuracy."""
+    import matplotlib.pyplot as plt
+
+    acc = metrics.get("accuracy")
+    fig = confusion_figure(metrics["confusion"], metrics["classes"], title=title or (
+        f"Confusion matrix, % of true class (accuracy {100 * acc:.1f}%, N={metrics['n']})"))
     path = Path(path)
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png")

@@ -9,8 +9,10 @@ From format version 2 it also holds ``digest``, the SHA-256 of everything else (
 tensors): a file changed after it was written is refused, and every field is checked on load
 (``semcat.model_check``). Version-1 files (no digest) still load, with every field checked.
 
-A backbone name may join several registered backbones with ``+`` (``efficientnet_lite0+
-efficientnet_lite2``): the features of each are extracted (and cached) separately and concatenated.
+How images become features is the model's :class:`~semcat.featurespec.FeatureSpec` (backbones,
+view, data-bar crop), read from the file once and used for every prediction. A backbone name may
+join several registered backbones with ``+`` (``efficientnet_lite0+efficientnet_lite2``): the
+features of each are extracted (and cached) separately and concatenated.
 """
 from __future__ import annotations
 
@@ -19,18 +21,21 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from semcat import __version__
 from semcat._io import atomic_write_bytes, iter_image_files, read_regular_bytes
 from semcat._validation import check_features
+from semcat.backbones import get_backbone
 from semcat.errors import ModelFileError, NotFittedError
+from semcat.features import StoreChoice
+from semcat.featurespec import FeatureSpec
 from semcat.head import SoftmaxHead, softmax
 from semcat.model_check import check_model_content, content_digest, json_default
 
-__all__ = ["FORMAT_VERSION", "Prediction", "SemcatModel", "extract_backbone_features", "load_model"]
+__all__ = ["FORMAT_VERSION", "Prediction", "Predictor", "SemcatModel", "load_model"]
 
 FORMAT_VERSION = 2
 """Version of the artifact layout; a newer file is refused with a request to upgrade semcat.
@@ -92,73 +97,26 @@ class Prediction:
         return row
 
 
+class Predictor(Protocol):
+    """What turns listed image files into :class:`Prediction` s: a :class:`SemcatModel` (local
+    engine), or a Spark job's results read back on the driver (``semcat.engines.spark``), so
+    ``Catalog.ingest`` stores either alike. ``feature_keys`` name the feature vectors it returns."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def feature_keys(self) -> list[str]: ...
+
+    def predict_files(self, files: Sequence[str], *, top_k: int = 3, with_features: bool = False) -> list[Prediction]:
+        """One prediction per file, in order; a file that failed carries ``error``."""
+        ...
+
+
 def row_columns(top_k: int = 3) -> list[str]:
     """Column names of ``Prediction.to_row`` (the CSV header of ``semcat classify --csv``)."""
     ranks = [name for i in range(top_k) for name in (f"label_{i + 1}", f"score_{i + 1}")]
     return ["path", "sha256", *ranks, "decision", "candidates", "ood_score", "error"]
-
-
-def _split_backbone(name: str) -> list[str]:
-    parts = [p.strip() for p in str(name).split("+")]
-    if not all(parts):
-        raise ValueError(f"backbone name {name!r} has an empty part; expected NAME or NAME+NAME.")
-    return parts
-
-
-def resolve_backbones(name: str, weights: Sequence[str | None] | None = None) -> list[Any]:
-    """BackboneSpecs of a (possibly ``+``-joined) backbone name."""
-    from semcat.backbones import get_backbone
-
-    parts = _split_backbone(name)
-    weights = list(weights) if weights else [None] * len(parts)
-    return [get_backbone(p, weights=w) if w else get_backbone(p) for p, w in zip(parts, weights)]
-
-
-def extract_backbone_features(
-    paths: Sequence[str | Path],
-    backbone: str | Sequence[Any],
-    *,
-    view: str,
-    crop_databar: bool,
-    store: Any = "default",
-    progress: bool = False,
-    batch_size: int = 32,
-) -> tuple[list[str], list[str], np.ndarray, list[tuple[str, str]], dict[str, int]]:
-    """Features of ``paths`` for a backbone name (or its BackboneSpecs), concatenating the parts of ``a+b`` names.
-
-    Folders in ``paths`` are expanded. Returns ``(ok_paths, hashes, features, errors, counts)``:
-    rows only for files every part read, in input order; ``errors`` as (path, problem); ``counts`` = computed/cached feature vectors.
-    """
-    from semcat.features import extract_features
-
-    paths = [str(p) for p in iter_image_files(paths)]
-    per_part: list[dict[str, tuple[str, np.ndarray]]] = []
-    errors: dict[str, str] = {}
-    counts = {"computed": 0, "cached": 0}
-    for spec in resolve_backbones(backbone) if isinstance(backbone, str) else backbone:
-        res = extract_features(paths, spec, store=store, crop_databar=crop_databar, view=view,
-                               progress=progress, batch_size=batch_size)
-        counts["computed"] += res.computed
-        counts["cached"] += res.cached
-        for p, problem in res.errors:
-            errors.setdefault(str(p), str(problem))
-        per_part.append({str(p): (h, f) for p, h, f in zip(res.paths, res.hashes, res.features)})
-    ok, hashes, rows = [], [], []
-    for p in paths:
-        if p in errors or not all(p in part for part in per_part):
-            errors.setdefault(p, "no features were computed for this file")
-            continue
-        ok.append(p)
-        hashes.append(per_part[0][p][0])
-        rows.append(np.concatenate([part[p][1] for part in per_part]))
-    dim = sum(part_dim for part_dim in _dims(per_part))
-    feats = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
-    return ok, hashes, feats, list(errors.items()), counts
-
-
-def _dims(per_part: list[dict[str, tuple[str, np.ndarray]]]) -> Iterable[int]:
-    for part in per_part:
-        yield next(iter(part.values()))[1].shape[0] if part else 0
 
 
 class SemcatModel:
@@ -170,26 +128,24 @@ class SemcatModel:
 
     def __init__(
         self,
-        backbone: str | Any,
+        spec: FeatureSpec,
         head: SoftmaxHead,
         *,
-        view: str,
-        crop_databar: bool,
         meta: Mapping[str, Any] | None = None,
         calibration: Mapping[str, Any] | None = None,
         extra_tensors: Mapping[str, np.ndarray] | None = None,
-        backbones: Sequence[Any] | None = None,
         feature_keys: Sequence[str] | None = None,
     ) -> None:
         if not hasattr(head, "coef_"):
             raise NotFittedError("SemcatModel needs a fitted SoftmaxHead: call head.fit(X, y) first.")
-        self.backbone_name = backbone if isinstance(backbone, str) else backbone.name
-        self.backbones = list(backbones) if backbones is not None else (
-            resolve_backbones(self.backbone_name) if isinstance(backbone, str) else [backbone])
+        if not isinstance(spec, FeatureSpec):
+            raise TypeError(f"expected a FeatureSpec (FeatureSpec.resolve(name, view=...)); got {type(spec).__name__}.")
+        self.trained_spec = spec
+        """How the head's training features were computed: what the model file records."""
+        self.spec = spec
+        """How this model computes features: ``trained_spec`` unless :meth:`use_precision` changed it."""
         self.head = head
         self.classes = [str(c) for c in head.classes_]
-        self.view = view
-        self.crop_databar = bool(crop_databar)
         self.meta = dict(meta or {})
         self.calibration = dict(calibration) if calibration else None
         self.extra_tensors = {k: np.asarray(v) for k, v in (extra_tensors or {}).items()}
@@ -197,20 +153,37 @@ class SemcatModel:
         for k in self.extra_tensors:
             if k.startswith(_RESERVED_PREFIX):
                 raise ValueError(f"extra tensor name {k!r} is reserved for the head; use another prefix (e.g. 'ood.').")
-        self.feature_specs = list(self.backbones)
-        """The specs features are computed with: ``backbones`` unless :meth:`use_precision` changed it."""
         self._trained_keys = list(feature_keys) if feature_keys else None
-        width = sum(int(s.feature_dim) for s in self.backbones)
-        if width != head.n_features_in_:
+        if spec.width != head.n_features_in_:
             raise ValueError(
                 f"the head was trained on {head.n_features_in_}-wide features but backbone "
-                f"{self.backbone_name} gives {width}; train the head on this backbone's features."
+                f"{spec.name} gives {spec.width}; train the head on this backbone's features."
             )
+
+    @property
+    def backbone_name(self) -> str:
+        """The backbone name (``a+b`` for a concatenation)."""
+        return self.trained_spec.name
+
+    @property
+    def backbones(self) -> list[Any]:
+        """The BackboneSpecs as trained (one per ``+`` part)."""
+        return list(self.trained_spec.backbones)
 
     @property
     def backbone(self) -> Any:
         """The BackboneSpec (the first one for a ``+``-joined concatenation)."""
-        return self.backbones[0]
+        return self.trained_spec.backbones[0]
+
+    @property
+    def view(self) -> str:
+        """Which part of the image the backbone sees (``semcat.features.VIEWS``)."""
+        return self.trained_spec.view
+
+    @property
+    def crop_databar(self) -> bool:
+        """Whether the instrument's data bar is cropped before the backbone sees the image."""
+        return self.trained_spec.crop_databar
 
     @property
     def precision(self) -> str:
@@ -224,18 +197,13 @@ class SemcatModel:
         from semcat.quantize import drift_note, model_precision
 
         run = model_precision(self.backbone, self.precision, choice)
-        self.feature_specs = [replace(s, precision=run) for s in self.backbones]
-        return drift_note(self.feature_specs[0], self.precision)
+        self.spec = replace(self.trained_spec, backbones=tuple(replace(s, precision=run) for s in self.backbones))
+        return drift_note(self.spec.backbones[0], self.precision)
 
     @property
     def feature_keys(self) -> list[str]:
         """Feature-cache keys (backbone + preprocessing signature) of the features this model computes."""
-        return self._keys(self.feature_specs)
-
-    def _keys(self, specs: Sequence[Any]) -> list[str]:
-        from semcat.features import feature_key
-
-        return [feature_key(s, crop_databar=self.crop_databar, view=self.view) for s in specs]
+        return self.spec.keys
 
     # -- prediction ---------------------------------------------------------------------------
     def logits(self, X: object) -> np.ndarray:
@@ -260,30 +228,43 @@ class SemcatModel:
         paths: Iterable[str | Path],
         *,
         top_k: int = 3,
-        store: Any = "default",
+        store: StoreChoice = "default",
         progress: bool = False,
         with_features: bool = False,
         batch_size: int = 32,
     ) -> list[Prediction]:
         """One ``Prediction`` per image file, in input order (folders are expanded, each file once);
         unreadable files carry ``error``."""
-        paths = [str(p) for p in iter_image_files(paths)]
-        if not paths:
+        return self.predict_files([str(p) for p in iter_image_files(paths)], top_k=top_k, store=store,
+                                  progress=progress, with_features=with_features, batch_size=batch_size)
+
+    def predict_files(
+        self,
+        files: Sequence[str],
+        *,
+        top_k: int = 3,
+        store: StoreChoice = "default",
+        progress: bool = False,
+        with_features: bool = False,
+        batch_size: int = 32,
+    ) -> list[Prediction]:
+        """:meth:`predict` of image files already listed (the engines' :class:`~semcat.engines.Predictor` call)."""
+        files = [str(Path(p)) for p in files]
+        if not files:
             return []
-        ok, hashes, X, errors, _ = extract_backbone_features(
-            paths, self.feature_specs, view=self.view, crop_databar=self.crop_databar,
-            store=store, progress=progress, batch_size=batch_size)
-        done = {p: i for i, p in enumerate(ok)}
-        err = dict(errors)
-        proba = self.predict_features(X) if len(ok) else np.zeros((0, len(self.classes)), np.float32)
-        ood = self.ood_scores(X) if len(ok) else None
+        res = self.spec.extract(files, store=store, progress=progress, batch_size=batch_size)
+        X = res.features
+        done = {p: i for i, p in enumerate(res.paths)}
+        err = dict(res.errors)
+        proba = self.predict_features(X) if len(X) else np.zeros((0, len(self.classes)), np.float32)
+        ood = self.ood_scores(X) if len(X) else None
         out = []
-        for p in paths:
+        for p in files:
             i = done.get(p)
             if i is None:
                 out.append(Prediction(p, None, [], None, [], None, err.get(p, "not processed")))
                 continue
-            out.append(self._prediction(p, hashes[i], proba[i], None if ood is None else float(ood[i]),
+            out.append(self._prediction(p, res.hashes[i], proba[i], None if ood is None else float(ood[i]),
                                         top_k, X[i] if with_features else None))
         return out
 
@@ -309,7 +290,7 @@ class SemcatModel:
                 for s in self.backbones
             ],
             # as trained: a loaded model keeps the file's keys (an int8 model must not need this machine's int8 IR)
-            "feature_keys": self._trained_keys or self._keys(self.backbones),
+            "feature_keys": self._trained_keys or self.trained_spec.keys,
             "view": self.view,
             "crop_databar": self.crop_databar,
             "classes": self.classes,
@@ -410,9 +391,9 @@ def load_model(path: str | Path) -> SemcatModel:
     known = {"format", "format_version", "backbone", "backbones", "feature_keys", "view", "crop_databar", "classes",
              "head", "calibration", "digest"}
     try:
-        model = SemcatModel(meta["backbone"], head, view=meta["view"], crop_databar=meta["crop_databar"],
+        model = SemcatModel(FeatureSpec(tuple(specs), meta["view"], meta["crop_databar"]), head,
                             meta={k: v for k, v in meta.items() if k not in known},
-                            calibration=meta.get("calibration"), extra_tensors=extra, backbones=specs,
+                            calibration=meta.get("calibration"), extra_tensors=extra,
                             feature_keys=meta.get("feature_keys"))
     except (KeyError, ValueError) as exc:
         raise ModelFileError(f"{path}: inconsistent model file ({exc}); retrain it with `semcat train`.") from None
@@ -443,7 +424,7 @@ def _load_backbones(meta: dict[str, Any], path: str) -> list[Any]:
     for entry in entries:
         name, weights = entry.get("name"), entry.get("weights")
         try:
-            spec = replace(resolve_backbones(name, [weights])[0], precision=entry.get("precision", "fp32"))
+            spec = replace(get_backbone(name, weights=weights), precision=entry.get("precision", "fp32"))
         except Exception as exc:
             raise ModelFileError(
                 f"{path}: the model needs backbone {name!r} with weights {weights!r}, which is not "

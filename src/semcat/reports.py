@@ -26,11 +26,11 @@ from sklearn.isotonic import IsotonicRegression  # noqa: E402
 from semcat import __version__  # noqa: E402
 from semcat._io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from semcat.calibration import STATS_TENSOR  # noqa: E402
+from semcat.metrics import confusion_figure  # noqa: E402
 
 __all__ = [
     "calibration_figures",
     "figure_png",
-    "plot_confusion",
     "plot_p_correct",
     "plot_reliability",
     "plot_score_distributions",
@@ -136,25 +136,6 @@ def plot_reliability(raw_top: np.ndarray, top: np.ndarray, correct: np.ndarray, 
         ax.plot(xs, ys, "o-", color=colour, label=label, ms=4)
     ax.set(xlabel="confidence (top-1 score)", ylabel="accuracy", title="Reliability", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_confusion(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
-    """Confusion matrix as percent of each true class (rows), counts' row sums as N."""
-    m = np.asarray(matrix, dtype=float)
-    pct = 100 * m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.55 * n))
-    ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
-    for i in range(n):
-        for j in range(n):
-            if m[i, j]:
-                ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if pct[i, j] > 60 else "black")
-    ax.set_xticks(range(n), [c[:14] for c in classes], rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(n), [f"{c[:14]} (N={int(s)})" for c, s in zip(classes, m.sum(axis=1))], fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion (% of true class)")
     fig.tight_layout()
     return fig
 
@@ -316,7 +297,7 @@ def render_report(model: Any) -> str:
                                for k in ("source", "n", "accuracy", "top2_accuracy"))
                      + "</table>")
         if held.get("confusion"):
-            parts.append(_img(figure_png(plot_confusion(np.array(held["confusion"]), model.classes)), "confusion matrix"))
+            parts.append(_img(figure_png(confusion_figure(held["confusion"], model.classes)), "confusion matrix"))
         ood = cal.get("ood") or {}
         parts.append("<h2>Decision bands</h2>"
                      f"<p>temperature {_fmt(cal.get('temperature'))}; automatic label when top score ≥ "

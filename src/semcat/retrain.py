@@ -28,11 +28,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from semcat._io import atomic_write_text
 from semcat.config import semcat_home
 from semcat.errors import SemcatError
+
+if TYPE_CHECKING:
+    from semcat.featurespec import FeatureSpec
 
 __all__ = [
     "DEFAULT_EVERY",
@@ -168,21 +171,18 @@ def catalog_labelled_set(catalog: Any, *, split: bool) -> Any:
                        groups if any(g != h for g, (_, h, _) in zip(groups, rows)) else None)
 
 
-def _base(folder: Path, base: Path | None) -> dict[str, Any]:
-    """Backbone, view, crop, precision and reviewers' choices of the next model: the live one's,
-    else ``base``'s, else the defaults and the 10 NFFA categories."""
+def _base(folder: Path, base: Path | None) -> tuple[FeatureSpec, list[str]]:
+    """How the next model computes features (backbones, view, crop, precision) and the reviewers'
+    choices: the live model's, else ``base``'s, else the defaults and the 10 NFFA categories."""
     from semcat import CATEGORIES
-    from semcat.training import DEFAULT_BACKBONE, DEFAULT_VIEW
+    from semcat.featurespec import FeatureSpec
+    from semcat.model import load_model
 
     path = live_model_file(folder) or base
     if path is None:
-        return {"backbone": DEFAULT_BACKBONE, "view": DEFAULT_VIEW, "crop_databar": True, "precision": "auto",
-                "choices": list(CATEGORIES)}
-    from semcat.model import load_model
-
+        return FeatureSpec.resolve(precision="auto"), list(CATEGORIES)
     m = load_model(path)
-    return {"backbone": m.backbone_name, "view": m.view, "crop_databar": m.crop_databar,
-            "precision": m.feature_specs[0].precision, "choices": choices(m)}
+    return m.trained_spec, choices(m)
 
 
 def choices(model: Any) -> list[str]:
@@ -228,22 +228,17 @@ def retrain(db_url: str, folder: Path, *, base: Path | None = None, folds: int =
 def _train(db_url: str, folder: Path, base: Path | None, folds: int, seed: int) -> dict[str, Any]:
     from semcat.calibration import calibrate_crossfit
     from semcat.catalog import open_catalog
-    from semcat.model import extract_backbone_features, resolve_backbones
-    from semcat.quantize import with_precision
     from semcat.training import train_on_samples
 
     with open_catalog(db_url) as cat:
         data = catalog_labelled_set(cat, split=False)
     if not data.paths:
         raise ValueError("no confirmed labels with a file on disk yet")
-    how = _base(folder, base)
-    specs = [with_precision(s, how["precision"]) for s in resolve_backbones(how["backbone"])]
-    ok, _, X, errors, _ = extract_backbone_features(data.paths, specs, view=how["view"],
-                                                    crop_databar=how["crop_databar"], store="default")
-    model, report = train_on_samples(data, how["backbone"], view=how["view"], crop_databar=how["crop_databar"],
-                                     seed=seed, features=(ok, X, errors, 0.0), precision=how["precision"],
-                                     folds=folds)
-    model.meta["retrain"] = {"choices": how["choices"] + [c for c in model.classes if c not in how["choices"]]}
+    spec, kept = _base(folder, base)
+    res = spec.extract(data.paths, store="default")
+    ok, X, errors = res.paths, res.features, res.errors
+    model, report = train_on_samples(data, spec, seed=seed, features=(res, 0.0), folds=folds)
+    model.meta["retrain"] = {"choices": kept + [c for c in model.classes if c not in kept]}
     row = {p: i for i, p in enumerate(data.paths)}
     labels = [data.labels[row[p]] for p in ok]
     groups = [data.groups[row[p]] for p in ok] if data.groups else None

@@ -21,14 +21,13 @@ import numpy as np
 
 from semcat import __version__
 from semcat.crossfit import DEFAULT_FOLDS, fold_ids, select_weight_decay
+from semcat.features import DEFAULT_VIEW, FeatureResult, StoreChoice
+from semcat.featurespec import FeatureSpec
 from semcat.head import SoftmaxHead
 from semcat.metrics import classification_metrics, run_stats
-from semcat.model import SemcatModel, extract_backbone_features, resolve_backbones
-from semcat.quantize import with_precision
+from semcat.model import SemcatModel
 
 __all__ = [
-    "DEFAULT_BACKBONE",
-    "DEFAULT_VIEW",
     "PROTOCOLS",
     "LabelledSet",
     "Variant",
@@ -39,11 +38,6 @@ __all__ = [
     "train_on_dataset",
     "train_on_samples",
 ]
-
-DEFAULT_BACKBONE = "efficientnet_lite0"
-DEFAULT_VIEW = "center"
-"""The paper's single centre crop; ``benchmarks/views.py`` measures full and tiles5 against it."""
-
 
 @dataclass
 class LabelledSet:
@@ -137,16 +131,13 @@ PROTOCOLS = ("crossfit", "val")
 
 def train_on_samples(
     data: LabelledSet,
-    backbone: str = DEFAULT_BACKBONE,
+    spec: FeatureSpec | None = None,
     *,
-    view: str = DEFAULT_VIEW,
-    crop_databar: bool = True,
     solver: str = "lbfgs",
     seed: int = 0,
-    store: Any = "default",
+    store: StoreChoice = "default",
     progress: bool = False,
-    features: tuple[list[str], np.ndarray, list[tuple[str, str]], float] | None = None,
-    precision: str = "auto",
+    features: tuple[FeatureResult, float] | None = None,
     protocol: str = "crossfit",
     folds: int = DEFAULT_FOLDS,
     augment: Sequence[str] = (),
@@ -154,28 +145,28 @@ def train_on_samples(
 ) -> tuple[SemcatModel, dict[str, Any]]:
     """Train a model on a ``LabelledSet`` and report metrics on its test split.
 
+    ``spec`` says how images become features (backbone(s), view, data-bar crop, precision;
+    default ``FeatureSpec.resolve(precision="auto")``); the model carries it.
     ``protocol="crossfit"`` (default): fit on train + val; without an explicit ``weight_decay``
     the penalty with the lowest out-of-fold log-loss over ``folds`` stratified (and, with groups,
     group-aware) folds is used. ``protocol="val"``: fit on train, early-stop on val.
     ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
-    ``features`` = (ok_paths, X, errors, seconds) reuses features already extracted (``compare``).
-    ``precision`` (fp32/int8/auto, see :func:`semcat.quantize.resolve_precision`) is recorded in the model.
+    ``features`` = (result of ``spec.extract``, seconds) reuses features already extracted (``compare``).
     ``augment``: views of :data:`semcat.view_transforms.AUGMENTATIONS` whose features join the
-    training rows (feature-space augmentation, ``view="center"`` only); the penalty is still chosen
-    on the original images, so no image's augmented copy sits in another fold.
+    training rows (feature-space augmentation, ``spec.view == "center"`` only); the penalty is still
+    chosen on the original images, so no image's augmented copy sits in another fold.
     Returns the model (not yet saved) and a JSON-safe report.
     """
-    specs = [with_precision(s, precision) for s in resolve_backbones(backbone)]
+    spec = spec if spec is not None else FeatureSpec.resolve(precision="auto")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
     if features is None:
         t0 = time.perf_counter()
-        ok, _, X, errors, counts = extract_backbone_features(
-            data.paths, specs, view=view, crop_databar=crop_databar, store=store, progress=progress)
+        res = spec.extract(data.paths, store=store, progress=progress)
         feat_s = time.perf_counter() - t0
     else:
-        ok, X, errors, feat_s = features
-        counts = {}
+        res, feat_s = features
+    ok, X, errors = res.paths, res.features, res.errors
     row = {p: i for i, p in enumerate(ok)}
     keep = [i for i, p in enumerate(data.paths) if p in row]
     X = X[[row[data.paths[i]] for i in keep]]
@@ -201,7 +192,7 @@ def train_on_samples(
             X[tr], y[tr], fold, data.classes, lambda wd: _head(solver, seed, data.classes, **hyper | {"weight_decay": wd}))
         hyper = hyper | {"weight_decay": wd}
         cv.update(folds=int(fold.max()) + 1, log_loss={str(k): round(v, 4) for k, v in losses.items()})
-    Xa, ya = _augmented_rows(data, keep, tr, augment, view, specs, crop_databar, store, progress, X[tr], y[tr])
+    Xa, ya = _augmented_rows([data.paths[keep[i]] for i in tr], augment, spec, store, progress, X[tr], y[tr])
     head = _head(solver, seed, data.classes, **hyper)
     head.fit(Xa, ya, *((X[va], y[va]) if len(va) else ()))
     head_s = time.perf_counter() - t0
@@ -211,10 +202,10 @@ def train_on_samples(
 
     report = {
         "dataset": data.root,
-        "backbone": backbone,
-        "precision": specs[0].precision,
-        "view": view,
-        "crop_databar": crop_databar,
+        "backbone": spec.name,
+        "precision": spec.precision,
+        "view": spec.view,
+        "crop_databar": spec.crop_databar,
         "solver": solver,
         "seed": seed,
         "protocol": protocol,
@@ -225,8 +216,8 @@ def train_on_samples(
                    for s, idx in (("train", tr), ("val", va), ("test", te))},
         "classes_without_training_images": missing,
         "errors": [list(e) for e in errors] + [list(e) for e in data.errors],
-        "features_computed": counts.get("computed"),
-        "features_cached": counts.get("cached"),
+        "features_computed": res.computed,
+        "features_cached": res.cached,
         "time_features_s": round(feat_s, 3),
         "time_head_s": round(head_s, 3),
         "n_iter": int(head.n_iter_),
@@ -236,44 +227,43 @@ def train_on_samples(
         "semcat_version": __version__,
     }
     meta = {"training": {k: v for k, v in report.items() if k not in ("errors", "val_metrics")}}
-    model = SemcatModel(backbone, head, view=view, crop_databar=crop_databar, meta=meta, backbones=specs)
+    model = SemcatModel(spec, head, meta=meta)
     return model, report
 
 
-def _augmented_rows(data: LabelledSet, keep: list[int], tr: np.ndarray, augment: Sequence[str], view: str,
-                    specs: list[Any], crop_databar: bool, store: Any, progress: bool,
-                    X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training rows ``X``/``y`` plus the features of each augmented view of the same images."""
+def _augmented_rows(paths: list[str], augment: Sequence[str], spec: FeatureSpec, store: StoreChoice,
+                    progress: bool, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows ``X``/``y`` (of ``paths``) plus the features of each augmented view of the same images."""
+    from dataclasses import replace
+
     from semcat.view_transforms import AUGMENTATIONS
 
     if not augment:
         return X, y
     bad = [a for a in augment if a not in AUGMENTATIONS]
-    if bad or view != DEFAULT_VIEW:
+    if bad or spec.view != DEFAULT_VIEW:
         raise ValueError(f"augment must name views of {', '.join(AUGMENTATIONS)} with view 'center'; "
-                         f"got {list(augment)} with view {view!r}.")
-    paths = [data.paths[keep[i]] for i in tr]
+                         f"got {list(augment)} with view {spec.view!r}.")
     rows, labels = [X], [y]
     for aug in augment:
-        ok, _, Xg, _, _ = extract_backbone_features(paths, specs, view=aug, crop_databar=crop_databar,
-                                                   store=store, progress=progress)
-        index = {p: i for i, p in enumerate(ok)}
-        have = [i for i, p in enumerate(paths) if p in index]
-        rows.append(Xg[[index[paths[i]] for i in have]])
+        res = replace(spec, view=aug).extract(paths, store=store, progress=progress)
+        index = {p: i for i, p in enumerate(res.paths)}
+        have = [i for i, p in enumerate(paths) if str(Path(p)) in index]
+        rows.append(res.features[[index[str(Path(paths[i]))] for i in have]])
         labels.append(y[have])
     return np.concatenate(rows), np.concatenate(labels)
 
 
 def train_on_dataset(
     data_dir: str | Path,
-    backbone: str = DEFAULT_BACKBONE,
+    spec: FeatureSpec | None = None,
     *,
     group_by: str | None = None,
     split_salt: str = "",
     **kwargs: Any,
 ) -> tuple[SemcatModel, dict[str, Any]]:
     """Scan ``data_dir`` (category sub-folders) and ``train_on_samples`` on its splits."""
-    return train_on_samples(labelled_set(data_dir, group_by=group_by, split_salt=split_salt), backbone, **kwargs)
+    return train_on_samples(labelled_set(data_dir, group_by=group_by, split_salt=split_salt), spec, **kwargs)
 
 
 def evaluate_model(
@@ -281,7 +271,7 @@ def evaluate_model(
     data_dir: str | Path,
     *,
     split: str = "all",
-    store: Any = "default",
+    store: StoreChoice = "default",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on a labelled folder; categories the model does not know are excluded
@@ -300,17 +290,16 @@ def evaluate_model(
             continue
         paths.append(p)
         labels.append(lab)
-    ok, _, X, errors, _ = extract_backbone_features(paths, model.feature_specs, view=model.view,
-                                                    crop_databar=model.crop_databar, store=store, progress=progress)
+    res = model.spec.extract(paths, store=store, progress=progress)
     label_of = dict(zip(paths, labels))
-    metrics = classification_metrics([label_of[p] for p in ok], model.predict_features(X) if len(ok) else
-                                     np.zeros((0, len(model.classes)), np.float32), model.classes)
+    metrics = classification_metrics([label_of[p] for p in res.paths], model.predict_features(res.features)
+                                     if len(res.paths) else np.zeros((0, len(model.classes)), np.float32), model.classes)
     metrics.update({
         "model_id": model.model_id,
         "dataset": str(data_dir),
         "split": split,
         "unknown_classes": dict(sorted(unknown.items())),
-        "errors": [list(e) for e in errors] + [list(e) for e in data.errors],
+        "errors": [list(e) for e in res.errors] + [list(e) for e in data.errors],
     })
     return metrics
 
@@ -324,7 +313,7 @@ def compare(
     solver: str = "lbfgs",
     group_by: str | None = None,
     seed: int = 0,
-    store: Any = "default",
+    store: StoreChoice = "default",
     progress: bool = False,
     **hyper: Any,
 ) -> list[dict[str, Any]]:
@@ -344,30 +333,28 @@ def compare(
     rows = []
     for backbone in backbones:
         for var in variants:
+            spec = FeatureSpec.resolve(backbone, view=var.view, crop_databar=var.crop_databar)
             t0 = time.perf_counter()
-            ok, _, X, errors, counts = extract_backbone_features(
-                base.paths, backbone, view=var.view, crop_databar=var.crop_databar, store=store, progress=progress)
+            res = spec.extract(base.paths, store=store, progress=progress)
             feat_s = time.perf_counter() - t0
             accs, heads = [], []
             for r, data in enumerate(splits):
-                _, rep = train_on_samples(data, backbone, view=var.view, crop_databar=var.crop_databar,
-                                          solver=solver, seed=seed + r, features=(ok, X, errors, feat_s),
-                                          precision="fp32", **hyper)
+                _, rep = train_on_samples(data, spec, solver=solver, seed=seed + r, features=(res, feat_s), **hyper)
                 if rep["test_metrics"]:
                     accs.append(rep["test_metrics"]["accuracy"])
                 heads.append(rep["time_head_s"])
             if not accs:
                 raise ValueError(
-                    f"no test images in any of the {runs} runs' splits of {data_dir} ({len(ok)} images"
+                    f"no test images in any of the {runs} runs' splits of {data_dir} ({len(res.paths)} images"
                     + (f", grouped by {group_by!r}: too few sample groups to fill a test split" if group_by else "")
                     + "); add images or samples, or run without --group-by.")
             acc = run_stats(accs)
             rows.append({
                 "backbone": backbone, "view": var.view, "crop_databar": var.crop_databar, "runs": int(runs),
                 "accuracy_mean": acc["mean"], "accuracy_std": acc["std"], "runs_tested": len(accs),
-                "n_images": len(ok), "n_test": sum(s == "test" for s in base.splits),
-                "time_features_s": round(feat_s, 3), "features_computed": counts["computed"],
-                "features_cached": counts["cached"], "time_head_s": round(float(np.mean(heads)), 3),
+                "n_images": len(res.paths), "n_test": sum(s == "test" for s in base.splits),
+                "time_features_s": round(feat_s, 3), "features_computed": res.computed,
+                "features_cached": res.cached, "time_head_s": round(float(np.mean(heads)), 3),
             })
     return rows
 

@@ -53,13 +53,14 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Cas
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model (efficientnet_lite0 features + softmax head) trained on 3 x 10 small images."""
+    from semcat.featurespec import FeatureSpec
     from semcat.synth import write_dataset
     from semcat.training import labelled_set, train_on_samples
 
     data = tmp_path_factory.mktemp("train_data")
     write_dataset(data, per_class=3, size=96, seed=11, databar=False)
     # 3 images a class: too few for cross-fitting's folds once the test split took its share
-    model, _ = train_on_samples(labelled_set(data), "efficientnet_lite0", progress=False, protocol="val")
+    model, _ = train_on_samples(labelled_set(data), FeatureSpec.resolve("efficientnet_lite0"), progress=False, protocol="val")
     return model.save(tmp_path_factory.mktemp("model") / "tiny.semcat")
 
 

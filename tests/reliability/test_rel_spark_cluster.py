@@ -73,14 +73,16 @@ def model_path(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path) ->
     SEMCAT_HOME, which the workers share with this process."""
     from semcat._io import iter_image_files
     from semcat.head import SoftmaxHead
-    from semcat.model import SemcatModel, extract_backbone_features
+    from semcat.featurespec import FeatureSpec
+    from semcat.model import SemcatModel
 
     paths = [str(p) for p in iter_image_files([small_dataset])][::3]
-    ok, _, X, errors, _ = extract_backbone_features(paths, "efficientnet_lite0", view="center", crop_databar=True)
+    res = FeatureSpec.resolve("efficientnet_lite0").extract(paths)
+    ok, X, errors = res.paths, res.features, res.errors
     assert not errors
     head = SoftmaxHead().fit(X, [Path(p).parent.name for p in ok])
     out = tmp_path_factory.mktemp("cluster_model") / "model.semcat"
-    SemcatModel("efficientnet_lite0", head, view="center", crop_databar=True).save(out)
+    SemcatModel(FeatureSpec.resolve("efficientnet_lite0"), head).save(out)
     return out
 
 

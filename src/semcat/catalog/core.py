@@ -33,10 +33,10 @@ from semcat.catalog.schema import (
     utcnow,
 )
 from semcat.catalog.similar import FeatureIndex, bytes_to_vector
-from semcat.config import semcat_home
+from semcat.config import default_db_url, semcat_home
 
 if TYPE_CHECKING:
-    from semcat.model import SemcatModel
+    from semcat.model import Predictor
 
 LABEL_SOURCES = ("human", "auto")
 MAX_CATEGORY = 64
@@ -113,7 +113,7 @@ class Catalog:
         return f"Catalog({self.db.engine.url.render_as_string(hide_password=True)!r})"
 
     # ---- ingest -------------------------------------------------------------------------------
-    def ingest(self, inputs: Iterable[str | Path], model: SemcatModel | None = None, *,
+    def ingest(self, inputs: Iterable[str | Path], model: Predictor | None = None, *,
                batch_size: int = 64, progress: bool = True, follow_links: bool = False) -> _ingest.IngestSummary:
         """Catalogue images under ``inputs``; see ``semcat.catalog.ingest``."""
         return _ingest.ingest(self.db, inputs, model, batch_size=batch_size, progress=progress,
@@ -480,3 +480,13 @@ class Catalog:
         if self.db.is_sqlite and db and db != ":memory:":
             return Path(db + ".similar")
         return semcat_home() / "similar"
+
+
+def open_catalog(url: str | Path | None = None, *, read_only: bool = False) -> Catalog:
+    """Open (creating or upgrading as needed) the catalog at ``url``.
+
+    ``url`` defaults to ``semcat.config.default_db_url()`` (``$SEMCAT_DB`` or SQLite in the
+    semcat home). ``postgresql://`` URLs use psycopg 3. ``read_only`` opens it without writing
+    anything (not even an upgrade): the schema must already be current.
+    """
+    return Catalog(url if url is not None else default_db_url(), read_only=read_only)

@@ -17,17 +17,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from semcat.config import default_db_url
 from semcat.errors import SemcatError
-
-if TYPE_CHECKING:
-    from semcat.catalog.core import Catalog
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -140,15 +136,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def open_catalog(url: str | Path | None = None, *, read_only: bool = False) -> Catalog:
-    """Open (creating or upgrading as needed) the catalog at ``url``.
-
-    ``url`` defaults to ``semcat.config.default_db_url()`` (``$SEMCAT_DB`` or SQLite in the
-    semcat home). ``postgresql://`` URLs use psycopg 3. ``read_only`` opens it without writing
-    anything (not even an upgrade): the schema must already be current.
-    """
-    from semcat.catalog.core import Catalog
-
-    return Catalog(url if url is not None else default_db_url(), read_only=read_only)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from semcat.errors import SemcatError
 from semcat.units import plural
 
 if TYPE_CHECKING:
-    from semcat.model import SemcatModel
+    from semcat.model import Predictor
 
 
 @dataclass
@@ -42,6 +42,10 @@ class IngestSummary:
     failed: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
+    def __add__(self, other: IngestSummary) -> IngestSummary:
+        """Both summaries' counts added and errors joined (one summary over several ingests)."""
+        return IngestSummary(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -51,12 +55,9 @@ class IngestSummary:
                 f"{self.copies} copies, {self.classified} classified, {self.failed} failed")
 
 
-def feature_key(model: SemcatModel) -> str:
+def feature_key(model: Predictor) -> str:
     """Vectors are comparable when they come from the same backbone(s) and preprocessing."""
-    keys = getattr(model, "feature_keys", None)
-    if keys:
-        return "+".join(keys)
-    return str(model.backbone.name)
+    return "+".join(model.feature_keys)
 
 
 def describe(path: Path) -> dict[str, Any]:
@@ -100,7 +101,7 @@ class _File:
     error: str | None = None
 
 
-def ingest(db: Database, inputs: Iterable[str | Path], model: SemcatModel | None = None, *,
+def ingest(db: Database, inputs: Iterable[str | Path], model: Predictor | None = None, *,
            batch_size: int = 64, progress: bool = True, follow_links: bool = False) -> IngestSummary:
     """Catalogue every image under ``inputs`` (files or folders, recursive); see module docstring.
 
@@ -135,7 +136,7 @@ def _file(path: Path) -> _File:
     return _File(path, key)
 
 
-def _ingest_batch(db: Database, paths: Sequence[Path], model: SemcatModel | None, summary: IngestSummary) -> None:
+def _ingest_batch(db: Database, paths: Sequence[Path], model: Predictor | None, summary: IngestSummary) -> None:
     files = [_file(p) for p in paths]
     with db.read() as conn:
         known_paths = {r.path: r for r in conn.execute(
@@ -259,7 +260,7 @@ def _count_other_path(conn: Connection, f: _File, summary: IngestSummary) -> Non
         summary.copies += int(f.error is None)
 
 
-def _classify(db: Database, files: Sequence[_File], model: SemcatModel) -> tuple[dict[str, Any], dict[str, Any]]:
+def _classify(db: Database, files: Sequence[_File], model: Predictor) -> tuple[dict[str, Any], dict[str, Any]]:
     """Predictions (and feature vectors) for images without a prediction from this model."""
     with db.read() as conn:
         done = set(conn.execute(select(Prediction.sha256).where(
@@ -270,7 +271,7 @@ def _classify(db: Database, files: Sequence[_File], model: SemcatModel) -> tuple
             todo[f.sha] = f
     if not todo:
         return {}, {}
-    results = model.predict([f.path for f in todo.values()], with_features=True)
+    results = model.predict_files([str(f.path) for f in todo.values()], with_features=True)
     preds, vectors = {}, {}
     for sha, p in zip(todo, results):
         preds[sha] = p

@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from semcat import DECISIONS
+
 SCHEMA_VERSION = 4
 """Bump together with a new function in ``migrations.MIGRATIONS``."""
 
@@ -41,9 +43,9 @@ class Base(DeclarativeBase):
 
 _SHA = String(64)
 
-REVIEW_DECISIONS = ("suggest", "manual", "unknown")
+REVIEW_DECISIONS = tuple(d for d in DECISIONS if d != "auto")
 """Decisions that need a person; unconfirmed images with one of them form the review queue."""
-REVIEW_WHERE = "label IS NULL AND decision IN ('suggest', 'manual', 'unknown')"
+REVIEW_WHERE = f"label IS NULL AND decision IN ({', '.join(repr(d) for d in REVIEW_DECISIONS)})"
 """The review queue's condition, also the predicate of its partial index (keep them identical)."""
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from semcat.backbones import DEFAULT_BACKBONE
 from semcat.commands._common import (
     DOC_FORMAT_HELP,
     FORMAT_HELP,
@@ -55,7 +56,7 @@ def train_cmd(
     aligned_dir: Annotated[Path, typer.Argument(help="Folder of clearly aligned nanowire images.", exists=True, show_default=False)],
     not_aligned_dir: Annotated[Path, typer.Argument(help="Folder of randomly oriented nanowire images.", exists=True, show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the alignment model (.semcat).")] = Path("align.semcat"),
-    backbone: Annotated[str, typer.Option("--backbone", help="Feature backbone (registered name, or a+b).")] = "efficientnet_lite0",
+    backbone: Annotated[str, typer.Option("--backbone", help="Feature backbone (registered name, or a+b).")] = DEFAULT_BACKBONE,
     weight_decay: Annotated[float, typer.Option("--weight-decay", callback=finite, min=0.0, help="L2 penalty of the head; larger gives a more graded score between the extremes.")] = 1e-2,
 ) -> None:
     """Train a two-class aligned / not-aligned head on the two extremes (as in the paper).
@@ -65,9 +66,10 @@ def train_cmd(
     Example: semcat align train aligned/ random/ --out align.semcat
     """
     from semcat.alignment import train_alignment_model
+    from semcat.featurespec import FeatureSpec
 
     try:
-        model, errors = train_alignment_model([aligned_dir], [not_aligned_dir], backbone=backbone,
+        model, errors = train_alignment_model([aligned_dir], [not_aligned_dir], spec=FeatureSpec.resolve(backbone),
                                               weight_decay=weight_decay, progress=True)
     except ValueError as exc:
         error(exc)

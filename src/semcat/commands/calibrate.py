@@ -31,17 +31,13 @@ class Split(str, Enum):
 
 def _features(model: Any, samples: list[Any], summary: BatchSummary, what: str) -> tuple[Any, list[str], list[str]]:
     """Features (cached by the FeatureStore, so a re-run resumes), labels and paths of the readable samples."""
-    from semcat.model import extract_backbone_features
-
     err_console.print(f"{what}: {plural(len(samples), 'images')}")
-    ok, _, X, errors, _ = extract_backbone_features(
-        [s.path for s in samples], model.feature_specs, view=model.view, crop_databar=model.crop_databar,
-        store="default", progress=True)
-    for path, problem in errors:
+    res = model.spec.extract([s.path for s in samples], progress=True)
+    for path, problem in res.errors:
         summary.fail(path, problem)
     label = {str(s.path): s.label for s in samples}
-    summary.ok += len(ok)
-    return X, [label[p] for p in ok], ok
+    summary.ok += len(res.paths)
+    return res.features, [label[p] for p in res.paths], res.paths
 
 
 def _warn_if_few_training_images(labels: list[str]) -> None:

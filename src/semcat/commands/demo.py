@@ -12,6 +12,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo(
+        ctx: typer.Context,
         out: Annotated[Path, typer.Argument(help="Folder for the demo's data, model, catalogue and report.")] = Path("demo-output"),
         per_class: Annotated[int, typer.Option(min=6, help="Training images per category.")] = 40,
         size: Annotated[int, typer.Option(min=64, help="Side of the synthetic images in pixels.")] = 256,
@@ -26,4 +27,4 @@ def register(app: typer.Typer) -> None:
         """
         from semcat.demo import run_demo
 
-        run_demo(out, per_class=per_class, size=size, seed=seed)
+        run_demo(ctx.find_root().command, out, per_class=per_class, size=size, seed=seed)

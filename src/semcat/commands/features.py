@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from semcat._validation import MAX_COUNT
+from semcat.backbones import DEFAULT_BACKBONE
 from semcat.commands._common import (
     PRECISION_HELP,
     BatchSummary,
@@ -76,7 +77,7 @@ def backbones(
 
 def features(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).", exists=True)],
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registered backbone or any timm name (see `semcat backbones`).")] = "efficientnet_lite0",
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registered backbone or any timm name (see `semcat backbones`).")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local checkpoint (safetensors or torch state dict) for the backbone.", exists=True, dir_okay=False)] = None,
     runtime: Annotated[RuntimeChoice, typer.Option("--runtime", help="Inference runtime; auto = OpenVINO fp32 on CPU, torch on CUDA.")] = RuntimeChoice.auto,
     view: Annotated[ViewChoice, typer.Option("--view", help="What is resized to the input: whole image squashed, centre square, or full + 4 tiles averaged; clahe, histeq, tta4: the centre square equalised, or its 4 rotations averaged.")] = ViewChoice.center,
@@ -100,30 +101,29 @@ def features(
       semcat features data/
       semcat features data/ --view tiles5 --out features.npz
     """
-    from semcat.backbones import get_backbone
+    from semcat._io import iter_image_files
     from semcat.errors import SemcatError
-    from semcat.features import FeatureStore, extract_features, feature_key
-    from semcat.quantize import with_precision
+    from semcat.features import FeatureStore
+    from semcat.featurespec import FeatureSpec
 
-    crop = not no_crop_databar
     try:
         choice = "fp32" if runtime is RuntimeChoice.torch and precision is Precision.auto else precision.value  # int8 is OpenVINO's
-        spec = with_precision(get_backbone(backbone, weights=str(weights) if weights else None), choice)
+        spec = FeatureSpec.resolve(backbone, weights=str(weights) if weights else None, view=view.value,
+                                   crop_databar=not no_crop_databar, precision=choice, runtime=runtime.value)
         if engine is Engine.spark:
             if out is None:
                 raise typer.BadParameter("--engine spark needs --out (a Parquet folder)", param_hint="--out")
             from semcat.engines import spark
 
-            summary = spark.features(inputs, out, backbone=backbone, view=view.value, crop_databar=crop, master=master,
-                                     precision=spec.precision, chunk_size=chunk_size, conf=spark_conf(conf))
+            summary = spark.features(inputs, out, spec, master=master, chunk_size=chunk_size, conf=spark_conf(conf))
             typer.echo(json.dumps(dataclasses.asdict(summary), default=str))
             return
         store = FeatureStore()
-        key = feature_key(spec, crop_databar=crop, view=view.value)
         if rebuild:
-            store.clear(key)
-        res = extract_features(inputs, spec, runtime=runtime.value, batch_size=batch_size, store=store,
-                               crop_databar=crop, view=view.value, progress=True, workers=workers)
+            for key in spec.keys:
+                store.clear(key)
+        res = spec.extract(list(iter_image_files(inputs)), batch_size=batch_size, store=store, progress=True,
+                           workers=workers)
     except KeyboardInterrupt:
         err_console.print("interrupted: finished batches are saved in the feature cache; re-run to resume.")
         raise typer.Exit(code=130) from None
@@ -135,7 +135,7 @@ def features(
         summary.fail(path, problem)
     if out is not None:
         _write_npz(out, res)
-    typer.echo(json.dumps({"key": key, "precision": spec.precision, "images": len(res.paths), "computed": res.computed,
+    typer.echo(json.dumps({"key": spec.key, "precision": spec.precision, "images": len(res.paths), "computed": res.computed,
                            "cached": res.cached, "failed": len(res.errors), "dim": int(res.features.shape[1]),
                            "out": str(out) if out else None}))
     summary.print()
@@ -154,7 +154,7 @@ def _write_npz(out: Path, res) -> None:
 
 def quantize(
     calibration: Annotated[Optional[list[Path]], typer.Option("--calibration", exists=True, help="Your own images (files or folders; up to --max-user of them, evenly spaced) added to the synthetic calibration set. Repeatable.")] = None,
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registered backbone or any timm name (see `semcat backbones`).")] = "efficientnet_lite0",
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registered backbone or any timm name (see `semcat backbones`).")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local checkpoint (safetensors or torch state dict) for the backbone.", exists=True, dir_okay=False)] = None,
     synthetic: Annotated[int, typer.Option("--synthetic", min=0, help="Synthetic SEM calibration images (all ten categories).")] = 300,
     max_user: Annotated[int, typer.Option("--max-user", min=0, help="At most this many of the --calibration images.")] = 300,

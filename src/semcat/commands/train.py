@@ -17,6 +17,7 @@ import typer
 from rich.progress import track
 
 from semcat._validation import MAX_COUNT
+from semcat.backbones import DEFAULT_BACKBONE
 from semcat.commands._common import (
     FORMAT_HELP,
     PRECISION_HELP,
@@ -35,12 +36,12 @@ from semcat.commands._common import (
     named_paths,
     shown,
     spark_conf,
-    use_model_precision,
     warning,
     write_rows,
 )
 from semcat.commands.features import ViewChoice
 from semcat.engines.spark import DEFAULT_CHUNK
+from semcat.features import DEFAULT_VIEW
 
 
 class Solver(str, Enum):
@@ -97,11 +98,11 @@ def train(
                                                          "Omit with --from-catalog.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="Model file to write (.semcat).")] = Path("model.semcat"),
     backbone: Annotated[str, typer.Option(help="Feature backbone; join two with '+' to concatenate their "
-                                               "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = "efficientnet_lite0",
+                                               "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = DEFAULT_BACKBONE,
     view: Annotated[ViewChoice, typer.Option(help="Which part of the image the backbone sees: center (the "
                                            "paper's centre crop), full (whole image) or tiles5; clahe or "
                                            "histeq (centre crop, equalised); tta4 (the features of the crop's "
-                                           "4 rotations averaged).")] = ViewChoice.center,
+                                           "4 rotations averaged).")] = ViewChoice(DEFAULT_VIEW),
     augment: Annotated[str | None, typer.Option(help="Also train the head on features of augmented copies of each "
                                                      "training image: comma-separated flip, rot90, dark, bright, "
                                                      "noise, blur, or all (with --view center).")] = None,
@@ -144,6 +145,7 @@ def train(
     Example: semcat train data/ --group-by '^([^_]+_[^_]+)_' --out model.semcat
     """
     from semcat.errors import SemcatError
+    from semcat.featurespec import FeatureSpec
     from semcat.metrics import write_metrics
     from semcat.training import labelled_set, train_on_samples
     from semcat._io import atomic_write_text
@@ -153,12 +155,12 @@ def train(
         _fail("give either DATA_DIR or --from-catalog DB_URL (exactly one).")
     summary = BatchSummary()
     try:
+        spec = FeatureSpec.resolve(backbone, view=view.value, crop_databar=not no_crop_databar, precision=precision.value)
         data = _from_catalog(from_catalog, group_by) if from_catalog else labelled_set(data_dir, group_by=group_by)
-        err_console.print(f"training on {len(data.paths)} images, {len(data.classes)} classes, backbone {backbone}")
+        err_console.print(f"training on {len(data.paths)} images, {len(data.classes)} classes, backbone {spec.name}")
         model, report = train_on_samples(
-            data, backbone, view=view.value, crop_databar=not no_crop_databar, solver=solver.value, seed=seed,
-            progress=True, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-            class_weight="balanced" if class_balanced else None, precision=precision.value,
+            data, spec, solver=solver.value, seed=seed, progress=True, epochs=epochs, lr=lr, batch_size=batch_size,
+            weight_decay=weight_decay, class_weight="balanced" if class_balanced else None,
             protocol=split.value, folds=folds, augment=parse_augment(augment))
     except (SemcatError, ValueError) as exc:
         _fail(str(exc), code=1)
@@ -250,10 +252,10 @@ def evaluate(
 def compare(
     data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", exists=True, file_okay=False,
                                              help="Labelled folder: one sub-folder per category.")],
-    backbones: Annotated[str, typer.Option(help="Comma-separated backbones; 'a+b' concatenates features.")] = "efficientnet_lite0",
+    backbones: Annotated[str, typer.Option(help="Comma-separated backbones; 'a+b' concatenates features.")] = DEFAULT_BACKBONE,
     runs: Annotated[int, typer.Option(max=MAX_COUNT, min=1, help="Repeated runs (new head seed and re-split each).")] = 5,
     variants: Annotated[str, typer.Option(help="Comma-separated preprocessing variants VIEW[:nocrop], "
-                                               "e.g. center,full,tiles5,center:nocrop.")] = "center",
+                                               "e.g. center,full,tiles5,center:nocrop.")] = DEFAULT_VIEW,
     solver: Annotated[Solver, typer.Option(help="Head solver.")] = Solver.lbfgs,
     group_by: Annotated[str | None, typer.Option(help="Regex naming the sample in each file name (grouped split).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first run (run r uses seed + r).")] = 0,
@@ -387,12 +389,11 @@ def classify(
     from semcat.model import load_model, row_columns
 
     model = load_model(model_path)
-    use_model_precision(model, precision)
     files = list(iter_image_files(inputs))
     summary = BatchSummary()
 
     def predictions() -> Iterator[Any]:
-        for pred in local_classify(model, files, top_k=top_k, batch_size=batch_size):
+        for pred in local_classify(model, files, top_k=top_k, precision=precision.value, chunk_size=batch_size):
             if pred.error:
                 summary.fail(pred.path, pred.error)
             else:

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 from semcat._io import iter_image_files
+from semcat.engines import run_at_precision
+from semcat.features import StoreChoice
 from semcat.model import Prediction, SemcatModel, load_model
 
 __all__ = ["classify"]
@@ -21,21 +22,25 @@ def classify(
     inputs: Iterable[str | Path],
     *,
     top_k: int = 3,
-    store: Any = "default",
-    batch_size: int = 64,
-    recursive: bool = True,
+    precision: str = "auto",
+    chunk_size: int = 64,
     progress: bool = False,
+    store: StoreChoice = "default",
+    recursive: bool = True,
 ) -> Iterator[Prediction]:
     """Yield one ``Prediction`` per image found in ``inputs`` (files and folders), in order.
 
-    ``model`` is a ``SemcatModel`` or the path of a ``.semcat`` file. Files that cannot be read
-    come out as predictions with ``error`` set; the stream goes on. ``batch_size`` images are
-    decoded and classified at a time (features come from, and go to, the cache ``store``).
+    ``model`` is a ``SemcatModel`` or the path of a ``.semcat`` file; ``precision`` as
+    :meth:`~semcat.model.SemcatModel.use_precision` (a drift from training is a warning), the same
+    leading parameters as :func:`semcat.engines.spark.classify`. Files that cannot be read come
+    out as predictions with ``error`` set; the stream goes on. ``chunk_size`` images are decoded
+    and classified at a time (features come from, and go to, the cache ``store``).
     """
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
     if not isinstance(model, SemcatModel):
         model = load_model(model)
-    files = iter_image_files(inputs, recursive=recursive)
-    while chunk := list(islice(files, int(batch_size))):
-        yield from model.predict(chunk, top_k=top_k, store=store, progress=progress)
+    run_at_precision(model, precision)
+    files = (str(p) for p in iter_image_files(inputs, recursive=recursive))  # the one folder walk
+    while chunk := list(islice(files, int(chunk_size))):
+        yield from model.predict_files(chunk, top_k=top_k, store=store, progress=progress)

@@ -19,17 +19,19 @@ import os
 import shutil
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semcat._io import iter_image_files
+from semcat.engines import run_at_precision
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
+
+    from semcat.featurespec import FeatureSpec
 
 __all__ = [
     "FEATURES_SCHEMA",
@@ -233,12 +235,11 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
         _one_thread()
         model = _cached_model(model_path, model_id)
         model.use_precision(precision)  # resolved on the driver: every executor computes alike
-        store: Any = "default" if use_cache else None
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
             rows = []
-            for pred in model.predict(paths, top_k=top_k, store=store, progress=False,
-                                      with_features=with_features):
+            for pred in model.predict_files(paths, top_k=top_k, store="default" if use_cache else None,
+                                            with_features=with_features):
                 row: dict[str, Any] = {"path": pred.path, "sha256": pred.sha256}
                 for i in range(top_k):
                     c, p = pred.top[i] if i < len(pred.top) else (None, None)
@@ -259,29 +260,27 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
     return run
 
 
-def _feature_batches(backbone: str, view: str, crop_databar: bool, use_cache: bool, precision: str = "fp32") -> Callable[
+def _feature_batches(spec: FeatureSpec, use_cache: bool) -> Callable[
     [Iterator[pd.DataFrame]], Iterator[pd.DataFrame]
 ]:
-    """The ``mapInPandas`` function for bottleneck extraction: one row per path, errors included."""
+    """The ``mapInPandas`` function for bottleneck extraction: one row per path, errors included.
+
+    ``spec`` is resolved on the driver (precision included) and shipped: every executor computes alike.
+    """
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        from semcat.model import extract_backbone_features, resolve_backbones
-
         _one_thread()
-        specs = [replace(s, precision=precision) for s in resolve_backbones(backbone)]
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
-            ok, hashes, feats, errors, _ = extract_backbone_features(
-                paths, specs, view=view, crop_databar=crop_databar,
-                store="default" if use_cache else None)
-            done = {p: (h, v) for p, h, v in zip(ok, hashes, feats)}
-            err = dict(errors)
+            res = spec.extract(paths, store="default" if use_cache else None)
+            done = {p: (h, v) for p, h, v in zip(res.paths, res.hashes, res.features)}
+            err = dict(res.errors)
             rows = []
             for p in paths:
                 h, v = done.get(p, (None, None))
-                rows.append({"path": p, "sha256": h, "backbone": backbone,
+                rows.append({"path": p, "sha256": h, "backbone": spec.name,
                              "features": None if v is None else v.astype("float32").tolist(),
                              "error": None if v is not None else err.get(p, "not processed")})
             yield pd.DataFrame(rows, columns=["path", "sha256", "backbone", "features", "error"])
@@ -358,12 +357,6 @@ and a task still amortises its start-up. On 2 quiet cores it changed little (Spa
 the time of two independent processes with 625-image tasks, 1.09x with 128)."""
 
 
-def _warn(note: str | None) -> None:
-    """A precision mismatch between training and this run (the measured drift), as a warning."""
-    if note:
-        warnings.warn(note, stacklevel=3)
-
-
 def _auto_partitions(n_paths: int, parallelism: int) -> int:
     """Tasks per chunk: one per core at least, and none much over ``_TASK_IMAGES`` images.
 
@@ -413,25 +406,28 @@ def _prepare(inputs: Any, master: str, spark: SparkSession | None,
 
 
 def classify(
-    model_path: str | Path,
+    model: str | Path,
     inputs: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
-    master: str = "local[2]",
     top_k: int = 3,
+    precision: str = "auto",
     chunk_size: int = DEFAULT_CHUNK,
+    progress: bool = True,
+    master: str = "local[2]",
     partitions: int | None = None,
     use_cache: bool = False,
-    progress: bool = True,
     spark: SparkSession | None = None,
-    precision: str = "auto",
     conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Classify every input image on Spark and append one row per image to a Parquet folder.
 
+    The local engine's :func:`semcat.engines.local.classify` with the same leading parameters,
+    plus ``out`` and the cluster's settings.
+
     Parameters
     ----------
-    model_path : path
+    model : path
         A ``.semcat`` model, at the same path on every executor.
     inputs : path or list of paths
         Folder, text file list, Parquet table with a ``path`` column, or image files
@@ -462,14 +458,14 @@ def classify(
     """
     from semcat.model import load_model
 
-    model_path = Path(model_path).absolute()
+    model_path = Path(model).absolute()
     model = load_model(model_path)  # fail early, on the driver, for a bad model
     model_id = model.model_id
-    _warn(model.use_precision(precision))
+    run_at_precision(model, precision)
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
-        fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache, precision=model.feature_specs[0].precision)
+        fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache, precision=model.spec.precision)
         ok, failed, skipped = _run_chunks(session, paths, Path(out), fn, classify_schema(int(top_k)),
                                           chunk_size=chunk_size, partitions=partitions,
                                           progress=progress, what="classify (spark)")
@@ -483,35 +479,29 @@ def classify(
 def features(
     inputs: str | Path | Sequence[str | Path],
     out: str | Path,
+    spec: FeatureSpec | None = None,
     *,
-    backbone: str = "efficientnet_lite0",
-    view: str = "center",
-    crop_databar: bool = True,
     master: str = "local[2]",
     chunk_size: int = DEFAULT_CHUNK,
     partitions: int | None = None,
     use_cache: bool = False,
     progress: bool = True,
     spark: SparkSession | None = None,
-    precision: str = "auto",
     conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Extract bottleneck features on Spark into a Parquet folder (columns :data:`FEATURES_SCHEMA`).
 
-    Same inputs, chunking, resume and ``conf`` as :func:`classify`; ``backbone`` is a registered backbone
-    name or ``a+b`` (concatenated); ``view`` and ``crop_databar`` as in
-    :func:`semcat.features.extract_features`; ``precision`` fp32/int8/auto
-    (:func:`semcat.quantize.resolve_precision`, decided here on the driver).
+    Same inputs, chunking, resume and ``conf`` as :func:`classify`; ``spec`` says how images become
+    features (:class:`semcat.featurespec.FeatureSpec`, resolved here on the driver; default
+    ``FeatureSpec.resolve(precision="auto")``) and is shipped to the executors as it is.
     """
-    from semcat.model import resolve_backbones
-    from semcat.quantize import resolve_precision
+    from semcat.featurespec import FeatureSpec
 
-    precision = resolve_precision(resolve_backbones(backbone)[0], precision)  # unknown name → close matches, before Spark starts
-    name = backbone
+    spec = spec if spec is not None else FeatureSpec.resolve(precision="auto")
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
-        ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(name, view, crop_databar, use_cache, precision),
+        ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(spec, use_cache),
                                           FEATURES_SCHEMA, chunk_size=chunk_size,
                                           partitions=partitions, progress=progress,
                                           what="features (spark)")
@@ -530,7 +520,7 @@ def read_results(out: str | Path) -> pd.DataFrame:
 
 
 class _SparkPredictions:
-    """Looks like the model to ``Catalog.ingest`` but answers from Spark's output rows.
+    """A :class:`~semcat.model.Predictor` for ``Catalog.ingest`` that answers from Spark's output rows.
 
     The catalog then stores predictions and feature vectors exactly as a local ingest would
     (same ``model_id`` and feature key), without classifying anything on the driver.
@@ -539,18 +529,17 @@ class _SparkPredictions:
     def __init__(self, model: Any, rows: pd.DataFrame, top_k: int) -> None:
         self.model_id = model.model_id
         self.feature_keys = model.feature_keys
-        self.backbone = model.backbone
-        self.classes = model.classes
         self._rows = {os.path.abspath(p): r for p, r in zip(rows["path"], rows.itertuples(index=False))}
         self._top_k = top_k
 
-    def predict(self, paths: Iterable[str | Path], **_: Any) -> list[Any]:
+    def predict_files(self, files: Sequence[str], *, top_k: int = 3, with_features: bool = False) -> list[Any]:
+        """The job's row of each file (features as the job wrote them; ``top_k`` is the job's)."""
         import numpy as np
 
         from semcat.model import Prediction
 
         out = []
-        for p in map(str, paths):
+        for p in map(str, files):
             r = self._rows.get(os.path.abspath(p))
             if r is None:
                 out.append(Prediction(p, None, [], None, [], None, "not classified by the Spark job"))
@@ -596,19 +585,19 @@ def ingest(
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from semcat.catalog import open_catalog
+    from semcat.catalog import IngestSummary, open_catalog
     from semcat.config import semcat_home
     from semcat.model import load_model
 
     model_path = Path(model_path).absolute()
     model = load_model(model_path)
-    _warn(model.use_precision(precision))
+    run_at_precision(model, precision)
     out = Path(out) if out is not None else semcat_home() / "spark" / f"ingest-{model.model_id[:16]}"
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
         fn = _classify_batches(str(model_path), model.model_id, int(top_k), False, with_features=True,
-                               precision=model.feature_specs[0].precision)
+                               precision=model.spec.precision)
         ok, failed, skipped = _run_chunks(session, paths, out, fn, classify_schema(int(top_k), True),
                                           chunk_size=chunk_size, partitions=None, progress=progress,
                                           what="classify (spark)")
@@ -620,27 +609,14 @@ def ingest(
         on_classified(SparkSummary(len(paths), ok, failed, skipped, str(out), time.perf_counter() - t0, used))
     table = ds.dataset(str(out), format="parquet")
     catalog = open_catalog(db_url)
-    summary = None
+    summary = IngestSummary()
     try:
         for start in range(0, len(paths), chunk_size):
             chunk = paths[start:start + chunk_size]
             rows = table.to_table(filter=pc.field("path").isin(chunk)).to_pandas()
             rows = rows.sort_values("error", na_position="first").drop_duplicates("path")
-            part = catalog.ingest(chunk, _SparkPredictions(model, rows, int(top_k)),
-                                  batch_size=batch_size, progress=progress)
-            summary = part if summary is None else _merge(summary, part)
+            summary += catalog.ingest(chunk, _SparkPredictions(model, rows, int(top_k)),
+                                      batch_size=batch_size, progress=progress)
     finally:
         catalog.close()
-    if summary is None:
-        from semcat.catalog.ingest import IngestSummary
-
-        summary = IngestSummary()
     return summary
-
-
-def _merge(a: Any, b: Any) -> Any:
-    """Add two ``IngestSummary`` objects (one per chunk)."""
-    for name in ("seen", "new", "known", "moved", "copies", "classified", "failed"):
-        setattr(a, name, getattr(a, name) + getattr(b, name))
-    a.errors.extend(b.errors)
-    return a

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
+from semcat import DECISIONS
 from semcat._io import atomic_write_bytes
 from semcat._storage import storage_problem
 from semcat._validation import MAX_OFFSET, check_number, check_query_text
@@ -21,7 +22,6 @@ from semcat.web.context import check_hash, render, state
 from semcat.web.files import CHUNK, open_verified
 from semcat.web.thumbs import cache_path, render_png, rendering_key
 
-DECISIONS = ("auto", "suggest", "manual", "unknown")
 ORDERS = ("recent", "score", "score_desc", "path")
 PAGE_SIZE = 60
 MAX_PAGE = 500
