@@ -80,9 +80,9 @@ def test_leave_one_group_out_holds_each_group_out() -> None:
     X, y, g, classes = _shifted()
     seen: list[int] = []
 
-    def fit(Xt: np.ndarray, yt: np.ndarray, cls: list[str], seed: int):  # type: ignore[no-untyped-def]
+    def fit(Xt: np.ndarray, yt: np.ndarray, cls: list[str], seed: int, extra=None):  # type: ignore[no-untyped-def]
         seen.append(len(Xt))
-        return fit_semcat(Xt, yt, cls, seed)
+        return fit_semcat(Xt, yt, cls, seed, extra)
 
     res = leave_one_group_out(X, y, g, classes, fit)
     assert seen == [60, 60, 60] and sorted(res["per_group"]) == ["g0", "g1", "g2"]
@@ -118,7 +118,12 @@ def test_compare_and_evaluate_cv_groups_cli(inst_set: Path, tmp_path: Path) -> N
     result = runner.invoke(app, ["compare", str(inst_set), "--cv", "groups", "--group-by", "folder", "--methods", "nope"])
     assert result.exit_code == 1 and "unknown methods" in result.stderr
     model = tmp_path / "m.semcat"
-    assert runner.invoke(app, ["train", str(inst_set), "--out", str(model)]).exit_code == 0
+    result = runner.invoke(app, ["train", str(inst_set), "--out", str(model), "--augment", "flip,noise"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "m.semcat.report" / "report.json").read_text())
+    assert report["augment"] == ["aug-flip", "aug-noise"]
+    result = runner.invoke(app, ["train", str(inst_set), "--out", str(tmp_path / "x.semcat"), "--augment", "sharpen"])
+    assert result.exit_code == 1 and "unknown augmentation 'sharpen'" in result.stderr
     result = runner.invoke(app, ["evaluate", str(model), str(inst_set), "--cv", "groups", "--group-by", "folder",
                                  "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
@@ -135,3 +140,27 @@ def test_plain_view_keeps_intensities_and_has_its_own_cache_key() -> None:
     assert 0.09 < plain.min() and plain.max() < 0.31  # by dtype range: as dim as the image
     assert center.min() == 0.0 and center.max() == 1.0  # the default stretches to the full range
     assert feature_key("efficientnet_lite0", view="plain") != feature_key("efficientnet_lite0", view="center")
+
+
+def test_augmented_rows_and_test_view_reach_the_head() -> None:
+    """Training on features of augmented views covers a style no training group has."""
+    rng = np.random.default_rng(2)
+    classes = ["a", "b", "c"]
+    centres = rng.normal(0, 2, (3, 8))
+    flip = np.r_[-np.ones(4), np.ones(4)].astype(np.float32)  # a style change the augmentation also makes
+    X = np.vstack([centres[i % 3] + 0.3 * rng.normal(0, 1, 8) for i in range(90)]).astype(np.float32)
+    y = np.array([classes[i % 3] for i in range(90)], dtype=object)
+    g = np.array([f"g{i // 30}" for i in range(90)], dtype=object)
+    X[g == "g2"] *= flip  # the held-out instrument's style
+    aug = X * flip  # the augmented view of every image
+    base = leave_one_group_out(X, y, g, classes, fit_semcat)
+    augmented = leave_one_group_out(X, y, g, classes, fit_semcat, extra=[aug])
+    assert augmented["per_group"]["g2"]["accuracy"] >= 0.95 > base["per_group"]["g2"]["accuracy"]
+    sizes: list[tuple[int, int]] = []
+
+    def fit(Xt, yt, cls, seed, extra=None):  # type: ignore[no-untyped-def]
+        sizes.append((len(Xt), len(extra[0])))
+        return fit_semcat(Xt, yt, cls, seed, extra)
+
+    within = within_groups(X, y, g, classes, fit, extra=[aug, aug], X_test=aug, test_share=0.5)
+    assert sizes == [(15, 30)] * 3 and within["pooled"]["n"] == 45

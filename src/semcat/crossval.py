@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from semcat.backbones import DEFAULT_BACKBONE
 from semcat.features import DEFAULT_VIEW
 from semcat.metrics import classification_metrics, run_stats
+from semcat.view_transforms import AUGMENTATIONS
 
 if TYPE_CHECKING:
     from semcat.features import StoreChoice
@@ -32,7 +34,8 @@ __all__ = ["METHODS", "GroupedFeatures", "cross_group_markdown", "grouped_featur
            "run_methods", "within_groups"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-Fit = Callable[[np.ndarray, np.ndarray, list[str], int], Predictor]
+Fit = Callable[..., Predictor]
+"""``fit(X, y, classes, seed, extra=None) -> predict_proba``; ``extra`` = augmented (X, y) rows."""
 
 
 @dataclass
@@ -65,18 +68,55 @@ def grouped_features(data_dir: str | Path, group_by: str, spec: FeatureSpec, *, 
                            len(ds.samples) - len(grouped))
 
 
-def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int) -> Predictor:
-    """The project's default head (softmax, L-BFGS, standardised features)."""
+def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
+               extra: tuple[np.ndarray, np.ndarray] | None = None, *, standardize: bool = True,
+               grid: Sequence[float] | None = None) -> Predictor:
+    """The project's default head, as ``semcat train`` fits it: L2 penalty chosen by 5-fold CV.
+
+    ``extra`` (features of augmented views and their labels) joins the final fit only: the
+    penalty is chosen on the original images, so no image's augmented copy sits in another fold.
+    ``standardize=False``: the head on raw features (as the plain baseline's LogisticRegression);
+    ``grid``: the penalties tried (default ``semcat.crossfit.WEIGHT_DECAY_GRID``).
+    """
+    from semcat.crossfit import (
+        DEFAULT_FOLDS,
+        WEIGHT_DECAY_GRID,
+        fold_ids,
+        select_weight_decay,
+    )
     from semcat.head import SoftmaxHead
 
-    head = SoftmaxHead(seed=seed, classes=classes).fit(X, y.astype(str))
-    return head.predict_proba
+    y = y.astype(str)
+
+    def head(wd: float) -> SoftmaxHead:
+        return SoftmaxHead(seed=seed, classes=classes, weight_decay=wd, standardize=standardize)
+
+    grid = tuple(grid or WEIGHT_DECAY_GRID)
+    wd = grid[0]
+    if min(np.unique(y, return_counts=True)[1]) >= 2:  # else no fold could predict that class's image
+        wd, _, _ = select_weight_decay(X, y, fold_ids(y, k=DEFAULT_FOLDS, seed=seed)[0], classes, head, grid)
+    if extra is not None:
+        X, y = np.concatenate([X, extra[0]]), np.concatenate([y, extra[1].astype(str)])
+    return head(wd).fit(X, y).predict_proba
 
 
-def fit_plain(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int) -> Predictor:
+def fit_semcat_fixed(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
+                     extra: tuple[np.ndarray, np.ndarray] | None = None) -> Predictor:
+    """The head with the fixed penalty 1e-3 (the default before cross-validated penalties)."""
+    from semcat.head import SoftmaxHead
+
+    if extra is not None:
+        X, y = np.concatenate([X, extra[0]]), np.concatenate([y, extra[1]])
+    return SoftmaxHead(seed=seed, classes=classes).fit(X, y.astype(str)).predict_proba
+
+
+def fit_plain(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
+              extra: tuple[np.ndarray, np.ndarray] | None = None) -> Predictor:
     """scikit-learn ``LogisticRegression`` with its defaults (C=1), columns in ``classes`` order."""
     from sklearn.linear_model import LogisticRegression
 
+    if extra is not None:
+        X, y = np.concatenate([X, extra[0]]), np.concatenate([y, extra[1]])
     clf = LogisticRegression(max_iter=2000, random_state=seed).fit(X, y.astype(str))
     cols = [list(clf.classes_).index(c) if c in clf.classes_ else -1 for c in classes]
 
@@ -89,35 +129,75 @@ def fit_plain(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int) -> Pr
 
 @dataclass(frozen=True)
 class Method:
-    """A named head plus the feature variant it reads and whether features are standardised per group."""
+    """A named head, the feature variant it reads and the options measured against the default.
+
+    ``augment``: views whose features join the training rows (feature-space augmentation);
+    ``test_view``: the view classified (test-time augmentation), default ``view``;
+    ``group_standardize``: features standardised per group (the test group by its own batch).
+    """
 
     name: str
     fit: Fit
     view: str = DEFAULT_VIEW
     crop_databar: bool = True
     group_standardize: bool = False
+    augment: tuple[str, ...] = ()
+    test_view: str | None = None
 
 
-METHODS: dict[str, Method] = {
-    "semcat": Method("semcat", fit_semcat),
-    "plain": Method("plain", fit_plain, view="plain", crop_databar=False),
-    "semcat+groupstd": Method("semcat+groupstd", fit_semcat, group_standardize=True),
-}
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("semcat", fit_semcat),
+    Method("plain", fit_plain, view="plain", crop_databar=False),
+    Method("semcat+groupstd", fit_semcat, group_standardize=True),
+    # why the default lost to plain within instrument: the penalty, the head's standardisation or the view
+    Method("semcat-wd1e-3", fit_semcat_fixed),
+    Method("logreg@center", fit_plain),
+    Method("semcat-nostd", partial(fit_semcat, standardize=False)),
+    # intensity normalisation before the CNN
+    Method("semcat+clahe", fit_semcat, view="clahe"),
+    Method("semcat+histeq", fit_semcat, view="histeq"),
+    # feature-space augmentation: the head also trained on features of augmented views
+    Method("semcat+aug-all", fit_semcat, augment=AUGMENTATIONS),
+    Method("semcat+aug-all+groupstd", fit_semcat, augment=AUGMENTATIONS, group_standardize=True),
+    # test-time augmentation: features of the four rotations averaged
+    Method("semcat+tta4", fit_semcat, view="tta4"),
+)}
 
 
-def _group_standardize(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Each group's features centred and scaled by that group's own statistics."""
-    out = np.empty_like(X, dtype=np.float32)
+def _group_standardize(X: np.ndarray, groups: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """``X`` and ``others`` (rows aligned with X) scaled by each group's own statistics in ``X``."""
+    outs = [np.empty_like(Z, dtype=np.float32) for Z in (X, *others)]
     for g in np.unique(groups):
         m = groups == g
-        out[m] = (X[m] - X[m].mean(0)) / (X[m].std(0) + 1e-6)
-    return out
+        mu, sd = X[m].mean(0), X[m].std(0) + 1e-6
+        for Z, out in zip((X, *others), outs):
+            out[m] = (Z[m] - mu) / sd
+    return outs
+
+
+def _prepare(X: np.ndarray, groups: np.ndarray, extra: Sequence[np.ndarray], X_test: np.ndarray | None,
+             group_standardize: bool) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Training features, augmented rows and test features, standardised per group when asked."""
+    if not group_standardize:
+        return X, list(extra), X if X_test is None else X_test
+    # the test view is standardised by its own batch statistics, like a classified folder
+    Xs, *es = _group_standardize(X, groups, *extra)
+    return Xs, es, Xs if X_test is None else _group_standardize(X_test, groups)[0]
+
+
+def _extra(extra: Sequence[np.ndarray], rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    if not extra:
+        return None
+    return np.concatenate([e[rows] for e in extra]), np.concatenate([y[rows]] * len(extra))
 
 
 def leave_one_group_out(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: list[str], fit: Fit,
-                        *, seed: int = 0, group_standardize: bool = False) -> dict[str, Any]:
+                        *, seed: int = 0, group_standardize: bool = False, extra: Sequence[np.ndarray] = (),
+                        X_test: np.ndarray | None = None) -> dict[str, Any]:
     """Train on all groups but one, test on it, for each group.
 
+    ``extra``: features of augmented views (rows aligned with ``X``) added to the training rows;
+    ``X_test``: features classified instead of ``X`` (another view of the same images).
     Returns ``per_group`` ({group: metrics}) and ``pooled`` (metrics of every held-out prediction
     together, with per-class ``recall``). Needs at least two groups.
     """
@@ -125,14 +205,14 @@ def leave_one_group_out(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classe
     if len(names) < 2:
         raise ValueError(f"leave-one-group-out needs at least 2 groups; found {names} "
                          "(check --group-by: 'folder' or a regex with one capture group over the file name)")
-    Xs = _group_standardize(X, groups) if group_standardize else X
+    Xs, es, Xt = _prepare(X, groups, extra, X_test, group_standardize)
     per_group, truth, probs = {}, [], []
     for g in names:
         test = groups == g
         train_classes = sorted(set(y[~test].tolist()))
         if len(train_classes) < 2:
             raise ValueError(f"holding out group {g!r} leaves {train_classes} to train on; need 2 classes")
-        proba = fit(Xs[~test], y[~test], classes, seed)(Xs[test])
+        proba = fit(Xs[~test], y[~test], classes, seed, extra=_extra(es, ~test, y))(Xt[test])
         per_group[g] = classification_metrics(y[test].astype(str), proba, classes)
         truth.append(y[test].astype(str))
         probs.append(proba)
@@ -141,13 +221,14 @@ def leave_one_group_out(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classe
 
 
 def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: list[str], fit: Fit,
-                  *, seed: int = 0, test_share: float = 0.5, group_standardize: bool = False) -> dict[str, Any]:
+                  *, seed: int = 0, test_share: float = 0.5, group_standardize: bool = False,
+                  extra: Sequence[np.ndarray] = (), X_test: np.ndarray | None = None) -> dict[str, Any]:
     """Train and test inside each group (a random ``test_share`` of each class held out).
 
     The within-instrument protocol: pooled metrics of every group's test images.
     """
     rng = np.random.default_rng(seed)
-    Xs = _group_standardize(X, groups) if group_standardize else X
+    Xs, es, Xt = _prepare(X, groups, extra, X_test, group_standardize)
     truth, probs, per_group = [], [], {}
     for g in sorted(set(groups.tolist())):
         idx = np.flatnonzero(groups == g)
@@ -157,7 +238,7 @@ def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: lis
             test[rng.permutation(members)[: int(round(test_share * len(members)))]] = True
         if len(set(y[idx[~test]].tolist())) < 2 or not test.any():
             continue
-        proba = fit(Xs[idx[~test]], y[idx[~test]], classes, seed)(Xs[idx[test]])
+        proba = fit(Xs[idx[~test]], y[idx[~test]], classes, seed, extra=_extra(es, idx[~test], y))(Xt[idx[test]])
         per_group[g] = classification_metrics(y[idx[test]].astype(str), proba, classes)
         truth.append(y[idx[test]].astype(str))
         probs.append(proba)
@@ -182,20 +263,34 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
     if protocol not in ("groups", "within"):
         raise ValueError(f"protocol must be 'groups' or 'within'; got {protocol!r}")
     feats: dict[tuple[str, bool], GroupedFeatures] = {}
+
+    def variant(view: str, crop: bool) -> GroupedFeatures:
+        if (view, crop) not in feats:
+            spec = FeatureSpec.resolve(backbone, view=view, crop_databar=crop)
+            feats[(view, crop)] = grouped_features(data_dir, group_by, spec, store=store, progress=progress)
+        return feats[(view, crop)]
+
     out = {}
     for name in methods:
         m = METHODS[name]
-        key = (m.view, m.crop_databar)
-        if key not in feats:
-            spec = FeatureSpec.resolve(backbone, view=m.view, crop_databar=m.crop_databar)
-            feats[key] = grouped_features(data_dir, group_by, spec, store=store, progress=progress)
-        f = feats[key]
+        f = variant(m.view, m.crop_databar)
+        others = [_aligned(variant(v, m.crop_databar), f) for v in (*m.augment, m.test_view or m.view)]
         run = leave_one_group_out if protocol == "groups" else within_groups
-        res = run(f.X, f.y, f.groups, f.classes, m.fit, seed=seed, group_standardize=m.group_standardize)
+        res = run(f.X, f.y, f.groups, f.classes, m.fit, seed=seed, group_standardize=m.group_standardize,
+                  extra=others[:-1], X_test=others[-1] if m.test_view else None)
         res["errors"] = f.errors
         res["ungrouped"] = f.ungrouped
         out[name] = res
     return out
+
+
+def _aligned(other: GroupedFeatures, base: GroupedFeatures) -> np.ndarray:
+    """``other``'s features in ``base``'s row order (the same files seen through another view)."""
+    row = {p: i for i, p in enumerate(other.paths)}
+    missing = [p for p in base.paths if p not in row]
+    if missing:
+        raise ValueError(f"{len(missing)} images readable in one view failed in another, e.g. {missing[0]!r}")
+    return other.X[[row[p] for p in base.paths]]
 
 
 def cross_group_markdown(results: dict[str, dict[str, Any]]) -> str:

@@ -48,6 +48,7 @@ from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
 from semcat.config import compute_threads, default_feature_cache
 from semcat.errors import CacheError, ImageReadError
 from semcat.runtime import Runtime, int8_record, load_runtime
+from semcat.view_transforms import TRANSFORMS, VERSIONS
 
 __all__ = [
     "VIEWS",
@@ -65,9 +66,10 @@ __all__ = [
     "extract_files",
 ]
 
-VIEWS = ("full", "center", "tiles5", "plain")
+VIEWS = ("full", "center", "tiles5", "plain", *TRANSFORMS)
 """``plain``: the centre crop without the contrast stretch (pixel values by dtype range), the
-baseline of ``semcat compare --cv groups``."""
+baseline of ``semcat compare --cv groups``. The others (normalisations, test-time and training
+augmentations of the centre crop) are in :mod:`semcat.view_transforms`."""
 DEFAULT_VIEW = "center"
 """The paper's single centre crop; ``benchmarks/views.py`` measures full and tiles5 against it."""
 PREPROCESS_VERSION = 1
@@ -104,6 +106,8 @@ def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) 
             "Convert with semcat.images.to_gray_float first."
         )
     img = img.astype(np.float32, copy=False)
+    if view in TRANSFORMS:
+        return TRANSFORMS[view](_preprocess_gray(img, size, interpolation, "center")[0])
     lo, hi = (0.0, 1.0) if view == "plain" else _robust_range(img)
     out = np.empty((5 if view == "tiles5" else 1, size, size), np.float32)
     for i, crop in enumerate(_crops(img, view)):
@@ -208,7 +212,8 @@ def key_signature(spec: BackboneSpec, crop_databar: bool, view: str) -> str:
     """The full signature behind :func:`feature_key` (stored in the key's ``key.json``)."""
     return (f"{spec.signature()}|view={view}|databar={'crop' if crop_databar else 'keep'}"
             f"|contrast={'dtype' if view == 'plain' else f'p{_LOW_PCT:g}-p{_HIGH_PCT:g}'}"
-            f"|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}")
+            f"|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}"
+            + (f"|transforms=v{VERSIONS[view]}" if view in VERSIONS else ""))
 
 
 def _quantisation(spec: BackboneSpec) -> str:

@@ -140,6 +140,7 @@ def train_on_samples(
     features: tuple[FeatureResult, float] | None = None,
     protocol: str = "crossfit",
     folds: int = DEFAULT_FOLDS,
+    augment: Sequence[str] = (),
     **hyper: Any,
 ) -> tuple[SemcatModel, dict[str, Any]]:
     """Train a model on a ``LabelledSet`` and report metrics on its test split.
@@ -151,6 +152,9 @@ def train_on_samples(
     group-aware) folds is used. ``protocol="val"``: fit on train, early-stop on val.
     ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
     ``features`` = (result of ``spec.extract``, seconds) reuses features already extracted (``compare``).
+    ``augment``: views of :data:`semcat.view_transforms.AUGMENTATIONS` whose features join the
+    training rows (feature-space augmentation, ``spec.view == "center"`` only); the penalty is still
+    chosen on the original images, so no image's augmented copy sits in another fold.
     Returns the model (not yet saved) and a JSON-safe report.
     """
     spec = spec if spec is not None else FeatureSpec.resolve(precision="auto")
@@ -188,8 +192,9 @@ def train_on_samples(
             X[tr], y[tr], fold, data.classes, lambda wd: _head(solver, seed, data.classes, **hyper | {"weight_decay": wd}))
         hyper = hyper | {"weight_decay": wd}
         cv.update(folds=int(fold.max()) + 1, log_loss={str(k): round(v, 4) for k, v in losses.items()})
+    Xa, ya = _augmented_rows([data.paths[keep[i]] for i in tr], augment, spec, store, progress, X[tr], y[tr])
     head = _head(solver, seed, data.classes, **hyper)
-    head.fit(X[tr], y[tr], *((X[va], y[va]) if len(va) else ()))
+    head.fit(Xa, ya, *((X[va], y[va]) if len(va) else ()))
     head_s = time.perf_counter() - t0
 
     def metrics(idx: np.ndarray) -> dict[str, Any] | None:
@@ -205,6 +210,7 @@ def train_on_samples(
         "seed": seed,
         "protocol": protocol,
         "weight_decay": float(head.weight_decay),
+        "augment": list(augment),
         "weight_decay_cv": cv or None,
         "counts": {s: {c: int(np.sum(y[idx] == c)) for c in data.classes}
                    for s, idx in (("train", tr), ("val", va), ("test", te))},
@@ -223,6 +229,29 @@ def train_on_samples(
     meta = {"training": {k: v for k, v in report.items() if k not in ("errors", "val_metrics")}}
     model = SemcatModel(spec, head, meta=meta)
     return model, report
+
+
+def _augmented_rows(paths: list[str], augment: Sequence[str], spec: FeatureSpec, store: StoreChoice,
+                    progress: bool, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows ``X``/``y`` (of ``paths``) plus the features of each augmented view of the same images."""
+    from dataclasses import replace
+
+    from semcat.view_transforms import AUGMENTATIONS
+
+    if not augment:
+        return X, y
+    bad = [a for a in augment if a not in AUGMENTATIONS]
+    if bad or spec.view != DEFAULT_VIEW:
+        raise ValueError(f"augment must name views of {', '.join(AUGMENTATIONS)} with view 'center'; "
+                         f"got {list(augment)} with view {spec.view!r}.")
+    rows, labels = [X], [y]
+    for aug in augment:
+        res = replace(spec, view=aug).extract(paths, store=store, progress=progress)
+        index = {p: i for i, p in enumerate(res.paths)}
+        have = [i for i, p in enumerate(paths) if str(Path(p)) in index]
+        rows.append(res.features[[index[str(Path(paths[i]))] for i in have]])
+        labels.append(y[have])
+    return np.concatenate(rows), np.concatenate(labels)
 
 
 def train_on_dataset(

@@ -100,7 +100,12 @@ def train(
     backbone: Annotated[str, typer.Option(help="Feature backbone; join two with '+' to concatenate their "
                                                "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = DEFAULT_BACKBONE,
     view: Annotated[ViewChoice, typer.Option(help="Which part of the image the backbone sees: center (the "
-                                           "paper's centre crop), full (whole image) or tiles5.")] = ViewChoice(DEFAULT_VIEW),
+                                           "paper's centre crop), full (whole image) or tiles5; clahe or "
+                                           "histeq (centre crop, equalised); tta4 (the features of the crop's "
+                                           "4 rotations averaged).")] = ViewChoice(DEFAULT_VIEW),
+    augment: Annotated[str | None, typer.Option(help="Also train the head on features of augmented copies of each "
+                                                     "training image: comma-separated flip, rot90, dark, bright, "
+                                                     "noise, blur, or all (with --view center).")] = None,
     solver: Annotated[Solver, typer.Option(help="lbfgs: scikit-learn's full-batch L-BFGS (default, measured faster and "
                                                 "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
     epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
@@ -144,6 +149,7 @@ def train(
     from semcat.metrics import write_metrics
     from semcat.training import labelled_set, train_on_samples
     from semcat._io import atomic_write_text
+    from semcat.view_transforms import parse_augment
 
     if (data_dir is None) == (from_catalog is None):
         _fail("give either DATA_DIR or --from-catalog DB_URL (exactly one).")
@@ -155,7 +161,7 @@ def train(
         model, report = train_on_samples(
             data, spec, solver=solver.value, seed=seed, progress=True, epochs=epochs, lr=lr, batch_size=batch_size,
             weight_decay=weight_decay, class_weight="balanced" if class_balanced else None,
-            protocol=split.value, folds=folds)
+            protocol=split.value, folds=folds, augment=parse_augment(augment))
     except (SemcatError, ValueError) as exc:
         _fail(str(exc), code=1)
     for path, problem in report["errors"]:
@@ -257,7 +263,9 @@ def compare(
     cv: Annotated[CV, typer.Option(help="split: repeated train/val/test splits; groups: leave one group out "
                                         "(--group-by) for each method of --methods.")] = CV.split,
     methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head), plain (centre crop, no contrast stretch, bar "
-                                              "kept, scikit-learn LogisticRegression), semcat+groupstd.")] = "semcat,plain",
+                                              "kept, scikit-learn LogisticRegression), semcat+groupstd, semcat-wd1e-3, "
+                                              "logreg@center, semcat-nostd, semcat+clahe, semcat+histeq, semcat+aug-all, "
+                                              "semcat+aug-all+groupstd, semcat+tta4 (see the manual, how-to/train).")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
 

@@ -1,0 +1,76 @@
+"""Extra views of the centre crop: intensity normalisations, test-time augmentation, augmentations.
+
+Why (issue 20): a category shot on a microscope the model never saw differs in detector
+contrast, gamma, noise and focus. These views are measured against the default centre crop by
+``benchmarks/cross_instrument.py`` on both protocols (leave one instrument out, within one
+instrument); each is a view name, so its features are cached under their own key.
+
+Every function takes the contrast-stretched centre crop (S, S) in [0, 1] and returns views
+(V, S, S) in [0, 1]; the features of the V views are averaged.
+
+- ``clahe``: contrast-limited adaptive histogram equalisation (OpenCV, 8x8 tiles, clip 2).
+- ``histeq``: global histogram equalisation (each pixel replaced by its mid-rank).
+- ``tta4``: the four 90° rotations, features averaged (test-time augmentation).
+- ``aug-*``: one augmented view each, for training the head on features of augmented images
+  (``semcat train --augment``): a flip, a 90° rotation, a darker and a brighter gamma, shot
+  noise, defocus blur. Noise is seeded from the image itself, so features stay cacheable.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+__all__ = ["AUGMENTATIONS", "TRANSFORMS", "VERSIONS", "parse_augment"]
+
+VERSIONS = {"histeq": 2}
+"""Part of a view's cache key: bump a view's version when its output changes (histeq 2: mid-ranks)."""
+
+
+def _clahe(c: np.ndarray) -> np.ndarray:
+    u8 = np.round(np.clip(c, 0, 1) * 255).astype(np.uint8)
+    return (cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(u8).astype(np.float32) / 255)[None]
+
+
+def _histeq(c: np.ndarray) -> np.ndarray:
+    # tied pixels share their mid-rank: a flat frame stays flat (0.5), clipped pixels stay equal
+    _, inverse, counts = np.unique(c, return_inverse=True, return_counts=True)
+    mid = (np.cumsum(counts) - counts / 2) / c.size
+    return mid[inverse].reshape(c.shape).astype(np.float32)[None]
+
+
+def _rotations(c: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.stack([np.rot90(c, k) for k in range(4)]))
+
+
+def _noise(c: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(int(np.float64(c.sum()) * 1e3) & 0x7FFFFFFF)
+    return np.clip(c + rng.normal(0, 0.08, c.shape).astype(np.float32), 0, 1)[None]
+
+
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "clahe": _clahe,
+    "histeq": _histeq,
+    "tta4": _rotations,
+    "aug-flip": lambda c: np.ascontiguousarray(c[:, ::-1])[None],
+    "aug-rot90": lambda c: np.ascontiguousarray(np.rot90(c))[None],
+    "aug-dark": lambda c: (c ** 1.8)[None],
+    "aug-bright": lambda c: (c ** 0.55)[None],
+    "aug-noise": _noise,
+    "aug-blur": lambda c: cv2.GaussianBlur(c, (0, 0), 1.5)[None],
+}
+AUGMENTATIONS = tuple(v for v in TRANSFORMS if v.startswith("aug-"))
+
+
+def parse_augment(text: str | None) -> tuple[str, ...]:
+    """``"flip,noise"`` or ``"all"`` (``semcat train --augment``) → augmentation view names."""
+    names = [t.strip() for t in (text or "").split(",") if t.strip()]
+    if names == ["all"]:
+        return AUGMENTATIONS
+    views = tuple(f"aug-{n}" for n in names)
+    bad = [n for n, v in zip(names, views) if v not in AUGMENTATIONS]
+    if bad:
+        known = ", ".join(a.removeprefix("aug-") for a in AUGMENTATIONS)
+        raise ValueError(f"unknown augmentation {', '.join(map(repr, bad))}; known: {known} or all.")
+    return views

@@ -1,0 +1,59 @@
+"""Issue 20: the extra views of the centre crop (normalisations, test-time and training augmentations)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semcat.features import VIEWS, _preprocess_gray, feature_key
+from semcat.view_transforms import AUGMENTATIONS, TRANSFORMS, parse_augment
+
+
+def _frame(seed: int = 0) -> np.ndarray:
+    """A dim, gamma-darkened, noisy gray frame (rows != cols) with some structure."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:180, 0:240]
+    img = 0.5 + 0.4 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + 0.05 * rng.normal(size=yy.shape)
+    return (0.1 + 0.2 * np.clip(img, 0, 1) ** 1.8).astype(np.float32)
+
+
+@pytest.mark.parametrize("view", list(TRANSFORMS))
+def test_each_view_is_gray_in_range_with_its_own_cache_key(view: str) -> None:
+    out = _preprocess_gray(_frame(), 64, "bicubic", view)
+    assert out.dtype == np.float32 and out.shape[1:] == (64, 64)
+    assert out.shape[0] == (4 if view == "tta4" else 1)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert view in VIEWS and feature_key("efficientnet_lite0", view=view) != feature_key("efficientnet_lite0")
+
+
+def test_equalisations_spread_a_dark_frame_and_augmentations_change_it() -> None:
+    center = _preprocess_gray(_frame(), 64, "bicubic", "center")[0]
+    hist = _preprocess_gray(_frame(), 64, "bicubic", "histeq")[0]
+    # global equalisation: intensities uniform over [0, 1] whatever the gamma (quartiles at 1/4, 1/2, 3/4)
+    assert np.allclose(np.quantile(hist, [0.25, 0.5, 0.75]), [0.25, 0.5, 0.75], atol=0.01)
+    assert abs(np.median(center) - 0.5) > 0.05  # the percentile stretch keeps the dark gamma
+    clahe = _preprocess_gray(_frame(), 64, "bicubic", "clahe")[0]
+    assert clahe.std() > 0.1 and not np.allclose(clahe, center, atol=0.05)
+    for aug in AUGMENTATIONS:
+        a = _preprocess_gray(_frame(), 64, "bicubic", aug)[0]
+        assert not np.allclose(a, center), aug
+    # noise is seeded by the image: the same image gives the same view (cacheable), another one not
+    flat = _preprocess_gray(np.zeros((50, 70), np.float32), 64, "bicubic", "histeq")
+    assert np.all(flat == 0.5)  # a blank frame (the real FEI test files) is not turned into a ramp
+    n1, n2 = (_preprocess_gray(_frame(), 64, "bicubic", "aug-noise") for _ in range(2))
+    assert np.array_equal(n1, n2)
+    assert np.array_equal(_preprocess_gray(_frame(), 64, "bicubic", "aug-flip")[0], center[:, ::-1])
+
+
+def test_rotation_tta_is_rotation_invariant() -> None:
+    sq = _frame()[:160, :160]
+    a = _preprocess_gray(sq, 64, "bicubic", "tta4")
+    b = _preprocess_gray(np.rot90(sq).copy(), 64, "bicubic", "tta4")
+    # the rotated image's views are the original's views in another order
+    assert all(any(np.allclose(v, w, atol=1e-5) for w in a) for v in b)
+
+
+def test_parse_augment() -> None:
+    assert parse_augment("flip, noise") == ("aug-flip", "aug-noise")
+    assert parse_augment("all") == AUGMENTATIONS and parse_augment(None) == () and parse_augment("") == ()
+    with pytest.raises(ValueError, match="unknown augmentation 'sharpen'; known: flip, rot90"):
+        parse_augment("flip,sharpen")
