@@ -26,6 +26,8 @@ from semcat.commands._common import (
 )
 from semcat.engines.spark import DEFAULT_CHUNK
 from semcat.errors import SemcatError
+from semcat.features import VIEWS
+from semcat.view_transforms import AUGMENTATIONS
 
 
 class RuntimeChoice(str, Enum):
@@ -34,13 +36,8 @@ class RuntimeChoice(str, Enum):
     openvino = "openvino"
 
 
-class ViewChoice(str, Enum):
-    full = "full"
-    center = "center"
-    tiles5 = "tiles5"
-    clahe = "clahe"  # the extra views of semcat.view_transforms (issue 20)
-    histeq = "histeq"
-    tta4 = "tta4"
+# The views a user picks: semcat.features.VIEWS less the compare baseline and the training augmentations.
+ViewChoice = Enum("ViewChoice", {v: v for v in VIEWS if v != "plain" and v not in AUGMENTATIONS}, type=str)
 
 
 def backbones(
