@@ -9,21 +9,23 @@ from pathlib import Path
 import pytest
 import typer
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+# The manual's cluster pages: the Spark how-to (standalone cluster, packed environment) and SLURM.
+HOWTO = Path(__file__).resolve().parents[1] / "docs" / "how-to"
+DOCS = "\n".join((HOWTO / name).read_text(encoding="utf-8") for name in ("spark.md", "slurm.md"))
 
 
-def _readme_lines(marker: str) -> list[list[str]]:
-    """Every README command line that runs ``marker``, as words from ``spark-class`` on."""
-    lines = [ln.lstrip("$ ").rstrip(" &") for ln in README.splitlines() if marker in ln]
+def _doc_lines(marker: str) -> list[list[str]]:
+    """Every documented command line that runs ``marker``, as words from ``spark-class`` on."""
+    lines = [ln.lstrip("$ ").rstrip(" &") for ln in DOCS.splitlines() if marker in ln]
     words = [shlex.split(ln.split("srun", 1)[-1]) for ln in lines]
     return [w[next(i for i, x in enumerate(w) if x.endswith("bin/spark-class")):] for w in words]
 
 
-def test_readme_cluster_commands_are_the_ones_the_tests_run():
-    """The README's master/worker lines have exactly the words of the commands the test cluster uses."""
+def test_documented_cluster_commands_are_the_ones_the_tests_run():
+    """The manual's master/worker lines have exactly the words of the commands the test cluster uses."""
     from semcat.engines.standalone import master_command, worker_command
 
-    masters, workers = _readme_lines("deploy.master.Master"), _readme_lines("deploy.worker.Worker")
+    masters, workers = _doc_lines("deploy.master.Master"), _doc_lines("deploy.worker.Worker")
     assert len(masters) >= 2 and len(workers) >= 2  # standalone section + SLURM script
     for m in masters:
         assert m[0].endswith("$SPARK_HOME/bin/spark-class")
@@ -31,7 +33,7 @@ def test_readme_cluster_commands_are_the_ones_the_tests_run():
     for w in workers:
         assert w[1:] == worker_command(w[-1], w[3], w[5])[1:]
     assert re.search(r"PYSPARK_PYTHON=\./environment/bin/python semcat ingest .* --conf "
-                     r"spark\.archives=env\.tar\.gz#environment", README)
+                     r"spark\.archives=env\.tar\.gz#environment", DOCS)
 
 
 def test_spark_conf_pairs():

@@ -1,5 +1,5 @@
 """The Spark engine on a real standalone cluster: a master and two one-core workers on loopback,
-started with the README's ``spark-class`` commands (``semcat.engines.standalone``).
+started with the manual's ``spark-class`` commands (docs/how-to/spark.md) (``semcat.engines.standalone``).
 
 One cluster for the module (JVMs start slowly). In order: the README's packed-environment
 ingest through the CLI with its driver SIGKILLed mid-run and re-run, the README's classify

@@ -269,9 +269,9 @@ def write_rows(rows: Iterable[dict[str, Any]], fmt: Format, stream: IO[str] | No
             writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else v
                              for k, v in row.items()})
         elif fmt is Format.jsonl:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(_json_text(row) + "\n")
         else:
-            out.write(("," if n else "[") + "\n" + json.dumps(row, ensure_ascii=False))
+            out.write(("," if n else "[") + "\n" + _json_text(row))
         n += 1
         out.flush()
     if fmt is Format.json:
@@ -279,6 +279,17 @@ def write_rows(rows: Iterable[dict[str, Any]], fmt: Format, stream: IO[str] | No
     elif fmt is Format.csv and writer is None and columns:
         csv.DictWriter(out, fieldnames=columns, lineterminator="\n").writeheader()
     return n
+
+
+def _json_text(row: dict[str, Any]) -> str:
+    """JSON with readable UTF-8, except where a value holds a name that is not UTF-8 (lone
+    surrogates from the file system): then ASCII escapes, so the exact name survives the round trip."""
+    text = json.dumps(row, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(row)
+    return text
 
 
 def print_semcat_warnings() -> None:
