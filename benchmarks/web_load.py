@@ -125,7 +125,10 @@ def main() -> int:
     ap.add_argument("--workers", default="1", help="comma-separated `serve --workers` values to compare")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds per configuration")
     a = ap.parse_args()
-    trees = [(f"this commit, --workers {w}", ROOT / "src", ["--workers", w]) for w in a.workers.split(",")]
+    # Background retraining off: the labels the clients post would start retrains (semcat retrain) that
+    # compete for the same two cores; this measures serving. Older baseline trees lack the option.
+    trees = [(f"this commit, --workers {w}", ROOT / "src", ["--workers", w, "--retrain-every", "0"])
+             for w in a.workers.split(",")]
     first = a.workers.split(",")[0]  # the baseline tree is served as the first configuration is
     trees += [(f"{a.baseline_label}, --workers {first}", a.baseline.resolve(), ["--workers", first])] if a.baseline else []
     tmp = Path(tempfile.mkdtemp(prefix="semcat-webload-"))
@@ -162,7 +165,8 @@ def main() -> int:
         "(shared with other work: compare rows of the same run, not across runs)",
         f"- load: {a.clients} concurrent clients x {a.seconds:.0f} s per row, the reliability suite's mix "
         "(40% catalog page, 20% image page, 15% review queue, 15% thumbnail, 10% label write) on 60 images; "
-        "server = `semcat serve` in its own process, clients in the benchmark process on the same machine; "
+        "server = `semcat serve --retrain-every 0` (this commit) in its own process, clients in the benchmark "
+        "process on the same machine; "
         "configurations alternate order per round. Goal (issue 18): p95 < 300 ms pages, < 500 ms label writes.", "",
         "| backend | code | round | req/s | p95 pages ms | p95 catalog page ms | p95 thumbnail ms | "
         "p95 label write ms | server CPU ms/request | client CPU ms/request | requests | errors |",
