@@ -79,6 +79,11 @@ def test_a_weights_file_cannot_run_code(tmp_path: Path) -> None:
             pickle.dump(obj, f)
     with pytest.raises(WeightsError, match="refusing posix.system|refusing os.system"):
         read_legacy_state_dict(bad)
+    path = embedded_weights_path(get_backbone("efficientnet_lite0").weights)
+    data = Path(path).read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])  # storages announced, bytes cut off
+    with pytest.raises(WeightsError, match="cut.pth"):
+        read_legacy_state_dict(tmp_path / "cut.pth")
     (tmp_path / "short.pth").write_bytes(b"\x80\x02")
     with pytest.raises(WeightsError, match="short.pth"):
         read_legacy_state_dict(tmp_path / "short.pth")

@@ -47,8 +47,7 @@ class _Tensor:
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def array(self) -> np.ndarray:
-        flat = self.storage.data
-        assert flat is not None
+        flat = self.storage.data  # filled by read_legacy_state_dict, which checks it
         if not self.size:
             return flat[self.offset:self.offset + 1].reshape(()).copy()
         item = flat.itemsize
@@ -108,6 +107,8 @@ def read_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: not a readable legacy torch state dict ({type(e).__name__}: {e}).") from None
     if not isinstance(state, dict) or not all(isinstance(v, _Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a state dict of tensors.")
+    if any(v.storage.data is None for v in state.values()):
+        raise WeightsError(f"{path}: a tensor's storage is missing from the file.")
     return {k: v.array() for k, v in state.items()}
 
 
