@@ -9,7 +9,9 @@ protocols run on the same cached features and compare heads side by side:
 - ``plain``: scikit-learn ``LogisticRegression`` on features of the plain centre crop (data bar
   kept, no contrast stretch: view ``plain``), the baseline any preprocessing or head must not fall below;
 - ``semcat+groupstd``: the softmax head on features standardised per group (each training group
-  with its own mean/std; the test group with the statistics of the batch being classified).
+  with its own mean/std; the test group with the statistics of the batch being classified);
+- ``semcat+adapt-*``: the default head, and test-time adaptation of the batch being classified
+  (:mod:`semcat.adapt`, ``semcat classify --adapt``), also on batches holding 1 or 2 classes only.
 """
 from __future__ import annotations
 
@@ -27,10 +29,11 @@ from semcat.metrics import classification_metrics, run_stats
 from semcat.view_transforms import AUGMENTATIONS
 
 if TYPE_CHECKING:
+    from semcat.adapt import Reference
     from semcat.features import StoreChoice
     from semcat.featurespec import FeatureSpec
 
-__all__ = ["METHODS", "GroupedFeatures", "cross_group_markdown", "grouped_features", "leave_one_group_out",
+__all__ = ["METHODS", "PROTOCOLS", "GroupedFeatures", "cross_group_markdown", "grouped_features", "leave_one_group_out",
            "run_methods", "within_groups"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -70,12 +73,13 @@ def grouped_features(data_dir: str | Path, group_by: str, spec: FeatureSpec, *, 
 
 def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
                extra: tuple[np.ndarray, np.ndarray] | None = None, *, standardize: bool = True,
-               grid: Sequence[float] | None = None) -> Predictor:
+               scale_shrinkage: float | None = None, grid: Sequence[float] | None = None) -> Predictor:
     """The project's default head, as ``semcat train`` fits it: L2 penalty chosen by 5-fold CV.
 
     ``extra`` (features of augmented views and their labels) joins the final fit only: the
     penalty is chosen on the original images, so no image's augmented copy sits in another fold.
     ``standardize=False``: the head on raw features (as the plain baseline's LogisticRegression);
+    ``scale_shrinkage``: the head's (None = its default, ``semcat.head.SCALE_SHRINKAGE``);
     ``grid``: the penalties tried (default ``semcat.crossfit.WEIGHT_DECAY_GRID``).
     """
     from semcat.crossfit import (
@@ -89,7 +93,8 @@ def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
     y = y.astype(str)
 
     def head(wd: float) -> SoftmaxHead:
-        return SoftmaxHead(seed=seed, classes=classes, weight_decay=wd, standardize=standardize)
+        shrink = {} if scale_shrinkage is None else {"scale_shrinkage": scale_shrinkage}
+        return SoftmaxHead(seed=seed, classes=classes, weight_decay=wd, standardize=standardize, **shrink)
 
     grid = tuple(grid or WEIGHT_DECAY_GRID)
     wd = grid[0]
@@ -133,7 +138,8 @@ class Method:
 
     ``augment``: views whose features join the training rows (feature-space augmentation);
     ``test_view``: the view classified (test-time augmentation), default ``view``;
-    ``group_standardize``: features standardised per group (the test group by its own batch).
+    ``group_standardize``: features standardised per group (the test group by its own batch);
+    ``adapt``: a :data:`semcat.adapt.ADAPT_MODES` mode applied to each classified batch at test time.
     """
 
     name: str
@@ -143,6 +149,7 @@ class Method:
     group_standardize: bool = False
     augment: tuple[str, ...] = ()
     test_view: str | None = None
+    adapt: str | None = None
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -153,6 +160,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat-wd1e-3", fit_semcat_fixed),
     Method("logreg@center", fit_plain),
     Method("semcat-nostd", partial(fit_semcat, standardize=False)),
+    Method("semcat-fullstd", partial(fit_semcat, scale_shrinkage=0.0)),  # the default head before issue 20's shrinkage
     # intensity normalisation before the CNN
     Method("semcat+clahe", fit_semcat, view="clahe"),
     Method("semcat+histeq", fit_semcat, view="histeq"),
@@ -161,7 +169,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat+aug-all+groupstd", fit_semcat, augment=AUGMENTATIONS, group_standardize=True),
     # test-time augmentation: features of the four rotations averaged
     Method("semcat+tta4", fit_semcat, view="tta4"),
+    # test-time adaptation of the classified batch, as `semcat classify --adapt`
+    Method("semcat+adapt-group", fit_semcat, adapt="group"),
+    Method("semcat+adapt-balanced", fit_semcat, adapt="balanced"),
+    Method("semcat+adapt-scale", fit_semcat, adapt="scale"),
+    Method("semcat+adapt-classwise", fit_semcat, adapt="classwise"),
 )}
+
+
+PROTOCOLS: dict[str, int | None] = {"groups": None, "groups-2cls": 2, "groups-1cls": 1, "within": None}
+"""Evaluation protocols of :func:`run_methods` -> classes per classified batch of the held-out group."""
 
 
 def _group_standardize(X: np.ndarray, groups: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -191,13 +208,39 @@ def _extra(extra: Sequence[np.ndarray], rows: np.ndarray, y: np.ndarray) -> tupl
     return np.concatenate([e[rows] for e in extra]), np.concatenate([y[rows]] * len(extra))
 
 
+def _classify(predict: Predictor, X_test: np.ndarray, adapt: str | None, ref: Reference | None) -> np.ndarray:
+    """``predict`` of one classified batch, adapted to the training statistics ``ref`` when asked."""
+    if adapt is None or ref is None:
+        return predict(X_test)
+    from semcat.adapt import adapt_batch
+
+    return predict(adapt_batch(X_test, ref, adapt, predict))
+
+
+def _reference(X: np.ndarray, y: np.ndarray, classes: list[str], adapt: str | None) -> Reference | None:
+    from semcat.adapt import reference_stats
+
+    return None if adapt is None else reference_stats(X, y, classes)
+
+
+def _class_batches(y: np.ndarray, size: int | None, seed: int) -> list[np.ndarray]:
+    """Row masks of batches holding ``size`` classes each (the classes shuffled); one batch when None."""
+    if size is None:
+        return [np.ones(len(y), bool)]
+    names = np.random.default_rng(seed).permutation(sorted(set(y.tolist())))
+    return [np.isin(y, names[i: i + size]) for i in range(0, len(names), size)]
+
+
 def leave_one_group_out(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: list[str], fit: Fit,
                         *, seed: int = 0, group_standardize: bool = False, extra: Sequence[np.ndarray] = (),
-                        X_test: np.ndarray | None = None) -> dict[str, Any]:
+                        X_test: np.ndarray | None = None, adapt: str | None = None,
+                        batch_classes: int | None = None) -> dict[str, Any]:
     """Train on all groups but one, test on it, for each group.
 
     ``extra``: features of augmented views (rows aligned with ``X``) added to the training rows;
-    ``X_test``: features classified instead of ``X`` (another view of the same images).
+    ``X_test``: features classified instead of ``X`` (another view of the same images);
+    ``adapt``: test-time adaptation of each classified batch; ``batch_classes``: the held-out group
+    is classified in batches of that many classes (an imbalanced folder) instead of one batch.
     Returns ``per_group`` ({group: metrics}) and ``pooled`` (metrics of every held-out prediction
     together, with per-class ``recall``). Needs at least two groups.
     """
@@ -212,9 +255,14 @@ def leave_one_group_out(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classe
         train_classes = sorted(set(y[~test].tolist()))
         if len(train_classes) < 2:
             raise ValueError(f"holding out group {g!r} leaves {train_classes} to train on; need 2 classes")
-        proba = fit(Xs[~test], y[~test], classes, seed, extra=_extra(es, ~test, y))(Xt[test])
-        per_group[g] = classification_metrics(y[test].astype(str), proba, classes)
-        truth.append(y[test].astype(str))
+        predict = fit(Xs[~test], y[~test], classes, seed, extra=_extra(es, ~test, y))
+        rows = np.flatnonzero(test)
+        batches = [rows[b] for b in _class_batches(y[rows], batch_classes, seed)]
+        ref = _reference(Xs[~test], y[~test], classes, adapt)
+        proba = np.concatenate([_classify(predict, Xt[b], adapt, ref) for b in batches])
+        order = np.concatenate(batches)
+        per_group[g] = classification_metrics(y[order].astype(str), proba, classes)
+        truth.append(y[order].astype(str))
         probs.append(proba)
     pooled = classification_metrics(np.concatenate(truth), np.concatenate(probs), classes)
     return {"per_group": per_group, "pooled": pooled}
@@ -222,7 +270,8 @@ def leave_one_group_out(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classe
 
 def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: list[str], fit: Fit,
                   *, seed: int = 0, test_share: float = 0.5, group_standardize: bool = False,
-                  extra: Sequence[np.ndarray] = (), X_test: np.ndarray | None = None) -> dict[str, Any]:
+                  extra: Sequence[np.ndarray] = (), X_test: np.ndarray | None = None,
+                  adapt: str | None = None) -> dict[str, Any]:
     """Train and test inside each group (a random ``test_share`` of each class held out).
 
     The within-instrument protocol: pooled metrics of every group's test images.
@@ -238,7 +287,8 @@ def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: lis
             test[rng.permutation(members)[: int(round(test_share * len(members)))]] = True
         if len(set(y[idx[~test]].tolist())) < 2 or not test.any():
             continue
-        proba = fit(Xs[idx[~test]], y[idx[~test]], classes, seed, extra=_extra(es, idx[~test], y))(Xt[idx[test]])
+        predict = fit(Xs[idx[~test]], y[idx[~test]], classes, seed, extra=_extra(es, idx[~test], y))
+        proba = _classify(predict, Xt[idx[test]], adapt, _reference(Xs[idx[~test]], y[idx[~test]], classes, adapt))
         per_group[g] = classification_metrics(y[idx[test]].astype(str), proba, classes)
         truth.append(y[idx[test]].astype(str))
         probs.append(proba)
@@ -250,7 +300,11 @@ def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: lis
 def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("semcat", "plain"), *,
                 backbone: str = DEFAULT_BACKBONE, protocol: str = "groups", seed: int = 0,
                 store: StoreChoice = "default", progress: bool = False) -> dict[str, dict[str, Any]]:
-    """Each method's results on one folder: ``protocol`` is ``groups`` (leave one out) or ``within``.
+    """Each method's results on one folder: ``protocol`` is one of :data:`PROTOCOLS`.
+
+    ``groups``: leave one group out; ``groups-2cls`` / ``groups-1cls``: the same, the held-out group
+    classified in batches of 2 / 1 classes (what test-time adaptation meets in an imbalanced
+    folder; a method without ``adapt`` gives the same predictions as ``groups``); ``within``.
 
     Features are extracted once per (view, data-bar crop) and cached, so methods sharing a variant
     share the extraction.
@@ -260,8 +314,8 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
-    if protocol not in ("groups", "within"):
-        raise ValueError(f"protocol must be 'groups' or 'within'; got {protocol!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
     feats: dict[tuple[str, bool], GroupedFeatures] = {}
 
     def variant(view: str, crop: bool) -> GroupedFeatures:
@@ -275,9 +329,9 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
         m = METHODS[name]
         f = variant(m.view, m.crop_databar)
         others = [_aligned(variant(v, m.crop_databar), f) for v in (*m.augment, m.test_view or m.view)]
-        run = leave_one_group_out if protocol == "groups" else within_groups
+        run = within_groups if protocol == "within" else partial(leave_one_group_out, batch_classes=PROTOCOLS[protocol])
         res = run(f.X, f.y, f.groups, f.classes, m.fit, seed=seed, group_standardize=m.group_standardize,
-                  extra=others[:-1], X_test=others[-1] if m.test_view else None)
+                  extra=others[:-1], X_test=others[-1] if m.test_view else None, adapt=m.adapt)
         res["errors"] = f.errors
         res["ungrouped"] = f.ungrouped
         out[name] = res

@@ -247,8 +247,13 @@ class SemcatModel:
         progress: bool = False,
         with_features: bool = False,
         batch_size: int = 32,
+        adapt: str | None = None,
     ) -> list[Prediction]:
-        """:meth:`predict` of image files already listed (the engines' :class:`~semcat.engines.Predictor` call)."""
+        """:meth:`predict` of image files already listed (the engines' :class:`~semcat.engines.Predictor` call).
+
+        ``adapt``: a :data:`semcat.adapt.ADAPT_MODES` mode; ``files`` are then one group (one
+        instrument's folder) whose features are mapped onto the training statistics first.
+        """
         files = [str(Path(p)) for p in files]
         if not files:
             return []
@@ -256,8 +261,9 @@ class SemcatModel:
         X = res.features
         done = {p: i for i, p in enumerate(res.paths)}
         err = dict(res.errors)
-        proba = self.predict_features(X) if len(X) else np.zeros((0, len(self.classes)), np.float32)
-        ood = self.ood_scores(X) if len(X) else None
+        Xa = self.adapt_features(X, adapt) if adapt and len(X) else X
+        proba = self.predict_features(Xa) if len(X) else np.zeros((0, len(self.classes)), np.float32)
+        ood = self.ood_scores(Xa) if len(X) else None
         out = []
         for p in files:
             i = done.get(p)
@@ -267,6 +273,24 @@ class SemcatModel:
             out.append(self._prediction(p, res.hashes[i], proba[i], None if ood is None else float(ood[i]),
                                         top_k, X[i] if with_features else None))
         return out
+
+    def adapt_reference(self) -> Any:
+        """The training feature statistics (:class:`semcat.adapt.Reference`) that ``--adapt`` maps onto;
+        ValueError for a model trained before they were stored."""
+        from semcat.adapt import load_reference
+
+        ref = load_reference(self.extra_tensors)
+        if ref is None or ref.class_means is None:
+            raise ValueError("this model holds no training feature statistics (trained before test-time "
+                             "adaptation existed): retrain it with `semcat train` to classify with --adapt.")
+        return ref
+
+    def adapt_features(self, X: np.ndarray, mode: str) -> np.ndarray:
+        """Features of one group (e.g. one instrument's folder) mapped onto the training statistics
+        (:func:`semcat.adapt.adapt_batch`); the head and the unknown detector read them unchanged."""
+        from semcat.adapt import adapt_batch
+
+        return adapt_batch(X, self.adapt_reference(), mode, self.logits)
 
     def _prediction(self, path: str, sha: str, row: np.ndarray, ood: float | None, top_k: int,
                     features: np.ndarray | None) -> Prediction:
@@ -452,6 +476,7 @@ def _load_backbones(meta: dict[str, Any], path: str) -> list[Any]:
 def _load_head(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: str) -> SoftmaxHead:
     params = dict(meta.get("head") or {})
     params.pop("n_features_in", None)
+    params.setdefault("scale_shrinkage", 0.0)  # files written before the parameter standardised fully
     try:
         head = SoftmaxHead(**params)
         coef = tensors["head.coef"].astype(np.float32)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from semcat import __version__
+from semcat.adapt import reference_stats, reference_tensors
 from semcat.crossfit import DEFAULT_FOLDS, fold_ids, select_weight_decay
 from semcat.features import DEFAULT_VIEW, FeatureResult, StoreChoice
 from semcat.featurespec import FeatureSpec
@@ -227,7 +228,8 @@ def train_on_samples(
         "semcat_version": __version__,
     }
     meta = {"training": {k: v for k, v in report.items() if k not in ("errors", "val_metrics")}}
-    model = SemcatModel(spec, head, meta=meta)
+    model = SemcatModel(spec, head, meta=meta,  # training statistics for `semcat classify --adapt`
+                        extra_tensors=reference_tensors(reference_stats(X[tr], y[tr], data.classes)))
     return model, report
 
 

@@ -59,6 +59,15 @@ class Protocol(str, Enum):
     val = "val"
 
 
+class Adapt(str, Enum):
+    """``semcat classify --adapt``: the modes of :data:`semcat.adapt.ADAPT_MODES`."""
+
+    group = "group"
+    balanced = "balanced"
+    scale = "scale"
+    classwise = "classwise"
+
+
 class Split(str, Enum):
     all = "all"
     train = "train"
@@ -363,6 +372,12 @@ def classify(
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     conf: SparkConfOpt = None,
     chunk_size: ChunkOpt = DEFAULT_CHUNK,
+    adapt: Annotated[Adapt | None, typer.Option(
+        help="Test-time adaptation (local engine): classify each folder as one batch, its features mapped "
+             "onto the training statistics: group (its mean and std), balanced (mean of its predicted classes' "
+             "means), scale (its spread only), classwise (each predicted class against its training mean). "
+             "For a folder of one instrument holding many categories; it loses on folders of one or two "
+             "categories (see the manual, explanation/limits).")] = None,
     output: Annotated[Path | None, typer.Option("--output", hidden=True, help="Old spelling of --out.")] = None,
     as_json: JsonAlias = False,
     as_csv: CsvAlias = False,
@@ -376,12 +391,15 @@ def classify(
     Examples:
       semcat classify model.semcat incoming/ --top-k 3
       semcat classify model.semcat incoming/ --format csv --out preds.csv
+      semcat classify model.semcat new-microscope/ --adapt group
     """
     fmt = chosen_format(fmt, as_json=as_json, as_csv=as_csv, json_is=Format.jsonl)
     if output is not None:
         warning("--output is deprecated: use --out (-o)")
         out = out or output
     if engine is Engine.spark:
+        if adapt is not None:
+            _fail("--adapt runs on the local engine only (each folder is one batch).")
         _classify_spark(model_path, inputs, out, master, top_k, precision, chunk_size, spark_conf(conf))
         return
     from semcat._io import iter_image_files
@@ -389,11 +407,17 @@ def classify(
     from semcat.model import load_model, row_columns
 
     model = load_model(model_path)
+    if adapt is not None:
+        try:
+            model.adapt_reference()
+        except ValueError as exc:
+            _fail(f"{model_path}: {exc}", code=1)
     files = list(iter_image_files(inputs))
     summary = BatchSummary()
 
     def predictions() -> Iterator[Any]:
-        for pred in local_classify(model, files, top_k=top_k, precision=precision.value, chunk_size=batch_size):
+        for pred in local_classify(model, files, top_k=top_k, precision=precision.value, chunk_size=batch_size,
+                                   adapt=adapt.value if adapt else None):
             if pred.error:
                 summary.fail(pred.path, pred.error)
             else:

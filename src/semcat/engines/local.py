@@ -27,6 +27,7 @@ def classify(
     progress: bool = False,
     store: StoreChoice = "default",
     recursive: bool = True,
+    adapt: str | None = None,
 ) -> Iterator[Prediction]:
     """Yield one ``Prediction`` per image found in ``inputs`` (files and folders), in order.
 
@@ -35,6 +36,9 @@ def classify(
     leading parameters as :func:`semcat.engines.spark.classify`. Files that cannot be read come
     out as predictions with ``error`` set; the stream goes on. ``chunk_size`` images are decoded
     and classified at a time (features come from, and go to, the cache ``store``).
+    ``adapt`` (:data:`semcat.adapt.ADAPT_MODES`): each folder is classified as one batch, its
+    features mapped onto the training statistics first (test-time adaptation, one instrument per
+    folder); predictions then come folder by folder.
     """
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
@@ -42,5 +46,12 @@ def classify(
         model = load_model(model)
     run_at_precision(model, precision)
     files = (str(p) for p in iter_image_files(inputs, recursive=recursive))  # the one folder walk
+    if adapt is not None:
+        folders: dict[str, list[str]] = {}
+        for f in files:
+            folders.setdefault(str(Path(f).parent), []).append(f)
+        for group in folders.values():
+            yield from model.predict_files(group, top_k=top_k, store=store, progress=progress, adapt=adapt)
+        return
     while chunk := list(islice(files, int(chunk_size))):
         yield from model.predict_files(chunk, top_k=top_k, store=store, progress=progress)
