@@ -89,8 +89,8 @@ def main() -> int:
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
         f"charging streaks) x 10 categories x {a.per_class} images, {a.size} px PNG; a new set per draw",
         "- methods (`semcat.crossval.METHODS`): semcat = the default (softmax head on the centre crop, data bar "
-        "cropped, L2 penalty chosen by 5-fold CV as `semcat train` does, feature scales shrunk halfway to one common "
-        "scale); -fullstd = the same head with every feature standardised to unit variance (the default before "
+        "cropped, L2 penalty chosen by 5-fold CV as `semcat train` does, each feature's variance shrunk halfway to the "
+        "median variance); -fullstd = the same head with every feature standardised to unit variance (the default before "
         "issue 20's shrinkage); plain = scikit-learn LogisticRegression (C=1) "
         "on the centre crop with the bar kept and no contrast stretch; +groupstd = features standardised per "
         "instrument (the test instrument by its own batch); -wd1e-3 = the fixed penalty 1e-3; logreg@center = "

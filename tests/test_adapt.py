@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from semcat.adapt import adapt_batch, load_reference, reference_stats, reference_tensors
 from semcat.cli import app
 from semcat.crossval import fit_semcat_fixed, leave_one_group_out, within_groups
-from semcat.head import SoftmaxHead
+from semcat.head import SCALE_SHRINKAGE, SoftmaxHead
 from semcat.synth.instruments import write_instrument_set
 
 runner = CliRunner()
@@ -80,11 +80,15 @@ def test_scale_shrinkage_interpolates_between_full_and_one_scale() -> None:
     var = X.astype(np.float64).var(0)
     full = SoftmaxHead(scale_shrinkage=0.0).fit(X, y)
     one = SoftmaxHead(scale_shrinkage=1.0).fit(X, y)
-    half = SoftmaxHead().fit(X, y)
+    half = SoftmaxHead(scale_shrinkage=SCALE_SHRINKAGE).fit(X, y)
+    assert SoftmaxHead().fit(X, y).scale_ == pytest.approx(full.scale_)  # the detectors' heads: as measured
     assert np.allclose(full.scale_, np.sqrt(var), rtol=1e-5)
-    assert np.allclose(one.scale_, np.sqrt(var.mean()), rtol=1e-5)
-    assert np.allclose(half.scale_, np.sqrt(0.5 * var + 0.5 * var.mean()), rtol=1e-5)
+    assert np.allclose(one.scale_, np.sqrt(np.median(var)), rtol=1e-5)
+    assert np.allclose(half.scale_, np.sqrt(0.5 * var + 0.5 * np.median(var)), rtol=1e-5)
     assert half.get_params()["scale_shrinkage"] == 0.5
+    wild = X.copy()
+    wild[:, 3] *= 1e4  # one feature of huge variance does not shrink the others to nothing (median target)
+    assert np.allclose(SoftmaxHead(scale_shrinkage=SCALE_SHRINKAGE).fit(wild, y).scale_[:3], half.scale_[:3], rtol=1e-5)
     with pytest.raises(ValueError, match="'scale_shrinkage' parameter"):
         SoftmaxHead(scale_shrinkage=1.5).fit(X, y)
 

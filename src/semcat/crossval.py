@@ -25,6 +25,7 @@ import numpy as np
 
 from semcat.backbones import DEFAULT_BACKBONE
 from semcat.features import DEFAULT_VIEW
+from semcat.head import SCALE_SHRINKAGE
 from semcat.metrics import classification_metrics, run_stats
 from semcat.view_transforms import AUGMENTATIONS
 
@@ -73,13 +74,13 @@ def grouped_features(data_dir: str | Path, group_by: str, spec: FeatureSpec, *, 
 
 def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
                extra: tuple[np.ndarray, np.ndarray] | None = None, *, standardize: bool = True,
-               scale_shrinkage: float | None = None, grid: Sequence[float] | None = None) -> Predictor:
+               scale_shrinkage: float = SCALE_SHRINKAGE, grid: Sequence[float] | None = None) -> Predictor:
     """The project's default head, as ``semcat train`` fits it: L2 penalty chosen by 5-fold CV.
 
     ``extra`` (features of augmented views and their labels) joins the final fit only: the
     penalty is chosen on the original images, so no image's augmented copy sits in another fold.
     ``standardize=False``: the head on raw features (as the plain baseline's LogisticRegression);
-    ``scale_shrinkage``: the head's (None = its default, ``semcat.head.SCALE_SHRINKAGE``);
+    ``scale_shrinkage``: the head's shrinkage of feature scales (``semcat train``'s by default);
     ``grid``: the penalties tried (default ``semcat.crossfit.WEIGHT_DECAY_GRID``).
     """
     from semcat.crossfit import (
@@ -93,8 +94,8 @@ def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
     y = y.astype(str)
 
     def head(wd: float) -> SoftmaxHead:
-        shrink = {} if scale_shrinkage is None else {"scale_shrinkage": scale_shrinkage}
-        return SoftmaxHead(seed=seed, classes=classes, weight_decay=wd, standardize=standardize, **shrink)
+        return SoftmaxHead(seed=seed, classes=classes, weight_decay=wd, standardize=standardize,
+                           scale_shrinkage=scale_shrinkage)
 
     grid = tuple(grid or WEIGHT_DECAY_GRID)
     wd = grid[0]

@@ -32,7 +32,7 @@ from semcat._validation import (
 __all__ = ["SCALE_SHRINKAGE", "SoftmaxHead"]
 
 SCALE_SHRINKAGE = 0.5
-"""The head's default shrinkage of per-feature scales (issue 20; see ``SoftmaxHead``)."""
+"""The classification head's shrinkage of per-feature scales (``semcat train``; issue 20, see ``SoftmaxHead``)."""
 
 _SOLVERS = ("lbfgs", "adam")
 _DEFAULT_EPOCHS = {"lbfgs": 300, "adam": 60}
@@ -68,11 +68,13 @@ class SoftmaxHead:
         Centre and scale each feature with training statistics (``mean_``, ``scale_``); ``coef_``
         then applies to standardised features.
     scale_shrinkage : float in [0, 1]
-        With ``standardize``, each feature's variance is shrunk towards the mean variance of all
-        features: ``scale_ = sqrt((1 - s) * var + s * mean(var))``. 0 = full standardisation, 1 = one
-        scale for all features (as unstandardised features, up to the penalty). The default 0.5
-        (:data:`SCALE_SHRINKAGE`) kept the leave-one-instrument-out gain of standardising and the
-        within-instrument accuracy of not standardising (``benchmarks/cross_instrument.py``).
+        With ``standardize``, each feature's variance is shrunk towards the median variance of all
+        features: ``scale_ = sqrt((1 - s) * var + s * median(var))`` (the median, not the mean: a few
+        features of huge variance would otherwise shrink every other feature to nothing). 0 (here) = full standardisation,
+        1 = one scale for all features (as unstandardised features, up to the penalty). ``semcat
+        train`` uses :data:`SCALE_SHRINKAGE` (0.5): it kept the leave-one-instrument-out gain of
+        standardising and the within-instrument accuracy of not standardising
+        (``benchmarks/cross_instrument.py``); the detectors' own heads keep 0, as measured.
     classes : sequence of labels or None
         Fix the class order (e.g. the NFFA order); None = sorted unique training labels.
     tol : float
@@ -95,7 +97,7 @@ class SoftmaxHead:
         patience: int = 5,
         seed: int = 0,
         standardize: bool = True,
-        scale_shrinkage: float = SCALE_SHRINKAGE,
+        scale_shrinkage: float = 0.0,
         classes: list | tuple | None = None,
         tol: float = 1e-4,
         n_threads: int | None = 1,
@@ -171,7 +173,7 @@ class SoftmaxHead:
             mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
             var = X.var(axis=0, dtype=np.float64)
             shrink = float(self.scale_shrinkage)
-            scale = np.sqrt((1.0 - shrink) * var + shrink * var.mean()).astype(np.float32)
+            scale = np.sqrt((1.0 - shrink) * var + shrink * np.median(var)).astype(np.float32)
             scale[scale < 1e-8] = 1.0
         else:
             mean = np.zeros(X.shape[1], np.float32)

@@ -476,7 +476,6 @@ def _load_backbones(meta: dict[str, Any], path: str) -> list[Any]:
 def _load_head(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: str) -> SoftmaxHead:
     params = dict(meta.get("head") or {})
     params.pop("n_features_in", None)
-    params.setdefault("scale_shrinkage", 0.0)  # files written before the parameter standardised fully
     try:
         head = SoftmaxHead(**params)
         coef = tensors["head.coef"].astype(np.float32)

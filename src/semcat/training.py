@@ -24,7 +24,7 @@ from semcat.adapt import reference_stats, reference_tensors
 from semcat.crossfit import DEFAULT_FOLDS, fold_ids, select_weight_decay
 from semcat.features import DEFAULT_VIEW, FeatureResult, StoreChoice
 from semcat.featurespec import FeatureSpec
-from semcat.head import SoftmaxHead
+from semcat.head import SCALE_SHRINKAGE, SoftmaxHead
 from semcat.metrics import classification_metrics, run_stats
 from semcat.model import SemcatModel
 
@@ -120,7 +120,7 @@ def parse_variants(text: str | Sequence[str] | None) -> list[Variant]:
 
 def _head(solver: str, seed: int, classes: list[str], **hyper: Any) -> SoftmaxHead:
     return SoftmaxHead(solver=solver, seed=seed, classes=classes,
-                       **{k: v for k, v in hyper.items() if v is not None})
+                       **{"scale_shrinkage": SCALE_SHRINKAGE} | {k: v for k, v in hyper.items() if v is not None})
 
 
 def _split_rows(splits: Sequence[str], name: str) -> np.ndarray:
