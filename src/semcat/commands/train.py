@@ -274,7 +274,9 @@ def compare(
     methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head), plain (centre crop, no contrast stretch, bar "
                                               "kept, scikit-learn LogisticRegression), semcat+groupstd, semcat-wd1e-3, "
                                               "logreg@center, semcat-nostd, semcat+clahe, semcat+histeq, semcat+aug-all, "
-                                              "semcat+aug-all+groupstd, semcat+tta4 (see the manual, how-to/train).")] = "semcat,plain",
+                                              "semcat+aug-all+groupstd, semcat+tta4, semcat-fullstd, semcat+adapt-group, "
+                                              "semcat+adapt-balanced, semcat+adapt-scale, semcat+adapt-classwise "
+                                              "(see the manual, how-to/train).")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
 
