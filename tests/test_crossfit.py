@@ -191,7 +191,7 @@ def test_train_and_calibrate_cross_fit_by_default(small_dataset: Path, tmp_path:
     res = runner.invoke(app, ["calibrate", str(path), str(small_dataset), "--guarantee"])
     assert res.exit_code == 0, res.output
     cal = load_model(path).calibration
-    assert cal["heldout"]["source"].startswith("cross-fitted") and not cal["heldout"]["grouped"] and cal["guarantee"]
+    assert cal["heldout"]["source"].startswith("cross-fitted") and cal["heldout"]["grouped"] and cal["guarantee"]  # file-name series
     assert cal["heldout"]["n"] == sum(report["counts"]["train"].values())
     assert "t_suggest" in res.stderr and "unknown threshold" in res.stderr and "[" in res.stderr
     html = (Path(runner.invoke(app, ["report", str(path)]).stdout.strip())).read_text()

@@ -9,18 +9,50 @@ refitted on all of them. The same folds choose the head's L2 penalty (``select_w
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import PurePath
 
 import numpy as np
 
 from semcat.head import SoftmaxHead
 
-__all__ = ["DEFAULT_FOLDS", "WEIGHT_DECAY_GRID", "fold_ids", "out_of_fold_logits", "select_weight_decay"]
+__all__ = ["DEFAULT_FOLDS", "WEIGHT_DECAY_GRID", "fold_ids", "out_of_fold_logits", "select_weight_decay",
+           "series_groups"]
 
 DEFAULT_FOLDS = 5
 WEIGHT_DECAY_GRID = (1e-3, 1e-2, 1e-1)
 """L2 penalties tried by inner cross-validation (1e-3 was the fixed default; see README "Limits")."""
+
+_COUNTER = re.compile(r"[\s._-]*\d+$")
+"""The shot counter at the end of a file stem ("cells34_127" -> "cells34")."""
+
+
+def series_groups(paths: Sequence[str | PurePath], labels: Sequence[object]) -> tuple[list[str | None], list[str]]:
+    """Default cross-fitting groups: each file's series (its stem less the trailing shot counter), and warnings.
+
+    Why: the shots of one specimen are numbered in a row (``sample3_001.tif``, ``sample3_002.tif``)
+    and look alike; folds that split them score an image against its near twin, which sets the
+    unknown threshold too low for a new sample. Feature-similarity clusters do not find these series
+    (shots of one sample are no closer than other samples of the class; union-find chains a whole
+    class: ``benchmarks/results/unknown_threshold.md``). A file without a counter is its own group.
+    A class with fewer than 2 series has its images split one by one, with a warning naming it.
+    """
+    groups: list[str | None] = []
+    for path in paths:
+        stem = PurePath(path).stem
+        series = _COUNTER.sub("", stem)
+        groups.append(series if series and series != stem else None)
+    units: dict[str, set[str]] = defaultdict(set)
+    for i, (label, g) in enumerate(zip(labels, groups)):
+        units[str(label)].add(g if g is not None else f"\0{i}")
+    single = sorted(c for c, u in units.items() if len(u) < 2)
+    if single:
+        groups = [None if str(label) in single else g for label, g in zip(labels, groups)]
+        return groups, [f"class(es) {', '.join(map(repr, single))} keep all images in one file-name series: their images go into folds one by one, which sets the unknown threshold "
+                        "too low for a new sample; name each sample with --group-by"]
+    return groups, []
 
 
 def fold_ids(
