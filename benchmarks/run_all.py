@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "head", "views", "cross_instrument",
-         "ood", "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
+         "ood", "calibration_small", "unknown_threshold", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
          "duplicates", "active_learning", "map", "web_load", "lean_install"]
 
 RESULTS_NAME = {"spark_scaling": "spark"}
@@ -34,6 +34,7 @@ FULL: dict[str, list[list[str]]] = {
                            "--out", "calibration_small-views-full.md"],
                           [*_CALIBRATION[:2], "--sizes", "20,50", *_CALIBRATION[2:], "--backbone", "efficientnet_lite1",
                            "--out", "calibration_small-lite1.md"]],
+    "unknown_threshold": [_CALIBRATION[:2]],
     "spark_cluster": [["--n", "200,800", "--ingest", "400", "--pack-env", "100"],
                       ["--n", "200,800", "--out", str(HERE / "results/spark_cluster-quiet.md"),
                        "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
@@ -53,6 +54,7 @@ QUICK: dict[str, list[str]] = {
     "head": ["4000", "--rounds", "1"], "views": ["10", "--size", "160", "--runs", "2"],
     "cross_instrument": ["--instruments", "3", "--per-class", "5", "--draws", "1"],
     "ood": [], "calibration_small": ["--sizes", "20", "--draws", "1", "--test-per-class", "20"],
+    "unknown_threshold": ["--sizes", "20", "--draws", "1", "--test-per-class", "20", "--logo-sizes", ""],
     "catalog": ["20000", "--vectors", "20000", "--ingest", "100", "--reps", "10"],
     "spark_scaling": ["--n", "200", "--cores", "1,2"], "spark_cluster": ["--n", "100,200"],
     "spark_overhead": ["--n", "100"],

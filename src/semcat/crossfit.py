@@ -10,6 +10,7 @@ refitted on all of them. The same folds choose the head's L2 penalty (``select_w
 from __future__ import annotations
 
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import PurePath
@@ -65,11 +66,15 @@ def fold_ids(
     """Fold index (0 .. k'-1) of each image and warnings to show the user.
 
     Folds are stratified by class; with ``groups`` (sample names, None = the image alone) all
-    images of a group share a fold. A class with fewer than ``k`` images (groups) lowers the number
-    of folds to that count, with a warning naming it; a class with only one raises ``ValueError``
-    naming the class and the fix, since none of its images could be predicted by a head that saw it.
+    images of a group share a fold. A class with fewer than ``k`` images lowers the number of folds
+    to that count, with a warning naming it; a class with fewer than ``k`` groups does not (it is
+    held out in fewer folds, and its other samples are in every fit), unless the split would hold
+    out all of it at once. Fewer folds shrink the unknown detector's reference, so its threshold flags
+    fewer new samples (0.9% instead of 2.4% at 20 images per class: ``benchmarks/results/unknown_threshold.md``).
+    A class with only one image (group) raises ``ValueError`` naming the class and the fix, since none
+    of its images could be predicted by a head that saw it.
     """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray([str(v) for v in y])
     if int(k) < 2:
@@ -86,20 +91,35 @@ def fold_ids(
                if grouped else "add labelled images of it or leave its folder out")
         raise ValueError(f"class {cls!r} has only 1 of its {what} outside the test split; cross-fitting needs "
                          f"at least 2 (each image must be predicted by a head that did not see it): {fix}.")
-    warnings = []
-    n_folds = min(int(k), fewest)
-    if n_folds < k:
-        warnings.append(f"class {cls!r} has only {fewest} {what} outside the test split: cross-fitting with "
-                        f"{n_folds} folds instead of {k}")
+    messages = []
     folds = np.empty(len(y), np.int64)
     if grouped:
-        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        parts = splitter.split(np.zeros(len(y)), y, keys)
+        n_folds = min(int(k), len(set(keys)))
+        _grouped_split(folds, y, keys, n_folds, seed)
+        if any(len(np.unique(folds[y == c])) < 2 for c in units):  # a whole class held out at once
+            n_folds = min(int(k), fewest)
+            _grouped_split(folds, y, keys, n_folds, seed)
     else:
-        parts = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        n_folds = min(int(k), fewest)
+        for f, (_, test) in enumerate(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+                                      .split(np.zeros(len(y)), y)):
+            folds[test] = f
+    if n_folds < k:
+        messages.append(f"class {cls!r} has only {fewest} {what} outside the test split: cross-fitting with "
+                        f"{n_folds} folds instead of {k}")
+    return folds, messages
+
+
+def _grouped_split(folds: np.ndarray, y: np.ndarray, keys: list[str], n_folds: int, seed: int) -> None:
+    """Write stratified group folds into ``folds`` (a class may have fewer groups than folds)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    with warnings.catch_warnings():  # "least populated class has only N members": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+                     .split(np.zeros(len(y)), y, keys))
     for f, (_, test) in enumerate(parts):
         folds[test] = f
-    return folds, warnings
 
 
 def out_of_fold_logits(X: np.ndarray, y: np.ndarray, folds: np.ndarray,
