@@ -135,12 +135,12 @@ def test_unknown_pixel_size_shows_a_note_instead_of_a_scale_bar(served, tmp_path
     assert "No scale bar: the pixel size is unknown" in page and "data-pixel-size" not in page
 
 
-@pytest.mark.slow  # ~4 s: a 6144 x 6144 16-bit TIFF, its pyramid and its full-resolution level (576 tiles)
+@pytest.mark.slow  # ~6 s: a 6144 x 6144 16-bit LZW TIFF, its pyramid and its full-resolution level (576 tiles)
 def test_a_large_image_is_tiled_band_by_band_in_bounded_memory(tmp_path: Path) -> None:
     side = 6144  # 72 MiB of 16-bit samples and 144 MiB as float32 when decoded whole
     img = _dim16(side, side)
     img[::97] = 60000  # bright lines: the tiles are checked against the samples
-    tifffile.imwrite(tmp_path / "big.tif", img)
+    tifffile.imwrite(tmp_path / "big.tif", img, compression="lzw", rowsperstrip=64)  # strips decoded one by one
     data = (tmp_path / "big.tif").read_bytes()
     root, sha, budget = tmp_path / "cache", "ab" * 32, 256 * 2**20
     tracemalloc.start()  # numpy's buffers are traced too
@@ -239,3 +239,27 @@ def test_zoom_in_chromium_fetches_finer_tiles_and_the_scale_bar_follows(chromium
     assert zoom != "" and zoom_one == "100 %" and errors == 0
     if os.environ.get("SEMCAT_SCREENSHOTS"):
         shutil.copy(shot, Path(os.environ["SEMCAT_SCREENSHOTS"]) / "image-viewer.png")
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real-vendor-files"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real vendor files not present (../shared/real-vendor-files)")
+def test_real_vendor_files_tile_to_the_pixels_of_a_whole_decode(tmp_path: Path) -> None:
+    """Zeiss and FEI TIFFs (8/16-bit, multipage): the band path gives the samples a whole decode gives."""
+    from semcat.images import read_image_bytes
+
+    files = sorted(REAL.glob("*.tif"))
+    assert files
+    for i, path in enumerate(files):
+        data = path.read_bytes()
+        sha = f"{i:02x}" * 32
+        pyramid = make_pyramid(data, path.name, sha, max_decode_bytes=256 * 2**20, root=tmp_path)
+        top = pyramid.levels - 1
+        tile = _png(render_level(data, path.name, sha, pyramid, top, max_decode_bytes=256 * 2**20, want=(0, 0),
+                                 root=tmp_path))
+        whole, info = read_image_bytes(data, path.name, crop_databar=False)
+        assert (pyramid.width, pyramid.height) == (info.shape[1], info.shape[0]), path.name
+        samples = whole[:TILE, :TILE] * (2 ** info.bit_depth - 1 if info.bit_depth in (8, 16) else 1)
+        diff = np.abs(tile.astype(int) - stretched(samples, pyramid.lo, pyramid.hi).astype(int))
+        assert diff.max() <= 1, (path.name, diff.max())

@@ -346,7 +346,7 @@ def _segment_bands(page: tifffile.TiffPage, rows: int, cols: int, samples: int) 
     """Strips as they decode; tiles gathered into one band per row of tiles."""
     band: np.ndarray | None = None
     band_top = 0
-    for segment, index, _ in page.segments(maxworkers=1):
+    for segment, index, _ in page.segments(maxworkers=1, buffersize=_BAND_BYTES):  # else 256 MB read ahead
         top, left = index[2], index[3]
         if not page.is_tiled:
             if segment is None:
