@@ -10,8 +10,9 @@ starting a dozen. Levels and tiles outside the image are 404 before any file nam
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
@@ -27,10 +28,12 @@ MAX_INDEX = 1 << 24
 """Bounds checked before the cache is looked at: a 2**40-pixel image has fewer levels and tiles."""
 _LOCKS = tuple(threading.Lock() for _ in range(64))
 _INFO = -1  # the lock "level" of making the pyramid itself
+T = TypeVar("T")
 
 
 @contextmanager
 def _held(lock: threading.Lock | threading.BoundedSemaphore, busy: str) -> Iterator[None]:
+    """``lock`` held, or 503 after ``DECODE_WAIT_S``: a client waits for a render, not forever."""
     if not lock.acquire(timeout=DECODE_WAIT_S):
         raise HTTPException(503, f"busy {busy}: try again in a moment")
     try:
@@ -50,8 +53,9 @@ def _catalogued(request: Request, sha256: str) -> str:
     return sha
 
 
-def _rendered(request: Request, sha: str, render) -> object:  # noqa: ANN001 - render(data, name, budget)
-    """``render`` applied to the verified file's bytes, in a decode slot; 422 when they cannot be decoded."""
+def _rendered(request: Request, sha: str, render: Callable[[bytes, str, int], T]) -> T:
+    """``render(bytes, file name, decode budget)`` of the verified file, in a decode slot; 422 when
+    the bytes cannot be decoded."""
     st = state(request)
     path, f = _verified_source(request, sha)
     with f:
