@@ -14,10 +14,11 @@ import pytest
 import tifffile
 from test_units import PIXEL, _fei_tiff
 from test_web_apidocs import ARGS
-from test_web_helpers import LiveServer, client
+from test_web_helpers import LiveServer, client, wait_until
 
 from semcat.catalog import open_catalog
 from semcat.scalebar import scale_bar, steps
+from semcat.synth import generate_image
 from semcat.units import length
 from semcat.web.app import create_app
 from semcat.web.pyramid import TILE, Pyramid, load_pyramid, make_pyramid, render_level, tile_path
@@ -40,10 +41,10 @@ def _dim16(rows: int, cols: int) -> np.ndarray:
     return (3000 + 2000 * down[:, None] * across[None, :]).astype(np.uint16)
 
 
-def _serve(tmp_path: Path, width: int, height: int):
-    """A real SQLite catalog of one 16-bit FEI TIFF (pixel size known) and the app on it."""
+def _serve(tmp_path: Path, img: np.ndarray):
+    """A real SQLite catalog of one FEI TIFF of ``img`` (pixel size known) and the app on it."""
     (tmp_path / "a").mkdir()
-    _fei_tiff(tmp_path / "a" / "fei.tif", _dim16(height, width))
+    _fei_tiff(tmp_path / "a" / "fei.tif", img)
     cat = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
     assert cat.ingest([tmp_path / "a"], progress=False).failed == 0
     app = create_app(Settings(db_url=cat.url, local_user="t", storage_dir=tmp_path / "s",
@@ -54,7 +55,7 @@ def _serve(tmp_path: Path, width: int, height: int):
 @pytest.fixture()
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SEMCAT_HOME", str(tmp_path / "home"))  # a fresh tile cache
-    app, rec = _serve(tmp_path, W, H)
+    app, rec = _serve(tmp_path, _dim16(H, W))
     yield app, rec
     app.state.semcat.catalog.close()
 
@@ -190,7 +191,9 @@ def test_zoom_in_chromium_fetches_finer_tiles_and_the_scale_bar_follows(chromium
     from playwright.sync_api import sync_playwright
 
     monkeypatch.setenv("SEMCAT_HOME", str(tmp_path / "home"))
-    app, rec = _serve(tmp_path, 2600, 1400)  # 5 levels; fitted to the panel, level 3 (1300 x 700) is enough
+    small = generate_image("Particles", np.random.default_rng(5), size=1300, databar=True, bit_depth=16)
+    img = cv2.resize(small, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)  # 2600 x 2808: 5 levels
+    app, rec = _serve(tmp_path, img)  # fitted to the panel, level 2 or 3 is enough
     server = LiveServer(app)
     tiles: list[str] = []
     try:
@@ -209,7 +212,7 @@ def test_zoom_in_chromium_fetches_finer_tiles_and_the_scale_bar_follows(chromium
             for _ in range(4):
                 page.mouse.wheel(0, -400)  # zoom in at the cursor
                 page.wait_for_timeout(100)
-            page.wait_for_function("[...document.querySelectorAll('.viewer img.tile.level-4')].some(i => i.complete)")
+            wait_until(page, "[...document.querySelectorAll('.viewer img.tile.level-4')].some(i => i.complete)")
             label_zoomed = page.inner_text(".scalebar-label")
             zoom = page.inner_text(".zoom-level")
             page.mouse.move(box["x"] + 200, box["y"] + 200)
@@ -219,12 +222,13 @@ def test_zoom_in_chromium_fetches_finer_tiles_and_the_scale_bar_follows(chromium
             page.keyboard.press("1")  # the viewer has focus after the click: 1 screen px = 1 image px
             page.wait_for_timeout(100)
             zoom_one = page.inner_text(".zoom-level")
+            wait_until(page, "[...document.querySelectorAll('.viewer img.tile.level-4')].every(i => i.complete)")
+            errors = page.evaluate("[...document.querySelectorAll('.viewer img.tile')].filter(i => !i.naturalWidth).length")
+            shot = tmp_path / "image-viewer.png"  # the manual's picture: full resolution, with its scale bar
+            page.screenshot(path=str(shot), full_page=False)
             page.dblclick(".viewer")  # back to fit
             page.wait_for_timeout(100)
             label_reset = page.inner_text(".scalebar-label")
-            errors = page.evaluate("[...document.querySelectorAll('.viewer img.tile')].filter(i => i.complete && !i.naturalWidth).length")
-            shot = tmp_path / "image-viewer.png"
-            page.screenshot(path=str(shot), full_page=False)
             browser.close()
     finally:
         server.stop()
@@ -233,7 +237,7 @@ def test_zoom_in_chromium_fetches_finer_tiles_and_the_scale_bar_follows(chromium
     assert fitted and all(int(t.split("/")[1]) <= 3 for t in fitted), fitted  # fitted: no full-resolution tile
     assert 4 in levels, tiles  # zoomed in: full-resolution tiles
     full = [t for t in tiles if t.split("/")[1:2] == ["4"]]
-    assert len(full) < 11 * 6, full  # only the visible ones, not the 11 x 6 of the level
+    assert len(full) < 11 * 11, full  # only the visible ones, not the 11 x 11 of the level
     assert label_zoomed != label_fit and label_reset == label_fit, (label_fit, label_zoomed, label_reset)
     assert 40 <= width_fit <= 160
     assert zoom != "" and zoom_one == "100 %" and errors == 0
