@@ -41,6 +41,7 @@ FULL: dict[str, list[list[str]]] = {
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
+    "tiles": [["--side", "8192"]],
 }
 QUICK: dict[str, list[str]] = {
     # benchmark → arguments for a run of a minute or two on 2 cores (features cached where a script keeps them)
