@@ -134,7 +134,8 @@ function setupViewer() {
     box.addEventListener("wheel", (ev) => {
       ev.preventDefault();
       const r = box.getBoundingClientRect();
-      zoomAt(ev.clientX - r.left, ev.clientY - r.top, scale * Math.exp(-ev.deltaY * 0.002));
+      const px = ev.deltaY * ([1, 16, 400][ev.deltaMode] || 1); // lines or pages (Firefox) as pixels
+      zoomAt(ev.clientX - r.left, ev.clientY - r.top, scale * Math.exp(-px * 0.002));
     }, { passive: false });
     box.addEventListener("keydown", (ev) => {
       if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
