@@ -136,6 +136,40 @@ def test_unknown_pixel_size_shows_a_note_instead_of_a_scale_bar(served, tmp_path
     assert "No scale bar: the pixel size is unknown" in page and "data-pixel-size" not in page
 
 
+def _encoded(kind: str, img16: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    img8 = (img16 >> 8).astype(np.uint8)
+    if kind == "png-interlaced":  # cannot be read in parts: decoded whole instead
+        buf = io.BytesIO()
+        Image.fromarray(img8).save(buf, format="PNG", interlace=1)
+        return buf.getvalue()
+    if kind == "tiff-float":
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, img16.astype(np.float32) / 7)
+        return buf.getvalue()
+    ext, img = {"png16": (".png", img16), "png8": (".png", img8), "jpeg": (".jpg", img8), "bmp": (".bmp", img8)}[kind]
+    return cv2.imencode(ext, img)[1].tobytes()
+
+
+@pytest.mark.parametrize("kind", ["png16", "png8", "png-interlaced", "jpeg", "bmp", "tiff-float"])
+def test_every_format_tiles_to_the_stretched_pixels_of_a_whole_decode(kind: str, tmp_path: Path) -> None:
+    """Bands (PNG, TIFF) or one whole decode (JPEG, BMP, interlaced PNG): the same picture; the stretch
+    is taken in each path's own units, so the tiles match a whole decode stretched by its own percentiles."""
+    from semcat.images import read_image_bytes
+
+    data = _encoded(kind, _dim16(700, 900))
+    pyramid = make_pyramid(data, f"x.{kind}", "cd" * 32, max_decode_bytes=256 * 2**20, root=tmp_path)
+    assert (pyramid.width, pyramid.height, pyramid.levels) == (900, 700, 3)
+    tile = _png(render_level(data, f"x.{kind}", "cd" * 32, pyramid, 2, max_decode_bytes=256 * 2**20, want=(1, 1),
+                             root=tmp_path))
+    whole, _ = read_image_bytes(data, f"x.{kind}", crop_databar=False)
+    expected = stretched(whole, *stretch_limits(whole))[256:512, 256:512]
+    assert np.abs(tile.astype(int) - expected.astype(int)).max() <= 1, kind
+
+
 @pytest.mark.slow  # ~6 s: a 6144 x 6144 16-bit LZW TIFF, its pyramid and its full-resolution level (576 tiles)
 def test_a_large_image_is_tiled_band_by_band_in_bounded_memory(tmp_path: Path) -> None:
     side = 6144  # 72 MiB of 16-bit samples and 144 MiB as float32 when decoded whole
@@ -228,7 +262,9 @@ def test_zoom_in_chromium_fetches_finer_tiles_and_the_scale_bar_follows(chromium
             page.screenshot(path=str(shot), full_page=False)
             page.dblclick(".viewer")  # back to fit
             page.wait_for_timeout(100)
-            label_reset = page.inner_text(".scalebar-label")
+            label_reset, zoom_fit = page.inner_text(".scalebar-label"), page.inner_text(".zoom-level")
+            page.click('[data-zoom="in"]')
+            zoom_button = page.inner_text(".zoom-level")
             browser.close()
     finally:
         server.stop()
@@ -241,6 +277,7 @@ def test_zoom_in_chromium_fetches_finer_tiles_and_the_scale_bar_follows(chromium
     assert label_zoomed != label_fit and label_reset == label_fit, (label_fit, label_zoomed, label_reset)
     assert 40 <= width_fit <= 160
     assert zoom != "" and zoom_one == "100 %" and errors == 0
+    assert int(zoom_button.split()[0]) > int(zoom_fit.split()[0]), (zoom_fit, zoom_button)
     if os.environ.get("SEMCAT_SCREENSHOTS"):
         shutil.copy(shot, Path(os.environ["SEMCAT_SCREENSHOTS"]) / "image-viewer.png")
 
