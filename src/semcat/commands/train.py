@@ -432,8 +432,8 @@ def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, m
     from semcat.errors import SemcatError
 
     try:
-        res = spark.classify(model_path, [str(p) for p in inputs], output, master=master, top_k=top_k,
-                             precision=precision.value, chunk_size=chunk_size, conf=conf)
+        res = spark.classify(model_path, [str(p) for p in inputs], out=output, master=master, top_k=top_k,
+                             precision=precision.value, chunk_size=chunk_size, progress=True, conf=conf)
     except SemcatError as exc:
         _fail(str(exc), code=1)
     summary = BatchSummary(ok=res.ok, skipped=res.skipped)
