@@ -27,3 +27,17 @@ def test_the_engines_differ_only_in_the_defaults_the_contract_leaves_open() -> N
     a, b = (inspect.signature(f).parameters for f in (local.classify, spark.classify))
     differ = {c.name for c in CONTRACT if a[c.name].default != b[c.name].default}
     assert differ == {c.name for c in CONTRACT if c.default is Ellipsis} == {"chunk_size", "store"}
+
+
+def test_spark_refuses_a_model_in_memory_with_the_reason() -> None:
+    """Executors load the model from its file: an in-memory model is refused before Spark starts."""
+    import numpy as np
+
+    from semcat.featurespec import FeatureSpec
+    from semcat.head import SoftmaxHead
+    from semcat.model import SemcatModel
+
+    rng = np.random.default_rng(0)
+    head = SoftmaxHead().fit(rng.normal(size=(6, 1280)).astype(np.float32), ["a", "b"] * 3)
+    with pytest.raises(TypeError, match="file path"):
+        spark.classify(SemcatModel(FeatureSpec.resolve(), head), [])
