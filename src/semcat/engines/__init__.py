@@ -25,6 +25,7 @@ __all__ = ["Classify", "run_at_precision"]
 class Classify(Protocol):
     """``engines.local.classify`` and ``engines.spark.classify``: the parameters both take.
 
+    ``model`` a ``SemcatModel`` or its file (Spark: the file only, which every executor loads);
     ``top_k`` classes per image; ``precision`` as :meth:`~semcat.model.SemcatModel.use_precision`
     (decided once, before any image); ``chunk_size`` images per unit of work and of progress;
     ``progress`` a bar on stderr (off for library calls; the CLI turns it on); ``store`` the

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
     from semcat.features import StoreChoice
     from semcat.featurespec import FeatureSpec
-    from semcat.model import SemcatModel
 
 __all__ = [
     "FEATURES_SCHEMA",
@@ -424,7 +423,7 @@ def _prepare(inputs: Any, master: str, spark: SparkSession | None,
 
 
 def classify(
-    model: SemcatModel | str | Path,
+    model: str | Path,
     inputs: str | Path | Sequence[str | Path],
     *,
     top_k: int = 3,
