@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "head", "views", "cross_instrument",
          "ood", "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
-         "duplicates", "active_learning", "map", "web_load", "lean_install"]
+         "duplicates", "active_learning", "map", "web_load", "lean_install", "tiles"]
 
 RESULTS_NAME = {"spark_scaling": "spark"}
 """A benchmark whose results file is not named after it; variants add ``-<suffix>`` to the name."""
@@ -42,6 +42,7 @@ FULL: dict[str, list[list[str]]] = {
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
+    "tiles": [["--side", "8192"]],
 }
 QUICK: dict[str, list[str]] = {
     # benchmark → arguments for a run of a minute or two on 2 cores (features cached where a script keeps them)
@@ -62,6 +63,7 @@ QUICK: dict[str, list[str]] = {
     "map": ["--points", "10000", "--hovers", "50", "--lassos", "5", "--tsne-points", "500"],
     "web_load": ["--clients", "10", "--seconds", "3", "--backends", "sqlite"],
     "lean_install": [],
+    "tiles": ["--side", "2048"],
 }
 
 
