@@ -38,6 +38,7 @@ FULL: dict[str, list[list[str]]] = {
                       ["--n", "200,800", "--out", str(HERE / "results/spark_cluster-quiet.md"),
                        "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
     "cross_instrument": [["--jobs", "6"]],
+    "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
