@@ -51,8 +51,9 @@ def series_groups(paths: Sequence[str | PurePath], labels: Sequence[object]) -> 
     single = sorted(c for c, u in units.items() if len(u) < 2)
     if single:
         groups = [None if str(label) in single else g for label, g in zip(labels, groups)]
-        return groups, [f"class(es) {', '.join(map(repr, single))} keep all images in one file-name series: their images go into folds one by one, which sets the unknown threshold "
-                        "too low for a new sample; name each sample with --group-by"]
+        return groups, [(f"class(es) {', '.join(map(repr, single))} keep all images in one file-name series: their "
+                         "images go into folds one by one, which sets the unknown threshold too low for a new "
+                         "sample; name each sample with --group-by")]
     return groups, []
 
 
