@@ -48,6 +48,8 @@ def test_small_classes_lower_the_folds_or_are_named() -> None:
     y3 = np.array(["a"] * 20 + ["b"] * 6)  # 'b' has 3 samples: held out in 3 of 5 folds, never all at once
     folds, warnings = fold_ids(y3, [f"a{i // 2}" for i in range(20)] + ["b0", "b0", "b1", "b1", "b2", "b2"], k=5)
     assert folds.max() == 4 and warnings == [] and len(set(folds[y3 == "b"].tolist())) == 3
+    folds, warnings = fold_ids(np.repeat(["a", "b", "c"], [3, 8, 8]), ["a1", "a1", "a2"] + [f"s{i}" for i in range(16)])
+    assert folds.max() == 2 and "'a' has only 3 labelled images" in warnings[0]  # scikit-learn: k images per class
     with pytest.raises(ValueError, match=r"class 'b' has only 1 of its sample groups.*--group-by"):
         fold_ids(np.array(["a"] * 6 + ["b"] * 4), ["a1", "a2", "a3", "a4", "a5", "a6", "s", "s", "s", "s"], k=5)
 
