@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
@@ -115,16 +116,25 @@ def is_api(request: Request) -> bool:
 
 
 class FastJSONResponse(JSONResponse):
-    """``JSONResponse`` of ``jsonable_encoder(content)``, with the encoder called only where needed.
+    """``JSONResponse`` of ``jsonable_encoder(content)``, encoded by orjson, the encoder called only
+    where needed.
 
     ``jsonable_encoder`` walks and rebuilds every value; contexts here are almost all plain JSON
-    types already, so ``json.dumps`` does the walk and asks the encoder only about the rest
-    (datetimes, paths, dataclasses ...). Same bytes, a fraction of the CPU per catalog page.
+    types already, so orjson does the walk (in C: the images' nested vendor metadata made encoding
+    a large part of a catalog page) and asks the encoder only about the rest (paths, dataclasses
+    ...). Non-finite floats become ``null``; what orjson cannot encode (integers past 64 bits) goes
+    through ``json.dumps``.
     """
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"),
-                          default=jsonable_encoder).encode("utf-8")
+        try:
+            return orjson.dumps(content, default=jsonable_encoder, option=_ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                              default=jsonable_encoder).encode("utf-8")
+
+
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
