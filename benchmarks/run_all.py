@@ -39,7 +39,9 @@ FULL: dict[str, list[list[str]]] = {
                        "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
     "cross_instrument": [["--jobs", "6"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
-                  "--rounds", "2"]],
+                  "--rounds", "2"],
+                 ["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--rounds", "2",
+                  "--baseline", "e166605", "--baseline-label", "e166605", "--out", "web_load-vs-e166605.md"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
 }
 QUICK: dict[str, list[str]] = {

@@ -94,6 +94,12 @@ def _source_tree(baseline: str, tmp: Path) -> Path:
     return tmp / "src"
 
 
+def _uvicorn_impl() -> str:
+    from importlib.util import find_spec
+
+    return " + ".join(("httptools" if find_spec("httptools") else "h11", "uvloop" if find_spec("uvloop") else "asyncio"))
+
+
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) the server process and its workers have used so far."""
     total = 0.0
@@ -179,7 +185,8 @@ def main() -> int:
         "(40% catalog page, 20% image page, 15% review queue, 15% thumbnail, 10% label write) on 60 images; "
         "server = `semcat serve --retrain-every 0` (this commit) in its own process, clients in the benchmark "
         "process on the same machine; "
-        "configurations alternate order per round. Goal (issue 18): p95 < 300 ms pages, < 500 ms label writes.", "",
+        "configurations alternate order per round. Goal (issue 18): p95 < 300 ms pages, < 500 ms label writes.",
+        f"- uvicorn's HTTP parser and event loop: {_uvicorn_impl()} (installed packages: the same for every tree)", "",
         "| backend | code | round | req/s | p95 pages ms | p95 catalog page ms | p95 thumbnail ms | "
         "p95 label write ms | server CPU ms/request | client CPU ms/request | requests | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
