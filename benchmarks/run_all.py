@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "int8_recipes", "head", "views", "cross_instrument",
          "ood", "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
-         "duplicates", "active_learning", "map", "web_load", "lean_install"]
+         "duplicates", "active_learning", "map", "web_load", "lean_install", "tiles"]
 
 RESULTS_NAME = {"spark_scaling": "spark"}
 """A benchmark whose results file is not named after it; variants add ``-<suffix>`` to the name."""
@@ -38,12 +38,14 @@ FULL: dict[str, list[list[str]]] = {
                       ["--n", "200,800", "--out", str(HERE / "results/spark_cluster-quiet.md"),
                        "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
     "cross_instrument": [["--jobs", "6"]],
+    "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
     "int8": [["--per-class", "60", "--test-per-class", "40", "--speed-n", "384", "--rounds", "3", "--n-baseline", "16",
               "--images", "/tmp/wt27e/full"]],
     "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images, shared with int8
+    "tiles": [["--side", "8192"]],
 }
 QUICK: dict[str, list[str]] = {
     # benchmark → arguments for a run of a minute or two on 2 cores (features cached where a script keeps them)
@@ -65,6 +67,7 @@ QUICK: dict[str, list[str]] = {
     "map": ["--points", "10000", "--hovers", "50", "--lassos", "5", "--tsne-points", "500"],
     "web_load": ["--clients", "10", "--seconds", "3", "--backends", "sqlite"],
     "lean_install": [],
+    "tiles": ["--side", "2048"],
 }
 
 

@@ -41,7 +41,7 @@ from semcat._io import atomic_write_text, iter_image_files, sha256_bytes
 from semcat._sysinfo import has_int8_acceleration
 from semcat.backbones import PRECISIONS, BackboneSpec
 from semcat.errors import ImageReadError, SemcatError
-from semcat.features import DEFAULT_VIEW, preprocess
+from semcat.features import file_input, preprocess
 from semcat.runtime import ensure_ir, int8_info, int8_ir_path, openvino_available
 
 __all__ = [
@@ -210,15 +210,15 @@ def _spread(files: list[Path], limit: int) -> list[Path]:
 
 
 def _user_inputs(spec: BackboneSpec, files: list[Path]) -> tuple[list[np.ndarray], list[str], list[tuple[str, str]]]:
-    """Model inputs of the user's images (data bar cropped, default view), their SHA-256, and failures."""
-    from semcat.images import read_file_bytes, read_image_bytes
+    """Model inputs of the user's images as extraction makes them (by default: data bar cropped,
+    the default view), their SHA-256, and failures."""
+    from semcat.images import read_file_bytes
 
     inputs, hashes, errors = [], [], []
     for path in files:
         try:
             data = read_file_bytes(path)
-            img, _ = read_image_bytes(data, path, crop_databar=True, max_side=2 * spec.input_size)
-            inputs.append(preprocess(img, spec, view=DEFAULT_VIEW))
+            inputs.append(file_input(data, path, spec))
             hashes.append(sha256_bytes(data))
         except ImageReadError as e:
             errors.append((str(path), e.problem))
@@ -235,4 +235,4 @@ def _synthetic_inputs(spec: BackboneSpec, n: int, seed: int) -> Iterable[np.ndar
     rng = np.random.default_rng(seed)
     for i in range(n):
         img = generate_image(CATEGORIES[i % len(CATEGORIES)], rng, shape=_SYNTH_SHAPE).astype(np.float32)
-        yield preprocess(img, spec, view=DEFAULT_VIEW)
+        yield preprocess(img, spec)  # the default view, as for the user's images

@@ -114,7 +114,8 @@ def features(
                 raise typer.BadParameter("--engine spark needs --out (a Parquet folder)", param_hint="--out")
             from semcat.engines import spark
 
-            summary = spark.features(inputs, out, spec, master=master, chunk_size=chunk_size, conf=spark_conf(conf))
+            summary = spark.features(inputs, out, spec, master=master, chunk_size=chunk_size, progress=True,
+                                     conf=spark_conf(conf))
             typer.echo(json.dumps(dataclasses.asdict(summary), default=str))
             return
         store = FeatureStore()
