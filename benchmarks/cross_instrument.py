@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from semcat.crossval import METHODS, mean_std, run_methods
+from semcat.featurespec import FeatureSpec
 from semcat.synth.instruments import write_instrument_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -126,12 +127,13 @@ def _run_args(argv: list[str]) -> list[str]:
 def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
     """One draw and protocol: its synthetic set, then every method; one record (also logged) per method."""
     a, methods, d, protocol = job
+    spec = FeatureSpec.resolve(a.backbone)
     out = []
     with tempfile.TemporaryDirectory(prefix="semcat-xinst-") as tmp:
         root = a.data / f"d{d}" if a.data else Path(tmp)
         write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d)
         for name in methods:  # one at a time, so the log holds each result as it comes
-            r = run_methods(root, "folder", [name], backbone=a.backbone, protocol=protocol, seed=d)[name]
+            r = run_methods(root, "folder", [name], spec=spec, protocol=protocol, seed=d)[name]
             out.append({"draw": d, "protocol": protocol, "method": name, "pooled": r["pooled"]["accuracy"],
                         "per_group": {g: m["accuracy"] for g, m in r["per_group"].items()}})
             print("RESULT " + json.dumps(out[-1]), flush=True)

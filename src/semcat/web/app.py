@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from semcat import __version__, units
 from semcat._storage import storage_problem
-from semcat.web import browse, catalog_map, dashboard, login, retraining, review, upload
+from semcat.web import browse, catalog_map, dashboard, login, retraining, review, tiles, upload
 from semcat.web.apidocs import add_api_docs
 from semcat.web.context import WebState, is_api, template_dir
 from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, Revoked, SessionSigner, load_secret
@@ -48,6 +48,8 @@ ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
     (["GET"], "/thumbs/{sha256}.png", browse.thumbnail, API),
     (["GET"], "/images/{sha256}/view.png", browse.full_view, API),
     (["GET"], "/images/{sha256}/file", browse.original, API),
+    (["GET"], "/tiles/{sha256}/info.json", tiles.tile_info, API),
+    (["GET"], "/tiles/{sha256}/{level:int}/{x:int}_{y:int}.png", tiles.tile, API),
     (["POST"], "/images/{sha256}/label", review.confirm_label, HTML),
     (["POST"], "/api/images/{sha256}/label", review.confirm_label, API),
     (["POST"], "/images/{sha256}/label/undo", review.undo_label, HTML),
