@@ -15,10 +15,13 @@ splits) are the labelled set, and each configuration trains and calibrates throu
 - **val split (before)**: head fitted on the train split with early stopping on val, temperature,
   thresholds and the unknown threshold from the val split (``train --split val``, ``calibrate
   --split val``: the protocol before issue 17);
-- **cross-fitted**: head fitted on train + val with the L2 penalty chosen by 5-fold cross-validation,
-  calibration from out-of-fold predictions (``train``, ``calibrate``: the defaults);
-- **cross-fitted grouped**: the same with the archive's sample pattern as ``--group-by``, so the
-  2-6 shots of one sample never sit on both sides of a fold;
+- **cross-fitted random folds**: head fitted on train + val with the L2 penalty chosen by 5-fold
+  cross-validation, calibration from out-of-fold predictions, folds drawn image by image (the
+  default of issue 17's first version);
+- **cross-fitted (series folds)**: the same with folds that keep each file-name series together
+  (``semcat.crossfit.series_groups``: ``calibrate``'s default); here the series are exactly the
+  samples (``--group-by '^([^_]+_[^_]+)_'`` gives the same folds), so the 2-6 shots of one sample
+  never sit on both sides of a fold;
 - each cross-fitted row again **+ guarantee**: ``t_auto`` from the lower end of the 95% interval
   (``--guarantee``; the same fit, only the threshold differs, so it is computed from its score table).
 
@@ -50,7 +53,7 @@ from semcat.calibration import (
     expected_calibration_error,
     score_cases,
 )
-from semcat.crossfit import fold_ids, select_weight_decay
+from semcat.crossfit import fold_ids, select_weight_decay, series_groups
 from semcat.head import SoftmaxHead
 from semcat.featurespec import FeatureSpec
 from semcat.model import SemcatModel
@@ -71,6 +74,7 @@ class Labelled:
     groups: np.ndarray
     split: np.ndarray
     nnn: np.ndarray
+    names: np.ndarray
 
 
 def load(root: Path, seed: int, per_class: int, backbone: str, view: str, first: int | None = None) -> Labelled:
@@ -88,7 +92,8 @@ def load(root: Path, seed: int, per_class: int, backbone: str, view: str, first:
         raise RuntimeError(f"feature extraction failed: {errors[:3]}")
     assert ok == paths
     return Labelled(X, np.array([s.label for s in samples]), np.array([s.group for s in samples]),
-                    np.array([s.split for s in samples]), np.array([_nnn(s.path) for s in samples]))
+                    np.array([s.split for s in samples]), np.array([_nnn(s.path) for s in samples]),
+                    np.array([s.path.name for s in samples]))
 
 
 def _nnn(path: Path) -> int:
@@ -115,7 +120,7 @@ def crossfit(d: Labelled, classes: list[str], target: float, *, backbone: str, v
     """The default after issue 17: penalty by 5-fold CV on train + val, final head on all, out-of-fold calibration."""
     pool = d.split != "test"
     X, y = d.X[pool], d.y[pool]
-    groups = d.groups[pool].tolist() if grouped else None
+    groups = series_groups(d.names[pool].tolist(), y.tolist())[0] if grouped else None
     folds, _ = fold_ids(y, groups)
     wd, _, _ = select_weight_decay(X, y, folds, classes, lambda wd: SoftmaxHead(classes=classes, weight_decay=wd))
     model = _model(SoftmaxHead(classes=classes, weight_decay=wd).fit(X, y), backbone, view)
@@ -125,8 +130,8 @@ def crossfit(d: Labelled, classes: list[str], target: float, *, backbone: str, v
 
 CONFIGS: list[tuple[str, Callable[..., SemcatModel], bool]] = [
     ("val split (before)", val_split, False),
-    ("cross-fitted", crossfit, False),
-    ("cross-fitted grouped", crossfit, True),
+    ("cross-fitted random folds", crossfit, False),
+    ("cross-fitted (series folds)", crossfit, True),
 ]
 
 
@@ -168,7 +173,7 @@ def run(args: argparse.Namespace, root: Path,
         full = load(root / f"s{args.seed + draw}", args.seed + draw, POOL, args.backbone, args.view, max(args.sizes))
         for n in args.sizes:
             keep = full.nnn < n
-            d = Labelled(full.X[keep], full.y[keep], full.groups[keep], full.split[keep], full.nnn[keep])
+            d = Labelled(full.X[keep], full.y[keep], full.groups[keep], full.split[keep], full.nnn[keep], full.names[keep])
             for name, fn, grouped in (c for c in CONFIGS if c[0] in args.configs.split(",")):
                 t0 = time.perf_counter()
                 model = fn(d, classes, args.target, backbone=args.backbone, view=args.view, grouped=grouped)

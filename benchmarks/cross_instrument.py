@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from semcat.crossval import METHODS, PROTOCOLS, mean_std, run_methods
+from semcat.featurespec import FeatureSpec
 from semcat.synth.instruments import write_instrument_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -140,6 +141,7 @@ def _run_args(argv: list[str]) -> list[str]:
 def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
     """One draw and protocol: its synthetic set, then every method; one record (also logged) per method."""
     a, methods, d, protocol = job
+    spec = FeatureSpec.resolve(a.backbone)
     out = []
     with tempfile.TemporaryDirectory(prefix="semcat-xinst-") as tmp:
         root = a.data / f"d{d}" if a.data else Path(tmp)
@@ -147,7 +149,7 @@ def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
         for name in methods:  # one at a time, so the log holds each result as it comes
             if protocol.startswith("groups-") and not METHODS[name].adapt:
                 continue  # predictions that do not depend on the batch: the same as "groups"
-            r = run_methods(root, "folder", [name], backbone=a.backbone, protocol=protocol, seed=d)[name]
+            r = run_methods(root, "folder", [name], spec=spec, protocol=protocol, seed=d)[name]
             out.append({"draw": d, "protocol": protocol, "method": name, "pooled": r["pooled"]["accuracy"],
                         "per_group": {g: m["accuracy"] for g, m in r["per_group"].items()}})
             print("RESULT " + json.dumps(out[-1]), flush=True)

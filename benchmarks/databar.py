@@ -199,8 +199,7 @@ def report(res: dict, real: list, cost: dict, started: float) -> list[str]:
         what = "full size" if side is None else f"`max_side={side}` (as `semcat features` reads)"
         lines.append(f"- `read_image` of an 8-bit TIFF with a Zeiss bar, {what}, best of 5: {on:.2f} ms with the crop on, "
                      f"{off:.2f} ms off (+{on - off:.2f} ms)")
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> int:

@@ -10,6 +10,12 @@ interrupted), averaged over the images; one thread. The stages are the calls
 ``semcat.features.iter_features`` makes per image at the default backbone's size
 (``max_side`` 448, ``center`` view, 224 px). The contrast range is also timed with
 ``np.percentile``, the rule before the histogram (``_histogram_percentiles``), on the same images.
+
+Then the whole path as a run meets it, in CPU time per image (all threads, median of
+``--rounds``): every file once in turn on one thread (each image's bytes cold, not the same image
+seven times over), and ``extract_features`` with its decode threads and a network that returns
+zeros (``benchmarks/int8.py``'s ``ZeroRuntime``), the "decode only" row of int8_speed.md: what the
+stage sum leaves out (cold caches, thread hand-offs, batching) is the difference.
 """
 from __future__ import annotations
 
@@ -66,6 +72,7 @@ def main() -> None:
         files = make_images(Path(tmp), args.n)
         data = [read_file_bytes(p) for p in files]
         ms = _measure(files, data, spec, args.rounds)
+        seq, pool = _run_cpu_ms(files, spec, args.rounds)
     total = ms[0][1] + ms[1][1] + ms[7][1] + ms[10][1] + ms[11][1]
     write_results(OUT, [
         *header("Decode path, stage by stage: one 1024x768 8-bit TIFF before the network"),
@@ -77,7 +84,38 @@ def main() -> None:
         *(f"| {name} | {v:.3f} |" for name, v in ms),
         f"| **per image before the network** (read + SHA-256 + read_image + preprocessing + input) | {total:.3f} |",
         "",
+        f"CPU time per image of the same path as a run meets it (all threads, median of {args.rounds} rounds): "
+        f"every file once in turn, one thread: {seq:.2f} ms; `extract_features` with its decode threads and a "
+        f"network that returns zeros: {pool:.2f} ms.",
+        "",
     ])
+
+
+def _run_cpu_ms(files: list[Path], spec, rounds: int) -> tuple[float, float]:
+    """CPU ms per image of the per-image path over ``files`` in turn (one thread), and of
+    ``extract_features`` with a network that returns zeros; medians of ``rounds``."""
+    from int8 import ZeroRuntime  # benchmarks/int8.py
+
+    from semcat.features import extract_features
+
+    size, side = spec.input_size, 2 * spec.input_size
+
+    def in_turn() -> None:
+        for p in files:
+            b = read_file_bytes(p)
+            sha256_bytes(b)
+            img = read_image_bytes(b, p, max_side=side)[0]
+            _to_model_input(_preprocess_gray(img, size, spec.interpolation, "center"), spec)
+
+    zero = ZeroRuntime(spec)
+    runs = {"seq": in_turn, "pool": lambda: extract_features(files, spec, runtime=zero, store=None, progress=False)}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for k, fn in runs.items():
+            c = time.process_time()
+            fn()
+            cpu[k].append(1e3 * (time.process_time() - c) / len(files))
+    return float(np.median(cpu["seq"])), float(np.median(cpu["pool"]))
 
 
 def _measure(files: list[Path], data: list[bytes], spec, rounds: int) -> list[tuple[str, float]]:

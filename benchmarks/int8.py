@@ -83,6 +83,35 @@ def features(paths: list[str], spec) -> tuple[list[str], np.ndarray]:
     return ok, X
 
 
+def set_features(data: dict[str, tuple[list[str], list[str]]], spec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each set's (features, labels) at ``spec``'s precision, plus the test styles pooled."""
+    feats = {}
+    for name, (paths, labels) in data.items():
+        ok, X = features(paths, spec)
+        assert ok == paths
+        feats[name] = (X, np.array(labels))
+    feats[POOLED] = tuple(np.concatenate([feats[s][i] for s in STYLES]) for i in (0, 1))
+    return feats
+
+
+def train_evaluate(f: dict[str, tuple[np.ndarray, np.ndarray]], spec, leave_out: str) -> dict:
+    """A head trained and calibrated on ``f``'s train/val sets without ``leave_out``; its
+    :func:`evaluate` figures on each test style (key: style) and the model (key: "model")."""
+    tr, va = (f[s][1] != leave_out for s in ("train", "val"))
+    model = build_model(spec, f["train"][0][tr], list(f["train"][1][tr]), f["val"][0][va], list(f["val"][1][va]))
+    res: dict = {"model": model}
+    for style in EVAL:
+        X, y = f[style]
+        res[style] = evaluate(model, X[y != leave_out], list(y[y != leave_out]), X[y == leave_out])
+    return res
+
+
+def parity_checks(res: dict, style: str = POOLED) -> dict[str, float]:
+    """|int8 − fp32| in points of the figures the parity goal bounds (``res``: precision → :func:`train_evaluate`)."""
+    return {k: abs(res["int8"][style][k] - res["fp32"][style][k])
+            for k in ("accuracy", "ece", "auto_precision", "unknown_known", "unknown_unseen")}
+
+
 def build_model(spec, Xtr, ytr, Xva, yva):
     from semcat.calibration import calibrate_model
     from semcat.head import SoftmaxHead
@@ -232,22 +261,8 @@ def main() -> None:
         root = args.images or Path(tmp)
         sets = write_sets(root / "parity", args.per_class, args.test_per_class, args.seed)
         data = {name: labelled(folder) for name, folder in sets.items()}
-        res: dict[str, dict] = {}
-        feats: dict[str, dict] = {"fp32": {}, "int8": {}}
-        for prec, spec in (("fp32", fp32), ("int8", int8)):
-            for name, (paths, labels) in data.items():
-                ok, X = features(paths, spec)
-                assert ok == paths
-                feats[prec][name] = (X, np.array(labels))
-            feats[prec][POOLED] = tuple(np.concatenate([feats[prec][s][i] for s in STYLES]) for i in (0, 1))
-        for prec, spec in (("fp32", fp32), ("int8", int8)):
-            f = feats[prec]
-            tr, va = (f[s][1] != args.leave_out for s in ("train", "val"))
-            model = build_model(spec, f["train"][0][tr], list(f["train"][1][tr]), f["val"][0][va], list(f["val"][1][va]))
-            res[prec] = {"model": model}
-            for style in EVAL:
-                X, y = f[style]
-                res[prec][style] = evaluate(model, X[y != args.leave_out], list(y[y != args.leave_out]), X[y == args.leave_out])
+        feats = {prec: set_features(data, spec) for prec, spec in (("fp32", fp32), ("int8", int8))}
+        res = {prec: train_evaluate(feats[prec], spec, args.leave_out) for prec, spec in (("fp32", fp32), ("int8", int8))}
         # the fp32-trained model fed int8 features: what mixing precisions does
         mixed = {style: evaluate(res["fp32"]["model"], feats["int8"][style][0][feats["int8"][style][1] != args.leave_out],
                                  list(feats["int8"][style][1][feats["int8"][style][1] != args.leave_out]),
@@ -265,14 +280,11 @@ def main() -> None:
             cells.append(f"{fmt.format(f32)} / {fmt.format(i8)} ({i8 - f32:+.1f}) / {fmt.format(mx)}")
         return f"| {name} | " + " | ".join(cells) + " |"
 
-    def diff(key: str, style: str = POOLED) -> float:
-        return abs(res["int8"][style][key] - res["fp32"][style][key])
-
     agree_i8 = {s: 100 * float((res["int8"][s]["pred"] == res["fp32"][s]["pred"]).mean()) for s in EVAL}
     agree_mx = {s: 100 * float((mixed[s]["pred"] == res["fp32"][s]["pred"]).mean()) for s in EVAL}
     dec_mx = {s: 100 * float((mixed[s]["dec"] == res["fp32"][s]["dec"]).mean()) for s in EVAL}
-    checks = {k: diff(k) for k in ("accuracy", "ece", "auto_precision", "unknown_known", "unknown_unseen")}
-    worst = {k: max(diff(k, st) for st in STYLES) for k in checks}
+    checks = parity_checks(res)
+    worst = {k: max(parity_checks(res, st)[k] for st in STYLES) for k in checks}
     parity = all(v <= PARITY_POINTS for v in checks.values())
     n_test = {s: int(np.sum(feats["fp32"][s][1] != args.leave_out)) for s in EVAL}
     info = q.info

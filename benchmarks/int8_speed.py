@@ -79,8 +79,9 @@ def main() -> None:
         f"- int8 model: {info['recipe']}, calibrated on {info['calibration']['synthetic']} synthetic + "
         f"{info['calibration']['user']} user images, NNCF {info['nncf']}, OpenVINO {info['openvino'].split('-')[0]}; "
         f"{'built' if q.built else 're-used'} in {q_s:.0f} s",
-        "- parity: as in int8.md, whose features are unchanged: the contrast range from a histogram (this "
-        f"change) against np.percentile on {check[0]} of these images: fp32 feature cosine min {check[1]:.7f}, "
+        "- parity: int8.md and int8_recipes.md measure the int8 recipe named above; the decode-path changes "
+        "leave fp32 features unchanged: the contrast range from a histogram against np.percentile on "
+        f"{check[0]} of these images: fp32 feature cosine min {check[1]:.7f}, "
         f"largest difference {check[2]:.1e}; libdeflate/zstd strips give the pixels libtiff gives "
         "(tests/test_tiff_codecs.py)",
         "", *speed_lines(sp, args.speed_n, args.rounds, args.n_baseline),

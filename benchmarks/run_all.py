@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "head", "views", "cross_instrument",
-         "ood", "calibration_small", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
-         "duplicates", "active_learning", "map", "web_load", "lean_install"]
+ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "int8_recipes", "head", "views", "cross_instrument",
+         "ood", "calibration_small", "unknown_threshold", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
+         "duplicates", "active_learning", "map", "web_load", "lean_install", "tiles"]
 
 RESULTS_NAME = {"spark_scaling": "spark"}
 """A benchmark whose results file is not named after it; variants add ``-<suffix>`` to the name."""
@@ -34,13 +34,21 @@ FULL: dict[str, list[list[str]]] = {
                            "--out", "calibration_small-views-full.md"],
                           [*_CALIBRATION[:2], "--sizes", "20,50", *_CALIBRATION[2:], "--backbone", "efficientnet_lite1",
                            "--out", "calibration_small-lite1.md"]],
+    "unknown_threshold": [_CALIBRATION[:2]],
     "spark_cluster": [["--n", "200,800", "--ingest", "400", "--pack-env", "100"],
                       ["--n", "200,800", "--out", str(HERE / "results/spark_cluster-quiet.md"),
                        "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
     "cross_instrument": [["--jobs", "6"]],
+    "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
-                  "--rounds", "2"]],
+                  "--rounds", "2"],
+                 ["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--rounds", "2",
+                  "--baseline", "e166605", "--baseline-label", "e166605", "--out", "web_load-vs-e166605.md"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
+    "int8": [["--per-class", "60", "--test-per-class", "40", "--speed-n", "384", "--rounds", "3", "--n-baseline", "16",
+              "--images", "/tmp/wt27e/full"]],
+    "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images, shared with int8
+    "tiles": [["--side", "8192"]],
 }
 QUICK: dict[str, list[str]] = {
     # benchmark → arguments for a run of a minute or two on 2 cores (features cached where a script keeps them)
@@ -50,9 +58,11 @@ QUICK: dict[str, list[str]] = {
     "features": ["--n", "200", "--n-baseline", "16", "--rss-n", "200"],
     "int8": ["--per-class", "10", "--test-per-class", "5", "--speed-n", "32", "--rounds", "1", "--n-baseline", "4"],
     "decode_stages": ["--n", "16", "--rounds", "3"], "int8_speed": ["--speed-n", "32", "--rounds", "1", "--n-baseline", "4"],
+    "int8_recipes": ["--per-class", "6", "--test-per-class", "4", "--n-net", "32", "--rounds", "1"],
     "head": ["4000", "--rounds", "1"], "views": ["10", "--size", "160", "--runs", "2"],
     "cross_instrument": ["--instruments", "3", "--per-class", "5", "--draws", "1"],
     "ood": [], "calibration_small": ["--sizes", "20", "--draws", "1", "--test-per-class", "20"],
+    "unknown_threshold": ["--sizes", "20", "--draws", "1", "--test-per-class", "20", "--logo-sizes", ""],
     "catalog": ["20000", "--vectors", "20000", "--ingest", "100", "--reps", "10"],
     "spark_scaling": ["--n", "200", "--cores", "1,2"], "spark_cluster": ["--n", "100,200"],
     "spark_overhead": ["--n", "100"],
@@ -61,6 +71,7 @@ QUICK: dict[str, list[str]] = {
     "map": ["--points", "10000", "--hovers", "50", "--lassos", "5", "--tsne-points", "500"],
     "web_load": ["--clients", "10", "--seconds", "3", "--backends", "sqlite"],
     "lean_install": [],
+    "tiles": ["--side", "2048"],
 }
 
 

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = work / f"out-{len(jobs)}"
                 shutil.rmtree(out, ignore_errors=True)
                 start = time.time()
-                summary = engine.classify(model_path, paths, out, spark=spark, progress=False, partitions=parts)
+                summary = engine.classify(model_path, paths, out=out, spark=spark, progress=False, partitions=parts)
                 end = time.time()
                 assert summary.ok == len(paths), summary
                 jobs.append((name, breakdown(job_rows(log, start, end), start, end)))

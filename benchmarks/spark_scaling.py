@@ -143,7 +143,7 @@ def time_spark(model_path: Path, paths: list[str], cores: int, work: Path,
     try:
         cpu0 = tree_cpu_seconds(pgids) if pgids else math.nan
         t0 = time.perf_counter()
-        summary = classify(model_path, paths, out, spark=spark, progress=False, chunk_size=len(paths))
+        summary = classify(model_path, paths, out=out, spark=spark, progress=False, chunk_size=len(paths))
         elapsed = time.perf_counter() - t0
         cpu = tree_cpu_seconds(pgids) - cpu0 if pgids else math.nan
         later = {}
@@ -151,7 +151,7 @@ def time_spark(model_path: Path, paths: list[str], cores: int, work: Path,
             again = work / f"spark-{cores}-{len(paths)}-{len(later)}.parquet"
             shutil.rmtree(again, ignore_errors=True)
             t0 = time.perf_counter()
-            assert classify(model_path, paths, again, spark=spark, progress=False, chunk_size=len(paths),
+            assert classify(model_path, paths, out=again, spark=spark, progress=False, chunk_size=len(paths),
                             partitions=parts).ok == len(paths)
             later[name] = time.perf_counter() - t0
     finally:
@@ -204,7 +204,7 @@ def time_packed_env(model_path: Path, paths: list[str], master: str, work: Path)
     shutil.rmtree(out, ignore_errors=True)
     try:
         t0 = time.perf_counter()
-        summary = classify(model_path, paths, out, spark=spark, progress=False)
+        summary = classify(model_path, paths, out=out, spark=spark, progress=False)
         elapsed = time.perf_counter() - t0
     finally:
         spark.stop()

@@ -1,13 +1,13 @@
 """Web latency under load: 50 concurrent clients against `semcat serve`, SQLite and PostgreSQL.
 
 Usage: ``python benchmarks/web_load.py [--clients 50] [--seconds 10] [--backends sqlite,postgresql]
-[--baseline SRC_DIR] [--rounds 1]``. Writes ``benchmarks/results/web_load.md``.
+[--baseline SRC_DIR|COMMIT] [--rounds 1] [--out web_load.md]``. Writes ``benchmarks/results/web_load.md``.
 
 The load is the reliability suite's generator (``tests/reliability/test_rel_web.py::load``): 40%
 catalog pages, 20% image pages, 15% review queue, 15% thumbnails, 10% label writes, on 60 catalogued
 images. The server runs as its own process (``semcat serve``), as in production;
 clients run in this process, on the same machine. ``--baseline SRC_DIR`` serves the same images
-with another source tree (e.g. ``git archive main src``; ``--workers`` as the first configuration) in the same run, alternating rounds, so the
+with another source tree (a folder, or a commit whose ``src`` is extracted; ``--workers`` as the first configuration) in the same run, alternating rounds, so the
 comparison shares the machine's noise; each tree catalogues them itself (an older tree cannot open
 a newer schema). PostgreSQL needs ``SEMCAT_TEST_PG_URL``.
 """
@@ -85,6 +85,21 @@ def run_once(src: Path, serve_args: list[str], url: str, shas: list[str], tmp: P
     return {"by_kind": by_kind, "errors": errors, "server_cpu_s": cpu, "client_cpu_s": client}
 
 
+def _source_tree(baseline: str, tmp: Path) -> Path:
+    """A folder holding ``semcat/``: ``baseline`` itself, or the ``src`` of that git commit, extracted."""
+    if Path(baseline).is_dir():
+        return Path(baseline).resolve()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "src"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    return tmp / "src"
+
+
+def _uvicorn_impl() -> str:
+    from importlib.util import find_spec
+
+    return " + ".join(("httptools" if find_spec("httptools") else "h11", "uvloop" if find_spec("uvloop") else "asyncio"))
+
+
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) the server process and its workers have used so far."""
     total = 0.0
@@ -120,18 +135,21 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--backends", default="sqlite,postgresql")
-    ap.add_argument("--baseline", type=Path, help="source tree (a folder holding semcat/) to compare against")
+    ap.add_argument("--baseline", help="source tree (a folder holding semcat/) or git commit to compare against")
     ap.add_argument("--baseline-label", default="baseline", help="how the results name the baseline tree")
     ap.add_argument("--workers", default="1", help="comma-separated `serve --workers` values to compare")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds per configuration")
+    ap.add_argument("--out", default=OUT.name, help="results file name in benchmarks/results")
     a = ap.parse_args()
     # Background retraining off: the labels the clients post would start retrains (semcat retrain) that
-    # compete for the same two cores; this measures serving. Older baseline trees lack the option.
+    # compete for the same two cores; this measures serving. A baseline tree needs the option (e166605 has it).
     trees = [(f"this commit, --workers {w}", ROOT / "src", ["--workers", w, "--retrain-every", "0"])
              for w in a.workers.split(",")]
     first = a.workers.split(",")[0]  # the baseline tree is served as the first configuration is
-    trees += [(f"{a.baseline_label}, --workers {first}", a.baseline.resolve(), ["--workers", first])] if a.baseline else []
     tmp = Path(tempfile.mkdtemp(prefix="semcat-webload-"))
+    if a.baseline:
+        trees.append((f"{a.baseline_label}, --workers {first}", _source_tree(a.baseline, tmp),
+                      ["--workers", first, "--retrain-every", "0"]))
     rows = []
     try:
         images = tmp / "images"
@@ -167,7 +185,8 @@ def main() -> int:
         "(40% catalog page, 20% image page, 15% review queue, 15% thumbnail, 10% label write) on 60 images; "
         "server = `semcat serve --retrain-every 0` (this commit) in its own process, clients in the benchmark "
         "process on the same machine; "
-        "configurations alternate order per round. Goal (issue 18): p95 < 300 ms pages, < 500 ms label writes.", "",
+        "configurations alternate order per round. Goal (issue 18): p95 < 300 ms pages, < 500 ms label writes.",
+        f"- uvicorn's HTTP parser and event loop: {_uvicorn_impl()} (installed packages: the same for every tree)", "",
         "| backend | code | round | req/s | p95 pages ms | p95 catalog page ms | p95 thumbnail ms | "
         "p95 label write ms | server CPU ms/request | client CPU ms/request | requests | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -175,7 +194,7 @@ def main() -> int:
     for backend, name, round_, s in rows:
         lines.append(f"| {backend} | {name} | {round_} | {s['req_s']:.0f} | {s['pages_p95']:.0f} | {s['list_p95']:.0f} | "
                      f"{s['thumb_p95']:.0f} | {s['labels_p95']:.0f} | {s['cpu_ms']:.1f} | {s['client_cpu_ms']:.1f} | {s['n']} | {s['errors']} |")
-    write_results(OUT, lines)
+    write_results(HERE / "results" / a.out, lines)
     return 0
 
 

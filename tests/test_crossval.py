@@ -104,7 +104,7 @@ def test_within_groups_and_plain_baseline() -> None:
 
 
 @pytest.mark.slow
-def test_compare_and_evaluate_cv_groups_cli(inst_set: Path, tmp_path: Path) -> None:
+def test_compare_and_evaluate_cv_groups_cli(inst_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "logo.json"
     result = runner.invoke(app, ["compare", str(inst_set), "--cv", "groups", "--group-by", "folder",
                                  "--out", str(out)])
@@ -124,6 +124,13 @@ def test_compare_and_evaluate_cv_groups_cli(inst_set: Path, tmp_path: Path) -> N
     assert report["augment"] == ["aug-flip", "aug-noise"]
     result = runner.invoke(app, ["train", str(inst_set), "--out", str(tmp_path / "x.semcat"), "--augment", "sharpen"])
     assert result.exit_code == 1 and "unknown augmentation 'sharpen'" in result.stderr
+    from semcat.featurespec import FeatureSpec
+
+    def by_name(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a backbone name was resolved again: {args} {kwargs}")
+
+    # the model's FeatureSpec (weights, precision, runtime as trained) flows down; no name is looked up again
+    monkeypatch.setattr(FeatureSpec, "resolve", classmethod(by_name))
     result = runner.invoke(app, ["evaluate", str(model), str(inst_set), "--cv", "groups", "--group-by", "folder",
                                  "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output

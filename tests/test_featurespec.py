@@ -71,6 +71,23 @@ def test_extract_concatenates_parts_in_input_order_and_reports_bad_files(images:
     assert [p for p, _ in both.errors] == [images[1]]
 
 
+def test_file_input_is_what_extract_feeds_the_network(images: list[str]) -> None:
+    """int8 calibration takes its inputs from ``file_input``: the network run on them gives
+    ``extract``'s features (the same decode, crop, view, resize and mean/std)."""
+    from semcat.errors import ImageReadError
+    from semcat.features import file_input
+    from semcat.runtime import load_runtime
+
+    spec = FeatureSpec.resolve(view="tiles5")  # 5 views averaged: the layout must match as well
+    want = spec.extract([images[0]], store=None).features[0]
+    backbone = spec.backbones[0]
+    x = file_input(Path(images[0]).read_bytes(), images[0], backbone, view=spec.view)
+    assert x.shape == (5, 3, 224, 224) and x.dtype == np.float32
+    np.testing.assert_allclose(load_runtime(backbone, spec.runtime)(x).mean(0), want, rtol=0, atol=1e-5)
+    with pytest.raises(ImageReadError):
+        file_input(Path(images[1]).read_bytes(), images[1], backbone)
+
+
 def test_the_model_carries_its_spec_through_save_and_load(tmp_path: Path) -> None:
     spec = FeatureSpec.resolve(view="tiles5", crop_databar=False)
     rng = np.random.default_rng(0)

@@ -44,10 +44,11 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_int8_model_loads_and_stays_close_to_fp32(quantised, small_dataset: Path) -> None:
     from semcat.features import extract_features, feature_key
     from semcat.head import SoftmaxHead
-    from semcat.quantize import quantize_backbone
+    from semcat.quantize import RECIPE, quantize_backbone
 
     assert quantised.built and quantised.path.exists() and quantised.path.with_suffix(".bin").exists()
     info = quantised.info
+    assert info["recipe"] == RECIPE == "nncf-performance-fullbias-v2"  # symmetric activations: the faster preset
     assert info["calibration"] == {"synthetic": 16, "user": 0, "user_sources": []}
     assert 0.9 < info["cosine_min"] <= info["cosine_median"] <= 1.0
     again = quantize_backbone(FP32, n_synthetic=16, held_out=8)  # same inputs: re-used, not rebuilt
@@ -124,6 +125,13 @@ def test_int8_without_a_quantised_model_says_how_to_build_one(empty_home: Path) 
     assert resolve_precision(FP32, "auto") == "fp32"  # nothing quantised here: auto stays fp32
     with pytest.raises(ValueError, match="precision"):
         replace(FP32, precision="int4")
+
+
+def test_an_unknown_preset_is_refused_before_any_work() -> None:
+    from semcat.quantize import quantize_backbone
+
+    with pytest.raises(ValueError, match="performance, mixed"):
+        quantize_backbone(FP32, preset="accurate")
 
 
 def test_unreadable_calibration_files_are_named_and_skipped(small_dataset: Path, tmp_path: Path) -> None:

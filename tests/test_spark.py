@@ -67,7 +67,7 @@ def test_classify_matches_local_engine_and_reports_the_bad_file(spark, images, m
     from semcat.engines.spark import classify, read_inputs, read_results
 
     out = tmp_path / "out.parquet"
-    summary = classify(model_path, images, out, top_k=TOP_K, spark=spark, progress=False)
+    summary = classify(model_path, images, out=out, top_k=TOP_K, spark=spark, progress=False)
     assert (summary.total, summary.ok, summary.failed, summary.skipped) == (50, 49, 1, 0)
 
     rows = read_results(out)
@@ -86,7 +86,7 @@ def test_classify_matches_local_engine_and_reports_the_bad_file(spark, images, m
         assert r.candidates == "|".join(ref.candidates)
 
     # resume: finished images are skipped, only the failed one is tried again
-    again = classify(model_path, images, out, top_k=TOP_K, spark=spark, progress=False)
+    again = classify(model_path, images, out=out, top_k=TOP_K, spark=spark, progress=False)
     assert (again.skipped, again.ok, again.failed) == (49, 0, 1)
 
 
@@ -112,18 +112,25 @@ def test_inputs_as_file_list_and_parquet_table(images, tmp_path):
 
 
 def test_features_match_local_extraction(spark, images, tmp_path):
+    """Executors compute the local features, and write them to a given cache folder (``store``)."""
     from semcat.engines.spark import features, read_results
+    from semcat.features import FeatureStore
     from semcat.featurespec import FeatureSpec
 
     out = tmp_path / "feats.parquet"
     subset = sorted(images.iterdir())[-10:]  # 9 good files and the corrupted one, to keep it quick
-    summary = features(subset, out, spark=spark, progress=False)
+    cache = FeatureStore(tmp_path / "shared-cache")
+    summary = features(subset, out, spark=spark, progress=False, store=cache)
     assert (summary.ok, summary.failed) == (9, 1)
     rows = read_results(out).set_index("path")
-    res = FeatureSpec.resolve("efficientnet_lite0").extract(list(rows.index), store=None)
+    spec = FeatureSpec.resolve("efficientnet_lite0")
+    res = spec.extract(list(rows.index), store=None)
     ok, X = res.paths, res.features
     got = np.stack([np.asarray(rows.loc[p, "features"], np.float32) for p in ok])
     np.testing.assert_allclose(got, X, atol=1e-5, rtol=0)
+    cached = FeatureStore(cache.root).get(spec.key, res.hashes)
+    assert len(cached) == 9
+    np.testing.assert_allclose(np.stack([cached[h] for h in res.hashes]), X, atol=1e-5, rtol=0)
 
 
 def test_ingest_writes_spark_results_into_the_catalog(spark, images, model_path, tmp_path):
@@ -174,6 +181,6 @@ def test_files_left_by_a_killed_driver_are_not_committed_twice(spark, images, mo
                         for c, t in (col.split() for col in classify_schema(TOP_K).split(", "))])
     pq.write_table(pa.table({f.name: [p if f.name == "path" else None for p in paths] for f in schema},
                             schema=schema), stale / "part-00000-stale.snappy.parquet")
-    s = classify(model_path, paths, out, top_k=TOP_K, spark=spark, progress=False)
+    s = classify(model_path, paths, out=out, top_k=TOP_K, spark=spark, progress=False)
     rows = read_results(out)
     assert s.ok == 4 and sorted(rows["path"]) == sorted(paths)

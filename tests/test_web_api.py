@@ -231,6 +231,29 @@ def test_upload_size_limit(archive: Path, tmp_path: Path) -> None:
     assert not list((tmp_path / "s").rglob("*.png"))
 
 
+def test_an_upload_is_classified_as_semcat_classify_classifies_it(demo_output: Path, tmp_path: Path) -> None:
+    """Upload and `semcat classify` share one front door (engines.local.classify): the same file
+    gets the same prediction, to the last rounded digit."""
+    import json
+
+    from semcat.catalog import open_catalog
+
+    image, model = sorted((demo_output / "incoming").rglob("*.tif"))[0], demo_output / "model.semcat"
+    result = CliRunner().invoke(cli_app, ["classify", str(model), str(image), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (want,) = json.loads(result.stdout)
+    cat = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    app = create_app(Settings(db_url=cat.url, model_path=model, local_user="tester", storage_dir=tmp_path / "s"),
+                     catalog=cat)
+    c = client(app)
+    r = c.post("/api/upload", files=[("files", (image.name, image.read_bytes(), "image/tiff"))], headers=csrf(c))
+    assert r.status_code == 200, r.text
+    got = r.json()["results"][0]["prediction"]
+    assert len(want["top"]) == 3 and want["error"] is None
+    assert {k: v for k, v in got.items() if k != "path"} == {k: v for k, v in want.items() if k != "path"}
+    cat.close()
+
+
 def test_openapi_lists_the_json_twins(site) -> None:
     paths = client(site[0]).get("/openapi.json").json()["paths"]
     for p in ("/api/images", "/api/images/{sha256}", "/api/review", "/api/stats", "/api/upload",

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_units import LONG_MODEL_ID, _fei_tiff
-from test_web_helpers import LiveServer, add_predictions, client
+from test_web_helpers import LiveServer, add_predictions, client, wait_until
 
 from semcat.catalog import open_catalog
 from semcat.synth import generate_image
@@ -76,6 +76,8 @@ def test_swagger_ui_and_image_page_offline_in_chromium(app, chromium_path: str, 
             image_page = context.new_page()
             image_page.route("**/*", only_local)
             image_page.goto(f"{server.url}/images/{rec.sha256}")
+            image_page.wait_for_selector(".scalebar:not([hidden])")  # the viewer is live: tiles and scale bar
+            wait_until(image_page, "[...document.querySelectorAll('.viewer img.tile')].every(i => i.complete)")
             table = image_page.inner_text("table.kv")
             too_wide = image_page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             image_page.click(f'code[data-copy="{rec.model_id}"]')

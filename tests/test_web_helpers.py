@@ -129,3 +129,13 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def wait_until(page, expression: str, timeout_s: float = 20.0) -> None:
+    """Poll ``expression`` in ``page`` until truthy: Playwright's ``wait_for_function`` polls by
+    ``eval``, which the app's Content-Security-Policy (rightly) refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true within {timeout_s} s: {expression}")
+        page.wait_for_timeout(50)

@@ -1,6 +1,8 @@
 """Security of the web app: binding, tokens and roles, CSRF, path traversal, escaping, cookies."""
 from __future__ import annotations
 
+import re
+
 import socket
 from pathlib import Path
 
@@ -165,7 +167,9 @@ def test_names_tags_and_notes_render_inert(cat) -> None:
         assert "<script>alert" not in html and "<img src=x" not in html
     detail = pages[0]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail and "&lt;img src=x onerror=alert(1)&gt;" in detail
-    assert detail.count("<script") == 1  # only the app's own /static/semcat.js
+    scripts = re.findall(r"<script[^>]*>", detail)  # only the app's own files: semcat.js, the image viewer
+    assert scripts == ['<script src="/static/semcat.js" defer>', '<script src="/static/viewer.js" defer>']
+    assert detail.count("<script") == 2
     headers = c.get("/").headers
     assert "script-src 'self'" in headers["content-security-policy"] and headers["x-content-type-options"] == "nosniff"
 

@@ -482,9 +482,10 @@ def calibrate_crossfit(
 
     ``X``/``labels`` are all labelled images outside the test split (those the final head is fitted
     on). Each is scored by a head with the model's hyperparameters fitted on the other folds
-    (``semcat.crossfit``; stratified, and group-aware with ``groups``); temperature and thresholds come
-    from those out-of-fold logits, and the unknown detector is fitted on all images with its threshold
-    from out-of-fold scores (its reference built per fold). Returns the calibration dict and warnings
+    (``semcat.crossfit``; stratified, and group-aware with ``groups``: ``calibrate`` passes file-name
+    series, ``semcat.crossfit.series_groups``, unless ``--group-by`` names the samples); temperature and
+    thresholds come from those out-of-fold logits, and the unknown detector's threshold from out-of-fold
+    scores (its reference built per fold; it keeps the largest fold's fit). Returns the calibration dict and warnings
     (e.g. fewer folds because a class is small); raises ``ValueError`` naming a class that cannot be
     cross-fitted.
     """

@@ -9,18 +9,52 @@ refitted on all of them. The same folds choose the head's L2 penalty (``select_w
 """
 from __future__ import annotations
 
+import re
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import PurePath
 
 import numpy as np
 
 from semcat.head import SoftmaxHead
 
-__all__ = ["DEFAULT_FOLDS", "WEIGHT_DECAY_GRID", "fold_ids", "out_of_fold_logits", "select_weight_decay"]
+__all__ = ["DEFAULT_FOLDS", "WEIGHT_DECAY_GRID", "fold_ids", "out_of_fold_logits", "select_weight_decay",
+           "series_groups"]
 
 DEFAULT_FOLDS = 5
 WEIGHT_DECAY_GRID = (1e-3, 1e-2, 1e-1)
 """L2 penalties tried by inner cross-validation (1e-3 was the fixed default; see README "Limits")."""
+
+_COUNTER = re.compile(r"[\s._-]*\d+$")
+"""The shot counter at the end of a file stem ("cells34_127" -> "cells34")."""
+
+
+def series_groups(paths: Sequence[str | PurePath], labels: Sequence[object]) -> tuple[list[str | None], list[str]]:
+    """Default cross-fitting groups: each file's series (its stem less the trailing shot counter), and warnings.
+
+    Why: the shots of one specimen are numbered in a row (``sample3_001.tif``, ``sample3_002.tif``)
+    and look alike; folds that split them score an image against its near twin, which sets the
+    unknown threshold too low for a new sample. Feature-similarity clusters do not find these series
+    (shots of one sample are no closer than other samples of the class; union-find chains a whole
+    class: ``benchmarks/results/unknown_threshold.md``). A file without a counter is its own group.
+    A class with fewer than 2 series has its images split one by one, with a warning naming it.
+    """
+    groups: list[str | None] = []
+    for path in paths:
+        stem = PurePath(path).stem
+        series = _COUNTER.sub("", stem)
+        groups.append(series if series and series != stem else None)
+    units: dict[str, set[str]] = defaultdict(set)
+    for i, (label, g) in enumerate(zip(labels, groups)):
+        units[str(label)].add(g if g is not None else f"\0{i}")
+    single = sorted(c for c, u in units.items() if len(u) < 2)
+    if single:
+        groups = [None if str(label) in single else g for label, g in zip(labels, groups)]
+        return groups, [(f"class(es) {', '.join(map(repr, single))} keep all images in one file-name series: their "
+                         "images go into folds one by one, which sets the unknown threshold too low for a new "
+                         "sample; name each sample with --group-by")]
+    return groups, []
 
 
 def fold_ids(
@@ -33,11 +67,15 @@ def fold_ids(
     """Fold index (0 .. k'-1) of each image and warnings to show the user.
 
     Folds are stratified by class; with ``groups`` (sample names, None = the image alone) all
-    images of a group share a fold. A class with fewer than ``k`` images (groups) lowers the number
-    of folds to that count, with a warning naming it; a class with only one raises ``ValueError``
-    naming the class and the fix, since none of its images could be predicted by a head that saw it.
+    images of a group share a fold. A class with fewer than ``k`` images lowers the number of folds
+    to that count, with a warning naming it; a class with fewer than ``k`` groups does not (it is
+    held out in fewer folds, and its other samples are in every fit), unless the split would hold
+    out all of it at once. Fewer folds shrink the unknown detector's reference, so its threshold flags
+    fewer new samples (0.9% instead of 2.4% at 20 images per class: ``benchmarks/results/unknown_threshold.md``).
+    A class with only one image (group) raises ``ValueError`` naming the class and the fix, since none
+    of its images could be predicted by a head that saw it.
     """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray([str(v) for v in y])
     if int(k) < 2:
@@ -54,20 +92,39 @@ def fold_ids(
                if grouped else "add labelled images of it or leave its folder out")
         raise ValueError(f"class {cls!r} has only 1 of its {what} outside the test split; cross-fitting needs "
                          f"at least 2 (each image must be predicted by a head that did not see it): {fix}.")
-    warnings = []
-    n_folds = min(int(k), fewest)
-    if n_folds < k:
-        warnings.append(f"class {cls!r} has only {fewest} {what} outside the test split: cross-fitting with "
-                        f"{n_folds} folds instead of {k}")
+    messages = []
     folds = np.empty(len(y), np.int64)
+    limit = (cls, fewest, what)
     if grouped:
-        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        parts = splitter.split(np.zeros(len(y)), y, keys)
+        names, counts = np.unique(y, return_counts=True)  # scikit-learn needs k images of every class
+        n_folds = min(int(k), int(counts.min()))
+        _grouped_split(folds, y, keys, n_folds, seed)
+        if n_folds > fewest and any(len(np.unique(folds[y == c])) < 2 for c in units):  # a class held out at once
+            n_folds = fewest
+            _grouped_split(folds, y, keys, n_folds, seed)
+        if n_folds != fewest:
+            limit = (str(names[counts.argmin()]), int(counts.min()), "labelled images")
     else:
-        parts = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        n_folds = min(int(k), fewest)
+        for f, (_, test) in enumerate(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+                                      .split(np.zeros(len(y)), y)):
+            folds[test] = f
+    if n_folds < k:
+        messages.append(f"class {limit[0]!r} has only {limit[1]} {limit[2]} outside the test split: cross-fitting "
+                        f"with {n_folds} folds instead of {k}")
+    return folds, messages
+
+
+def _grouped_split(folds: np.ndarray, y: np.ndarray, keys: list[str], n_folds: int, seed: int) -> None:
+    """Write stratified group folds into ``folds`` (a class may have fewer groups than folds)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    with warnings.catch_warnings():  # "least populated class has only N members": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+                     .split(np.zeros(len(y)), y, keys))
     for f, (_, test) in enumerate(parts):
         folds[test] = f
-    return folds, warnings
 
 
 def out_of_fold_logits(X: np.ndarray, y: np.ndarray, folds: np.ndarray,

@@ -16,14 +16,13 @@ protocols run on the same cached features and compare heads side by side:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from semcat.backbones import DEFAULT_BACKBONE
 from semcat.features import DEFAULT_VIEW
 from semcat.head import SCALE_SHRINKAGE
 from semcat.metrics import classification_metrics, run_stats
@@ -299,7 +298,7 @@ def within_groups(X: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: lis
 
 
 def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("semcat", "plain"), *,
-                backbone: str = DEFAULT_BACKBONE, protocol: str = "groups", seed: int = 0,
+                spec: FeatureSpec | None = None, protocol: str = "groups", seed: int = 0,
                 store: StoreChoice = "default", progress: bool = False) -> dict[str, dict[str, Any]]:
     """Each method's results on one folder: ``protocol`` is one of :data:`PROTOCOLS`.
 
@@ -307,11 +306,14 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
     classified in batches of 2 / 1 classes (what test-time adaptation meets in an imbalanced
     folder; a method without ``adapt`` gives the same predictions as ``groups``); ``within``.
 
-    Features are extracted once per (view, data-bar crop) and cached, so methods sharing a variant
-    share the extraction.
+    ``spec`` (resolved by the caller: a model's, or the command line's; default
+    ``FeatureSpec.resolve()``) gives the backbones, precision and runtime; each method sets the
+    view and data-bar crop. Features are extracted once per (view, data-bar crop) and cached, so
+    methods sharing a variant share the extraction.
     """
     from semcat.featurespec import FeatureSpec
 
+    base = spec if spec is not None else FeatureSpec.resolve()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
@@ -321,8 +323,8 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
 
     def variant(view: str, crop: bool) -> GroupedFeatures:
         if (view, crop) not in feats:
-            spec = FeatureSpec.resolve(backbone, view=view, crop_databar=crop)
-            feats[(view, crop)] = grouped_features(data_dir, group_by, spec, store=store, progress=progress)
+            variant_spec = replace(base, view=view, crop_databar=crop)
+            feats[(view, crop)] = grouped_features(data_dir, group_by, variant_spec, store=store, progress=progress)
         return feats[(view, crop)]
 
     out = {}

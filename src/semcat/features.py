@@ -57,6 +57,7 @@ __all__ = [
     "FeatureResult",
     "StoreChoice",
     "check_view",
+    "file_input",
     "open_store",
     "preprocess",
     "feature_key",
@@ -119,6 +120,24 @@ def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) 
         else:
             out[i] = 0.5
     return out
+
+
+def file_input(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_databar: bool = True,
+               view: str = DEFAULT_VIEW) -> np.ndarray:
+    """An image file's bytes → ``spec``'s network input (V, 3, S, S), exactly as extraction makes
+    it (the defaults are :class:`~semcat.featurespec.FeatureSpec`'s; int8 calibration uses it).
+    ``name`` names the file in errors and finds its sidecar; an unreadable file raises
+    :class:`~semcat.errors.ImageReadError`."""
+    return _to_model_input(_file_views(data, name, spec, crop_databar=crop_databar, view=view), spec)
+
+
+def _file_views(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_databar: bool, view: str) -> np.ndarray:
+    """The gray views (V, S, S) of :func:`file_input`: decoded at twice the input size, data bar
+    cropped when asked, then :func:`preprocess`'s steps (3x less memory than the network input)."""
+    from semcat.images import read_image_bytes
+
+    img, _ = read_image_bytes(data, name, crop_databar=crop_databar, max_side=2 * spec.input_size)
+    return _preprocess_gray(img, spec.input_size, spec.interpolation, view)
 
 
 def _to_model_input(gray: np.ndarray, spec: BackboneSpec) -> np.ndarray:
@@ -506,15 +525,14 @@ def _stream(files: list[Path], spec: BackboneSpec, *, runtime: str | Runtime, ba
     def load(path: Path) -> _Item:
         item = _Item(path)
         try:
-            from semcat.images import read_file_bytes, read_image_bytes
+            from semcat.images import read_file_bytes
 
             data = read_file_bytes(path)
             item.sha256 = sha256_bytes(data)
             item.store_id = _store_id(item.sha256, path) if crop_databar else item.sha256
             if store is not None and store.contains(key, [item.store_id], refresh=False):
                 return item
-            img, _ = read_image_bytes(data, path, crop_databar=crop_databar, max_side=2 * spec.input_size)
-            item.gray = _preprocess_gray(img, spec.input_size, spec.interpolation, view)
+            item.gray = _file_views(data, path, spec, crop_databar=crop_databar, view=view)
         except ImageReadError as e:
             item.error = e.problem
         except Exception as e:  # a bad file must never stop the batch

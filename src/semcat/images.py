@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from semcat.semmeta import SemMetadata
 
 __all__ = ["ImageInfo", "read_image", "read_image_bytes", "read_file_bytes", "detect_databar", "to_gray_float",
-           "sniff_format"]
+           "sniff_format", "image_bands"]
 
 MIN_SIDE = 8
 """Images smaller than this on either side are refused: nothing to classify."""
@@ -188,6 +188,55 @@ def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar:
         pixel_size_m=meta.pixel_size_m if meta else None, metadata=meta, databar_source=source,
     )
     return to_gray_float(raw), info
+
+
+def image_bands(data: bytes, name: str | Path = "<bytes>", *, max_pixels: int = 200_000_000,
+                max_decode_bytes: int = MAX_DECODE_BYTES) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
+    """(rows, cols) of an image, data bar included, and its gray samples band by band of rows.
+
+    PNG and TIFF are read in bands of a few MB (:func:`semcat.large_decode.gray_bands`, samples in
+    their own dtype), so any size costs one band of memory; other formats, and files that cannot be
+    read in parts, come as one band: the whole image as :func:`read_image_bytes` decodes it
+    (float in [0, 1], within ``max_decode_bytes``). One file always takes the same path, so the
+    bands of every pass over it share one scale. Raises ``ImageReadError``.
+    """
+    from semcat.large_decode import gray_bands
+
+    fmt = sniff_format(data, name)
+    if fmt in ("PNG", "TIFF"):
+        if fmt == "PNG":
+            header = _png_header(data, name)
+        else:
+            try:
+                with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                    header = _tiff_header(tif, name)
+            except ImageReadError:
+                raise
+            except Exception as exc:  # tifffile raises many types on corrupt headers
+                raise ImageReadError(name, f"corrupt or truncated TIFF header ({exc})") from None
+        _check_size(header, name, max_pixels)
+        bands = gray_bands(data, name, fmt, header.rows, header.cols, max_bytes=max_decode_bytes,
+                           gray=_to_gray, tiff_2d=_tiff_page_to_2d)
+        try:
+            first = next(bands, None)
+        except Exception:  # noqa: BLE001 - not readable in parts (or at all): the whole decode says which
+            first = None
+        if first is not None:
+            return (header.rows, header.cols), _decoded(name, first, bands)
+    img, info = read_image_bytes(data, name, crop_databar=False, max_pixels=max_pixels,
+                                 max_decode_bytes=max_decode_bytes)
+    return info.shape, iter([img])
+
+
+def _decoded(name: str | Path, first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """``first`` then ``rest``, any decoder failure on the way as an ``ImageReadError``."""
+    yield first
+    try:
+        yield from rest
+    except ImageReadError:
+        raise
+    except Exception as exc:  # codecs raise their own types on corrupt data
+        raise ImageReadError(name, f"cannot decode image data ({exc})") from None
 
 
 def _downscale(a: np.ndarray, max_side: int) -> np.ndarray:
@@ -518,19 +567,8 @@ def _decode_tiff(data: bytes, name: str | Path, max_pixels: int,
     except Exception as exc:  # tifffile raises many types on corrupt headers
         raise ImageReadError(name, f"corrupt or truncated TIFF header ({exc})") from None
     with tif:
-        if not tif.pages:
-            raise ImageReadError(name, "TIFF contains no image pages")
-        page = tif.pages.first
-        axes, shape = page.axes, page.shape
-        if "Y" not in axes or "X" not in axes:
-            raise ImageReadError(name, f"TIFF page is not a 2-D image (axes {axes!r}, shape {shape})")
-        rows, cols = shape[axes.index("Y")], shape[axes.index("X")]
-        channels = shape[axes.index("S")] if "S" in axes else 1
-        photometric = int(page.photometric)
-        if photometric == 3:  # palette: reported as the colour it shows
-            channels = 3
-        bits = page.dtype.itemsize * 8 if page.dtype is not None else int(page.bitspersample)
-        header = _Header(rows, cols, channels, bits)
+        header = _tiff_header(tif, name)
+        page, axes = tif.pages.first, tif.pages.first.axes
         _check_size(header, name, max_pixels)
         _check_decode_bytes(header, name, max_decode_bytes)
         end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0)
@@ -547,6 +585,22 @@ def _decode_tiff(data: bytes, name: str | Path, max_pixels: int,
                 raise ImageReadError(name, f"cannot decode TIFF image data ({exc})") from None
     arr = _tiff_page_to_2d(arr, page, axes)
     return arr, header, meta
+
+
+def _tiff_header(tif: tifffile.TiffFile, name: str | Path) -> _Header:
+    """The first page's size, samples per pixel and bits, as a 2-D image (else ``ImageReadError``)."""
+    if not tif.pages:
+        raise ImageReadError(name, "TIFF contains no image pages")
+    page = tif.pages.first
+    axes, shape = page.axes, page.shape
+    if "Y" not in axes or "X" not in axes:
+        raise ImageReadError(name, f"TIFF page is not a 2-D image (axes {axes!r}, shape {shape})")
+    rows, cols = shape[axes.index("Y")], shape[axes.index("X")]
+    channels = shape[axes.index("S")] if "S" in axes else 1
+    if int(page.photometric) == 3:  # palette: reported as the colour it shows
+        channels = 3
+    bits = page.dtype.itemsize * 8 if page.dtype is not None else int(page.bitspersample)
+    return _Header(rows, cols, channels, bits)
 
 
 # Compressions libtiff decodes into the same samples tifffile returns (TIFF tag 259 values):

@@ -29,7 +29,7 @@ from isal import isal_zlib
 from semcat.errors import ImageReadError
 from semcat.semmeta import SemMetadata, parse_tiff_tags
 
-__all__ = ["decode_reduced", "reduction_factor"]
+__all__ = ["decode_reduced", "reduction_factor", "gray_bands", "reduced_bands"]
 
 _BAND_BYTES = 8 << 20
 """Decoded bytes of one band of rows: the memory held beyond the output (plus its copies)."""
@@ -75,9 +75,26 @@ def decode_reduced(data: bytes, name: str | Path, fmt: str, rows: int, cols: int
 
 def _reduce(bands: Iterable[np.ndarray], rows: int, cols: int, k: int, dtype: np.dtype,
             name: str | Path) -> np.ndarray:
-    """Block means of ``k x k`` pixels (partial blocks at the right and bottom edges) of 2-D bands
-    of rows arriving in order; rounded back to ``dtype`` so the gray scale rule stays the caller's."""
+    """Block means of ``k x k`` pixels of 2-D bands of rows arriving in order, as one array;
+    rounded back to ``dtype`` so the gray scale rule stays the caller's."""
     out = np.empty((-(-rows // k), -(-cols // k)), np.float32)
+    done = 0
+    for part in reduced_bands(bands, rows, cols, k, name):
+        out[done:done + len(part)] = part
+        done += len(part)
+    if np.issubdtype(dtype, np.integer):
+        return np.rint(out).astype(dtype)
+    return out
+
+
+def reduced_bands(bands: Iterable[np.ndarray], rows: int, cols: int, k: int,
+                  name: str | Path) -> Iterator[np.ndarray]:
+    """Block means (float32) of ``k x k`` pixels (partial blocks at the right and bottom edges) of
+    2-D bands of rows arriving in order, yielded as bands of output rows as soon as they are whole:
+    the caller holds one band, never the image (the web viewer's tiles are cut from these)."""
+    out_rows = -(-rows // k)
+    if k == 1:  # the samples themselves: no sums to make
+        bands = (band.astype(np.float32) for band in bands)
     starts = np.arange(0, cols, k)
     widths = np.diff(np.append(starts, cols)).astype(np.float64)
     done, pending = 0, None
@@ -87,19 +104,16 @@ def _reduce(bands: Iterable[np.ndarray], rows: int, cols: int, k: int, dtype: np
         whole = band.shape[0] // k * k
         if whole:
             n = whole // k
-            if done + n > out.shape[0]:
+            if done + n > out_rows:
                 break
-            out[done:done + n] = _block_means(band[:whole], k, starts, widths)
+            yield band if k == 1 else _block_means(band[:whole], k, starts, widths).astype(np.float32)
             done += n
         pending = band[whole:] if whole < band.shape[0] else None
-    if pending is not None and done < out.shape[0]:
-        out[done] = _block_means(pending, len(pending), starts, widths)[0]
+    if pending is not None and done < out_rows:
+        yield _block_means(pending, len(pending), starts, widths).astype(np.float32)
         done += 1
-    if done != out.shape[0]:
+    if done != out_rows:
         raise ImageReadError(name, f"truncated image data: {min(rows, done * k):,} of {rows:,} rows decoded")
-    if np.issubdtype(dtype, np.integer):
-        return np.rint(out).astype(dtype)
-    return out
 
 
 def _block_means(band: np.ndarray, k: int, starts: np.ndarray, widths: np.ndarray) -> np.ndarray:
@@ -265,31 +279,52 @@ def _tiff_reduced(data: bytes, name: str | Path, rows: int, cols: int, k: int, m
                   tiff_2d: Callable[[np.ndarray, tifffile.TiffPage, str], np.ndarray],
                   ) -> tuple[np.ndarray, SemMetadata | None]:
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        page = tif.pages.first
-        samples = page.samplesperpixel
-        if page.planarconfig == 2 and samples > 1:
-            raise ImageReadError(name, "TIFF with separate colour planes over the decode budget: "
-                                       "it cannot be read in parts")
-        if page.imagedepth > 1:
-            raise ImageReadError(name, "volume TIFF (image depth > 1) over the decode budget: it cannot be read in parts")
-        axes = "YXS" if samples > 1 else "YX"
-        seg_rows = page.tilelength if page.is_tiled else min(page.rowsperstrip or rows, rows)
-        seg_bytes = seg_rows * (page.tilewidth if page.is_tiled else cols) * samples * page.dtype.itemsize
-        contiguous = page.compression == 1 and bool(page.is_contiguous)
-        if not contiguous and seg_bytes > max_bytes // 4:
-            raise ImageReadError(name, f"TIFF whose compressed strips or tiles decode to {seg_bytes / 2**20:,.0f} MiB each "
-                                       f"is over the decode budget of {max_bytes / 2**20:,.0f} MiB: it cannot be read "
-                                       "in parts")
-        if contiguous:
-            bands = _contiguous_bands(data, page, page.dataoffsets[0], rows, cols, samples)
-        else:
-            bands = _segment_bands(page, rows, cols, samples)
-        gray_bands = (tiff_2d(b if samples > 1 else b[..., 0], page, axes) for b in bands)
+        gray_bands = _tiff_bands(tif.pages.first, data, name, rows, cols, max_bytes, tiff_2d)
         first = next(gray_bands, None)
         if first is None:
             raise ImageReadError(name, "TIFF holds no image data")
         out = _reduce(_chain(first, gray_bands), rows, cols, k, first.dtype, name)
         return out, parse_tiff_tags(tif)
+
+
+def _tiff_bands(page: tifffile.TiffPage, data: bytes, name: str | Path, rows: int, cols: int, max_bytes: int,
+                tiff_2d: Callable[[np.ndarray, tifffile.TiffPage, str], np.ndarray]) -> Iterator[np.ndarray]:
+    """Gray bands of rows of a TIFF page; what cannot be read in parts is refused at the first band."""
+    samples = page.samplesperpixel
+    if page.planarconfig == 2 and samples > 1:
+        raise ImageReadError(name, "TIFF with separate colour planes over the decode budget: "
+                                   "it cannot be read in parts")
+    if page.imagedepth > 1:
+        raise ImageReadError(name, "volume TIFF (image depth > 1) over the decode budget: it cannot be read in parts")
+    axes = "YXS" if samples > 1 else "YX"
+    seg_rows = page.tilelength if page.is_tiled else min(page.rowsperstrip or rows, rows)
+    seg_bytes = seg_rows * (page.tilewidth if page.is_tiled else cols) * samples * page.dtype.itemsize
+    contiguous = page.compression == 1 and bool(page.is_contiguous)
+    if not contiguous and seg_bytes > max_bytes // 4:
+        raise ImageReadError(name, f"TIFF whose compressed strips or tiles decode to {seg_bytes / 2**20:,.0f} MiB each "
+                                   f"is over the decode budget of {max_bytes / 2**20:,.0f} MiB: it cannot be read "
+                                   "in parts")
+    if contiguous:
+        bands = _contiguous_bands(data, page, page.dataoffsets[0], rows, cols, samples)
+    else:
+        bands = _segment_bands(page, rows, cols, samples)
+    for b in bands:
+        yield tiff_2d(b if samples > 1 else b[..., 0], page, axes)
+
+
+def gray_bands(data: bytes, name: str | Path, fmt: str, rows: int, cols: int, *, max_bytes: int,
+               gray: Callable[[np.ndarray], np.ndarray],
+               tiff_2d: Callable[[np.ndarray, tifffile.TiffPage, str], np.ndarray]) -> Iterator[np.ndarray]:
+    """The image's gray samples in their own dtype, band by band of rows from the top (each about
+    ``_BAND_BYTES``); ``ImageReadError`` (at the first band) when it cannot be read in parts.
+    ``gray`` and ``tiff_2d`` as for :func:`decode_reduced`."""
+    if fmt == "PNG":
+        yield from _png_bands(data, name, gray)[0]
+    elif fmt == "TIFF":
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            yield from _tiff_bands(tif.pages.first, data, name, rows, cols, max_bytes, tiff_2d)
+    else:
+        raise ImageReadError(name, f"{fmt} image: it cannot be read in parts")
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -311,7 +346,7 @@ def _segment_bands(page: tifffile.TiffPage, rows: int, cols: int, samples: int) 
     """Strips as they decode; tiles gathered into one band per row of tiles."""
     band: np.ndarray | None = None
     band_top = 0
-    for segment, index, _ in page.segments(maxworkers=1):
+    for segment, index, _ in page.segments(maxworkers=1, buffersize=_BAND_BYTES):  # else 256 MB read ahead
         top, left = index[2], index[3]
         if not page.is_tiled:
             if segment is None:

@@ -21,6 +21,13 @@ Each score is put on a common scale by its median and 90th percentile on held-ou
 known classes, the fused score is the larger of the two, and the threshold is a high quantile of
 the fused score on the held-out images, so about ``1 - quantile`` of known images are flagged.
 
+Cross-fitted (no held-out images), the threshold comes from out-of-fold scores, and the statistics
+kept for scoring are those of the largest fold fit, not of all images: both scores shrink as the
+reference grows (with sample folds, a fit on all images flagged 1.5% of new known samples at 20
+images per class and 1.4% at 200, the largest fold fit 2.4% and 2.2%, for an aim of 3%), so only a
+reference of the folds' size makes the out-of-fold quantile hold for a new sample
+(``benchmarks/results/unknown_threshold.md``).
+
 ``method="knn"`` is the earlier detector (cosine distance to the k-th nearest training feature,
 Sun et al., ICML 2022); models calibrated before the change carry it and still load. On the
 leave-one-category-out benchmark (``benchmarks/ood.py``) the default flags about twice as many
@@ -54,7 +61,7 @@ UNSEEN_CATEGORY_MIN_PER_CLASS = 500
 category in every benchmark draw (``benchmarks/ood.py``; about half with 20); ``calibrate`` warns below it."""
 _FORMAT_VERSION = 3  # tensors of "mahalanobis+maxlogit" (3 adds power, whole_*); "knn" keeps the version-1 layout
 _FITTED = ("reference_", "means_", "precision_", "whole_mean_", "whole_precision_", "logit_w_", "logit_b_",
-           "norm_", "threshold_", "heldout_flagged_", "n_features_in_")
+           "norm_", "threshold_", "heldout_flagged_", "n_features_in_", "n_reference_")
 
 
 def _signed_power(X: np.ndarray, power: float) -> np.ndarray:
@@ -133,6 +140,8 @@ class UnknownDetector:
     reference_ : ndarray of shape (R, D)
         ``knn``: L2-normalised training features.
     n_features_in_ : int
+    n_reference_ : int
+        ``mahalanobis+maxlogit``: training images behind the scores (cross-fitted: the largest fold fit's).
     """
 
     def __init__(self, *, method: str = "mahalanobis+maxlogit", quantile: float = 0.97, shrinkage: float = 0.5,
@@ -157,7 +166,9 @@ class UnknownDetector:
         training features themselves, each scored by a detector fitted on the other folds (so a
         known image is never scored against itself): ``folds`` gives each image's fold
         (``semcat.crossfit.fold_ids``, stratified and group-aware), else 5 random folds (k-NN:
-        leave-one-out). ``heldout_flagged_`` counts the held-out (or out-of-fold) images above the threshold.
+        leave-one-out), and the detector keeps the statistics of the fold fit with the most images
+        (a reference of the size the threshold was measured at; see the module docstring).
+        ``heldout_flagged_`` counts the held-out (or out-of-fold) images above the threshold.
         """
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}.")
@@ -178,8 +189,10 @@ class UnknownDetector:
         if self.method == "knn":
             return self._fit_knn(X, X_val)
         if X_val is None:
-            raw_val = self._out_of_fold_raw(X, y, folds)
-            self._fit_scores(X, y)
+            fold = self._folds(X, folds)
+            raw_val = self._out_of_fold_raw(X, y, fold)
+            keep = fold != np.bincount(fold).argmin()  # the fold fit with the most images
+            self._fit_scores(X[keep], y[keep])
         else:
             self._fit_scores(X, y)
             raw_val = self._raw(check_features(X_val, name="X_val", n_features=X.shape[1]))
@@ -200,6 +213,7 @@ class UnknownDetector:
         self.means_ = means.astype(np.float32)
         self.precision_ = _shrunk_precision(Z - means[yi], self.shrinkage)
         self.n_features_in_ = X.shape[1]
+        self.n_reference_ = len(X)
         if len(classes) >= 2 and self.relative:
             whole = Z.mean(axis=0, keepdims=True)
             self.whole_mean_ = whole.astype(np.float32)
@@ -213,13 +227,15 @@ class UnknownDetector:
             self.logit_w_ = (head.coef_ / scale).astype(np.float32)  # standardisation folded in
             self.logit_b_ = (head.intercept_ - self.logit_w_ @ mean).astype(np.float32)
 
-    def _out_of_fold_raw(self, X: np.ndarray, y: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
+    def _folds(self, X: np.ndarray, folds: np.ndarray | None) -> np.ndarray:
+        """Fold index 0 .. k-1 of each image: ``folds`` renumbered, else 5 random folds."""
+        if folds is None:
+            return np.random.default_rng(self.seed).permutation(len(X)) % min(5, len(X))
+        check_consistent_length(X_train=X, folds=np.asarray(folds))
+        return np.unique(np.asarray(folds), return_inverse=True)[1].reshape(-1)
+
+    def _out_of_fold_raw(self, X: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
         """Raw scores of each training image from a fit that did not see it."""
-        if folds is not None:
-            fold = np.asarray(folds)
-            check_consistent_length(X_train=X, folds=fold)
-        else:
-            fold = np.random.default_rng(self.seed).permutation(len(X)) % min(5, len(X))
         out = np.empty((len(X), 1 + (len(np.unique(y)) >= 2)), np.float64)
         for f in np.unique(fold):
             part = UnknownDetector(shrinkage=self.shrinkage, power=self.power, relative=self.relative)
@@ -296,9 +312,10 @@ class UnknownDetector:
                     "threshold": self.threshold_, "n_reference": len(self.reference_)}
         first = "relative_mahalanobis" if hasattr(self, "whole_mean_") else "mahalanobis"
         scores = [first, "max_logit"][: self.norm_.shape[1]]
-        return {"method": self.method, "quantile": self.quantile, "threshold": self.threshold_,
-                "shrinkage": self.shrinkage, "power": self.power, "relative": hasattr(self, "whole_mean_"),
-                "n_classes": len(self.means_), "scores": scores}
+        out = {"method": self.method, "quantile": self.quantile, "threshold": self.threshold_,
+               "shrinkage": self.shrinkage, "power": self.power, "relative": hasattr(self, "whole_mean_"),
+               "n_classes": len(self.means_), "scores": scores}
+        return out | ({"n_reference": self.n_reference_} if hasattr(self, "n_reference_") else {})
 
     def to_tensors(self) -> dict[str, np.ndarray]:
         """Tensors for ``SemcatModel.extra_tensors`` (safetensors-compatible, no pickle)."""
@@ -308,7 +325,8 @@ class UnknownDetector:
             params = np.array([self.k, self.quantile, self.threshold_, self.max_reference, self.seed], dtype=np.float64)
             return {f"{p}reference": self.reference_, f"{p}params": params}
         out = {f"{p}version": np.array([_FORMAT_VERSION], np.int64),
-               f"{p}params": np.array([self.quantile, self.threshold_, self.shrinkage, self.seed, self.power], np.float64),
+               f"{p}params": np.array([self.quantile, self.threshold_, self.shrinkage, self.seed, self.power,
+                                   getattr(self, "n_reference_", 0)], np.float64),
                f"{p}means": self.means_, f"{p}precision": self.precision_, f"{p}norm": self.norm_}
         if hasattr(self, "logit_w_"):
             out.update({f"{p}logit_w": self.logit_w_, f"{p}logit_b": self.logit_b_})
@@ -350,6 +368,8 @@ class UnknownDetector:
                     self.whole_mean_ = np.asarray(tensors[f"{p}whole_mean"], np.float32)
                     self.whole_precision_ = np.asarray(tensors[f"{p}whole_precision"], np.float32)
                 self.n_features_in_ = self.precision_.shape[1]
+                if len(params) > 5 and params[5] > 0:  # written since the reference matches the folds'
+                    self.n_reference_ = int(params[5])
         except (KeyError, ValueError, IndexError) as exc:
             raise ValueError(
                 f"unknown-detector tensors are missing or malformed ({exc}); expected {p}params with "

@@ -247,7 +247,9 @@ def threshold_summary(calibration: Mapping[str, Any]) -> list[str]:
         flagged = ood.get("heldout_flagged")
         rate = "" if flagged is None else (f": flags {flagged} of {n} known held-out images, "
                                            f"{_pct(flagged / max(n, 1))}{_ci(ood.get('flagged_interval'))}")
-        lines.append(f"unknown threshold {ood['threshold']:.4f}{rate}")
+        ref = (f" (reference: the largest fold's {ood['n_reference']} images)"
+               if held.get("folds") and "n_reference" in ood and ood.get("method") != "knn_cosine" else "")
+        lines.append(f"unknown threshold {ood['threshold']:.4f}{rate}{ref}")
     return lines
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-__all__ = ["pixel_size", "voltage", "working_distance", "magnification", "timestamp", "file_size",
+__all__ = ["pixel_size", "length", "voltage", "working_distance", "magnification", "timestamp", "file_size",
            "short_id", "METADATA_UNITS", "display_value", "display_label", "plural"]
 
 
@@ -26,6 +26,14 @@ def pixel_size(metres: float) -> str:
     """``1.82e-07`` → ``182 nm``; ``2.5e-06`` → ``2.5 µm``; below 1 nm stays in nm (``0.85 nm``)."""
     nm = metres * 1e9
     return f"{_num(nm / 1e3)} µm" if nm >= 1000 else f"{_num(nm)} nm"
+
+
+def length(metres: float) -> str:
+    """A length in nm, µm or mm, whichever reads in 1..999: ``2e-07`` → ``200 nm``, ``0.005`` → ``5 mm``."""
+    for unit, scale in (("mm", 1e-3), ("µm", 1e-6)):
+        if metres >= scale * (1 - 1e-9):
+            return f"{_num(metres / scale)} {unit}"
+    return f"{_num(metres * 1e9)} nm"
 
 
 def voltage(volts: float) -> str:

@@ -81,7 +81,8 @@ def test_swapped_files_are_not_served(tmp_path, figures) -> None:
         outside = tmp_path / f"outside-{rec.sha256[:8]}{path.suffix}"
         shutil.copy(path, outside)
         _swap(kind, path, Path(records[-1].path), outside)
-        for route in (f"/images/{rec.sha256}/file", f"/thumbs/{rec.sha256}.png", f"/images/{rec.sha256}/view.png"):
+        for route in (f"/images/{rec.sha256}/file", f"/thumbs/{rec.sha256}.png", f"/images/{rec.sha256}/view.png",
+                      f"/tiles/{rec.sha256}/info.json", f"/tiles/{rec.sha256}/0/0_0.png"):
             r = c.get(route)
             checked += 1
             if r.status_code != 404 or SECRET_LINE.encode() in r.content or not _one_line_4xx(r):

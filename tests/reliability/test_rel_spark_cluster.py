@@ -242,7 +242,7 @@ class TestOneDriverSession:
         listing = tmp_path / "files.txt"
         listing.write_text("\n".join([*local, str(gone), str(corrupt)]) + "\n", encoding="utf-8")
         out = tmp_path / "out.parquet"
-        s = classify(model_path, listing, out, top_k=TOP_K, spark=spark, progress=False)
+        s = classify(model_path, listing, out=out, top_k=TOP_K, spark=spark, progress=False)
         rows = read_results(out)
         errors = dict(zip(rows["path"], rows["error"]))
         named = sum(bool(errors.get(str(p))) for p in (gone, corrupt))
@@ -284,7 +284,7 @@ class TestOneDriverSession:
         out = tmp_path / "out.parquet"
         result: dict = {}
         job = threading.Thread(target=lambda: result.update(s=classify(
-            model_path, images, out, top_k=TOP_K, spark=spark, progress=False, partitions=len(local) // 2)))
+            model_path, images, out=out, top_k=TOP_K, spark=spark, progress=False, partitions=len(local) // 2)))
         job.start()
         staged = out / "_temporary"
         end = time.monotonic() + 240

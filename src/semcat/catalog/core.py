@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy import text as sql_text
-from sqlalchemy.orm import Session
 
 from semcat.catalog import ingest as _ingest
 from semcat.catalog import search as _search
@@ -80,6 +79,12 @@ def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None
     for i in range(0, len(shas), 1000):
         conn.execute(update(Image).where(Image.sha256.in_(shas[i:i + 1000]))
                      .values(label=label, label_source=source, category=label))
+
+
+_Q_HISTORY_PREDICTIONS = select(Prediction.created, Prediction.model_id, Prediction.top, Prediction.decision,
+                                Prediction.candidates).where(Prediction.sha256 == bindparam("sha"))
+_Q_HISTORY_LABELS = select(Label.created, Label.label, Label.who, Label.source, Label.id).where(
+    Label.sha256 == bindparam("sha"))
 
 
 class Catalog:
@@ -182,11 +187,10 @@ class Catalog:
         events: list[dict[str, Any]] = []
         with self.db.read() as conn:
             sha = _resolve(conn, sha256)
-            session = Session(bind=conn)
-            for pr in session.scalars(select(Prediction).where(Prediction.sha256 == sha)):
+            for pr in conn.execute(_Q_HISTORY_PREDICTIONS, {"sha": sha}):  # Core rows: no ORM objects per image page
                 events.append({"kind": "prediction", "time": pr.created, "model_id": pr.model_id,
                                "top": pr.top, "decision": pr.decision, "candidates": pr.candidates})
-            for lab in session.scalars(select(Label).where(Label.sha256 == sha)):
+            for lab in conn.execute(_Q_HISTORY_LABELS, {"sha": sha}):
                 events.append({"kind": "label", "time": lab.created, "label": lab.label, "who": lab.who,
                                "source": lab.source, "id": lab.id})
         events.sort(key=lambda e: (e["time"], e["kind"] == "label", e.get("id", 0)))

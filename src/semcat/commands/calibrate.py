@@ -90,7 +90,9 @@ def calibrate(
     folds: Annotated[int, typer.Option(min=2, help="Folds of --split crossfit.")] = 5,
     group_by: Annotated[str | None, typer.Option(help="Regex whose first group names the sample in each file "
                                                       "name ('folder': the sub-folder): crossfit folds keep a "
-                                                      "sample's images together (use the train command's).")] = None,
+                                                      "sample's images together (use the train command's). "
+                                                      "Default: file-name series, the name less its shot "
+                                                      "counter (cells34_127.tif -> cells34).")] = None,
     guarantee: Annotated[bool, typer.Option("--guarantee", help="Choose t_auto so that the lower end of the "
                                                                 "auto band's 95% interval meets the target "
                                                                 "(default: the observed precision does).")] = False,
@@ -179,6 +181,7 @@ def _calibrate_crossfit(model: Any, model_path: Path, data: Any, *, folds: int, 
                         target_precision: float, guarantee: bool, quantile: float, out: Path | None) -> None:
     """``--split crossfit``: every image outside the test split, out of fold."""
     from semcat.calibration import calibrate_crossfit
+    from semcat.crossfit import series_groups
     from semcat.ood import UnknownDetector
 
     pool = [s for s in data.samples if s.split != "test"]
@@ -194,14 +197,14 @@ def _calibrate_crossfit(model: Any, model_path: Path, data: Any, *, folds: int, 
     group = {str(s.path): s.group for s in pool}
     _warn_if_few_training_images(labels)
     try:
-        groups = [group[p] for p in ok] if grouped else None
-        cal, warnings = calibrate_crossfit(model, X, labels, groups=groups, folds=folds,
+        groups, warnings = ([group[p] for p in ok], []) if grouped else series_groups(ok, labels)
+        cal, more = calibrate_crossfit(model, X, labels, groups=groups, folds=folds,
                                            target_precision=target_precision, guarantee=guarantee,
                                            detector=UnknownDetector(quantile=quantile))
     except ValueError as exc:
         err_console.print(f"error: {exc}", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(code=1) from None
-    for line in warnings:
+    for line in warnings + more:
         err_console.print(f"warning: {line}", soft_wrap=True, highlight=False, markup=False)
     _finish(model, model_path, cal, out, summary)
 

@@ -150,8 +150,8 @@ def ingest_cmd(
 
         summary = spark_engine.ingest([str(p) for p in inputs], normalize_url(db or default_db_url()),
                                       str(model), master=master, batch_size=batch_size,
-                                      precision=precision.value, chunk_size=chunk_size, conf=spark_conf(conf),
-                                      on_classified=classified)
+                                      precision=precision.value, chunk_size=chunk_size, progress=True,
+                                      conf=spark_conf(conf), on_classified=classified)
     else:
         m = _load_model(model)  # a refused model creates no catalog
         cat = _open(db, create=True)

@@ -27,6 +27,7 @@ from semcat.commands._common import (
 from semcat.engines.spark import DEFAULT_CHUNK
 from semcat.errors import SemcatError
 from semcat.features import VIEWS
+from semcat.quantize import PRESET, RECIPES
 from semcat.view_transforms import AUGMENTATIONS
 
 
@@ -36,6 +37,7 @@ class RuntimeChoice(str, Enum):
     openvino = "openvino"
 
 
+PresetChoice = Enum("PresetChoice", {p: p for p in RECIPES}, type=str)  # NNCF presets of semcat.quantize
 # The views a user picks: semcat.features.VIEWS less the compare baseline and the training augmentations.
 ViewChoice = Enum("ViewChoice", {v: v for v in VIEWS if v != "plain" and v not in AUGMENTATIONS}, type=str)
 
@@ -112,7 +114,8 @@ def features(
                 raise typer.BadParameter("--engine spark needs --out (a Parquet folder)", param_hint="--out")
             from semcat.engines import spark
 
-            summary = spark.features(inputs, out, spec, master=master, chunk_size=chunk_size, conf=spark_conf(conf))
+            summary = spark.features(inputs, out, spec, master=master, chunk_size=chunk_size, progress=True,
+                                     conf=spark_conf(conf))
             typer.echo(json.dumps(dataclasses.asdict(summary), default=str))
             return
         store = FeatureStore()
@@ -155,6 +158,7 @@ def quantize(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local checkpoint (safetensors or torch state dict) for the backbone.", exists=True, dir_okay=False)] = None,
     synthetic: Annotated[int, typer.Option("--synthetic", min=0, help="Synthetic SEM calibration images (all ten categories).")] = 300,
     max_user: Annotated[int, typer.Option("--max-user", min=0, help="At most this many of the --calibration images.")] = 300,
+    preset: Annotated[PresetChoice, typer.Option("--preset", help="NNCF preset: performance (symmetric activations, faster) or mixed (asymmetric activations, the first recipe).")] = PresetChoice[PRESET],
     fp32_depthwise: Annotated[bool, typer.Option("--fp32-depthwise", help="Keep depthwise convolutions in fp32 (closer to fp32 features, slower).")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Quantise again even when the inputs are unchanged.")] = False,
 ) -> None:
@@ -176,7 +180,7 @@ def quantize(
                           f"{' + your images' if calibration else ''}): re-used if its inputs are unchanged, "
                           "else built (a few minutes)", markup=False)
         res = quantize_backbone(spec, calibration, n_synthetic=synthetic, max_user=max_user,
-                                fp32_depthwise=fp32_depthwise, rebuild=rebuild)
+                                preset=preset.value, fp32_depthwise=fp32_depthwise, rebuild=rebuild)
     except SemcatError as e:
         err_console.print(f"error: {e}", markup=False)
         raise typer.Exit(code=1) from None

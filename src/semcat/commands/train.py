@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import track
@@ -42,6 +42,9 @@ from semcat.commands._common import (
 from semcat.commands.features import ViewChoice
 from semcat.engines.spark import DEFAULT_CHUNK
 from semcat.features import DEFAULT_VIEW
+
+if TYPE_CHECKING:
+    from semcat.featurespec import FeatureSpec
 
 
 class Solver(str, Enum):
@@ -231,7 +234,7 @@ def evaluate(
     if cv is CV.groups:
         from semcat.model import load_model
 
-        _cross_group(labelled_dir, group_by, ["semcat"], load_model(model_path).backbone_name, 0,
+        _cross_group(labelled_dir, group_by, ["semcat"], load_model(model_path).spec, 0,
                      out / "cross_group.md" if out else None)
         return
     from semcat.errors import SemcatError
@@ -296,7 +299,13 @@ def compare(
 
     names = [b.strip() for b in backbones.split(",") if b.strip()]
     if cv is CV.groups:
-        _cross_group(data_dir, group_by, [m.strip() for m in methods.split(",") if m.strip()], names[0], seed, out)
+        from semcat.featurespec import FeatureSpec
+
+        try:
+            spec = FeatureSpec.resolve(names[0])
+        except ValueError as exc:
+            _fail(str(exc), code=1)
+        _cross_group(data_dir, group_by, [m.strip() for m in methods.split(",") if m.strip()], spec, seed, out)
         return
     try:
         rows = run_compare(data_dir, names, runs, parse_variants(variants), solver=solver.value,
@@ -318,9 +327,10 @@ def compare(
     typer.echo(md, nl=False)
 
 
-def _cross_group(data_dir: Path, group_by: str | None, methods: list[str], backbone: str, seed: int,
+def _cross_group(data_dir: Path, group_by: str | None, methods: list[str], spec: FeatureSpec, seed: int,
                  out: Path | None) -> None:
-    """Leave-one-group-out of ``methods``: Markdown on stdout, errors on stderr, JSON/Markdown to ``out``."""
+    """Leave-one-group-out of ``methods`` on features of ``spec`` (resolved by the command: the
+    model's or the options'): Markdown on stdout, errors on stderr, JSON/Markdown to ``out``."""
     from semcat._io import atomic_write_text
     from semcat.crossval import cross_group_markdown, run_methods
     from semcat.errors import SemcatError
@@ -328,7 +338,7 @@ def _cross_group(data_dir: Path, group_by: str | None, methods: list[str], backb
     if not group_by:
         _fail("--cv groups needs --group-by: 'folder' (e.g. DIR/<category>/<instrument>/) or a regex with one group.")
     try:
-        res = run_methods(data_dir, group_by, methods, backbone=backbone, seed=seed, progress=True)
+        res = run_methods(data_dir, group_by, methods, spec=spec, seed=seed, progress=True)
     except (SemcatError, ValueError) as exc:
         _fail(str(exc), code=1)
     first = next(iter(res.values()))
@@ -458,8 +468,8 @@ def _classify_spark(model_path: Path, inputs: list[Path], output: Path | None, m
     from semcat.errors import SemcatError
 
     try:
-        res = spark.classify(model_path, [str(p) for p in inputs], output, master=master, top_k=top_k,
-                             precision=precision.value, chunk_size=chunk_size, conf=conf)
+        res = spark.classify(model_path, [str(p) for p in inputs], out=output, master=master, top_k=top_k,
+                             precision=precision.value, chunk_size=chunk_size, progress=True, conf=conf)
     except SemcatError as exc:
         _fail(str(exc), code=1)
     summary = BatchSummary(ok=res.ok, skipped=res.skipped)

@@ -21,7 +21,7 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", callback=finite, min=0.001, help="Largest upload request in MB.")] = 200.0,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes (each uses one CPU core); 2 or more for many concurrent users.")] = 1,
     max_decode_mb: Annotated[float, typer.Option("--max-decode-mb", callback=finite, min=1, max=65536, help="Decode budget in MiB (pixels x channels x bytes per sample): a larger image is decoded band by band, reduced.")] = 256.0,
-    max_decodes: Annotated[int, typer.Option("--max-decodes", min=1, max=64, help="Images decoded at once per server process (thumbnails, uploads); further requests wait.")] = 2,
+    max_decodes: Annotated[int, typer.Option("--max-decodes", min=1, max=64, help="Images decoded at once per server process (thumbnails, viewer tile levels, uploads); further requests wait.")] = 2,
     retrain_every: Annotated[int, typer.Option("--retrain-every", min=0, max=10**9, help="Retrain and calibrate on the confirmed labels in the background after every N confirmations (semcat retrain); the new model goes live for new requests. 0 = never.")] = 50,
     models_dir: Annotated[Path | None, typer.Option("--models-dir", file_okay=False, help="Folder of retrained models; default one per catalogue under $SEMCAT_HOME/models (as semcat retrain).")] = None,
 ) -> None:

@@ -31,14 +31,15 @@ def classify(
 ) -> Iterator[Prediction]:
     """Yield one ``Prediction`` per image found in ``inputs`` (files and folders), in order.
 
-    ``model`` is a ``SemcatModel`` or the path of a ``.semcat`` file; ``precision`` as
-    :meth:`~semcat.model.SemcatModel.use_precision` (a drift from training is a warning), the same
-    leading parameters as :func:`semcat.engines.spark.classify`. Files that cannot be read come
-    out as predictions with ``error`` set; the stream goes on. ``chunk_size`` images are decoded
-    and classified at a time (features come from, and go to, the cache ``store``).
-    ``adapt`` (:data:`semcat.adapt.ADAPT_MODES`): each folder is classified as one batch, its
-    features mapped onto the training statistics first (test-time adaptation, one instrument per
-    folder); predictions then come folder by folder.
+    The engines' shared contract, :class:`semcat.engines.Classify` (the parameters of
+    :func:`semcat.engines.spark.classify` up to ``store``). ``model`` is a ``SemcatModel`` or the
+    path of a ``.semcat`` file; ``precision`` as :meth:`~semcat.model.SemcatModel.use_precision`
+    (a drift from training is a warning). Files that cannot be read come out as predictions with
+    ``error`` set; the stream goes on. ``chunk_size`` images are decoded and classified at a time
+    (features come from, and go to, the cache ``store``).
+    ``adapt`` (:data:`semcat.adapt.ADAPT_MODES`, local only): each folder is classified as one
+    batch, its features mapped onto the training statistics first (test-time adaptation, one
+    instrument per folder); predictions then come folder by folder.
     """
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
 
+    from semcat.features import StoreChoice
     from semcat.featurespec import FeatureSpec
 
 __all__ = [
@@ -207,6 +208,21 @@ def _one_thread() -> None:
     os.environ.setdefault("SEMCAT_THREADS", "1")
 
 
+def _ship_store(store: StoreChoice) -> str | None:
+    """The cache an executor opens, as plain data: None, ``"default"`` (its own machine's) or the
+    absolute folder of a given store (a lock-holding ``FeatureStore`` does not pickle)."""
+    if store is None or (isinstance(store, str) and store == "default"):
+        return store
+    return str(Path(store.root).absolute())
+
+
+def _executor_store(shipped: str | None) -> StoreChoice:
+    """The :func:`_ship_store` choice opened on an executor."""
+    from semcat.features import FeatureStore
+
+    return shipped if shipped in (None, "default") else FeatureStore(shipped)
+
+
 def _cached_model(model_path: str, model_id: str) -> Any:
     model = _MODELS.get(model_id)
     if model is None:
@@ -221,7 +237,7 @@ def _cached_model(model_path: str, model_id: str) -> Any:
     return model
 
 
-def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: bool,
+def _classify_batches(model_path: str, model_id: str, top_k: int, store: str | None,
                       with_features: bool = False, precision: str = "fp32") -> Callable[
     [Iterator[pd.DataFrame]], Iterator[pd.DataFrame]
 ]:
@@ -235,11 +251,11 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
         _one_thread()
         model = _cached_model(model_path, model_id)
         model.use_precision(precision)  # resolved on the driver: every executor computes alike
+        cache = _executor_store(store)
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
             rows = []
-            for pred in model.predict_files(paths, top_k=top_k, store="default" if use_cache else None,
-                                            with_features=with_features):
+            for pred in model.predict_files(paths, top_k=top_k, store=cache, with_features=with_features):
                 row: dict[str, Any] = {"path": pred.path, "sha256": pred.sha256}
                 for i in range(top_k):
                     c, p = pred.top[i] if i < len(pred.top) else (None, None)
@@ -260,7 +276,7 @@ def _classify_batches(model_path: str, model_id: str, top_k: int, use_cache: boo
     return run
 
 
-def _feature_batches(spec: FeatureSpec, use_cache: bool) -> Callable[
+def _feature_batches(spec: FeatureSpec, store: str | None) -> Callable[
     [Iterator[pd.DataFrame]], Iterator[pd.DataFrame]
 ]:
     """The ``mapInPandas`` function for bottleneck extraction: one row per path, errors included.
@@ -272,9 +288,10 @@ def _feature_batches(spec: FeatureSpec, use_cache: bool) -> Callable[
         import pandas as pd
 
         _one_thread()
+        cache = _executor_store(store)
         for batch in batches:
             paths = [str(p) for p in batch["path"]]
-            res = spec.extract(paths, store="default" if use_cache else None)
+            res = spec.extract(paths, store=cache)
             done = {p: (h, v) for p, h, v in zip(res.paths, res.hashes, res.features)}
             err = dict(res.errors)
             rows = []
@@ -408,65 +425,73 @@ def _prepare(inputs: Any, master: str, spark: SparkSession | None,
 def classify(
     model: str | Path,
     inputs: str | Path | Sequence[str | Path],
-    out: str | Path,
     *,
     top_k: int = 3,
     precision: str = "auto",
     chunk_size: int = DEFAULT_CHUNK,
-    progress: bool = True,
+    progress: bool = False,
+    store: StoreChoice = None,
+    out: str | Path | None = None,
     master: str = "local[2]",
     partitions: int | None = None,
-    use_cache: bool = False,
     spark: SparkSession | None = None,
     conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Classify every input image on Spark and append one row per image to a Parquet folder.
 
-    The local engine's :func:`semcat.engines.local.classify` with the same leading parameters,
-    plus ``out`` and the cluster's settings.
+    The engines' shared contract, :class:`semcat.engines.Classify` (the parameters of
+    :func:`semcat.engines.local.classify` up to ``store``), then where the output goes and the
+    cluster's settings.
 
     Parameters
     ----------
     model : path
-        A ``.semcat`` model, at the same path on every executor.
+        A ``.semcat`` model file, at the same path on every executor (executors load it
+        themselves: a ``SemcatModel`` in memory is refused).
     inputs : path or list of paths
         Folder, text file list, Parquet table with a ``path`` column, or image files
         (see :func:`read_inputs`).
-    out : path
-        Parquet folder; columns :func:`classify_schema`. Existing error-free rows are kept and
-        their images skipped.
-    master : str
-        ``local[N]``, ``spark://host:7077``, ``yarn``...; ignored when ``spark`` is given.
     top_k : int
         Classes kept per image, best first.
-    chunk_size : int
-        Paths per Spark job: the unit of progress and of work lost on Ctrl-C.
-    partitions : int or None
-        Tasks per chunk; None = one per core at least and about 128 images per task, so a
-        large chunk's stragglers balance out and a small chunk pays few per-task costs.
-    use_cache : bool
-        Executors read/write the feature cache (``SEMCAT_HOME``); only with a cache on a
-        shared filesystem, or each node keeps its own.
-    spark : SparkSession or None
-        Reuse a running session (then it is not stopped).
     precision : str
         Feature precision, as :meth:`semcat.model.SemcatModel.use_precision` (decided here, on
         the driver; executors need the int8 model built under their ``SEMCAT_HOME``).
+    chunk_size : int
+        Paths per Spark job: the unit of progress and of work lost on Ctrl-C.
+    progress : bool
+        A progress bar on stderr, advanced per finished chunk.
+    store : None, "default" or FeatureStore
+        The executors' feature cache: None (default) computes every image; ``"default"`` is
+        each node's own cache (``SEMCAT_HOME``); a ``FeatureStore`` is opened by every executor
+        at its folder, so only one on a shared filesystem.
+    out : path or None
+        Parquet folder; columns :func:`classify_schema`. Existing error-free rows are kept and
+        their images skipped. Default ``$SEMCAT_HOME/spark/classify-<model id>``.
+    master : str
+        ``local[N]``, ``spark://host:7077``, ``yarn``...; ignored when ``spark`` is given.
+    partitions : int or None
+        Tasks per chunk; None = one per core at least and about 128 images per task, so a
+        large chunk's stragglers balance out and a small chunk pays few per-task costs.
+    spark : SparkSession or None
+        Reuse a running session (then it is not stopped).
     conf : dict or None
         Extra Spark settings for a session started here, e.g. ``{"spark.archives":
         "env.tar.gz#environment"}`` to ship a packed environment (see :mod:`semcat.engines.packenv`).
     """
-    from semcat.model import load_model
+    from semcat.model import SemcatModel, load_model
 
+    if isinstance(model, SemcatModel):
+        raise TypeError("spark.classify needs the model's file path: executors load the model themselves.")
     model_path = Path(model).absolute()
-    model = load_model(model_path)  # fail early, on the driver, for a bad model
-    model_id = model.model_id
-    run_at_precision(model, precision)
+    loaded = load_model(model_path)  # fail early, on the driver, for a bad model
+    run_at_precision(loaded, precision)
+    out = Path(out) if out is not None else _default_out("classify", loaded.model_id)
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
-        fn = _classify_batches(str(model_path), model_id, int(top_k), use_cache, precision=model.spec.precision)
-        ok, failed, skipped = _run_chunks(session, paths, Path(out), fn, classify_schema(int(top_k)),
+        fn = _classify_batches(str(model_path), loaded.model_id, int(top_k), _ship_store(store),
+                               precision=loaded.spec.precision)
+        ok, failed, skipped = _run_chunks(session, paths, out, fn, classify_schema(int(top_k)),
                                           chunk_size=chunk_size, partitions=partitions,
                                           progress=progress, what="classify (spark)")
         used = session.sparkContext.master
@@ -474,6 +499,13 @@ def classify(
         if own:
             session.stop()
     return SparkSummary(len(paths), ok, failed, skipped, str(out), time.perf_counter() - t0, used)
+
+
+def _default_out(what: str, model_id: str) -> Path:
+    """Where a job writes without ``out``: under ``$SEMCAT_HOME/spark``, one folder per model (resume)."""
+    from semcat.config import semcat_home
+
+    return semcat_home() / "spark" / f"{what}-{model_id[:16]}"
 
 
 def features(
@@ -484,16 +516,17 @@ def features(
     master: str = "local[2]",
     chunk_size: int = DEFAULT_CHUNK,
     partitions: int | None = None,
-    use_cache: bool = False,
-    progress: bool = True,
+    store: StoreChoice = None,
+    progress: bool = False,
     spark: SparkSession | None = None,
     conf: dict[str, str] | None = None,
 ) -> SparkSummary:
     """Extract bottleneck features on Spark into a Parquet folder (columns :data:`FEATURES_SCHEMA`).
 
-    Same inputs, chunking, resume and ``conf`` as :func:`classify`; ``spec`` says how images become
-    features (:class:`semcat.featurespec.FeatureSpec`, resolved here on the driver; default
-    ``FeatureSpec.resolve(precision="auto")``) and is shipped to the executors as it is.
+    Same inputs, chunking, resume, ``store``, ``progress`` and ``conf`` as :func:`classify`;
+    ``spec`` says how images become features (:class:`semcat.featurespec.FeatureSpec`, resolved
+    here on the driver; default ``FeatureSpec.resolve(precision="auto")``) and is shipped to the
+    executors as it is.
     """
     from semcat.featurespec import FeatureSpec
 
@@ -501,7 +534,7 @@ def features(
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
-        ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(spec, use_cache),
+        ok, failed, skipped = _run_chunks(session, paths, Path(out), _feature_batches(spec, _ship_store(store)),
                                           FEATURES_SCHEMA, chunk_size=chunk_size,
                                           partitions=partitions, progress=progress,
                                           what="features (spark)")
@@ -566,7 +599,7 @@ def ingest(
     top_k: int = 3,
     batch_size: int = 64,
     chunk_size: int = DEFAULT_CHUNK,
-    progress: bool = True,
+    progress: bool = False,
     spark: SparkSession | None = None,
     precision: str = "auto",
     conf: dict[str, str] | None = None,
@@ -586,17 +619,16 @@ def ingest(
     import pyarrow.dataset as ds
 
     from semcat.catalog import IngestSummary, open_catalog
-    from semcat.config import semcat_home
     from semcat.model import load_model
 
     model_path = Path(model_path).absolute()
     model = load_model(model_path)
     run_at_precision(model, precision)
-    out = Path(out) if out is not None else semcat_home() / "spark" / f"ingest-{model.model_id[:16]}"
+    out = Path(out) if out is not None else _default_out("ingest", model.model_id)
     t0 = time.perf_counter()
     session, own, paths = _prepare(inputs, master, spark, conf)
     try:
-        fn = _classify_batches(str(model_path), model.model_id, int(top_k), False, with_features=True,
+        fn = _classify_batches(str(model_path), model.model_id, int(top_k), None, with_features=True,
                                precision=model.spec.precision)
         ok, failed, skipped = _run_chunks(session, paths, out, fn, classify_schema(int(top_k), True),
                                           chunk_size=chunk_size, partitions=None, progress=progress,

@@ -5,10 +5,12 @@ OpenAPI docs of the JSON routes are at ``/docs``. Images are only ever addressed
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+import anyio.to_thread
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -20,13 +22,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from semcat import __version__, units
 from semcat._storage import storage_problem
-from semcat.web import browse, catalog_map, dashboard, login, retraining, review, upload
+from semcat.web import browse, catalog_map, dashboard, login, retraining, review, tiles, upload
 from semcat.web.apidocs import add_api_docs
 from semcat.web.context import WebState, is_api, template_dir
 from semcat.web.security import AuthMiddleware, BodyLimitMiddleware, Revoked, SessionSigner, load_secret
 from semcat.web.settings import Settings
 
 HTML, API = "html", "api"
+REQUEST_THREADS = 8
+"""Threads a server process runs blocking request work in (catalog queries, file reads, decodes).
+
+Python runs one thread at a time: 40 threads (anyio's default) sharing one core made every request
+wait through the others' switches (a label write held the SQLite write lock meanwhile), and outgrew
+the connection pool, so connections were opened and closed per request. A few threads still overlap
+waits on PostgreSQL and the disk; requests beyond them queue, in order. At most the catalog's
+``semcat.catalog.db.POOL_SIZE``.
+"""
 
 # (methods, path, view, kind) — kind "html" routes are left out of the OpenAPI schema.
 ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
@@ -37,6 +48,8 @@ ROUTES: list[tuple[list[str], str, Callable[..., Any], str]] = [
     (["GET"], "/thumbs/{sha256}.png", browse.thumbnail, API),
     (["GET"], "/images/{sha256}/view.png", browse.full_view, API),
     (["GET"], "/images/{sha256}/file", browse.original, API),
+    (["GET"], "/tiles/{sha256}/info.json", tiles.tile_info, API),
+    (["GET"], "/tiles/{sha256}/{level:int}/{x:int}_{y:int}.png", tiles.tile, API),
     (["POST"], "/images/{sha256}/label", review.confirm_label, HTML),
     (["POST"], "/api/images/{sha256}/label", review.confirm_label, API),
     (["POST"], "/images/{sha256}/label/undo", review.undo_label, HTML),
@@ -105,7 +118,7 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None) -> Fast
         store_read_only = sqlite_read_only(settings.db_url)  # e.g. a SQLite file on a read-only share
         settings = replace(settings, read_only=settings.read_only or store_read_only)
         catalog = open_catalog(settings.db_url, read_only=store_read_only)
-    app = FastAPI(title="semcat", version=__version__, docs_url=None, redoc_url=None,
+    app = FastAPI(title="semcat", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan,
                   description="Browse, search and review a catalogue of SEM images. "
                               "Every HTML page has a JSON twin under /api/.")
     add_api_docs(app)  # Swagger UI / ReDoc from the package, not a CDN
@@ -123,6 +136,13 @@ def create_app(settings: Settings | None = None, *, catalog: Any = None) -> Fast
     app.add_middleware(AuthMiddleware, settings=settings, signer=app.state.signer, revoked=app.state.revoked)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run blocking request work in ``REQUEST_THREADS`` threads (anyio's default is 40)."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+    yield
 
 
 def app_from_env() -> FastAPI:

@@ -28,7 +28,7 @@ def after_confirmations(st: WebState) -> None:
     every = st.settings.retrain_every
     if every <= 0 or st.settings.read_only:
         return
-    folder = st.settings.retrain_dir
+    folder = st.retrain_dir
     if retrain.next_due(st.catalog.confirmation_count(), folder, every) == 0:
         child = retrain.start_background(st.settings.db_url, folder, base=st.settings.model_path)
         if child is not None:
@@ -39,7 +39,7 @@ def model_info(st: WebState) -> dict[str, Any]:
     """The live model (version, file, trained when, on how many labels, calibration) and the retrain state."""
     from semcat import retrain
 
-    folder = st.settings.retrain_dir
+    folder = st.retrain_dir
     entry = retrain.live(folder) if retrain.live_model_file(folder) else None
     model = st.model()
     if entry is None and model is not None:  # the --model the server was started with

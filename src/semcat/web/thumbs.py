@@ -35,24 +35,34 @@ def cache_path(sha256: str, kind: str, root: Path | None = None) -> Path:
 
 
 def display_png(img: np.ndarray, max_side: int) -> bytes:
-    """Encode a gray float image in [0, 1] as an 8-bit PNG, contrast-stretched, longer side ≤ ``max_side``.
-
-    The stretch maps the 0.5th..99.5th percentiles to black..white so dim 16-bit or low-contrast
-    images stay visible; a flat image is shown as mid-gray rather than amplified noise.
-    """
+    """Encode a gray float image in [0, 1] as an 8-bit PNG, contrast-stretched, longer side ≤ ``max_side``."""
     rows, cols = img.shape
     scale = max_side / max(rows, cols)
     if scale < 1:
         img = cv2.resize(img, (max(1, round(cols * scale)), max(1, round(rows * scale))),
                          interpolation=cv2.INTER_AREA)
+    return encode_png(stretched(img, *stretch_limits(img)))
+
+
+def stretch_limits(img: np.ndarray) -> tuple[float, float]:
+    """The contrast stretch of an image: its 0.5th and 99.5th percentiles, shown black and white,
+    so dim 16-bit or low-contrast images stay visible (the viewer's tiles share one pair per image)."""
     lo, hi = np.percentile(img, (0.5, 99.5))
-    if hi - lo < 1e-6:
-        out = np.full(img.shape, 128, np.uint8)
-    else:
-        out = (np.clip((img - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8)
-    ok, buf = cv2.imencode(".png", out)
+    return float(lo), float(hi)
+
+
+def stretched(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """8-bit gray of ``img`` with ``lo``..``hi`` mapped to black..white; a flat image (``hi`` ≈ ``lo``)
+    is mid-gray rather than amplified noise."""
+    if hi - lo < 1e-6 * max(1.0, abs(hi)):
+        return np.full(img.shape, 128, np.uint8)
+    return (np.clip((img - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def encode_png(gray8: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", gray8)
     if not ok:
-        raise ValueError(f"PNG encoding failed for an image of shape {img.shape}")
+        raise ValueError(f"PNG encoding failed for an image of shape {gray8.shape}")
     return buf.tobytes()
 
 

@@ -100,8 +100,10 @@ def _analyse(request: Request, name: str, data: bytes) -> dict[str, Any]:
         result.update(shape=list(info.shape), bit_depth=info.bit_depth, channels=info.channels,
                       databar_rows=info.databar_rows, pixel_size_m=info.pixel_size_m, metadata=meta)
         model = st.model()
-        if model is not None:
-            pred = model.predict([staged], top_k=3)[0]
+        if model is not None:  # the front door of `semcat classify`: its precision, preprocessing and cache
+            from semcat.engines.local import classify
+
+            pred = next(classify(model, [staged], top_k=3))
             result.update(prediction=pred.to_dict())
             if pred.error:
                 result["error"] = pred.error
