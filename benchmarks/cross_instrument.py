@@ -88,7 +88,9 @@ def main() -> int:
            "line(s) skipped"] if a.from_log else []),
         *(f"- note: {n}" for n in a.note),
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
-        f"charging streaks) x 10 categories x {a.per_class} images, {a.size} px PNG; a new set per draw",
+        f"charging streaks, higher magnification) x 10 categories x {a.per_class} images, {a.size} px TIFF with the pixel "
+        "size in the vendor tag (each category's structures one physical size: pixel size = its reference field / "
+        "(pixels x zoom)); a new set per draw",
         "- methods (`semcat.crossval.METHODS`): semcat = the default (softmax head on the centre crop, data bar "
         "cropped, L2 penalty chosen by 5-fold CV as `semcat train` does, each feature's variance shrunk halfway to the "
         "median variance); -fullstd = the same head with every feature standardised to unit variance (the default before "
@@ -101,7 +103,11 @@ def main() -> int:
         "+tta4 = features of the 4 rotations averaged, in training and test; +adapt-* = the default head, and "
         "the classified batch mapped onto the training statistics (`semcat classify --adapt`): group = its mean and "
         "std, balanced = the mean of its predicted classes' means (2 iterations), scale = its spread around the "
-        "training mean only, classwise = a shift, each predicted class's mean against that class's training mean",
+        "training mean only, classwise = a shift, each predicted class's mean against that class's training mean; "
+        "+scale = scale normalisation with the pixel size (`--scale auto`: the centre crop over a fixed physical "
+        "width, input pixel size = the median of the draw's images, crop side clamped to 1/3-1.5x the image); "
+        "+ms3 = multi-scale crops (the crop, its central 71% and 50%, features averaged): what images without a "
+        "pixel size could use",
         "",
         ("| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
          "| left out, batches of 2 classes (%) | left out, batches of 1 class (%) |"),

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from semcat.cli import app
 from semcat.crossval import fit_plain, fit_semcat, leave_one_group_out, within_groups
 from semcat.synth.instruments import draw_instruments, render_instrument_image, write_instrument_set
+from semcat.synth.metadata import reference_field_m
 
 runner = CliRunner()
 CATS = ["Particles", "Nanowires", "Patterned_surface"]
@@ -45,20 +46,22 @@ def test_instrument_set_layout_and_category_independent_styles(inst_set: Path, t
     rows = list(csv.DictReader((inst_set / "images.csv").open()))
     assert len(rows) == 3 * 3 * 3 and all((inst_set / r["path"]).is_file() for r in rows)
     assert {r["instrument"] for r in rows} == {"inst0", "inst1", "inst2"}
-    # each shot's style (here its pixel size) depends on the instrument and index, never the category
+    # each shot's style (here its magnification) depends on the instrument and index, never the
+    # category; the pixel size is the category's physical field over the pixels it is drawn across
     by_shot: dict[tuple[str, str], set[str]] = {}
     for r in rows:
-        by_shot.setdefault((r["instrument"], Path(r["path"]).name), set()).add(r["pixel_nm"])
+        zoom = reference_field_m(r["category"]) * 1e9 / (96 * float(r["pixel_nm"]))
+        by_shot.setdefault((r["instrument"], Path(r["path"]).name), set()).add(f"{zoom:.4f}")
     assert all(len(v) == 1 for v in by_shot.values())
-    assert len({r["pixel_nm"] for r in rows if r["instrument"] == "inst0"}) == 3  # a magnification range
+    assert len({r["pixel_nm"] for r in rows if r["instrument"] == "inst0"}) == 3 * 3  # a magnification range
     # the same seed writes byte-identical files
     again = tmp_path / "again"
     write_instrument_set(again, instruments=3, per_class=1, size=96, seed=5, categories=CATS[:1])
-    for p in again.rglob("*.png"):
+    for p in again.rglob("*.tif"):
         assert p.read_bytes() == (inst_set / p.relative_to(again)).read_bytes()
     result = runner.invoke(app, ["synth", str(tmp_path / "cli"), "--instruments", "2", "--per-class", "1", "--size", "64"])
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "cli").rglob("*.png"))) == 2 * 10 and "inst1,BSE," in (tmp_path / "cli" / "instruments.csv").read_text()
+    assert len(list((tmp_path / "cli").rglob("*.tif"))) == 2 * 10 and "inst1,BSE," in (tmp_path / "cli" / "instruments.csv").read_text()
 
 
 def _shifted(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:

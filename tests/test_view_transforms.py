@@ -20,7 +20,7 @@ def _frame(seed: int = 0) -> np.ndarray:
 def test_each_view_is_gray_in_range_with_its_own_cache_key(view: str) -> None:
     out = _preprocess_gray(_frame(), 64, "bicubic", view)
     assert out.dtype == np.float32 and out.shape[1:] == (64, 64)
-    assert out.shape[0] == (4 if view == "tta4" else 1)
+    assert out.shape[0] == {"tta4": 4, "ms3": 3}.get(view, 1)
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     assert view in VIEWS and feature_key("efficientnet_lite0", view=view) != feature_key("efficientnet_lite0")
 

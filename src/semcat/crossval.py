@@ -139,7 +139,9 @@ class Method:
     ``augment``: views whose features join the training rows (feature-space augmentation);
     ``test_view``: the view classified (test-time augmentation), default ``view``;
     ``group_standardize``: features standardised per group (the test group by its own batch);
-    ``adapt``: a :data:`semcat.adapt.ADAPT_MODES` mode applied to each classified batch at test time.
+    ``adapt``: a :data:`semcat.adapt.ADAPT_MODES` mode applied to each classified batch at test time;
+    ``scale``: scale normalisation with the pixel size (:mod:`semcat.physical_scale`) at the ``auto``
+    target of the whole folder (pixel sizes only, no labels: one feature extraction per draw).
     """
 
     name: str
@@ -150,6 +152,7 @@ class Method:
     augment: tuple[str, ...] = ()
     test_view: str | None = None
     adapt: str | None = None
+    scale: bool = False
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -174,6 +177,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat+adapt-balanced", fit_semcat, adapt="balanced"),
     Method("semcat+adapt-scale", fit_semcat, adapt="scale"),
     Method("semcat+adapt-classwise", fit_semcat, adapt="classwise"),
+    # scale normalisation with the pixel size (a physical crop), images without one as today
+    Method("semcat+scale", fit_semcat, scale=True),
+    Method("semcat+scale+tta4", fit_semcat, view="tta4", scale=True),
+    Method("semcat+ms3", fit_semcat, view="ms3"),  # multi-scale crops: for images without a pixel size
 )}
 
 
@@ -319,19 +326,22 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
-    feats: dict[tuple[str, bool], GroupedFeatures] = {}
+    feats: dict[tuple[str, bool, bool], GroupedFeatures] = {}
+    targets: dict[bool, float | None] = {}
 
-    def variant(view: str, crop: bool) -> GroupedFeatures:
-        if (view, crop) not in feats:
-            variant_spec = replace(base, view=view, crop_databar=crop)
-            feats[(view, crop)] = grouped_features(data_dir, group_by, variant_spec, store=store, progress=progress)
-        return feats[(view, crop)]
+    def variant(view: str, crop: bool, scale: bool = False) -> GroupedFeatures:
+        if (view, crop, scale) not in feats:
+            if scale and crop not in targets:
+                targets[crop] = folder_scale_nm(data_dir, base.backbones[0].input_size, crop)
+            variant_spec = replace(base, view=view, crop_databar=crop, scale_nm=targets[crop] if scale else None)
+            feats[(view, crop, scale)] = grouped_features(data_dir, group_by, variant_spec, store=store, progress=progress)
+        return feats[(view, crop, scale)]
 
     out = {}
     for name in methods:
         m = METHODS[name]
-        f = variant(m.view, m.crop_databar)
-        others = [_aligned(variant(v, m.crop_databar), f) for v in (*m.augment, m.test_view or m.view)]
+        f = variant(m.view, m.crop_databar, m.scale)
+        others = [_aligned(variant(v, m.crop_databar, m.scale), f) for v in (*m.augment, m.test_view or m.view)]
         run = within_groups if protocol == "within" else partial(leave_one_group_out, batch_classes=PROTOCOLS[protocol])
         res = run(f.X, f.y, f.groups, f.classes, m.fit, seed=seed, group_standardize=m.group_standardize,
                   extra=others[:-1], X_test=others[-1] if m.test_view else None, adapt=m.adapt)
@@ -339,6 +349,14 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
         res["ungrouped"] = f.ungrouped
         out[name] = res
     return out
+
+
+def folder_scale_nm(data_dir: str | Path, size: int, crop_databar: bool = True) -> float | None:
+    """The ``auto`` physical scale (:func:`semcat.physical_scale.auto_scale_nm`) of a folder's images."""
+    from semcat._io import iter_image_files
+    from semcat.physical_scale import files_scale_nm
+
+    return files_scale_nm(list(iter_image_files([data_dir])), size, crop_databar)
 
 
 def _aligned(other: GroupedFeatures, base: GroupedFeatures) -> np.ndarray:

@@ -75,6 +75,8 @@ DEFAULT_VIEW = "center"
 """The paper's single centre crop; ``benchmarks/views.py`` measures full and tiles5 against it."""
 PREPROCESS_VERSION = 1
 """Bump when preprocessing changes its output: every cache key changes with it."""
+SCALE_VERSION = 1
+"""Part of a physically scaled key (:mod:`semcat.physical_scale`): bump when its crop changes."""
 _LOW_PCT, _HIGH_PCT = 0.5, 99.5
 _PCT_SAMPLES = 1 << 18  # percentiles from at most ~262k pixels (a strided subsample)
 
@@ -123,21 +125,30 @@ def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) 
 
 
 def file_input(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_databar: bool = True,
-               view: str = DEFAULT_VIEW) -> np.ndarray:
+               view: str = DEFAULT_VIEW, scale_nm: float | None = None) -> np.ndarray:
     """An image file's bytes → ``spec``'s network input (V, 3, S, S), exactly as extraction makes
     it (the defaults are :class:`~semcat.featurespec.FeatureSpec`'s; int8 calibration uses it).
     ``name`` names the file in errors and finds its sidecar; an unreadable file raises
     :class:`~semcat.errors.ImageReadError`."""
-    return _to_model_input(_file_views(data, name, spec, crop_databar=crop_databar, view=view), spec)
+    return _to_model_input(_file_views(data, name, spec, crop_databar=crop_databar, view=view, scale_nm=scale_nm)[0],
+                           spec)
 
 
-def _file_views(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_databar: bool, view: str) -> np.ndarray:
+def _file_views(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_databar: bool, view: str,
+                scale_nm: float | None = None) -> tuple[np.ndarray, bool]:
     """The gray views (V, S, S) of :func:`file_input`: decoded at twice the input size, data bar
-    cropped when asked, then :func:`preprocess`'s steps (3x less memory than the network input)."""
+    cropped when asked, with ``scale_nm`` the physical crop of :func:`semcat.physical_scale.scale_crop`,
+    then :func:`preprocess`'s steps (3x less memory than the network input); and whether the
+    image was scale-normalised (False: no pixel size, today's view)."""
     from semcat.images import read_image_bytes
+    from semcat.physical_scale import scale_crop
 
-    img, _ = read_image_bytes(data, name, crop_databar=crop_databar, max_side=2 * spec.input_size)
-    return _preprocess_gray(img, spec.input_size, spec.interpolation, view)
+    img, info = read_image_bytes(data, name, crop_databar=crop_databar, max_side=2 * spec.input_size)
+    scaled = False
+    if scale_nm is not None and info.pixel_size_m:
+        img = scale_crop(img, info.pixel_size_m * 1e9 * info.shape[1] / img.shape[1], scale_nm, spec.input_size)
+        scaled = True
+    return _preprocess_gray(img, spec.input_size, spec.interpolation, view), scaled
 
 
 def _to_model_input(gray: np.ndarray, spec: BackboneSpec) -> np.ndarray:
@@ -217,22 +228,25 @@ def _resize(img: np.ndarray, size: int, interpolation: str) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=flag)
 
 
-def feature_key(spec: BackboneSpec | str, *, crop_databar: bool = True, view: str = DEFAULT_VIEW) -> str:
+def feature_key(spec: BackboneSpec | str, *, crop_databar: bool = True, view: str = DEFAULT_VIEW,
+                scale_nm: float | None = None) -> str:
     """Cache key: backbone + weights + preprocessing (view, data-bar crop, contrast rule).
 
     Readable prefix, then a hash of the full signature (also stored in the key's ``key.json``).
     """
     spec = get_backbone(spec) if isinstance(spec, str) else spec
     check_view(view)
-    return f"{spec.name}-{view}-{hashlib.sha256(key_signature(spec, crop_databar, view).encode()).hexdigest()[:16]}"
+    sig = key_signature(spec, crop_databar, view, scale_nm)
+    return f"{spec.name}-{view}{'' if scale_nm is None else '-scaled'}-{hashlib.sha256(sig.encode()).hexdigest()[:16]}"
 
 
-def key_signature(spec: BackboneSpec, crop_databar: bool, view: str) -> str:
+def key_signature(spec: BackboneSpec, crop_databar: bool, view: str, scale_nm: float | None = None) -> str:
     """The full signature behind :func:`feature_key` (stored in the key's ``key.json``)."""
     return (f"{spec.signature()}|view={view}|databar={'crop' if crop_databar else 'keep'}"
             f"|contrast={'dtype' if view == 'plain' else f'p{_LOW_PCT:g}-p{_HIGH_PCT:g}'}"
             f"|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}"
-            + (f"|transforms=v{VERSIONS[view]}" if view in VERSIONS else ""))
+            + (f"|transforms=v{VERSIONS[view]}" if view in VERSIONS else "")
+            + ("" if scale_nm is None else f"|scale={scale_nm:.6g}nm-v{SCALE_VERSION}"))
 
 
 def _quantisation(spec: BackboneSpec) -> str:
@@ -474,6 +488,7 @@ class FeatureResult:
     computed: int = 0  # images that went through the backbone
     cached: int = 0  # images served from the FeatureStore
     key: str = ""
+    unscaled: list[str] = field(default_factory=list)  # with a physical scale: files without a pixel size
 
 
 @dataclass
@@ -483,6 +498,7 @@ class _Item:
     gray: np.ndarray | None = None  # (V, S, S) when it must be computed
     error: str | None = None
     store_id: str | None = None  # the FeatureStore's key for it: sha256, or with its sidecar's (_store_id)
+    unscaled: bool = False  # a physical scale was asked and the file has no pixel size
 
 
 def iter_features(
@@ -494,6 +510,7 @@ def iter_features(
     store: StoreChoice = "default",
     crop_databar: bool = True,
     view: str = DEFAULT_VIEW,
+    scale_nm: float | None = None,
     progress: bool = True,
     workers: int | None = None,
     chunk_size: int = 1024,
@@ -508,19 +525,20 @@ def iter_features(
     """
     files = list(iter_image_files([paths] if isinstance(paths, (str, Path)) else paths))
     yield from _stream(files, get_backbone(backbone), runtime=runtime, batch_size=batch_size, store=open_store(store),
-                       crop_databar=crop_databar, view=view, progress=progress, workers=workers, chunk_size=chunk_size)
+                       crop_databar=crop_databar, view=view, scale_nm=scale_nm, progress=progress, workers=workers,
+                       chunk_size=chunk_size)
 
 
 def _stream(files: list[Path], spec: BackboneSpec, *, runtime: str | Runtime, batch_size: int,
             store: FeatureStore | None, crop_databar: bool, view: str, progress: bool, workers: int | None,
-            chunk_size: int) -> Iterator[FeatureResult]:
+            chunk_size: int, scale_nm: float | None = None) -> Iterator[FeatureResult]:
     """:func:`iter_features` over image files already listed (no folder walk)."""
-    key = feature_key(spec, crop_databar=crop_databar, view=view)
+    key = feature_key(spec, crop_databar=crop_databar, view=view, scale_nm=scale_nm)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     if store is not None:
         store.contains(key, [])  # load the index once; workers then query it without re-listing
-    info = {"signature": key_signature(spec, crop_databar, view)}
+    info = {"signature": key_signature(spec, crop_databar, view, scale_nm)}
 
     def load(path: Path) -> _Item:
         item = _Item(path)
@@ -529,10 +547,16 @@ def _stream(files: list[Path], spec: BackboneSpec, *, runtime: str | Runtime, ba
 
             data = read_file_bytes(path)
             item.sha256 = sha256_bytes(data)
-            item.store_id = _store_id(item.sha256, path) if crop_databar else item.sha256
+            # a sidecar can hold the data-bar height and the pixel size: part of the id when either is used
+            item.store_id = _store_id(item.sha256, path) if crop_databar or scale_nm else item.sha256
             if store is not None and store.contains(key, [item.store_id], refresh=False):
+                if scale_nm is not None:
+                    from semcat.physical_scale import has_pixel_size
+
+                    item.unscaled = not has_pixel_size(data, path)
                 return item
-            item.gray = _file_views(data, path, spec, crop_databar=crop_databar, view=view)
+            item.gray, scaled = _file_views(data, path, spec, crop_databar=crop_databar, view=view, scale_nm=scale_nm)
+            item.unscaled = scale_nm is not None and not scaled
         except ImageReadError as e:
             item.error = e.problem
         except Exception as e:  # a bad file must never stop the batch
@@ -587,6 +611,7 @@ def extract_features(
     store: StoreChoice = "default",
     crop_databar: bool = True,
     view: str = DEFAULT_VIEW,
+    scale_nm: float | None = None,
     progress: bool = True,
     workers: int | None = None,
 ) -> FeatureResult:
@@ -596,7 +621,7 @@ def extract_features(
     """
     files = list(iter_image_files([paths] if isinstance(paths, (str, Path)) else paths))
     return extract_files(files, backbone, runtime=runtime, batch_size=batch_size, store=store,
-                         crop_databar=crop_databar, view=view, progress=progress, workers=workers)
+                         crop_databar=crop_databar, view=view, scale_nm=scale_nm, progress=progress, workers=workers)
 
 
 def extract_files(
@@ -608,6 +633,7 @@ def extract_files(
     store: StoreChoice = "default",
     crop_databar: bool = True,
     view: str = DEFAULT_VIEW,
+    scale_nm: float | None = None,
     progress: bool = True,
     workers: int | None = None,
 ) -> FeatureResult:
@@ -615,7 +641,7 @@ def extract_files(
     spec = get_backbone(backbone)
     parts = list(_stream([Path(p) for p in files], spec, runtime=runtime, batch_size=batch_size,
                          store=open_store(store), crop_databar=crop_databar, view=view, progress=progress,
-                         workers=workers, chunk_size=1024))
+                         workers=workers, chunk_size=1024, scale_nm=scale_nm))
     feats = [p.features for p in parts if len(p.features)]
     return FeatureResult(
         paths=[x for p in parts for x in p.paths],
@@ -624,7 +650,8 @@ def extract_files(
         errors=[x for p in parts for x in p.errors],
         computed=sum(p.computed for p in parts),
         cached=sum(p.cached for p in parts),
-        key=feature_key(spec, crop_databar=crop_databar, view=view),
+        key=feature_key(spec, crop_databar=crop_databar, view=view, scale_nm=scale_nm),
+        unscaled=[x for p in parts for x in p.unscaled],
     )
 
 
@@ -665,6 +692,8 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
             res.cached += 1
         res.paths.append(str(it.path))
         res.hashes.append(it.sha256)
+        if it.unscaled:
+            res.unscaled.append(str(it.path))
         rows.append(vec)
     if rows:
         res.features = np.stack(rows).astype(np.float32, copy=False)

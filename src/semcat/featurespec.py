@@ -51,6 +51,9 @@ class FeatureSpec:
     view: str = DEFAULT_VIEW
     crop_databar: bool = True
     runtime: str = "auto"
+    scale_nm: float | None = None
+    """Network-input pixel size in nm for images that record theirs (:mod:`semcat.physical_scale`);
+    None: today's centre crop whatever the magnification."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backbones", tuple(self.backbones))
@@ -58,6 +61,10 @@ class FeatureSpec:
         if not self.backbones:
             raise ValueError("a FeatureSpec needs at least one backbone.")
         check_view(self.view)
+        if self.scale_nm is not None:
+            if not (float(self.scale_nm) > 0 and np.isfinite(self.scale_nm)):
+                raise ValueError(f"scale_nm must be a positive pixel size in nm or None; got {self.scale_nm!r}")
+            object.__setattr__(self, "scale_nm", float(self.scale_nm))
 
     @classmethod
     def resolve(
@@ -112,7 +119,8 @@ class FeatureSpec:
     @property
     def keys(self) -> list[str]:
         """The feature-cache key of each part (:func:`semcat.features.feature_key`)."""
-        return [feature_key(s, crop_databar=self.crop_databar, view=self.view) for s in self.backbones]
+        return [feature_key(s, crop_databar=self.crop_databar, view=self.view, scale_nm=self.scale_nm)
+                for s in self.backbones]
 
     @property
     def key(self) -> str:
@@ -122,7 +130,7 @@ class FeatureSpec:
     @property
     def signature(self) -> str:
         """The full preprocessing + model signature of every part, joined with `` + ``."""
-        return " + ".join(key_signature(s, self.crop_databar, self.view) for s in self.backbones)
+        return " + ".join(key_signature(s, self.crop_databar, self.view, self.scale_nm) for s in self.backbones)
 
     def extract(
         self,
@@ -142,7 +150,8 @@ class FeatureSpec:
         files = [str(Path(p)) for p in files]
         store = open_store(store)
         parts = [extract_files(files, spec, runtime=self.runtime, batch_size=batch_size, store=store,
-                               crop_databar=self.crop_databar, view=self.view, progress=progress, workers=workers)
+                               crop_databar=self.crop_databar, view=self.view, scale_nm=self.scale_nm,
+                               progress=progress, workers=workers)
                  for spec in self.backbones]
         if len(parts) == 1:
             return parts[0]
@@ -170,4 +179,5 @@ def _concatenate(files: list[str], parts: list[FeatureResult], width: int, key: 
     if vectors:
         out.features = np.stack(vectors).astype(np.float32)
     out.errors = list(errors.items())
+    out.unscaled = list(dict.fromkeys(p for res in parts for p in res.unscaled))
     return out

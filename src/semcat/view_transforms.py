@@ -11,6 +11,9 @@ Every function takes the contrast-stretched centre crop (S, S) in [0, 1] and ret
 - ``clahe``: contrast-limited adaptive histogram equalisation (OpenCV, 8x8 tiles, clip 2).
 - ``histeq``: global histogram equalisation (each pixel replaced by its mid-rank).
 - ``tta4``: the four 90° rotations, features averaged (test-time augmentation).
+- ``ms3``: multi-scale crops, features averaged: the crop and its central 71% and 50% (each
+  resized back): for images without a pixel size, whose magnification is unknown
+  (:mod:`semcat.physical_scale` handles those with one).
 - ``aug-*``: one augmented view each, for training the head on features of augmented images
   (``semcat train --augment``): a flip, a 90° rotation, a darker and a brighter gamma, shot
   noise, defocus blur. Noise is seeded from the image itself, so features stay cacheable.
@@ -44,6 +47,17 @@ def _rotations(c: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.stack([np.rot90(c, k) for k in range(4)]))
 
 
+def _multiscale(c: np.ndarray) -> np.ndarray:
+    size = c.shape[0]
+    out = [c]
+    for share in (2 ** -0.5, 0.5):
+        side = max(1, int(round(share * size)))
+        o = (size - side) // 2
+        out.append(cv2.resize(np.ascontiguousarray(c[o: o + side, o: o + side]), (size, size),
+                              interpolation=cv2.INTER_CUBIC))
+    return np.clip(np.stack(out), 0, 1).astype(np.float32)
+
+
 def _noise(c: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(int(np.float64(c.sum()) * 1e3) & 0x7FFFFFFF)
     return np.clip(c + rng.normal(0, 0.08, c.shape).astype(np.float32), 0, 1)[None]
@@ -53,6 +67,7 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "clahe": _clahe,
     "histeq": _histeq,
     "tta4": _rotations,
+    "ms3": _multiscale,
     "aug-flip": lambda c: np.ascontiguousarray(c[:, ::-1])[None],
     "aug-rot90": lambda c: np.ascontiguousarray(np.rot90(c))[None],
     "aug-dark": lambda c: (c ** 1.8)[None],

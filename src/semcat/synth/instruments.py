@@ -3,12 +3,19 @@
 Why: inside one lab a model is near perfect, but a category shot on a microscope the model never
 saw is often missed (issue 20). An *instrument* here is a fixed acquisition style: detector
 contrast (SE, BSE, in-lens), brightness/contrast/gamma, dose (shot noise), scan-line noise,
-charging streaks, focus, magnification range (with its pixel size) and data-bar style. Styles are
-drawn from ``(seed, instrument)`` and each image's jitter from ``(seed, instrument, index)``, never
-from the category, so a style cannot be a shortcut to the label. The last instrument is a
-*held-out* style outside every training range (BSE, strong gamma, low dose, heavy streaks).
+charging streaks, focus, magnification range and data-bar style. Styles are drawn from
+``(seed, instrument)`` and each image's jitter from ``(seed, instrument, index)``, never from the
+category, so a style cannot be a shortcut to the label. The last instrument is a *held-out*
+style outside every training range (BSE, strong gamma, low dose, heavy streaks, higher
+magnification).
 
-Layout written by :func:`write_instrument_set`: ``DIR/<category>/<instrument>/<instrument>_NNN.png``
+Pixel sizes are physical: a category's structures have one size in nm (the sample's property:
+:func:`semcat.synth.metadata.reference_field_m` spans ``min(shape)`` pixels at zoom 1), so a shot
+at zoom ``z`` has the pixel size ``reference / (min(shape) x z)`` and a structure measures the
+same in nm on every instrument. The pixel size is written where semcat reads it: the vendor tag
+of a TIFF (Zeiss ``CZ_SEM`` for Zeiss-bar instruments, else FEI), as a real archive holds it.
+
+Layout written by :func:`write_instrument_set`: ``DIR/<category>/<instrument>/<instrument>_NNN.tif``
 (``--group-by folder`` makes the instrument the group), ``DIR/instruments.csv`` describing each
 instrument and ``DIR/images.csv`` with each image's pixel size.
 """
@@ -19,6 +26,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -29,6 +37,7 @@ from semcat._io import atomic_write_bytes, atomic_write_text
 from semcat.synth._render import _check_shape, _draw_look, _Look, _quantise, _render
 from semcat.synth.categories import _GENERATORS, _check_category
 from semcat.synth.databar import render_databar
+from semcat.synth.metadata import _metadata_tag, _Session, reference_field_m
 from semcat.synth.writers import _encode
 
 DETECTORS = ("SE", "BSE", "InLens")
@@ -48,9 +57,8 @@ class Instrument:
     line_noise: float  # std of line-to-line gain noise
     streaks: float     # charging streak amplitude along scan lines (0 = none)
     blur: float        # focus: beam blur sigma in pixels
-    zoom_lo: float     # magnification range, as the renderer's zoom (>1 = bigger features)
+    zoom_lo: float     # magnification range, as the renderer's zoom (>1 = bigger features, smaller pixels)
     zoom_hi: float
-    pixel_nm: float    # pixel size at zoom 1; a shot's pixel size is pixel_nm / zoom
     bar_style: str
     held_out: bool = False
 
@@ -71,8 +79,7 @@ def draw_instruments(n: int, seed: int = 0) -> list[Instrument]:
             contrast=float(rng.uniform(0.75, 1.1)), brightness=float(rng.uniform(-0.06, 0.06)),
             gamma=float(np.exp(rng.uniform(-0.25, 0.25))), dose=float(np.exp(rng.uniform(math.log(60), math.log(400)))),
             line_noise=float(rng.uniform(0.0, 0.02)), streaks=0.0, blur=float(rng.uniform(0.4, 1.0)),
-            zoom_lo=lo, zoom_hi=lo * 1.5, pixel_nm=float(rng.uniform(2.0, 20.0)),
-            bar_style=_BAR_STYLES[i % 3]))
+            zoom_lo=lo, zoom_hi=lo * 1.5, bar_style=_BAR_STYLES[i % 3]))
     return out
 
 
@@ -82,11 +89,11 @@ def _held_out(rng: np.random.Generator, name: str) -> Instrument:
         name=name, detector="BSE", contrast=float(rng.uniform(1.2, 1.35)), brightness=float(rng.uniform(-0.15, -0.1)),
         gamma=float(rng.uniform(1.6, 1.9)), dose=float(rng.uniform(10, 15)), line_noise=0.05,
         streaks=float(rng.uniform(0.25, 0.35)), blur=float(rng.uniform(1.4, 1.7)),
-        zoom_lo=1.2, zoom_hi=1.7, pixel_nm=float(rng.uniform(25.0, 40.0)), bar_style="white", held_out=True)
+        zoom_lo=1.2, zoom_hi=1.7, bar_style="white", held_out=True)
 
 
-def _image_look(inst: Instrument, rng: np.random.Generator) -> tuple[_Look, float]:
-    """The renderer's look for one shot (the instrument plus small jitter) and its pixel size in nm."""
+def _image_look(inst: Instrument, rng: np.random.Generator) -> _Look:
+    """The renderer's look for one shot: the instrument plus small jitter."""
     base = _draw_look(rng)  # layout-only draws (variant, light) stay random per shot
     zoom = float(np.exp(rng.uniform(math.log(inst.zoom_lo), math.log(inst.zoom_hi))))
     detector = {"SE": dict(shade=0.6, tilt=0.5, edge=0.8), "InLens": dict(shade=0.1, tilt=1.0, edge=1.5),
@@ -95,7 +102,12 @@ def _image_look(inst: Instrument, rng: np.random.Generator) -> tuple[_Look, floa
     look = replace(base, zoom=zoom, contrast=inst.contrast * j[0], brightness=inst.brightness + 0.02 * (j[1] - 1),
                    black=0.03, gamma=inst.gamma * j[2], dose=inst.dose * j[3], blur=inst.blur, jitter=0.2,
                    glow=0.0, **detector)
-    return look, inst.pixel_nm / zoom
+    return look
+
+
+def pixel_size_nm(category: str, zoom: float, shape: tuple[int, int]) -> float:
+    """A shot's pixel size: the category's reference field spans ``min(shape) x zoom`` pixels."""
+    return reference_field_m(_check_category(category)) * 1e9 / (min(shape) * zoom)
 
 
 def render_instrument_image(category: str, inst: Instrument, rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, float]:
@@ -106,7 +118,8 @@ def render_instrument_image(category: str, inst: Instrument, rng: np.random.Gene
     """
     shape = _check_shape(size, None)
     style_rng = np.random.default_rng(rng.integers(0, 2**63))
-    look, pixel_nm = _image_look(inst, style_rng)
+    look = _image_look(inst, style_rng)
+    pixel_nm = pixel_size_nm(category, look.zoom, shape)
     h, mat = _GENERATORS[_check_category(category)](rng, look, shape)
     if inst.detector == "BSE":  # backscatter: material (atomic number) contrast, topography damped
         h = h * np.float32(0.15)
@@ -142,7 +155,8 @@ def write_instrument_set(
     """Write ``per_class`` images of each category per instrument; returns {instrument: written}.
 
     Image ``k`` of an instrument uses the generator ``(seed, instrument, k)`` for every category:
-    the same jitter draws whatever the label. Existing files are kept (resumable).
+    the same jitter draws whatever the label (the pixel size follows from the drawn zoom and the
+    category's physical scale). Existing files are kept (resumable).
     """
     out = Path(out)
     insts = draw_instruments(instruments, seed)
@@ -152,22 +166,32 @@ def write_instrument_set(
         for cat in categories:
             folder = out / _check_category(cat) / inst.name
             for k in range(per_class):
-                path = folder / f"{inst.name}_{k:03d}.png"
-                pixel_nm = _image_look(inst, np.random.default_rng(
-                    np.random.default_rng([seed, 21, inst_i, k]).integers(0, 2**63)))[1]
-                rows.append(f"{path.relative_to(out).as_posix()},{cat},{inst.name},{pixel_nm:.4g}")
+                path = folder / f"{inst.name}_{k:03d}.tif"
+                zoom = _image_look(inst, np.random.default_rng(
+                    np.random.default_rng([seed, 21, inst_i, k]).integers(0, 2**63))).zoom
+                pixel_nm = pixel_size_nm(cat, zoom, (size, size))
+                rows.append(f"{path.relative_to(out).as_posix()},{cat},{inst.name},{pixel_nm:.6g}")
                 if path.exists():
                     continue
                 img, _ = render_instrument_image(cat, inst, np.random.default_rng([seed, 21, inst_i, k]), size)
+                tag = _vendor_tag(inst, inst_i, pixel_nm, img.shape)
                 if databar:
                     bar = render_databar(img.shape[1], max(12, img.shape[0] // 12),
                                          np.random.default_rng([seed, 22, inst_i, k]), style=inst.bar_style)
                     img = np.vstack([img, _quantise(bar, 8)])
-                atomic_write_bytes(path, _encode(img, "png"))
+                atomic_write_bytes(path, _encode(img, "tif", tag))
                 written[inst.name] += 1
     atomic_write_text(out / "instruments.csv", _instruments_csv(insts))
     atomic_write_text(out / "images.csv", "\n".join(rows) + "\n")
     return written
+
+
+def _vendor_tag(inst: Instrument, inst_i: int, pixel_nm: float, shape: tuple[int, int]) -> tuple[int, str]:
+    """The instrument's vendor tag recording ``pixel_nm`` for a scan of ``shape`` (bar not counted)."""
+    session = _Session(zeiss=inst.bar_style == "zeiss", field_width_m=pixel_nm * 1e-9 * shape[1],
+                       high_voltage_v=5e3, working_distance_m=5e-3, detector=inst_i % 3, instrument=inst_i % 3,
+                       start=datetime(2020, 1, 6, 9))
+    return _metadata_tag(session, 0, shape)
 
 
 def _instruments_csv(insts: Sequence[Instrument]) -> str:

@@ -30,6 +30,16 @@ _FIELD_WIDTH_M: dict[str, tuple[float, float]] = {
     "MEMS_devices_and_electrodes": (20e-6, 2e-3),
     "Fibres": (10e-6, 1e-3),
 }
+
+
+def reference_field_m(category: str) -> float:
+    """The field width (m) a zoom-1 view of ``category`` spans: the geometric middle of its usual
+    range. Synthetic instruments derive each shot's pixel size from it, so a structure measures
+    the same in nm whatever the magnification (:mod:`semcat.synth.instruments`)."""
+    lo, hi = _FIELD_WIDTH_M[category]
+    return math.sqrt(lo * hi)
+
+
 _ZEISS_TAG, _FEI_TAG = 34118, 34682
 _ZEISS_SERIALS = ("4142-52-13", "6102-31-07", "4310-88-21")
 _ZEISS_DETECTORS = ("InLens", "SE2", "ESB")
