@@ -354,9 +354,9 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
 def folder_scale_nm(data_dir: str | Path, size: int, crop_databar: bool = True) -> float | None:
     """The ``auto`` physical scale (:func:`semcat.physical_scale.auto_scale_nm`) of a folder's images."""
     from semcat._io import iter_image_files
-    from semcat.physical_scale import files_scale_nm
+    from semcat.physical_scale import survey
 
-    return files_scale_nm(list(iter_image_files([data_dir])), size, crop_databar)
+    return survey(list(iter_image_files([data_dir])), size, crop_databar)[0]
 
 
 def _aligned(other: GroupedFeatures, base: GroupedFeatures) -> np.ndarray:

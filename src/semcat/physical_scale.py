@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["BAND", "auto_scale_nm", "has_pixel_size", "files_scale_nm", "parse_scale", "scale_crop"]
+__all__ = ["BAND", "auto_scale_nm", "has_pixel_size", "survey", "parse_scale", "scale_crop"]
 
 BAND = (1 / 3, 1.5)
 """The physical crop's side, as a fraction of the image's shorter side: at most 3x upsampling,
@@ -70,13 +70,13 @@ def auto_scale_nm(pixel_nm: Sequence[float | None], short_side: Sequence[int], s
     return float(np.median(vals)) if vals else None
 
 
-def files_scale_nm(files: Sequence[str | Path], size: int, crop_databar: bool = True) -> float | None:
-    """:func:`auto_scale_nm` of image files (each decoded small; unreadable files are skipped:
-    extraction reports them)."""
+def survey(files: Sequence[str | Path], size: int, crop_databar: bool = True) -> tuple[float | None, list[str]]:
+    """(:func:`auto_scale_nm` of image files, the files without a pixel size). Each file is
+    decoded small; unreadable files are left out of both (extraction reports them)."""
     from semcat.errors import ImageReadError
     from semcat.images import read_image
 
-    pixel, short = [], []
+    pixel, short, missing = [], [], []
     for f in files:
         try:
             img, info = read_image(f, crop_databar=crop_databar, max_side=2 * size)
@@ -85,7 +85,9 @@ def files_scale_nm(files: Sequence[str | Path], size: int, crop_databar: bool = 
         if info.pixel_size_m:
             pixel.append(info.pixel_size_m * 1e9 * info.shape[1] / img.shape[1])
             short.append(min(img.shape))
-    return auto_scale_nm(pixel, short, size)
+        else:
+            missing.append(str(f))
+    return auto_scale_nm(pixel, short, size), missing
 
 
 def parse_scale(text: str | None) -> float | str | None:
