@@ -76,12 +76,14 @@ class FeatureSpec:
         precision: str | None = None,
         runtime: str = "auto",
         weights: str | Sequence[str | None] | None = None,
+        scale_nm: float | None = None,
     ) -> FeatureSpec:
         """The spec of a (possibly ``+``-joined) backbone name or of given BackboneSpecs.
 
         ``precision`` is ``fp32``, ``int8`` or ``auto`` (:func:`semcat.quantize.resolve_precision`,
         decided here, once); None keeps the specs' own (fp32 for names). ``weights`` overrides the weights source (one entry per ``+`` part, or
-        one string for a single backbone). Unknown names raise with close matches.
+        one string for a single backbone); ``scale_nm`` the network-input pixel size of scale
+        normalisation (:mod:`semcat.physical_scale`). Unknown names raise with close matches.
         """
         if isinstance(backbone, str):
             names = split_backbone_name(backbone)
@@ -91,7 +93,7 @@ class FeatureSpec:
             specs = [get_backbone(n, weights=w) for n, w in zip(names, ws)]
         else:
             specs = [backbone] if isinstance(backbone, BackboneSpec) else list(backbone)
-        spec = cls(tuple(specs), view, crop_databar, runtime)
+        spec = cls(tuple(specs), view, crop_databar, runtime, scale_nm)
         return spec if precision is None else spec.at_precision(precision)
 
     def at_precision(self, choice: str) -> FeatureSpec:

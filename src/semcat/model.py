@@ -317,6 +317,7 @@ class SemcatModel:
             "feature_keys": self._trained_keys or self.trained_spec.keys,
             "view": self.view,
             "crop_databar": self.crop_databar,
+            **({} if self.trained_spec.scale_nm is None else {"scale_nm": self.trained_spec.scale_nm}),
             "classes": self.classes,
             "head": self.head.get_params() | {"n_features_in": int(self.head.n_features_in_)},
             "calibration": self.calibration,
@@ -413,9 +414,9 @@ def load_model(path: str | Path) -> SemcatModel:
     head = _load_head(meta, tensors, path)
     extra = {k: v for k, v in tensors.items() if not k.startswith(_RESERVED_PREFIX)}
     known = {"format", "format_version", "backbone", "backbones", "feature_keys", "view", "crop_databar", "classes",
-             "head", "calibration", "digest"}
+             "head", "calibration", "digest", "scale_nm"}
     try:
-        model = SemcatModel(FeatureSpec(tuple(specs), meta["view"], meta["crop_databar"]), head,
+        model = SemcatModel(FeatureSpec(tuple(specs), meta["view"], meta["crop_databar"], scale_nm=meta.get("scale_nm")), head,
                             meta={k: v for k, v in meta.items() if k not in known},
                             calibration=meta.get("calibration"), extra_tensors=extra,
                             feature_keys=meta.get("feature_keys"))

@@ -54,6 +54,9 @@ def check_model_content(meta: Mapping[str, Any], tensors: Mapping[str, np.ndarra
 
     _one_of(meta.get("view"), VIEWS, "view")
     _one_of(meta.get("crop_databar"), (True, False), "crop_databar")
+    scale = meta.get("scale_nm")
+    if scale is not None and not (type(scale) in (int, float) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"'scale_nm' is {scale!r}; expected a positive pixel size in nm (or absent)")
     classes = meta.get("classes")
     if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) and c for c in classes)
             and len(set(classes)) == len(classes)):

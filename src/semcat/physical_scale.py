@@ -16,12 +16,17 @@ Images without a pixel size take today's centre crop; extraction lists them
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-__all__ = ["BAND", "auto_scale_nm", "has_pixel_size", "survey", "parse_scale", "scale_crop"]
+if TYPE_CHECKING:
+    from semcat.featurespec import FeatureSpec
+
+__all__ = ["BAND", "auto_scale_nm", "has_pixel_size", "parse_scale", "scale_crop", "survey", "with_scale"]
 
 BAND = (1 / 3, 1.5)
 """The physical crop's side, as a fraction of the image's shorter side: at most 3x upsampling,
@@ -88,6 +93,19 @@ def survey(files: Sequence[str | Path], size: int, crop_databar: bool = True) ->
         else:
             missing.append(str(f))
     return auto_scale_nm(pixel, short, size), missing
+
+
+def with_scale(spec: FeatureSpec, choice: float | str | None, files: Sequence[str | Path]) -> tuple[FeatureSpec, list[str]]:
+    """``spec`` scale-normalised at ``choice`` (nm, ``"auto"`` = :func:`auto_scale_nm` of ``files``,
+    None = off) and the ``files`` without a pixel size (they keep today's crop)."""
+    if choice is None:
+        return spec, []
+    auto, missing = survey(files, spec.backbones[0].input_size, spec.crop_databar)
+    target = auto if choice == "auto" else float(choice)
+    if target is None:
+        raise ValueError("--scale auto: none of the images records a pixel size (vendor TIFF tags or a sidecar); "
+                         "give --scale PIXEL_NM or leave it off.")
+    return replace(spec, scale_nm=target), missing
 
 
 def parse_scale(text: str | None) -> float | str | None:

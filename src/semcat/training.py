@@ -207,6 +207,7 @@ def train_on_samples(
         "precision": spec.precision,
         "view": spec.view,
         "crop_databar": spec.crop_databar,
+        "scale_nm": spec.scale_nm,
         "solver": solver,
         "seed": seed,
         "protocol": protocol,

@@ -338,6 +338,21 @@ def use_model_precision(model: object, precision: Precision) -> None:
     note = model.use_precision(precision.value)  # type: ignore[attr-defined]
     if note:
         err_console.print(f"warning: {note}", markup=False, highlight=False, soft_wrap=True)
+ScaleOpt = Annotated[Optional[str], typer.Option(
+    "--scale", metavar="PIXEL_NM|auto",
+    help="Scale normalisation with the pixel size: images that record theirs (vendor TIFF tags or a sidecar) "
+         "are cropped over a fixed physical width, so the network input's pixel size is PIXEL_NM nm; auto = "
+         "the median of the training images. Images without a pixel size keep the centre crop (counted in the "
+         "summary). Off by default.")]
+
+
+def scale_note(scale_nm: float | None, unscaled: int, total: int) -> None:
+    """The scale normalisation in use and how many images fell back to the centre crop (stderr)."""
+    if scale_nm is not None:
+        err_console.print(f"scale normalisation: network-input pixel size {scale_nm:.4g} nm; {unscaled} of {total} "
+                          "images record no pixel size and keep the centre crop", highlight=False, markup=False)
+
+
 SparkConfOpt = Annotated[Optional[list[str]], typer.Option(
     "--conf", metavar="KEY=VALUE",
     help="Spark setting for --engine spark (repeatable), e.g. spark.archives=env.tar.gz#environment "

@@ -18,6 +18,8 @@ from semcat.commands._common import (
     ChunkOpt,
     Engine,
     Precision,
+    ScaleOpt,
+    scale_note,
     SparkConfOpt,
     err_console,
     error,
@@ -90,6 +92,7 @@ def features(
     precision: Annotated[Precision, typer.Option("--precision", help=PRECISION_HELP)] = Precision.auto,
     conf: SparkConfOpt = None,
     chunk_size: ChunkOpt = DEFAULT_CHUNK,
+    scale: ScaleOpt = None,
 ) -> None:
     """Extract backbone features of images into the shared cache (resumable; Ctrl-C safe).
 
@@ -99,16 +102,20 @@ def features(
     Examples:
       semcat features data/
       semcat features data/ --view tiles5 --out features.npz
+      semcat features data/ --scale 40 --out features.npz
     """
     from semcat._io import iter_image_files
     from semcat.errors import SemcatError
     from semcat.features import FeatureStore
     from semcat.featurespec import FeatureSpec
+    from semcat.physical_scale import parse_scale, with_scale
 
     try:
         choice = "fp32" if runtime is RuntimeChoice.torch and precision is Precision.auto else precision.value  # int8 is OpenVINO's
         spec = FeatureSpec.resolve(backbone, weights=str(weights) if weights else None, view=view.value,
                                    crop_databar=not no_crop_databar, precision=choice, runtime=runtime.value)
+        files = list(iter_image_files(inputs))
+        spec, _ = with_scale(spec, parse_scale(scale), files)
         if engine is Engine.spark:
             if out is None:
                 raise typer.BadParameter("--engine spark needs --out (a Parquet folder)", param_hint="--out")
@@ -122,12 +129,11 @@ def features(
         if rebuild:
             for key in spec.keys:
                 store.clear(key)
-        res = spec.extract(list(iter_image_files(inputs)), batch_size=batch_size, store=store, progress=True,
-                           workers=workers)
+        res = spec.extract(files, batch_size=batch_size, store=store, progress=True, workers=workers)
     except KeyboardInterrupt:
         err_console.print("interrupted: finished batches are saved in the feature cache; re-run to resume.")
         raise typer.Exit(code=130) from None
-    except SemcatError as e:
+    except (SemcatError, ValueError) as e:
         error(e)
         raise typer.Exit(code=1) from None
     summary = BatchSummary(ok=len(res.paths))
@@ -137,7 +143,8 @@ def features(
         _write_npz(out, res)
     typer.echo(json.dumps({"key": spec.key, "precision": spec.precision, "images": len(res.paths), "computed": res.computed,
                            "cached": res.cached, "failed": len(res.errors), "dim": int(res.features.shape[1]),
-                           "out": str(out) if out else None}))
+                           "scale_nm": spec.scale_nm, "unscaled": len(res.unscaled), "out": str(out) if out else None}))
+    scale_note(spec.scale_nm, len(res.unscaled), len(res.paths))
     summary.print()
     summary.exit()
 

@@ -27,6 +27,8 @@ from semcat.commands._common import (
     Engine,
     Format,
     JsonAlias,
+    ScaleOpt,
+    scale_note,
     Precision,
     SparkConfOpt,
     chosen_format,
@@ -144,6 +146,7 @@ def train(
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     from_catalog: Annotated[str | None, typer.Option(metavar="DB_URL", help="Train on the labels confirmed "
                                                      "in this catalog instead of DATA_DIR.")] = None,
+    scale: ScaleOpt = None,
 ) -> None:
     """Train the softmax head on cached backbone features and report on the untouched test split.
 
@@ -154,13 +157,16 @@ def train(
     stderr and skipped (exit 1 when any failed, or when there was no test image to report on).
     Features are cached, so a re-run only extracts new images.
 
-    Example: semcat train data/ --group-by '^([^_]+_[^_]+)_' --out model.semcat
+    Examples:
+      semcat train data/ --group-by '^([^_]+_[^_]+)_' --out model.semcat
+      semcat train data/ --scale auto --out model.semcat
     """
     from semcat.errors import SemcatError
     from semcat.featurespec import FeatureSpec
     from semcat.metrics import write_metrics
     from semcat.training import labelled_set, train_on_samples
     from semcat._io import atomic_write_text
+    from semcat.physical_scale import parse_scale, with_scale
     from semcat.view_transforms import parse_augment
 
     if (data_dir is None) == (from_catalog is None):
@@ -169,7 +175,9 @@ def train(
     try:
         spec = FeatureSpec.resolve(backbone, view=view.value, crop_databar=not no_crop_databar, precision=precision.value)
         data = _from_catalog(from_catalog, group_by) if from_catalog else labelled_set(data_dir, group_by=group_by)
+        spec, unscaled = with_scale(spec, parse_scale(scale), data.paths)
         err_console.print(f"training on {len(data.paths)} images, {len(data.classes)} classes, backbone {spec.name}")
+        scale_note(spec.scale_nm, len(unscaled), len(data.paths))
         model, report = train_on_samples(
             data, spec, solver=solver.value, seed=seed, progress=True, epochs=epochs, lr=lr, batch_size=batch_size,
             weight_decay=weight_decay, class_weight="balanced" if class_balanced else None,
@@ -426,6 +434,10 @@ def classify(
             _fail(f"{model_path}: {exc}", code=1)
     files = list(iter_image_files(inputs))
     summary = BatchSummary()
+    if model.spec.scale_nm is not None:
+        from semcat.physical_scale import survey
+
+        scale_note(model.spec.scale_nm, len(survey(files, model.backbone.input_size, model.crop_databar)[1]), len(files))
 
     def predictions() -> Iterator[Any]:
         for pred in local_classify(model, files, top_k=top_k, precision=precision.value, chunk_size=batch_size,
