@@ -106,6 +106,7 @@ def main() -> int:
         "training mean only, classwise = a shift, each predicted class's mean against that class's training mean; "
         "+scale = scale normalisation with the pixel size (`--scale auto`: the centre crop over a fixed physical "
         "width, input pixel size = the median of the draw's images, crop side clamped to 1/3-1.5x the image); "
+        "+scale/test-nopx = trained as +scale, the classified images without a pixel size (today's crop); "
         "+ms3 = multi-scale crops (the crop, its central 71% and 50%, features averaged): what images without a "
         "pixel size could use",
         "",

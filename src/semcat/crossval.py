@@ -141,7 +141,9 @@ class Method:
     ``group_standardize``: features standardised per group (the test group by its own batch);
     ``adapt``: a :data:`semcat.adapt.ADAPT_MODES` mode applied to each classified batch at test time;
     ``scale``: scale normalisation with the pixel size (:mod:`semcat.physical_scale`) at the ``auto``
-    target of the whole folder (pixel sizes only, no labels: one feature extraction per draw).
+    target of the whole folder (pixel sizes only, no labels: one feature extraction per draw);
+    ``test_scale``: whether the classified images are scale-normalised, default ``scale`` (False
+    with ``scale``: a model trained with ``--scale`` meeting files without a pixel size).
     """
 
     name: str
@@ -153,6 +155,7 @@ class Method:
     test_view: str | None = None
     adapt: str | None = None
     scale: bool = False
+    test_scale: bool | None = None
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -180,6 +183,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # scale normalisation with the pixel size (a physical crop), images without one as today
     Method("semcat+scale", fit_semcat, scale=True),
     Method("semcat+scale+tta4", fit_semcat, view="tta4", scale=True),
+    Method("semcat+scale/test-nopx", fit_semcat, scale=True, test_scale=False),  # test files without a pixel size
     Method("semcat+ms3", fit_semcat, view="ms3"),  # multi-scale crops: for images without a pixel size
 )}
 
@@ -341,10 +345,13 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
     for name in methods:
         m = METHODS[name]
         f = variant(m.view, m.crop_databar, m.scale)
-        others = [_aligned(variant(v, m.crop_databar, m.scale), f) for v in (*m.augment, m.test_view or m.view)]
+        test_scale = m.scale if m.test_scale is None else m.test_scale
+        others = [_aligned(variant(v, m.crop_databar, m.scale), f) for v in m.augment]
+        others.append(_aligned(variant(m.test_view or m.view, m.crop_databar, test_scale), f))
         run = within_groups if protocol == "within" else partial(leave_one_group_out, batch_classes=PROTOCOLS[protocol])
         res = run(f.X, f.y, f.groups, f.classes, m.fit, seed=seed, group_standardize=m.group_standardize,
-                  extra=others[:-1], X_test=others[-1] if m.test_view else None, adapt=m.adapt)
+                  extra=others[:-1], X_test=others[-1] if m.test_view or test_scale != m.scale else None,
+                  adapt=m.adapt)
         res["errors"] = f.errors
         res["ungrouped"] = f.ungrouped
         out[name] = res
