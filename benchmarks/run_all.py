@@ -45,7 +45,7 @@ FULL: dict[str, list[list[str]]] = {
                   "--rounds", "2"],
                  ["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--rounds", "2",
                   "--baseline", "e166605", "--baseline-label", "e166605", "--out", "web_load-vs-e166605.md"],
-                 ["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--rounds", "2",
+                 ["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--rounds", "3",
                   "--baseline", "0556e14", "--baseline-label", "0556e14 (pre-ping, BEGIN/ROLLBACK per read)",
                   "--out", "web_load-pg.md"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
