@@ -118,8 +118,9 @@ def create_catalog_engine(url: str, *, read_only: bool = False) -> Engine:
 def _drop_if_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     """Hand out a pooled PostgreSQL connection only if the server has not closed it.
 
-    Replaces ``pool_pre_ping``, a ``SELECT 1`` round trip on every checkout (with BEGIN and ROLLBACK,
-    three of a page's round trips per query: ``benchmarks/results/web_load-pg.md``). An idle
+    Replaces ``pool_pre_ping``, a ``SELECT 1`` round trip on every checkout (with the BEGIN and
+    ROLLBACK around each read, three extra round trips per catalogue call:
+    ``benchmarks/results/web_load-pg-1client.md``). An idle
     connection has nothing to read unless the server ended it (``pg_terminate_backend``, a restart:
     its last message and end-of-file are waiting), so a zero-timeout poll of the socket finds a dead
     one without a round trip; the pool then discards it and connects anew.
