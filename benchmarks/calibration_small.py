@@ -25,6 +25,10 @@ splits) are the labelled set, and each configuration trains and calibrates throu
 - each cross-fitted row again **+ guarantee**: ``t_auto`` from the lower end of the 95% interval
   (``--guarantee``; the same fit, only the threshold differs, so it is computed from its score table).
 
+A second table compares the auto bands at equal realised precision: per draw, each calibration's
+largest auto band on the test set whose precision reaches the val split's realised precision (the
+threshold swept over the test scores), and its precision over as many images as the val split's band.
+
 Measured on the untouched test set: the share of known images decided ``unknown`` (target 3%,
 bar 2-6%), whether ``t_auto`` exists, the auto band's share and realised precision (bar at 200
 per class: >= target - 1 point), suggest and manual shares, accuracy, and the seconds to train +
@@ -155,12 +159,62 @@ def evaluate(model: SemcatModel, X: np.ndarray, y: np.ndarray, cal: dict[str, fl
     unknown = model.ood_scores(X) > cal["ood"]["threshold"]
     bands = band_report(top, case, cal["t_auto"], cal["t_suggest"], unknown)
     auto = bands["auto"]
-    return {"t_auto_exists": float(cal["t_auto"] <= 1.0), "unknown": bands["unknown"]["share"],
+    return {"outcome": (top, case == 0, unknown), "t_auto_exists": float(cal["t_auto"] <= 1.0), "unknown": bands["unknown"]["share"],
             "auto": auto["share"], "auto_n": auto["count"], "auto_hits": round((auto["precision"] or 0) * auto["count"]),
             "suggest": bands["suggest"]["share"], "manual": bands["manual"]["share"],
             "accuracy": float((case == 0).mean()), "t_auto": cal["t_auto"], "t_suggest": cal["t_suggest"],
             "ece_raw": expected_calibration_error(softmax(model.logits(X).astype(np.float64), axis=1), yi),
             "ece": expected_calibration_error(proba, yi)}
+
+
+def swept_band(outcome: tuple[np.ndarray, np.ndarray, np.ndarray], precision: float) -> int:
+    """The largest auto band (images not unknown, top score >= a threshold swept over the test scores)
+    whose realised precision is >= ``precision``; thresholds only between distinct scores."""
+    top, correct, unknown = outcome
+    order = np.argsort(-top[~unknown], kind="stable")
+    score, hit = top[~unknown][order], correct[~unknown][order]
+    k = np.arange(1, len(score) + 1)
+    ends = np.r_[score[1:] < score[:-1], True]  # a threshold cannot split tied scores
+    ok = ends & (np.cumsum(hit) >= precision * k - 1e-9)
+    return int(k[ok].max()) if ok.any() else 0
+
+
+def top_k_precision(outcome: tuple[np.ndarray, np.ndarray, np.ndarray], k: int) -> float | None:
+    """Realised precision of the ``k`` most confident images not decided unknown (None for k = 0)."""
+    top, correct, unknown = outcome
+    if k == 0:
+        return None
+    order = np.argsort(-top[~unknown], kind="stable")
+    return float(correct[~unknown][order][:k].mean())
+
+
+def equal_precision(out: dict[tuple[int, str], list[dict]]) -> list[str]:
+    """Auto band of each calibration at the val split's realised precision, and precision at its band size, per draw."""
+    base_name = CONFIGS[0][0]
+    lines = ["", "## Auto band at equal realised precision (threshold swept on the test set)", "",
+             ("Per draw, on the untouched test set: the val split's realised auto precision p and auto count k at its "
+              "t_auto; each calibration's largest auto band whose realised precision is >= p when its threshold is "
+              "swept over its own test scores (images decided unknown stay out), and the realised precision of its k "
+              "most confident images. It compares score rankings and unknown flags at equal precision, apart from "
+              "where each calibration put t_auto; mean over draws, min-max in brackets."), "",
+             "| per class | calibration | auto share at its t_auto | auto share at the val split's precision p (swept) "
+             "| precision of its k most confident (val split: k at t_auto) | draws |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for (n, name), rs in sorted(out.items(), key=lambda item: item[0][0]):
+        bases = out.get((n, base_name), [])
+        pairs = [(r, b) for r, b in zip(rs, bases) if b["auto_n"]]
+        if not pairs:
+            continue
+        total = len(pairs[0][0]["outcome"][0])
+        shares = np.array([swept_band(r["outcome"], b["auto_hits"] / b["auto_n"]) / total for r, b in pairs])
+        precs = np.array([p for r, b in pairs if (p := top_k_precision(r["outcome"], b["auto_n"])) is not None])
+        own = np.array([r["auto"] for r, _ in pairs])
+
+        def mm(v: np.ndarray) -> str:
+            return f"{100 * v.mean():.1f}% [{100 * v.min():.1f}-{100 * v.max():.1f}]" if len(v) else "–"
+
+        lines.append(f"| {n} | {name} | {mm(own)} | {mm(shares)} | {mm(precs)} | {len(pairs)} |")
+    return lines
 
 
 def run(args: argparse.Namespace, root: Path,
@@ -183,7 +237,7 @@ def run(args: argparse.Namespace, root: Path,
                     rows.append((name + " + guarantee", evaluate(model, test.X, test.y, guaranteed(model))))
                 for label, res in rows:
                     out.setdefault((n, label), []).append(res | {"seconds": seconds})
-                    print(f"draw {draw} n={n} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items())
+                    print(f"draw {draw} n={n} {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items() if k != "outcome")
                           + f", seconds {seconds:.1f}", flush=True)
                 done(out, draw)  # after every configuration: a stopped run keeps what it measured
         done(out, draw + 1)
@@ -223,7 +277,7 @@ def markdown(out: dict[tuple[int, str], list[dict[str, float]]], args: argparse.
             f"{prec} | {mm(rs, 'suggest')} | {mm(rs, 'manual')} | {mm(rs, 'accuracy')} | "
             f"{np.mean([r['ece_raw'] for r in rs]):.3f} → {np.mean([r['ece'] for r in rs]):.3f} | "
             f"{np.mean([r['seconds'] for r in rs]):.1f} | {np.mean([r['seconds'] for r in rs]) / base:.1f}x |")
-    return lines
+    return lines + equal_precision(out)
 
 
 def main() -> None:

@@ -178,7 +178,7 @@ def main() -> int:
                     rows.append((backend, name, round_, s))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    lines = header("Web: latency under load (50 clients, SQLite and PostgreSQL)") + [
+    lines = header(f"Web: latency under load ({a.clients} clients, SQLite and PostgreSQL)") + [
         f"- load average at the end {os.getloadavg()[0]:.1f} "
         "(shared with other work: compare rows of the same run, not across runs)",
         f"- load: {a.clients} concurrent clients x {a.seconds:.0f} s per row, the reliability suite's mix "

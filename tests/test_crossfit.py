@@ -23,7 +23,7 @@ from semcat.calibration import (
     labels_needed,
     score_cases,
 )
-from semcat.crossfit import fold_ids, select_weight_decay, series_groups
+from semcat.crossfit import fold_groups, fold_ids, select_weight_decay, series_groups
 
 
 def test_folds_are_stratified_and_keep_groups_together() -> None:
@@ -211,6 +211,42 @@ def test_weight_decay_is_chosen_by_out_of_fold_log_loss() -> None:
     assert losses[1e-4] != losses[1.0]
 
 
+def test_train_chooses_the_penalty_on_series_folds() -> None:
+    """train's inner folds keep each file-name series together, as calibrate's do (issue 17): the
+    reported out-of-fold losses are those of the series folds, not of folds drawn image by image."""
+    from semcat.features import FeatureResult
+    from semcat.head import SCALE_SHRINKAGE, SoftmaxHead
+    from semcat.training import LabelledSet, train_on_samples
+
+    X, y, names = _samples(6, 4, seed=5, classes=3)  # 6 samples of 4 near-twin shots per class
+    paths = [f"/data/{label}/{name}" for label, name in zip(y, names)]
+    data = LabelledSet(paths, y.tolist(), ["train"] * len(y), sorted(set(y.tolist())), [])
+    res = FeatureResult(paths, [""] * len(paths), X)
+    from dataclasses import replace
+
+    from semcat.backbones import get_backbone
+
+    spec = FeatureSpec.resolve(replace(get_backbone("efficientnet_lite0"), feature_dim=X.shape[1]))  # the blobs' width
+    _, report = train_on_samples(data, spec, features=(res, 0.0))
+    cv = report["weight_decay_cv"]
+    assert cv["grouping"] == "file-name series" and cv["warnings"] == []
+    groups, _, _ = fold_groups(paths, y.tolist())
+    folds, _ = fold_ids(y, groups)
+    for g in set(groups):  # the series are the samples: all 4 shots of one in one fold
+        assert len({int(f) for f, gg in zip(folds, groups) if gg == g}) == 1
+    classes = data.classes
+
+    def losses(f: np.ndarray) -> dict[str, float]:
+        return {str(k): round(v, 4) for k, v in select_weight_decay(
+            X, y, f, classes, lambda wd: SoftmaxHead(classes=classes, weight_decay=wd, scale_shrinkage=SCALE_SHRINKAGE))[2].items()}
+
+    assert cv["log_loss"] == losses(folds)
+    assert cv["log_loss"] != losses(fold_ids(y)[0])  # twins on both sides of a fold look easier
+    given = ["one" if i % 2 else "two" for i in range(len(y))]
+    assert fold_groups(paths, y.tolist(), given) == (given, [], "the given sample groups")
+    assert fold_groups(["a/x.tif", "b/y.tif"], ["a", "b"])[2].startswith("image by image")
+
+
 # --- CLI -------------------------------------------------------------------------------------------
 
 GROUP_BY = "^([^_]+_[^_]+)_"
@@ -232,7 +268,7 @@ def test_train_and_calibrate_cross_fit_by_default(small_dataset: Path, tmp_path:
     report = json.loads((tmp_path / "m.semcat.report" / "report.json").read_text())
     assert report["protocol"] == "crossfit" and report["counts"]["val"] == {c: 0 for c in report["counts"]["val"]}
     assert str(report["weight_decay"]) in {str(k) for k in report["weight_decay_cv"]["log_loss"]}
-    assert "chosen by" in res.stderr
+    assert "chosen by" in res.stderr and "folds grouped by file-name series" in res.stderr
     res = runner.invoke(app, ["calibrate", str(path), str(small_dataset), "--guarantee"])
     assert res.exit_code == 0, res.output
     cal = load_model(path).calibration

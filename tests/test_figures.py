@@ -34,8 +34,8 @@ UNMEASURED = ("<!-- fig: spec -->", "<!-- fig: derived -->")
 OLD_HEADERS = {  # written before the shared header (benchmarks/_results.py); `make bench-full` rewrites them
     "active_learning", "catalog", "duplicates",
     "features", "map", "spark", "spark_cluster", "spark_cluster-quiet", "tiff_codecs",
-    "web_load-merged", "ood-300-s101", "ood-300-s301", "ood-500", "ood-500-s201",
-    "spark_overhead", "web_load-s26c", "web_load-vs-dc73750",
+    "ood-300-s101", "ood-300-s301", "ood-500", "ood-500-s201",
+    "spark_overhead",
 }
 
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from semcat.head import SoftmaxHead
 
-__all__ = ["DEFAULT_FOLDS", "WEIGHT_DECAY_GRID", "fold_ids", "out_of_fold_logits", "select_weight_decay",
-           "series_groups"]
+__all__ = ["DEFAULT_FOLDS", "WEIGHT_DECAY_GRID", "fold_groups", "fold_ids", "out_of_fold_logits",
+           "select_weight_decay", "series_groups"]
 
 DEFAULT_FOLDS = 5
 WEIGHT_DECAY_GRID = (1e-3, 1e-2, 1e-1)
@@ -55,6 +55,21 @@ def series_groups(paths: Sequence[str | PurePath], labels: Sequence[object]) -> 
                          "images go into folds one by one, which sets the unknown threshold too low for a new "
                          "sample; name each sample with --group-by")]
     return groups, []
+
+
+def fold_groups(paths: Sequence[str | PurePath], labels: Sequence[object],
+                given: Sequence[str | None] | None = None) -> tuple[list[str | None], list[str], str]:
+    """Groups that cross-fitting folds keep together, warnings, and a phrase naming the grouping.
+
+    One rule for ``train``'s penalty choice, ``calibrate`` and background retraining: the ``given``
+    sample groups (``--group-by``, the catalogue's duplicate groups) when there are any, else the
+    file-name series (``series_groups``), so the shots of one sample never straddle a fold.
+    """
+    if given is not None:
+        return list(given), [], "the given sample groups"
+    groups, warnings = series_groups(paths, labels)
+    how = "file-name series" if any(g is not None for g in groups) else "image by image (no file-name series found)"
+    return groups, warnings, how
 
 
 def fold_ids(

@@ -228,7 +228,7 @@ def retrain(db_url: str, folder: Path, *, base: Path | None = None, folds: int =
 def _train(db_url: str, folder: Path, base: Path | None, folds: int, seed: int) -> dict[str, Any]:
     from semcat.calibration import calibrate_crossfit
     from semcat.catalog import open_catalog
-    from semcat.crossfit import series_groups
+    from semcat.crossfit import fold_groups
     from semcat.training import train_on_samples
 
     with open_catalog(db_url) as cat:
@@ -242,7 +242,7 @@ def _train(db_url: str, folder: Path, base: Path | None, folds: int, seed: int) 
     model.meta["retrain"] = {"choices": kept + [c for c in model.classes if c not in kept]}
     row = {p: i for i, p in enumerate(data.paths)}
     labels = [data.labels[row[p]] for p in ok]
-    groups = [data.groups[row[p]] for p in ok] if data.groups else series_groups(ok, labels)[0]
+    groups = fold_groups(ok, labels, [data.groups[row[p]] for p in ok] if data.groups else None)[0]
     cal, _ = calibrate_crossfit(model, X, labels, groups=groups, folds=folds, seed=seed)
     version = 1 + max([int(p.stem.rsplit("-v", 1)[1]) for p in folder.glob("model-v*.semcat")
                        if p.stem.rsplit("-v", 1)[1].isdigit()] or [0])

@@ -21,7 +21,7 @@ import numpy as np
 
 from semcat import __version__
 from semcat.adapt import reference_stats, reference_tensors
-from semcat.crossfit import DEFAULT_FOLDS, fold_ids, select_weight_decay
+from semcat.crossfit import DEFAULT_FOLDS, fold_groups, fold_ids, select_weight_decay
 from semcat.features import DEFAULT_VIEW, FeatureResult, StoreChoice
 from semcat.featurespec import FeatureSpec
 from semcat.head import SCALE_SHRINKAGE, SoftmaxHead
@@ -149,8 +149,9 @@ def train_on_samples(
     ``spec`` says how images become features (backbone(s), view, data-bar crop, precision;
     default ``FeatureSpec.resolve(precision="auto")``); the model carries it.
     ``protocol="crossfit"`` (default): fit on train + val; without an explicit ``weight_decay``
-    the penalty with the lowest out-of-fold log-loss over ``folds`` stratified (and, with groups,
-    group-aware) folds is used. ``protocol="val"``: fit on train, early-stop on val.
+    the penalty with the lowest out-of-fold log-loss over ``folds`` stratified folds is used, which
+    keep each sample group (``data.groups``) or, without groups, each file-name series together
+    (``semcat.crossfit.fold_groups``, as ``calibrate`` does). ``protocol="val"``: fit on train, early-stop on val.
     ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
     ``features`` = (result of ``spec.extract``, seconds) reuses features already extracted (``compare``).
     ``augment``: views of :data:`semcat.view_transforms.AUGMENTATIONS` whose features join the
@@ -187,8 +188,10 @@ def train_on_samples(
     t0 = time.perf_counter()
     cv: dict[str, Any] = {}
     if protocol == "crossfit" and hyper.get("weight_decay") is None:
-        groups = None if data.groups is None else [data.groups[keep[i]] for i in tr]
+        groups, warned, cv["grouping"] = fold_groups(
+            [data.paths[keep[i]] for i in tr], y[tr].tolist(), None if data.groups is None else [data.groups[keep[i]] for i in tr])
         fold, cv["warnings"] = fold_ids(y[tr], groups, k=folds, seed=seed)
+        cv["warnings"] = warned + cv["warnings"]
         wd, _, losses = select_weight_decay(
             X[tr], y[tr], fold, data.classes, lambda wd: _head(solver, seed, data.classes, **hyper | {"weight_decay": wd}))
         hyper = hyper | {"weight_decay": wd}

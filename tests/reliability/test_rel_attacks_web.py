@@ -96,7 +96,7 @@ def test_swapped_files_are_not_served(tmp_path, figures) -> None:
     served_ok = r.status_code == 200 and r.content == Path(intact.path).read_bytes()
     link = Path(intact.path).with_name("alias-inside.tif")  # a symlink inside its own folder is fine
     link.symlink_to(Path(intact.path).name)
-    figures.add("attack: swapped catalogued files (web file, thumbnail, view)", inputs=checked + 1,
+    figures.add("attack: swapped catalogued files (web file, thumbnail, view, tiles)", inputs=checked + 1,
                 failures=len(got_through) + len(unflagged) + (not served_ok),
                 notes="test_swapped_files_are_not_served: "
                       f"{len(SWAPS)} swaps ({', '.join(SWAPS)}): 404 '…none of its files holds that content…', "

@@ -181,7 +181,7 @@ def _calibrate_crossfit(model: Any, model_path: Path, data: Any, *, folds: int, 
                         target_precision: float, guarantee: bool, quantile: float, out: Path | None) -> None:
     """``--split crossfit``: every image outside the test split, out of fold."""
     from semcat.calibration import calibrate_crossfit
-    from semcat.crossfit import series_groups
+    from semcat.crossfit import fold_groups
     from semcat.ood import UnknownDetector
 
     pool = [s for s in data.samples if s.split != "test"]
@@ -197,7 +197,7 @@ def _calibrate_crossfit(model: Any, model_path: Path, data: Any, *, folds: int, 
     group = {str(s.path): s.group for s in pool}
     _warn_if_few_training_images(labels)
     try:
-        groups, warnings = ([group[p] for p in ok], []) if grouped else series_groups(ok, labels)
+        groups, warnings, _ = fold_groups(ok, labels, [group[p] for p in ok] if grouped else None)
         cal, more = calibrate_crossfit(model, X, labels, groups=groups, folds=folds,
                                            target_precision=target_precision, guarantee=guarantee,
                                            detector=UnknownDetector(quantile=quantile))

@@ -137,7 +137,9 @@ def train(
                                                                           "their frequency.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the head training (Adam minibatch order).")] = 0,
     group_by: Annotated[str | None, typer.Option(help="Regex whose first group names a sample in each file "
-                                                      "name; a sample's images never straddle splits.")] = None,
+                                                      "name; a sample's images never straddle splits or folds "
+                                                      "(default folds: file-name series, cells34_127.tif -> "
+                                                      "cells34).")] = None,
     no_crop_databar: Annotated[bool, typer.Option("--no-crop-databar", help="Keep the instrument's data "
                                                                             "bar (cropped by default).")] = False,
     report_dir: Annotated[Path | None, typer.Option(file_okay=False, help="Folder for metrics.json, "
@@ -151,7 +153,8 @@ def train(
     """Train the softmax head on cached backbone features and report on the untouched test split.
 
     By default the head is fitted on every labelled image outside the test split, its L2 penalty
-    chosen by 5-fold cross-validation (grouped with --group-by); --split val fits on train and
+    chosen by 5-fold cross-validation whose folds keep each file-name series (or --group-by sample)
+    together; --split val fits on train and
     early-stops on val. Writes MODEL (one .semcat file) and a report folder with the test metrics
     and confusion matrix; prints the test metrics as JSON on stdout. Unreadable images are named on
     stderr and skipped (exit 1 when any failed, or when there was no test image to report on).
@@ -191,8 +194,9 @@ def train(
     for line in (cv or {}).get("warnings", []):
         err_console.print(f"warning: {line}", soft_wrap=True, highlight=False, markup=False)
     if cv:
-        err_console.print(f"weight decay {report['weight_decay']:g} chosen by {cv['folds']}-fold cross-validation "
-                          f"(out-of-fold log-loss {cv['log_loss']})", soft_wrap=True, highlight=False, markup=False)
+        err_console.print(f"weight decay {report['weight_decay']:g} chosen by {cv['folds']}-fold cross-validation, "
+                          f"folds grouped by {cv['grouping']} (out-of-fold log-loss {cv['log_loss']})",
+                          soft_wrap=True, highlight=False, markup=False)
     model.save(out)
     rdir = report_dir or out.with_name(out.name + ".report")
     if report["test_metrics"]:
