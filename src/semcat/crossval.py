@@ -184,6 +184,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat+scale", fit_semcat, scale=True),
     Method("semcat+scale+tta4", fit_semcat, view="tta4", scale=True),
     Method("semcat+scale/test-nopx", fit_semcat, scale=True, test_scale=False),  # test files without a pixel size
+    Method("semcat+scale+tta4/test-nopx", fit_semcat, view="tta4", scale=True, test_scale=False),
     Method("semcat+ms3", fit_semcat, view="ms3"),  # multi-scale crops: for images without a pixel size
 )}
 

@@ -291,7 +291,7 @@ def compare(
                                               "logreg@center, semcat-nostd, semcat+clahe, semcat+histeq, semcat+aug-all, "
                                               "semcat+aug-all+groupstd, semcat+tta4, semcat-fullstd, semcat+adapt-group, "
                                               "semcat+adapt-balanced, semcat+adapt-scale, semcat+adapt-classwise, "
-                                              "semcat+scale, semcat+scale+tta4, semcat+ms3 "
+                                              "semcat+scale, semcat+scale+tta4, semcat+scale/test-nopx, semcat+scale+tta4/test-nopx, semcat+ms3 "
                                               "(see the manual, how-to/train).")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
