@@ -39,7 +39,11 @@ FULL: dict[str, list[list[str]]] = {
     "spark_cluster": [["--n", "200,800", "--ingest", "400", "--pack-env", "100"],
                       ["--n", "200,800", "--out", str(HERE / "results/spark_cluster-quiet.md"),
                        "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
-    "cross_instrument": [["--jobs", "6"]],
+    "cross_instrument": [["--jobs", "6"],
+                         ["--jobs", "6", "--methods", "semcat,semcat+tta4,semcat+scale,semcat+scale/test-nopx,"
+                          "semcat+scale+tta4,semcat+scale+tta4/test-nopx",
+                          "--out", str(HERE / "results/cross_instrument-nopx.md"),
+                          "--plot", str(HERE.parent / "docs/img/cross_instrument-nopx.png")]],
     "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"],
