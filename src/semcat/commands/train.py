@@ -442,7 +442,11 @@ def classify(
     if model.spec.scale_nm is not None:
         from semcat.physical_scale import survey
 
-        scale_note(model.spec.scale_nm, len(survey(files, model.backbone.input_size, model.crop_databar)[1]), len(files))
+        unscaled = len(survey(files, model.backbone.input_size, model.crop_databar)[1])
+        scale_note(model.spec.scale_nm, unscaled, len(files))
+        if unscaled:  # measured: a --scale head is far less accurate on crops it was not trained on
+            warning(f"{model_path} was trained with --scale: its {unscaled} image(s) without a pixel size are "
+                    "classified less reliably (docs: explanation/limits)")
 
     def predictions() -> Iterator[Any]:
         for pred in local_classify(model, files, top_k=top_k, precision=precision.value, chunk_size=batch_size,
