@@ -49,8 +49,9 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone", default="efficientnet_lite0")
-    ap.add_argument("--out", type=Path, default=RESULTS / "cross_instrument.md")
-    ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "cross_instrument.png")
+    ap.add_argument("--out", type=Path, default=Path("cross_instrument.md"),
+                    help="results file: a bare name is written under benchmarks/results/")
+    ap.add_argument("--plot", type=Path, default=None, help="bar chart (default: docs/img/<out name>.png)")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated names of semcat.crossval.METHODS")
     ap.add_argument("--jobs", type=int, default=1, help="(draw, protocol) pairs run in parallel processes")
     ap.add_argument("--data", type=Path, default=None, help="keep each draw's images in DATA/d<draw> (default: a temp folder)")
@@ -126,8 +127,9 @@ def main() -> int:
               "| method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     lines += [f"| {name} | " + " | ".join(cell(name, g) for g in groups) + " |" for name in methods]
     lines.append("")
-    _plot(acc, [m for m in methods if (m, "groups") in acc], groups, a.plot)
-    write_results(a.out, lines)
+    out = a.out if a.out.parent != Path() else RESULTS / a.out
+    _plot(acc, [m for m in methods if (m, "groups") in acc], groups, a.plot or ROOT / "docs" / "img" / f"{out.stem}.png")
+    write_results(out, lines)
     return 0 if np.isfinite([v for vs in acc.values() for v in vs]).all() else 1
 
 
@@ -135,7 +137,7 @@ def _run_args(argv: list[str]) -> list[str]:
     """The run's arguments for the header, without the ones that only say where files go."""
     out, skip = [], False
     for arg in argv:
-        if arg in ("--from-log", "--out", "--plot", "--data", "--note"):
+        if arg in ("--from-log", "--plot", "--data", "--note"):
             skip = True
             continue
         if skip and not arg.startswith("--"):

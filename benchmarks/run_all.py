@@ -42,8 +42,7 @@ FULL: dict[str, list[list[str]]] = {
     "cross_instrument": [["--jobs", "6"],
                          ["--jobs", "6", "--methods", "semcat,semcat+tta4,semcat+scale,semcat+scale/test-nopx,"
                           "semcat+scale+tta4,semcat+scale+tta4/test-nopx",
-                          "--out", str(HERE / "results/cross_instrument-nopx.md"),
-                          "--plot", str(HERE.parent / "docs/img/cross_instrument-nopx.png")]],
+                          "--out", "cross_instrument-nopx.md"]],
     "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"],
