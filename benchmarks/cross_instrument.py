@@ -1,7 +1,7 @@
 """Cross-instrument generalisation: leave one synthetic instrument out vs within one instrument.
 
 Usage: ``python benchmarks/cross_instrument.py [--instruments 4] [--per-class 15] [--size 160]
-[--draws 3] [--seed 0] [--backbone efficientnet_lite0] [--methods a,b] [--jobs 1] [--data DIR]``.
+[--draws 3] [--seed 0] [--backbone efficientnet_lite0] [--methods a,b] [--jobs 1] [--data DIR] [--out NAME]``.
 Each draw writes a new synthetic set (``semcat synth --instruments``, seed SEED + draw: new
 instrument styles and new images; the last instrument is the held-out style; under ``--data`` it
 is kept and reused), extracts features through the default FeatureStore (each view once per
@@ -17,7 +17,8 @@ not depend on the batch, so those columns say so.
 
 Reports mean ± std over the draws of the pooled accuracy, and the held-out style's accuracy alone.
 Issue 20's bar: leave-one-instrument-out pooled ≥ 0.90 with the default, default ≥ plain on both.
-Results go to ``benchmarks/results/cross_instrument.md``.
+Results go to ``benchmarks/results/cross_instrument.md`` (``--out NAME``: another name there) and
+its bar chart to ``docs/img/<name>.png``.
 """
 from __future__ import annotations
 
