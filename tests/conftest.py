@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 REQUIRE_SERVICES = os.environ.get("SEMCAT_REQUIRE_SERVICES") == "1"
+
+# Tests send SIGINT to `semcat` children as a terminal's Ctrl-C would. A test run started from a
+# background job (`cmd &` in a script, as CI runners do) inherits SIGINT *ignored*, which every child
+# would inherit too: the Ctrl-C would never arrive. A handler here resets to the default on exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def missing_service(reason: str) -> None:

@@ -87,13 +87,6 @@ def test_markup_and_control_characters_are_printed_as_data(command, tiny_model, 
     assert proc.returncode == 1 and "summary" in proc.stderr
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    """SIGINT's default action in the child, as in a terminal: a process started from a background
-    job (`cmd &` in a script, as CI runners do) inherits SIGINT ignored, Python then installs no
-    KeyboardInterrupt handler, and the Ctrl-C this test imitates would never arrive."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_watch_survives_markup_names_and_restarts(tmp_path, figures) -> None:
     """The attack that crash-looped ``watch``: start it twice on a folder holding hostile names."""
     root = tmp_path / "watched"
@@ -102,8 +95,7 @@ def test_watch_survives_markup_names_and_restarts(tmp_path, figures) -> None:
     for _ in range(2):  # the second start meets the same files again
         proc = subprocess.Popen([*SEMCAT, "watch", str(root), "--db", f"sqlite:///{tmp_path / 'cat.db'}",
                                  "--settle", "0.2"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                errors="replace", env={**os.environ, "COLUMNS": "200"},
-                                preexec_fn=_ctrl_c_as_in_a_terminal)
+                                errors="replace", env={**os.environ, "COLUMNS": "200"})
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
         reader.start()
