@@ -52,6 +52,11 @@ def test_small_classes_lower_the_folds_or_are_named() -> None:
     assert folds.max() == 2 and "'a' has only 3 labelled images" in warnings[0]  # scikit-learn: k images per class
     with pytest.raises(ValueError, match=r"class 'b' has only 1 of its sample groups.*--group-by"):
         fold_ids(np.array(["a"] * 6 + ["b"] * 4), ["a1", "a2", "a3", "a4", "a5", "a6", "s", "s", "s", "s"], k=5)
+    # two sessions' series spanning every class (inst0_003.tif in each category folder): 2 folds, said
+    y2 = np.repeat(["a", "b", "c"], 8)
+    folds, warnings = fold_ids(y2, [f"inst{i % 2}" for i in range(24)], k=5)
+    assert folds.max() == 1 and "only 2 sample groups in all" in warnings[0]
+    assert all(len(set(folds[y2 == c].tolist())) == 2 for c in "abc")
 
 
 def test_file_name_series_put_a_samples_shots_in_one_fold() -> None:

@@ -109,23 +109,26 @@ def fold_ids(
                          f"at least 2 (each image must be predicted by a head that did not see it): {fix}.")
     messages = []
     folds = np.empty(len(y), np.int64)
-    limit = (cls, fewest, what)
+    limit = f"class {cls!r} has only {fewest} {what}"
     if grouped:
         names, counts = np.unique(y, return_counts=True)  # scikit-learn needs k images of every class
-        n_folds = min(int(k), int(counts.min()))
+        n_groups = len(set(keys))  # ... and k groups in all (series may span classes: one per session)
+        n_folds = min(int(k), int(counts.min()), n_groups)
         _grouped_split(folds, y, keys, n_folds, seed)
         if n_folds > fewest and any(len(np.unique(folds[y == c])) < 2 for c in units):  # a class held out at once
             n_folds = fewest
             _grouped_split(folds, y, keys, n_folds, seed)
-        if n_folds != fewest:
-            limit = (str(names[counts.argmin()]), int(counts.min()), "labelled images")
+        if n_folds == n_groups < min(int(k), int(counts.min())):
+            limit = f"the labelled images form only {n_groups} sample groups in all"
+        elif n_folds != fewest:
+            limit = f"class {str(names[counts.argmin()])!r} has only {int(counts.min())} labelled images"
     else:
         n_folds = min(int(k), fewest)
         for f, (_, test) in enumerate(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
                                       .split(np.zeros(len(y)), y)):
             folds[test] = f
     if n_folds < k:
-        messages.append(f"class {limit[0]!r} has only {limit[1]} {limit[2]} outside the test split: cross-fitting "
+        messages.append(f"{limit} outside the test split: cross-fitting "
                         f"with {n_folds} folds instead of {k}")
     return folds, messages
 
