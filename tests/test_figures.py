@@ -34,7 +34,6 @@ UNMEASURED = ("<!-- fig: spec -->", "<!-- fig: derived -->")
 OLD_HEADERS = {  # written before the shared header (benchmarks/_results.py); `make bench-full` rewrites them
     "active_learning", "catalog", "duplicates",
     "features", "map", "spark", "spark_cluster", "spark_cluster-quiet", "tiff_codecs",
-    "ood-300-s101", "ood-300-s301", "ood-500", "ood-500-s201",
     "spark_overhead",
 }
 
