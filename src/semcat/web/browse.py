@@ -173,7 +173,7 @@ def image_page(request: Request, sha256: str) -> Response:
     return render(request, "image.html", context)
 
 
-def _verified_source(request: Request, sha256: str) -> tuple[Path, BinaryIO]:
+def verified_source(request: Request, sha256: str) -> tuple[Path, BinaryIO]:
     """A catalogued file of the image, open and verified to hold the catalogued bytes.
 
     Paths that are gone, replaced, or lead out of their folder are flagged missing in the catalog
@@ -223,7 +223,7 @@ def _png(request: Request, sha256: str, size: int | None) -> Response:
 
 def _render(request: Request, sha: str, size: int | None) -> bytes:
     st = state(request)
-    path, f = _verified_source(request, sha)
+    path, f = verified_source(request, sha)
     with f:
         data = f.read()
     if not st.decodes.acquire(timeout=DECODE_WAIT_S):
@@ -255,7 +255,7 @@ def _chunks(f: BinaryIO) -> Iterator[bytes]:
 
 def original(request: Request, sha256: str) -> Response:
     """The catalogued file itself, as a download (streamed from the very file that was verified)."""
-    path, f = _verified_source(request, sha256)
+    path, f = verified_source(request, sha256)
     size = os.fstat(f.fileno()).st_size
     return StreamingResponse(_chunks(f), media_type="application/octet-stream", headers={
         "Content-Length": str(size), "Content-Disposition": f"attachment; filename*=utf-8''{quote(path.name)}"})

@@ -1,6 +1,6 @@
 """The viewer's tiles: ``/tiles/<sha>/info.json`` (size and levels) and ``/tiles/<sha>/<level>/<x>_<y>.png``.
 
-A tile is rendered only from bytes whose hash matched the catalogue (``browse._verified_source``,
+A tile is rendered only from bytes whose hash matched the catalogue (``browse.verified_source``,
 so a swapped file is refused as the file and thumbnail routes refuse it), inside one of the
 server's decode slots (``serve --max-decodes``), and a whole level at a time
 (:mod:`semcat.web.pyramid`): the other tiles of the level are then cache hits. One lock per
@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from semcat.errors import ImageReadError
 from semcat.scalebar import MAX_BAR_PX, steps
-from semcat.web.browse import DECODE_WAIT_S, _verified_source
+from semcat.web.browse import DECODE_WAIT_S, verified_source
 from semcat.web.context import FastJSONResponse, check_hash, state
 from semcat.web.pyramid import Pyramid, cached_tile, load_pyramid, make_pyramid, render_level, tile_path
 
@@ -57,7 +57,7 @@ def _rendered(request: Request, sha: str, render: Callable[[bytes, str, int], T]
     """``render(bytes, file name, decode budget)`` of the verified file, in a decode slot; 422 when
     the bytes cannot be decoded."""
     st = state(request)
-    path, f = _verified_source(request, sha)
+    path, f = verified_source(request, sha)
     with f:
         data = f.read()
     with _held(st.decodes, "decoding other images"):
