@@ -59,6 +59,12 @@ FULL: dict[str, list[list[str]]] = {
               "--images", "/tmp/wt27e/full"]],
     "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images, shared with int8
     "tiles": [["--side", "8192"]],
+    "spark_overhead": [["--n", "120", "--workers", "1"]],
+    "map": [["--points", "100000", "--hovers", "300", "--lassos", "20", "--tsne-points", "1000"]],
+    "duplicates": [["--fields", "60", "--size", "256", "--seeds", "0,1,2"]],
+    "active_learning": [["--per-class", "60", "--size", "224", "--seeds", "0,1,2", "--data-seed", "11", "--start", "10",
+                         "--batch", "10"]],
+    "tiff_codecs": [["--n", "20", "--e2e-n", "200", "--rounds", "3"]],
 }
 QUICK: dict[str, list[str]] = {
     # benchmark → arguments for a run of a minute or two on 2 cores (features cached where a script keeps them)

@@ -256,8 +256,9 @@ def main() -> None:
         f"Compressed TIFFs: decode time against the uncompressed file ({SHAPE[1]}x{SHAPE[0]}, "
         f"read_image max_side={MAX_SIDE})", started=t0) + [
         f"- tifffile {tifffile.__version__}, imagecodecs {__import__('imagecodecs').__version__}",
-        "- shared with other jobs: ratios against a baseline "
-        "measured in the same run; decode: CPU time, each image's best of the rounds, compressions interleaved image by image; end to end: best of alternating runs)",
+        "- method: ratios against a baseline measured in the same run (the machine may be shared); decode: CPU "
+        "time, each image's best of the rounds, compressions interleaved image by image; end to end: best of "
+        "alternating runs",
         f"- images: {args.n} synthetic SEM images per row (10 categories, data bar), one thread; "
         "issue 16's goals: each lossless compression within 1.5x of uncompressed, pixels identical",
         "- read_image = what `semcat features` calls per file (read, decode, downscale, data-bar "
