@@ -94,8 +94,8 @@ def keras_rate(files: list[Path], python: str, tmp: Path) -> tuple[float, str] |
 def rss_child(folder: str) -> None:
     from semcat.features import iter_features
 
-    n = 0
-    for chunk in iter_features(folder, store=None, progress=False):
+    n = 0  # the links by name: a folder's links to files outside it are not followed (semcat._io.iter_image_files)
+    for chunk in iter_features(sorted(Path(folder).iterdir()), store=None, progress=False):
         n += len(chunk.paths)
     print(n, _peak_rss_mib())
 
@@ -120,6 +120,8 @@ def peak_rss(files: list[Path], count: int, tmp: Path) -> tuple[int, int]:
         (links / f"img{i:06d}.tif").symlink_to(files[i % len(files)])
     out = subprocess.run([sys.executable, __file__, "--rss-child", str(links)], check=True,
                          capture_output=True, text=True).stdout.split()
+    if int(out[0]) != count:
+        raise SystemExit(f"peak RSS run extracted {out[0]} of {count} files")
     return int(out[0]), int(out[1])
 
 
