@@ -37,8 +37,7 @@ FULL: dict[str, list[list[str]]] = {
                           [*_CALIBRATION[:2], "--sizes", "50", *_CALIBRATION[2:], "--out", "calibration_small-equal-50.md"]],
     "unknown_threshold": [_CALIBRATION[:2]],
     "spark_cluster": [["--n", "200,800", "--ingest", "400", "--pack-env", "100"],
-                      ["--n", "200,800", "--out", str(HERE / "results/spark_cluster-quiet.md"),
-                       "--plot", str(HERE.parent / "docs/img/spark_cluster_scaling-quiet.png")]],
+                      ["--n", "200,800", "--out", "spark_cluster-quiet.md", "--plot", "spark_cluster_scaling-quiet.png"]],
     "cross_instrument": [["--jobs", "6"],
                          ["--jobs", "6", "--methods", "semcat,semcat+tta4,semcat+scale,semcat+scale/test-nopx,"
                           "semcat+scale+tta4,semcat+scale+tta4/test-nopx",

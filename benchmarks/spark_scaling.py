@@ -255,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
                          "with it as the executors' Python")
     ap.add_argument("--workdir", type=Path, default=None, help="keep generated images here (default: temp)")
     ap.add_argument("--out", type=Path, default=None,
-                    help="results file (default benchmarks/results/spark.md, spark_cluster.md with a cluster)")
+                    help="results file; a bare name goes to benchmarks/results/ (default spark.md, spark_cluster.md "
+                         "with a cluster), so the header's arguments are the same in every checkout")
     ap.add_argument("--plot", type=Path, default=None,
-                    help="plot (default docs/img/spark_scaling.png, spark_cluster_scaling.png with a cluster)")
+                    help="plot; a bare name goes to docs/img/ (default spark_scaling.png, spark_cluster_scaling.png "
+                         "with a cluster)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the cluster
@@ -270,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--cores must include 1 (speedup is relative to one core)")
     on_cluster = bool(args.master or args.start_cluster)
     name = "spark_cluster" if on_cluster else "spark"
-    args.out = args.out or ROOT / f"benchmarks/results/{name}.md"
-    args.plot = args.plot or ROOT / f"docs/img/{name}_scaling.png"
+    args.out = _under(ROOT / "benchmarks/results", args.out or Path(f"{name}.md"))
+    args.plot = _under(ROOT / "docs/img", args.plot or Path(f"{name}_scaling.png"))
 
     tmp = tempfile.TemporaryDirectory()
     work = args.workdir or Path(tmp.name)
@@ -303,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.out, header(title) + ["", text.rstrip("\n")])
     tmp.cleanup()
     return 0
+
+
+def _under(folder: Path, path: Path) -> Path:
+    """``path`` as given when it names a folder, else in ``folder`` (as cross_instrument.py's --out)."""
+    return path if path.parent != Path() else folder / path
 
 
 def _measure(model_path: Path, all_paths: list[str], ns: list[int], cores: list[int], work: Path,
