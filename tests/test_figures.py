@@ -32,7 +32,7 @@ SOURCE = re.compile(r"results/([\w.-]+?)\.md")
 UNMEASURED = ("<!-- fig: spec -->", "<!-- fig: derived -->")
 
 OLD_HEADERS = {  # written before the shared header (benchmarks/_results.py); `make bench-full` rewrites them
-    "catalog", "duplicates",
+    "catalog",
     "spark", "spark_cluster", "spark_cluster-quiet", "tiff_codecs",
 }
 UNCOMMITTED = {"views"}  # measured with uncommitted changes to src/ or benchmarks/: no commit reproduces it exactly
