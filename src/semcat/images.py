@@ -615,8 +615,8 @@ def _tiff_pixels(page: tifffile.TiffPage, data: bytes) -> np.ndarray:
 
     Deflate and ZSTD strips go through :func:`_strip_pixels`; otherwise libtiff
     (``imagecodecs.tiff_decode``) decodes a whole 8/16-bit page in one C call, where tifffile
-    decodes strip by strip from Python (PackBits in 1-row strips: 6.2 ms for the pixels of a
-    1024x768 image, against 2.4 ms for all of ``read_image`` through libtiff;
+    decodes strip by strip from Python (PackBits in 1-row strips: 6.4 ms for the pixels of a
+    1024x768 image, against 2.7 ms for all of ``read_image`` through libtiff;
     ``benchmarks/results/tiff_codecs.md``). Anything else (YCbCr, 1-bit, float, odd layouts)
     or any libtiff refusal goes through tifffile, whose errors the caller reports.
     """
