@@ -33,7 +33,7 @@ UNMEASURED = ("<!-- fig: spec -->", "<!-- fig: derived -->")
 
 OLD_HEADERS = {  # written before the shared header (benchmarks/_results.py); `make bench-full` rewrites them
     "catalog",
-    "spark", "spark_cluster-quiet",
+    "spark_cluster-quiet",
 }
 UNCOMMITTED = {"views"}  # measured with uncommitted changes to src/ or benchmarks/: no commit reproduces it exactly
 
