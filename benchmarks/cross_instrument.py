@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -159,11 +162,32 @@ def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
         for name in methods:  # one at a time, so the log holds each result as it comes
             if protocol.startswith("groups-") and not METHODS[name].adapt:
                 continue  # predictions that do not depend on the batch: the same as "groups"
-            r = run_methods(root, "folder", [name], spec=spec, protocol=protocol, seed=d)[name]
+            with _finetune_log() as fits:
+                r = run_methods(root, "folder", [name], spec=spec, protocol=protocol, seed=d)[name]
             out.append({"draw": d, "protocol": protocol, "method": name, "pooled": r["pooled"]["accuracy"],
-                        "per_group": {g: m["accuracy"] for g, m in r["per_group"].items()}})
+                        "per_group": {g: m["accuracy"] for g, m in r["per_group"].items()},
+                        **({"finetune": fits} if fits else {})})
             print("RESULT " + json.dumps(out[-1]), flush=True)
     return out
+
+
+@contextmanager
+def _finetune_log() -> Iterator[list[dict]]:
+    """Each fine-tuning's record (:mod:`semcat.finetune` logs one per fit: epochs, CPU seconds, stop)."""
+    fits: list[dict] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if hasattr(record, "finetune"):
+                fits.append(record.finetune)
+
+    logger, handler = logging.getLogger("semcat.finetune"), Collect()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield fits
+    finally:
+        logger.removeHandler(handler)
 
 
 def _accuracies(records: list[dict], instruments: int) -> dict[tuple[str, str], list[float]]:
