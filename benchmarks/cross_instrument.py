@@ -41,6 +41,15 @@ from semcat.synth.instruments import write_instrument_set
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import header, write_results  # noqa: E402
 
+FINETUNE_NOTE = (
+    "- fine-tuning (`semcat.finetune`): +ft = the backbone's last inverted-residual unit, conv_head and its BN affine "
+    "parameters trained (BN statistics and everything before frozen; the activations entering the last 2 units "
+    "computed once per image and view through OpenVINO) with a linear head, after a linear probe, Adam (lr 3e-4 tail, "
+    "1e-3 head, batch 32), one random view of each training image per epoch out of the clean crop and 3 SEM-augmented "
+    "views (random resized crop 35-100% of the area, flips, 90° rotations, contrast inverted with p 0.25, gamma, "
+    "brightness/contrast, blur, shot noise, scan-line noise), early stop on 20% of the training images (patience 3), "
+    "a budget of 20 CPU seconds of joint training per fit; then the default head fitted on the tuned tail's features "
+    "of the clean crops; +ft2 = the last 2 units; +ft-60s = 1 unit, 60 CPU seconds")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -114,6 +123,7 @@ def main() -> int:
         "+scale/test-nopx = trained as +scale, the classified images without a pixel size (today's crop); "
         "+ms3 = multi-scale crops (the crop, its central 71% and 50%, features averaged): what images without a "
         "pixel size could use",
+        *([FINETUNE_NOTE] if any(METHODS[m].finetune for m in requested) else []),
         "",
         ("| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
          "| left out, batches of 2 classes (%) | left out, batches of 1 class (%) |"),
@@ -130,6 +140,7 @@ def main() -> int:
               "", "Per held-out instrument (leave one instrument out, %; the last is the held-out style):", "",
               "| method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     lines += [f"| {name} | " + " | ".join(cell(name, g) for g in groups) + " |" for name in methods]
+    lines += _finetune_cost(records, methods)
     lines.append("")
     out = a.out if a.out.parent != Path() else RESULTS / a.out
     _plot(acc, [m for m in methods if (m, "groups") in acc], groups, a.plot or ROOT / "docs" / "img" / f"{out.stem}.png")
@@ -188,6 +199,27 @@ def _finetune_log() -> Iterator[list[dict]]:
         yield fits
     finally:
         logger.removeHandler(handler)
+
+
+def _finetune_cost(records: list[dict], methods: list[str]) -> list[str]:
+    """A table of what each fine-tuning method's fits cost (one fit per held-out group or per group)."""
+    fits = {m: [f for r in records if r["method"] == m for f in r.get("finetune", [])] for m in methods}
+    fits = {m: f for m, f in fits.items() if f}
+    if not fits:
+        return []
+    lines = ["", "Fine-tuning per fit (one per held-out instrument, and one per instrument within; CPU seconds of "
+             "this process, all threads: the budget counts them, so other jobs on the machine do not change it):", "",
+             "| method | fits | blocks | budget (CPU s) | joint training (CPU s, mean / max) | whole fit (CPU s, mean) "
+             "| whole fit (wall s, mean) | epochs (mean, min-max) | stopped by budget / early stop / max epochs |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m, fs in fits.items():
+        cpu = [f["cpu_seconds"] for f in fs]
+        epochs = [f["epochs"] for f in fs]
+        stops = "/".join(str(sum(f["stopped"] == s for f in fs)) for s in ("budget", "early stop", "max epochs"))
+        lines.append(f"| {m} | {len(fs)} | {fs[0]['blocks']} | {fs[0]['seconds']:g} | {np.mean(cpu):.1f} / {max(cpu):.1f} "
+                     f"| {np.mean([f['total_cpu_seconds'] for f in fs]):.1f} | {np.mean([f['wall_seconds'] for f in fs]):.0f} "
+                     f"| {np.mean(epochs):.1f} ({min(epochs)}-{max(epochs)}) | {stops} |")
+    return lines
 
 
 def _accuracies(records: list[dict], instruments: int) -> dict[tuple[str, str], list[float]]:

@@ -42,7 +42,9 @@ FULL: dict[str, list[list[str]]] = {
     "cross_instrument": [["--jobs", "6"],
                          ["--jobs", "6", "--methods", "semcat,semcat+tta4,semcat+scale,semcat+scale/test-nopx,"
                           "semcat+scale+tta4,semcat+scale+tta4/test-nopx",
-                          "--out", "cross_instrument-nopx.md"]],
+                          "--out", "cross_instrument-nopx.md"],
+                         ["--jobs", "6", "--methods", "semcat,plain,semcat+ft,semcat+ft2,semcat+ft-60s",
+                          "--out", "cross_instrument-ft.md"]],
     "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"],

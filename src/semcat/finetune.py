@@ -99,7 +99,7 @@ def sem_augment(img: np.ndarray, size: int, interpolation: str, rng: np.random.G
 
     rows, cols = img.shape
     side = min(rows, cols)
-    crop = max(8, int(round(side * np.sqrt(rng.uniform(0.35, 1.0)))))
+    crop = max(8, round(side * np.sqrt(rng.uniform(0.35, 1.0))))
     r0, c0 = rng.integers(0, rows - crop + 1), rng.integers(0, cols - crop + 1)
     c = _preprocess_gray(img[r0: r0 + crop, c0: c0 + crop], size, interpolation, "center")[0]
     c = np.rot90(c[:, ::-1] if rng.random() < 0.5 else c, int(rng.integers(4)))
@@ -153,7 +153,7 @@ def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool
     """Activations entering the last :data:`CACHED_BLOCKS` units, (N, 1 + views, C, H, W), of
     each readable file's clean and augmented views, and ``(path, error)`` of the others.
 
-    The frozen prefix runs through OpenVINO (fp32: ~8x faster than torch on 2 cores); image ``i``'s
+    The frozen prefix runs through OpenVINO (fp32; several times faster than torch's eager CPU path); image ``i``'s
     views are drawn from ``(seed, i)``.
     """
     import openvino as ov
@@ -164,24 +164,34 @@ def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool
 
     prefix, _ = split_backbone(spec)
     size = spec.input_size
-    grays, errors = [], []
+    compiled: Any = None
+    outs, pending, errors = [], [], []
+
+    def flush() -> None:  # the frozen prefix on the pending views (a batch at a time: memory stays small)
+        nonlocal compiled
+        x = _to_model_input(np.concatenate(pending), spec)
+        pending.clear()
+        if compiled is None:
+            with torch.no_grad():
+                compiled = ov.Core().compile_model(ov.convert_model(prefix, example_input=torch.from_numpy(x[:1])),
+                                                   "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        outs.append(compiled(x)[0])
+
     for i, p in enumerate(paths):
         try:
             img, _ = read_image_bytes(read_file_bytes(p), p, crop_databar=crop_databar, max_side=2 * size)
-        except Exception as e:  # one unreadable file never stops the set
+        except Exception as e:  # a bad file must never stop the batch
             errors.append((p, f"{type(e).__name__}: {e}"))
             continue
-        grays.append(augmented_views(img, spec, views, np.random.default_rng([seed, i])))
-    if not grays:
+        pending.append(augmented_views(img, spec, views, np.random.default_rng([seed, i])))
+        if len(pending) * (1 + views) >= batch:
+            flush()
+    if pending:
+        flush()
+    if not outs:
         return np.zeros((0, 1 + views, 0, 0, 0), np.float32), errors
-    flat = np.concatenate(grays)
-    example = torch.from_numpy(_to_model_input(flat[:1], spec))
-    with torch.no_grad():
-        compiled = ov.Core().compile_model(ov.convert_model(prefix, example_input=example), "CPU",
-                                           {"INFERENCE_PRECISION_HINT": "f32"})
-    out = np.concatenate([compiled(_to_model_input(flat[s: s + batch], spec))[0]
-                          for s in range(0, len(flat), batch)])
-    return out.reshape(len(grays), 1 + views, *out.shape[1:]).astype(np.float32, copy=False), errors
+    out = np.concatenate(outs)
+    return out.reshape(-1, 1 + views, *out.shape[1:]).astype(np.float32, copy=False), errors
 
 
 def tail_features(tail: torch.nn.Module, acts: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -213,7 +223,7 @@ def _inner_split(y: np.ndarray, share: float, rng: np.random.Generator) -> np.nd
     for c in sorted(set(y.tolist())):
         members = np.flatnonzero(y == c)
         if len(members) >= 3:
-            val[rng.permutation(members)[: max(1, int(round(share * len(members))))]] = True
+            val[rng.permutation(members)[: max(1, round(share * len(members)))]] = True
     return val
 
 
@@ -244,7 +254,7 @@ def finetune_tail(acts: np.ndarray, y: np.ndarray, classes: list[str], tail: tor
         torch.manual_seed(seed)
         head = torch.nn.Linear(int(trained(x[:1, 0]).shape[1]), len(classes))
         _linear_probe(head, torch.from_numpy(tail_features(trained, x[~val_t, 0].numpy())), target[~val_t])
-        params = [p for p in trained.parameters()]
+        params = list(trained.parameters())
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.Adam([{"params": params, "lr": config.lr}, {"params": head.parameters(), "lr": config.head_lr}])
@@ -266,7 +276,10 @@ def finetune_tail(acts: np.ndarray, y: np.ndarray, classes: list[str], tail: tor
                     stopped = "budget"
                     break
             epoch += 1
-            loss_v, acc_v = _validate(trained, head, x[val_t, 0], target[val_t]) if val.any() else (0.0, 0.0)
+            if not val.any():  # too few images per class to hold any out: the last epoch is kept
+                best = copy.deepcopy(trained.state_dict())
+                continue
+            loss_v, acc_v = _validate(trained, head, x[val_t, 0], target[val_t])
             accs.append(acc_v)
             if loss_v < best_loss:
                 best, best_loss, since = copy.deepcopy(trained.state_dict()), loss_v, 0
@@ -284,7 +297,7 @@ def finetune_tail(acts: np.ndarray, y: np.ndarray, classes: list[str], tail: tor
              "%.1f CPU s, %.1f s wall in all", config.blocks, epoch, seconds, config.seconds, stopped,
              [round(a, 3) for a in accs], total, wall,
              extra={"finetune": {**asdict(config), "epochs": epoch, "cpu_seconds": seconds, "stopped": stopped,
-                                 "total_cpu_seconds": total, "wall_seconds": wall, "train_images": int(len(y))}})
+                                 "total_cpu_seconds": total, "wall_seconds": wall, "train_images": len(y)}})
     return FinetuneResult(tail.eval(), epoch, seconds, stopped, accs)
 
 

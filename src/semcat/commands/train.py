@@ -291,7 +291,9 @@ def compare(
                                               "logreg@center, semcat-nostd, semcat+clahe, semcat+histeq, semcat+aug-all, "
                                               "semcat+aug-all+groupstd, semcat+tta4, semcat-fullstd, semcat+adapt-group, "
                                               "semcat+adapt-balanced, semcat+adapt-scale, semcat+adapt-classwise, "
-                                              "semcat+scale, semcat+scale+tta4, semcat+scale/test-nopx, semcat+scale+tta4/test-nopx, semcat+ms3 "
+                                              "semcat+scale, semcat+scale+tta4, semcat+scale/test-nopx, semcat+scale+tta4/test-nopx, semcat+ms3, "
+                                              "semcat+ft, semcat+ft2, semcat+ft-60s (the backbone's last blocks fine-tuned "
+                                              "in a CPU budget; needs torch) "
                                               "(see the manual, how-to/train).")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
