@@ -149,6 +149,9 @@ class ZeroRuntime(Runtime):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return np.zeros((len(batch), self.spec.feature_dim), np.float32)
 
+    def _infer_gray(self, batch: np.ndarray) -> np.ndarray:  # as OpenVINO: no 3-channel input made in numpy
+        return self._infer(batch)
+
 
 def network_rate(rt, x: np.ndarray, reps: int = 1) -> float:
     rt(x[:8])
