@@ -55,9 +55,9 @@ FULL: dict[str, list[list[str]]] = {
                   "--baseline", "0556e14", "--baseline-label", "0556e14 (pre-ping, BEGIN/ROLLBACK per read)",
                   "--out", "web_load-pg-1client.md"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
-    "int8": [["--per-class", "60", "--test-per-class", "40", "--speed-n", "384", "--rounds", "3", "--n-baseline", "16",
-              "--images", "/tmp/wt27e/full"]],
-    "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images, shared with int8
+    "int8": [["--per-class", "60", "--test-per-class", "80", "--unseen-per-style", "160", "--draws", "3", "--speed-n",
+              "384", "--rounds", "3", "--n-baseline", "16", "--images", "/tmp/int8-parity"]],  # larger sets than int8_recipes'
+    "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images
     "tiles": [["--side", "8192"]],
 }
 QUICK: dict[str, list[str]] = {
