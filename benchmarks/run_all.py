@@ -58,6 +58,7 @@ FULL: dict[str, list[list[str]]] = {
     "int8": [["--per-class", "60", "--test-per-class", "80", "--unseen-per-style", "160", "--draws", "3", "--speed-n",
               "384", "--rounds", "3", "--n-baseline", "16", "--images", "/tmp/int8-parity"]],  # larger sets than int8_recipes'
     "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images
+    "int8_speed": [[], ["--isa-cap", "AVX2"]],  # the second writes int8_speed-avx2.md
     "tiles": [["--side", "8192"]],
 }
 QUICK: dict[str, list[str]] = {
