@@ -71,8 +71,8 @@ def write_sets(root: Path, per_class: int, test_per_class: int, unseen_per_style
     sets = {}
     for d in range(draws):
         s = seed + 100 * d
-        sets[f"train{d}"] = (f"set0" if d == 0 else f"train{d}", per_class, s, dict(fmt="tif", databar=True))
-        sets[f"val{d}"] = (f"set1" if d == 0 else f"val{d}", max(10, per_class * 3 // 5), s + 1,
+        sets[f"train{d}"] = ("set0" if d == 0 else f"train{d}", per_class, s, dict(fmt="tif", databar=True))
+        sets[f"val{d}"] = ("set1" if d == 0 else f"val{d}", max(10, per_class * 3 // 5), s + 1,
                            dict(fmt="tif", databar=True))
     for i, (style, kw) in enumerate(STYLES.items()):
         sets[style] = (f"set{2 + i}", test_per_class, seed + 2 + i, kw)

@@ -10,7 +10,8 @@ Preprocessing (:func:`preprocess`) turns a gray float image into the backbone's 
    image (as the paper did), ``center`` takes the central square, ``tiles5`` averages the
    features of the full image and its four quadrants (5 forward passes). Downscaling uses
    area averaging (anti-aliased, like PIL); upscaling the spec's interpolation.
-3. Gray → 3 channels, then the spec's ImageNet mean/std.
+3. Gray → 3 channels, then the spec's ImageNet mean/std (during extraction inside the OpenVINO
+   graph: :meth:`semcat.runtime.Runtime.gray`).
 
 Extraction (:func:`iter_features`, :func:`extract_features`) streams: a thread pool reads each
 file once (bytes → SHA-256 → decode from the same bytes), skips images whose features are
