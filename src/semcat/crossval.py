@@ -194,13 +194,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat+tta2", fit_semcat, view="tta2"),
     Method("semcat+scale+tta2", fit_semcat, view="tta2", scale=True),
     Method("semcat+scale+aug-flip", fit_semcat, augment=("aug-flip",), scale=True),
+    Method("semcat+scale+aug-fliprot", fit_semcat, augment=("aug-flip", "aug-rot90"), scale=True),
     *(Method(f"semcat+scale-{name}{nopx}", fit_semcat, view=view, augment=aug, scale=True,
              test_scale=None if not nopx else False)
       for name, view, aug in (("mix", DEFAULT_VIEW, ("aug-noscale",)),
                               ("jitter", DEFAULT_VIEW, ("aug-scalejitter",)),
                               ("mix-jitter", DEFAULT_VIEW, ("aug-noscale", "aug-scalejitter")),
                               ("mix+tta2", "tta2", ("aug-noscale",)),
-                              ("mix+aug-flip", DEFAULT_VIEW, ("aug-noscale", "aug-flip")))
+                              ("mix+aug-flip", DEFAULT_VIEW, ("aug-noscale", "aug-flip")),
+                              ("mix+aug-fliprot", DEFAULT_VIEW, ("aug-noscale", "aug-flip", "aug-rot90")))
       for nopx in ("", "/test-nopx")),
 )}
 

@@ -295,9 +295,9 @@ def compare(
                                               "semcat+aug-all+groupstd, semcat+tta4, semcat-fullstd, semcat+adapt-group, "
                                               "semcat+adapt-balanced, semcat+adapt-scale, semcat+adapt-classwise, "
                                               "semcat+scale, semcat+scale+tta4, semcat+scale/test-nopx, semcat+scale+tta4/test-nopx, semcat+ms3, "
-                                              "semcat+tta2, semcat+scale+tta2, semcat+scale+aug-flip, semcat+scale-mix, semcat+scale-jitter, "
-                                              "semcat+scale-mix-jitter, semcat+scale-mix+tta2, semcat+scale-mix+aug-flip (each scale-mix "
-                                              "and -jitter also /test-nopx) "
+                                              "semcat+tta2, semcat+scale+tta2, semcat+scale+aug-flip, semcat+scale+aug-fliprot, semcat+scale-mix, "
+                                              "semcat+scale-jitter, semcat+scale-mix-jitter, semcat+scale-mix+tta2, semcat+scale-mix+aug-flip, "
+                                              "semcat+scale-mix+aug-fliprot (each scale-mix and -jitter also /test-nopx) "
                                               "(see the manual, how-to/train).")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
