@@ -120,7 +120,8 @@ def main() -> int:
         "+scale-mix = scale-mixed training: the head trained on the scaled crops and today's crops of the same "
         "images, each file classified scaled when it has a pixel size (`--scale auto --augment noscale`); "
         "+scale-jitter = the head also trained on crops at 1/√2 and √2 times the physical target "
-        "(`--augment scalejitter`)",
+        "(`--augment scalejitter`); +aug-fliprot = the head also trained on the (scaled) crop's mirror image and "
+        "90° rotation (`--augment flip,rot90`)",
         "",
         ("| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
          "| left out, batches of 2 classes (%) | left out, batches of 1 class (%) |"),
