@@ -32,6 +32,8 @@ sys.path[:0] = [str(ROOT / "tests")]
 
 from reliability.conftest import Served, p95  # noqa: E402
 from reliability.test_rel_web import PAGE_KINDS, load  # noqa: E402
+from semcat.catalog.querycount import ENV as COUNT_ENV  # noqa: E402
+from semcat.catalog.querycount import PERIOD_S, read_total  # noqa: E402
 from semcat.synth import write_dataset  # noqa: E402
 
 from _results import header, write_results  # noqa: E402
@@ -72,17 +74,28 @@ def _ingest(src: Path, url: str, images: Path) -> list[str]:
 def run_once(src: Path, serve_args: list[str], url: str, shas: list[str], tmp: Path, clients: int,
              seconds: float) -> dict:
     """Serve ``url`` with the code in ``src`` and load it; latencies per kind, errors, server CPU."""
+    counts = tmp / "query-counts"
+    counts.mkdir()
     server = Served("--db", url, "--storage", tmp / "storage", *serve_args, log=tmp / "serve.log",
-                    env={"PYTHONPATH": str(src), "SEMCAT_HOME": str(tmp / "home")})
+                    env={"PYTHONPATH": str(src), "SEMCAT_HOME": str(tmp / "home"), COUNT_ENV: str(counts)})
     try:
         for sha in shas:  # warm the thumbnail cache, as a running server has it
             httpx.get(f"{server.url}/thumbs/{sha}.png", timeout=30)
+        queries0 = _queries(counts)
         cpu0, client0 = _cpu_s(server.proc.pid), time.process_time()
         by_kind, errors = asyncio.run(load(server.url, shas, seconds, clients))
         cpu, client = _cpu_s(server.proc.pid) - cpu0, time.process_time() - client0
+        queries = None if queries0 is None else _queries(counts) - queries0
     finally:
         server.stop()
-    return {"by_kind": by_kind, "errors": errors, "server_cpu_s": cpu, "client_cpu_s": client}
+    return {"by_kind": by_kind, "errors": errors, "server_cpu_s": cpu, "client_cpu_s": client, "queries": queries}
+
+
+def _queries(folder: Path) -> int | None:
+    """SQL statements the server has sent so far (``semcat.catalog.querycount``); None for a tree
+    that does not count them."""
+    time.sleep(3 * PERIOD_S)  # the server writes its count every PERIOD_S
+    return read_total(folder) if any(folder.iterdir()) else None
 
 
 def _source_tree(baseline: str, tmp: Path) -> Path:
@@ -127,6 +140,7 @@ def summary(r: dict, seconds: float) -> dict:
     return {"req_s": n / seconds, "pages_p95": 1000 * p95(pages), "labels_p95": 1000 * p95(k["label"]),
             "list_p95": 1000 * p95(k["list"]), "thumb_p95": 1000 * p95(k["thumbnail"]),
             "n": n, "errors": len(r["errors"]), "cpu_ms": 1000 * r["server_cpu_s"] / max(n, 1),
+            "queries": None if r["queries"] is None else r["queries"] / max(n, 1),
             "client_cpu_ms": 1000 * r["client_cpu_s"] / max(n, 1)}
 
 
@@ -188,12 +202,14 @@ def main() -> int:
         "configurations alternate order per round. Goal (issue 18): p95 < 300 ms pages, < 500 ms label writes.",
         f"- uvicorn's HTTP parser and event loop: {_uvicorn_impl()} (installed packages: the same for every tree)", "",
         "| backend | code | round | req/s | p95 pages ms | p95 catalog page ms | p95 thumbnail ms | "
-        "p95 label write ms | server CPU ms/request | client CPU ms/request | requests | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "p95 label write ms | server CPU ms/request | SQL statements/request | client CPU ms/request | requests | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for backend, name, round_, s in rows:
         lines.append(f"| {backend} | {name} | {round_} | {s['req_s']:.0f} | {s['pages_p95']:.0f} | {s['list_p95']:.0f} | "
-                     f"{s['thumb_p95']:.0f} | {s['labels_p95']:.0f} | {s['cpu_ms']:.1f} | {s['client_cpu_ms']:.1f} | {s['n']} | {s['errors']} |")
+                     f"{s['thumb_p95']:.0f} | {s['labels_p95']:.0f} | {s['cpu_ms']:.1f} | "
+                     f"{'–' if s['queries'] is None else format(s['queries'], '.1f')} | "
+                     f"{s['client_cpu_ms']:.1f} | {s['n']} | {s['errors']} |")
     write_results(HERE / "results" / a.out, lines)
     return 0
 
