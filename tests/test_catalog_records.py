@@ -12,6 +12,7 @@ from test_catalog_helpers import catalog_url, write_metadata_set  # noqa: F401 -
 
 from semcat.catalog import CatalogError, open_catalog
 from semcat.catalog.schema import Label
+from semcat.catalog.search import ORDERS, Filters, search_query
 
 UNKNOWN = "ab" * 32
 
@@ -55,6 +56,13 @@ def test_records_carry_every_part(catalog_url: str, tmp_path: Path) -> None:  # 
 
         assert cat.get(a[:10]) == cat.get(a) == ra
         assert cat.get(UNKNOWN) is None and cat.get(UNKNOWN[:10]) is None
+
+        # a search page (on PostgreSQL one statement with its records) holds what the hash query finds
+        for order in ORDERS:
+            for filters in ({}, {"mag_min": 1_500}):
+                with cat.db.read() as conn:
+                    want = list(conn.execute(search_query(Filters(**filters), limit=2, offset=1, order=order)).scalars())
+                assert [r.sha256 for r in cat.search(**filters, limit=2, offset=1, order=order)] == want, (order, filters)
 
 
 def test_unknown_hash_is_refused_by_every_lookup(catalog_url: str, tmp_path: Path) -> None:  # noqa: F811

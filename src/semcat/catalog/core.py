@@ -16,7 +16,7 @@ from semcat.catalog import ingest as _ingest
 from semcat.catalog import search as _search
 from semcat.catalog.db import CatalogError, Database
 from semcat.catalog.migrations import current_version, upgrade
-from semcat.catalog.records import ImageRecord, load_records
+from semcat.catalog.records import ImageRecord, load_records, page_records
 from semcat.catalog.schema import (
     Category,
     SCHEMA_VERSION,
@@ -107,6 +107,8 @@ _Q_HISTORY_PREDICTIONS = (select(Image.sha256, Prediction.created, Prediction.mo
                                  Prediction.decision, Prediction.candidates)
                           .outerjoin(Prediction, Prediction.sha256 == Image.sha256).where(Image.sha256 == bindparam("sha")))
 """The image (no row: not catalogued) with each of its predictions (NULLs: none)."""
+_Q_REVIEW_PAGE = _search.ranked(select(Image.sha256).where(sql_text(REVIEW_WHERE)), (Image.top1_score, Image.sha256))
+"""The review queue's page (PostgreSQL), in the order of its partial index ix_images_review."""
 _OTHER = aliased(Image)
 _Q_DUPLICATES = (select(_OTHER.sha256).select_from(Image).outerjoin(_OTHER, and_(
     _OTHER.dup_group == Image.dup_group, _OTHER.sha256 != Image.sha256)).where(Image.sha256 == bindparam("sha"))
@@ -166,6 +168,9 @@ class Catalog:
         f = _search.Filters(category, decision, min_score, max_score, confirmed, mag_min, mag_max,
                             pixel_size_min, pixel_size_max, date_from, date_to, text, tag, measurement)
         with self.db.read() as conn:
+            if not self.db.is_sqlite:  # the page's hashes are a subquery of the records query: one round trip
+                _search.check_page(limit, offset)
+                return page_records(conn, _search.ranked_page(f, order), {"page_limit": limit, "page_offset": offset})
             return load_records(conn, _search.run_search(conn, f, limit=limit, offset=offset, order=order,
                                                          rare_cache=self._rare_trigrams))
 
@@ -243,6 +248,8 @@ class Catalog:
     def review_queue(self, limit: int = 50, offset: int = 0) -> list[ImageRecord]:
         """Unconfirmed images whose decision needs a person, least sure first (``offset`` skipped)."""
         with self.db.read() as conn:
+            if not self.db.is_sqlite:  # one round trip, as for a search page
+                return page_records(conn, _Q_REVIEW_PAGE, {"page_limit": limit, "page_offset": offset})
             shas = list(conn.execute(  # served in order by the partial index ix_images_review
                 select(Image.sha256).where(sql_text(REVIEW_WHERE))
                 .order_by(Image.top1_score, Image.sha256).limit(limit).offset(offset)).scalars())

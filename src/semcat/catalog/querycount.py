@@ -21,7 +21,7 @@ from sqlalchemy import Engine, event
 from semcat._io import atomic_write_bytes
 
 ENV = "SEMCAT_COUNT_QUERIES"
-PERIOD_S = 0.05
+PERIOD_S = 0.25
 
 _counter = itertools.count(1)  # next() is atomic under the GIL: no lock on the hot path
 _count = 0

@@ -7,10 +7,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Connection, Select, String, any_, bindparam, func, literal_column, select, true
+from sqlalchemy import ARRAY, ColumnElement, Connection, Select, String, bindparam, func, literal_column, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from semcat.catalog.schema import Image, ImagePath, Label, Measurement, Note, Prediction, Tag
@@ -83,13 +83,11 @@ class ImageRecord:
 _FIELDS = tuple(f.name for f in fields(ImageRecord))
 
 
-def _one_of(column: Any, sqlite: bool) -> ColumnElement[bool]:
-    """``column IN (the hashes)`` with the list bound as ONE value (``:shas``): SQLAlchemy's
-    expanding ``IN`` renders one parameter per hash and re-renders the SQL on every call, which
-    was half the CPU of a catalog page. SQLite reads a JSON array, PostgreSQL an array."""
-    if sqlite:
-        return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam("shas"))))
-    return column == any_(bindparam("shas", type_=ARRAY(String)))
+def _one_of(column: Any) -> ColumnElement[bool]:
+    """``column IN (the hashes)`` with the list bound as ONE value (``:shas``, a JSON array):
+    SQLAlchemy's expanding ``IN`` renders one parameter per hash and re-renders the SQL on every
+    call, which was half the CPU of a catalog page."""
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam("shas"))))
 
 
 @cache
@@ -97,36 +95,44 @@ def _queries() -> tuple[Select[Any], ...]:
     """The record queries on SQLite (in process: a query is no network round trip), built once."""
     images = (select(*Image.__table__.c, Prediction.model_id.label("pred_model_id"), Prediction.top,
                      Prediction.decision.label("pred_decision"), Prediction.candidates)
-              .outerjoin(Prediction, Prediction.id == Image.prediction_id).where(_one_of(Image.sha256, sqlite=True)))
-    paths = (select(ImagePath.sha256, ImagePath.path, ImagePath.missing).where(_one_of(ImagePath.sha256, sqlite=True))
+              .outerjoin(Prediction, Prediction.id == Image.prediction_id).where(_one_of(Image.sha256)))
+    paths = (select(ImagePath.sha256, ImagePath.path, ImagePath.missing).where(_one_of(ImagePath.sha256))
              .order_by(ImagePath.missing, ImagePath.last_seen.desc(), ImagePath.id))
     labels = (select(Label.sha256, Label.label, Label.who, Label.source, Label.created)
-              .where(_one_of(Label.sha256, sqlite=True)).order_by(Label.created, Label.id))
-    tags = select(Tag.sha256, Tag.tag).where(_one_of(Tag.sha256, sqlite=True)).order_by(Tag.tag)
-    notes = (select(Note.sha256, Note.text, Note.who, Note.created).where(_one_of(Note.sha256, sqlite=True))
+              .where(_one_of(Label.sha256)).order_by(Label.created, Label.id))
+    tags = select(Tag.sha256, Tag.tag).where(_one_of(Tag.sha256)).order_by(Tag.tag)
+    notes = (select(Note.sha256, Note.text, Note.who, Note.created).where(_one_of(Note.sha256))
              .order_by(Note.created, Note.id))
-    meas = select(Measurement.sha256, Measurement.name, Measurement.value).where(_one_of(Measurement.sha256, sqlite=True))
+    meas = select(Measurement.sha256, Measurement.name, Measurement.value).where(_one_of(Measurement.sha256))
     return images, paths, labels, tags, notes, meas
 
 
-@cache
-def _pg_query() -> Select[Any]:
-    """The records of a page in ONE PostgreSQL statement: each image with its latest prediction
-    joined, and its paths, latest label, tags, notes and measurements as ``LATERAL`` aggregates
-    (arrays, which psycopg decodes to typed lists). Each statement is a network round trip, and
-    the six queries of the SQLite path were most of a catalog page's time under load."""
+@lru_cache(maxsize=256)
+def _pg_query(page: Select[Any] | None = None) -> Select[Any]:
+    """The records of a page in ONE PostgreSQL statement, in page order: each image with its
+    latest prediction joined, and its paths, latest label, tags, notes and measurements as
+    ``LATERAL`` aggregates (arrays, which psycopg decodes to typed lists). Each statement is a
+    network round trip, and the six queries of the SQLite path were most of a catalog page's time
+    under load. The page is the bound list ``:shas`` or ``page``, a query of (sha256, pos)."""
+    if page is None:
+        source: Any = func.unnest(bindparam("shas", type_=ARRAY(String))).table_valued(
+            "sha256", with_ordinality="pos").render_derived(name="page")
+    else:
+        source = page.subquery("page")
     p_order = (ImagePath.missing, ImagePath.last_seen.desc(), ImagePath.id)
     n_order = (Note.created, Note.id)
     paths = select(_agg(ImagePath.path, p_order, "paths"), _agg(ImagePath.missing, p_order, "missing")).where(
         ImagePath.sha256 == Image.sha256).lateral("p")
     label = (select(Label.label, Label.who, Label.source, Label.created).where(Label.sha256 == Image.sha256)
-             .order_by(Label.created.desc(), Label.id.desc()).limit(1).lateral("lab"))
+             .order_by(Label.created.desc(), Label.id.desc())
+             .limit(literal_column("1")).lateral("lab"))  # a literal: the list stays the one parameter
     tags = select(_agg(Tag.tag, (Tag.tag,), "tags")).where(Tag.sha256 == Image.sha256).lateral("t")
     notes = select(_agg(Note.text, n_order, "texts"), _agg(Note.who, n_order, "whos"),
                    _agg(Note.created, n_order, "times")).where(Note.sha256 == Image.sha256).lateral("n")
     meas = select(_agg(Measurement.name, (), "names"), _agg(Measurement.value, (), "meas_values")).where(
         Measurement.sha256 == Image.sha256).lateral("m")
-    joined = Image.__table__.outerjoin(Prediction, Prediction.id == Image.prediction_id)
+    joined = source.join(Image.__table__, Image.sha256 == source.c.sha256).outerjoin(
+        Prediction, Prediction.id == Image.prediction_id)
     for lateral in (paths, label, tags, notes, meas):
         joined = joined.outerjoin(lateral, true())
     return (select(*Image.__table__.c, Prediction.model_id.label("pred_model_id"), Prediction.top,
@@ -134,12 +140,18 @@ def _pg_query() -> Select[Any]:
                    paths.c.paths, paths.c.missing, label.c.label.label("lab_label"), label.c.who.label("lab_who"),
                    label.c.source.label("lab_source"), label.c.created.label("lab_created"), tags.c.tags,
                    notes.c.texts, notes.c.whos, notes.c.times, meas.c.names, meas.c.meas_values)
-            .select_from(joined).where(_one_of(Image.sha256, sqlite=False)))
+            .select_from(joined).order_by(source.c.pos))
 
 
 def _agg(column: Any, order: Sequence[Any], name: str) -> Any:
     """``array_agg(column ORDER BY order)`` (NULL for no rows)."""
     return func.array_agg(aggregate_order_by(column, *order) if order else column).label(name)
+
+
+def page_records(conn: Connection, page: Select[Any], params: dict[str, Any]) -> list[ImageRecord]:
+    """Records of the hashes ``page`` selects (columns sha256 and pos, with ``params``), in ``pos``
+    order, in one statement: a PostgreSQL search page needs no round trip for its hashes first."""
+    return [_pg_record(r) for r in conn.execute(_pg_query(page), params)]
 
 
 def load_records(conn: Connection, shas: Sequence[str]) -> list[ImageRecord]:
@@ -148,12 +160,7 @@ def load_records(conn: Connection, shas: Sequence[str]) -> list[ImageRecord]:
         return []
     shas = list(dict.fromkeys(shas))
     if conn.dialect.name != "sqlite":
-        rows = {r.sha256: r for r in conn.execute(_pg_query(), {"shas": shas})}
-        return [_record(r, list(zip(r.paths or [], r.missing or [])),
-                        (r.lab_label, r.lab_source, r.lab_who, r.lab_created) if r.lab_label is not None else None,
-                        r.tags or [], [{"text": t, "who": w, "time": c} for t, w, c in zip(r.texts or [], r.whos or [], r.times or [])],
-                        dict(zip(r.names or [], r.meas_values or [])))
-                for sha in shas if (r := rows.get(sha)) is not None]
+        return [_pg_record(r) for r in conn.execute(_pg_query(), {"shas": shas})]
     q_images, q_paths, q_labels, q_tags, q_notes, q_meas = _queries()
     arg = {"shas": json.dumps(shas)}
     images = {r.sha256: r for r in conn.execute(q_images, arg)}
@@ -173,6 +180,14 @@ def load_records(conn: Connection, shas: Sequence[str]) -> list[ImageRecord]:
         meas[sha][name] = value
     return [_record(img, paths.get(sha, []), labels.get(sha), tags.get(sha, []), notes.get(sha, []), meas.get(sha, {}))
             for sha in shas if (img := images.get(sha)) is not None]
+
+
+def _pg_record(r: Any) -> ImageRecord:
+    """An ``ImageRecord`` from a row of ``_pg_query``."""
+    return _record(r, list(zip(r.paths or [], r.missing or [])),
+                   (r.lab_label, r.lab_source, r.lab_who, r.lab_created) if r.lab_label is not None else None,
+                   r.tags or [], [{"text": t, "who": w, "time": c} for t, w, c in zip(r.texts or [], r.whos or [], r.times or [])],
+                   dict(zip(r.names or [], r.meas_values or [])))
 
 
 def _record(img: Any, plist: list[tuple[str, bool]], lab: tuple[str, str | None, str | None, datetime] | None,
