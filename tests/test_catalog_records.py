@@ -57,12 +57,15 @@ def test_records_carry_every_part(catalog_url: str, tmp_path: Path) -> None:  # 
         assert cat.get(a[:10]) == cat.get(a) == ra
         assert cat.get(UNKNOWN) is None and cat.get(UNKNOWN[:10]) is None
 
-        # a search page (on PostgreSQL one statement with its records) holds what the hash query finds
+        # a search page (on PostgreSQL one statement with its records and count) holds what the hash query finds
         for order in ORDERS:
             for filters in ({}, {"mag_min": 1_500}):
                 with cat.db.read() as conn:
                     want = list(conn.execute(search_query(Filters(**filters), limit=2, offset=1, order=order)).scalars())
                 assert [r.sha256 for r in cat.search(**filters, limit=2, offset=1, order=order)] == want, (order, filters)
+                page, total = cat.search_page(**filters, limit=2, offset=1, order=order, count_at_most=3)
+                assert [r.sha256 for r in page] == want and total == min(3, cat.count(**filters))
+                assert cat.search_page(**filters, limit=2, offset=50, order=order) == ([], cat.count(**filters))
 
 
 def test_unknown_hash_is_refused_by_every_lookup(catalog_url: str, tmp_path: Path) -> None:  # noqa: F811

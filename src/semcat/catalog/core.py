@@ -16,7 +16,7 @@ from semcat.catalog import ingest as _ingest
 from semcat.catalog import search as _search
 from semcat.catalog.db import CatalogError, Database
 from semcat.catalog.migrations import current_version, upgrade
-from semcat.catalog.records import ImageRecord, load_records, page_records
+from semcat.catalog.records import ImageRecord, counted_page_records, load_records, page_records
 from semcat.catalog.schema import (
     Category,
     SCHEMA_VERSION,
@@ -173,6 +173,19 @@ class Catalog:
                 return page_records(conn, _search.ranked_page(f, order), {"page_limit": limit, "page_offset": offset})
             return load_records(conn, _search.run_search(conn, f, limit=limit, offset=offset, order=order,
                                                          rare_cache=self._rare_trigrams))
+
+    def search_page(self, *, limit: int = 100, offset: int = 0, order: str = "recent", count_at_most: int | None = None,
+                    **filters: Any) -> tuple[list[ImageRecord], int]:
+        """``search`` and ``count`` (up to ``count_at_most``) of the same filters, as a catalog page
+        shows them: on PostgreSQL in one statement, the count a column of the page's records."""
+        if self.db.is_sqlite:
+            return (self.search(limit=limit, offset=offset, order=order, **filters),
+                    self.count(at_most=count_at_most, **filters))
+        f = _search.Filters(**filters)
+        _search.check_page(limit, offset)
+        with self.db.read() as conn:
+            return counted_page_records(conn, _search.ranked_page(f, order), {"page_limit": limit, "page_offset": offset},
+                                        _search.count_query(f, at_most=count_at_most))
 
     def count(self, *, at_most: int | None = None, **filters: Any) -> int:
         """Number of images matching the same keyword filters as ``search``.

@@ -108,12 +108,13 @@ def _queries() -> tuple[Select[Any], ...]:
 
 
 @lru_cache(maxsize=256)
-def _pg_query(page: Select[Any] | None = None) -> Select[Any]:
+def _pg_query(page: Select[Any] | None = None, count: Select[Any] | None = None) -> Select[Any]:
     """The records of a page in ONE PostgreSQL statement, in page order: each image with its
     latest prediction joined, and its paths, latest label, tags, notes and measurements as
     ``LATERAL`` aggregates (arrays, which psycopg decodes to typed lists). Each statement is a
     network round trip, and the six queries of the SQLite path were most of a catalog page's time
-    under load. The page is the bound list ``:shas`` or ``page``, a query of (sha256, pos)."""
+    under load. The page is the bound list ``:shas`` or ``page``, a query of (sha256, pos);
+    ``count``, a query of one number, rides along as the column ``total``."""
     if page is None:
         source: Any = func.unnest(bindparam("shas", type_=ARRAY(String))).table_valued(
             "sha256", with_ordinality="pos").render_derived(name="page")
@@ -135,12 +136,13 @@ def _pg_query(page: Select[Any] | None = None) -> Select[Any]:
         Prediction, Prediction.id == Image.prediction_id)
     for lateral in (paths, label, tags, notes, meas):
         joined = joined.outerjoin(lateral, true())
-    return (select(*Image.__table__.c, Prediction.model_id.label("pred_model_id"), Prediction.top,
-                   Prediction.decision.label("pred_decision"), Prediction.candidates,
-                   paths.c.paths, paths.c.missing, label.c.label.label("lab_label"), label.c.who.label("lab_who"),
-                   label.c.source.label("lab_source"), label.c.created.label("lab_created"), tags.c.tags,
-                   notes.c.texts, notes.c.whos, notes.c.times, meas.c.names, meas.c.meas_values)
-            .select_from(joined).order_by(source.c.pos))
+    query = (select(*Image.__table__.c, Prediction.model_id.label("pred_model_id"), Prediction.top,
+                    Prediction.decision.label("pred_decision"), Prediction.candidates,
+                    paths.c.paths, paths.c.missing, label.c.label.label("lab_label"), label.c.who.label("lab_who"),
+                    label.c.source.label("lab_source"), label.c.created.label("lab_created"), tags.c.tags,
+                    notes.c.texts, notes.c.whos, notes.c.times, meas.c.names, meas.c.meas_values)
+             .select_from(joined).order_by(source.c.pos))
+    return query if count is None else query.add_columns(count.scalar_subquery().label("total"))
 
 
 def _agg(column: Any, order: Sequence[Any], name: str) -> Any:
@@ -152,6 +154,14 @@ def page_records(conn: Connection, page: Select[Any], params: dict[str, Any]) ->
     """Records of the hashes ``page`` selects (columns sha256 and pos, with ``params``), in ``pos``
     order, in one statement: a PostgreSQL search page needs no round trip for its hashes first."""
     return [_pg_record(r) for r in conn.execute(_pg_query(page), params)]
+
+
+def counted_page_records(conn: Connection, page: Select[Any], params: dict[str, Any],
+                         count: Select[Any]) -> tuple[list[ImageRecord], int]:
+    """``page_records`` and the number ``count`` selects, in one statement (two for an empty page)."""
+    rows = conn.execute(_pg_query(page, count), params).all()
+    total = rows[0].total if rows else conn.execute(count).scalar_one()
+    return [_pg_record(r) for r in rows], total
 
 
 def load_records(conn: Connection, shas: Sequence[str]) -> list[ImageRecord]:
