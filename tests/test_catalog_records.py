@@ -11,8 +11,10 @@ import pytest
 from test_catalog_helpers import catalog_url, write_metadata_set  # noqa: F401 - fixture
 
 from semcat.catalog import CatalogError, open_catalog
-from semcat.catalog.schema import Label
+from semcat.catalog.ingest import _store_prediction
+from semcat.catalog.schema import Label, utcnow
 from semcat.catalog.search import ORDERS, Filters, search_query
+from semcat.model import Prediction
 
 UNKNOWN = "ab" * 32
 
@@ -28,6 +30,10 @@ def test_records_carry_every_part(catalog_url: str, tmp_path: Path) -> None:  # 
         a, b = by_name["low_a.tif"], by_name["low_b.tif"]
         files[0].unlink()
         cat.mark_missing([files[0]])
+        with cat.db.write() as conn:
+            _store_prediction(conn, a, "m1", Prediction(path="", sha256=a, top=[("Tips", 0.7), ("Fibres", 0.2)],
+                                                        decision="suggest", candidates=["Tips"], ood_score=None,
+                                                        error=None), utcnow())
         cat.confirm(a[:8], "Tips", who="ana")
         cat.confirm(a, "Fibres", who="ben")  # the latest label wins
         cat.add_note(a, "first", who="ana")
@@ -54,6 +60,12 @@ def test_records_carry_every_part(catalog_url: str, tmp_path: Path) -> None:  # 
         assert ra.paths == [str(copy), str(files[0])] and ra.path == str(copy)  # the missing path last
         assert ra.metadata and ra.magnification == 1_000
 
+        assert (ra.model_id, ra.top, ra.decision, ra.candidates) == ("m1", [("Tips", 0.7), ("Fibres", 0.2)], "suggest", ["Tips"])
+        history = cat.history(a)
+        assert [(e["kind"], e.get("label"), e.get("who")) for e in history] == [
+            ("prediction", None, None), ("label", "Tips", "ana"), ("label", "Fibres", "ben")]
+        assert history[0]["top"] == [["Tips", 0.7], ["Fibres", 0.2]] and history[0]["candidates"] == ["Tips"]
+        assert history[2]["time"] == ra.label_time.isoformat()
         assert cat.get(a[:10]) == cat.get(a) == ra
         assert cat.get(UNKNOWN) is None and cat.get(UNKNOWN[:10]) is None
 

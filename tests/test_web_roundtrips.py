@@ -38,7 +38,7 @@ def test_pages_take_a_few_statements(request: pytest.FixtureRequest, tmp_path: P
         assert r.status_code == 200, (target, r.text[:300])
         return list(statements)
 
-    budget = {"/api/images?limit=20&offset=3": 1 + 1, f"/api/images/{sha}": 5 + 1, "/api/review?limit=10": 3 + 1,
+    budget = {"/api/images?limit=20&offset=3": 1 + 1, f"/api/images/{sha}": 4 + 1, "/api/review?limit=10": 3 + 1,
               f"/thumbs/{sha}.png": 1}
     for target, most in budget.items():
         sent("GET", target)  # caches warm: category list, thumbnail, prepared statements

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, literal_column, null, select, type_coerce, union_all, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import aliased
 
@@ -103,10 +103,16 @@ def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None
                      .values(label=label, label_source=source, category=label))
 
 
-_Q_HISTORY_PREDICTIONS = (select(Image.sha256, Prediction.created, Prediction.model_id, Prediction.top,
-                                 Prediction.decision, Prediction.candidates)
-                          .outerjoin(Prediction, Prediction.sha256 == Image.sha256).where(Image.sha256 == bindparam("sha")))
-"""The image (no row: not catalogued) with each of its predictions (NULLs: none)."""
+_Q_HISTORY = union_all(
+    select(literal_column("'prediction'").label("kind"), Prediction.created.label("time"), Prediction.model_id,
+           Prediction.top, Prediction.decision, Prediction.candidates, type_coerce(null(), Label.label.type).label("label"),
+           type_coerce(null(), Label.who.type).label("who"), type_coerce(null(), Label.source.type).label("source"),
+           type_coerce(null(), Label.id.type).label("id"))
+    .select_from(Image).outerjoin(Prediction, Prediction.sha256 == Image.sha256).where(Image.sha256 == bindparam("sha")),
+    select(literal_column("'label'"), Label.created, null(), null(), null(), null(), Label.label, Label.who,
+           Label.source, Label.id).where(Label.sha256 == bindparam("sha")))
+"""An image's predictions and labels in one statement: no row when it is not catalogued, a
+prediction row without a time when it has no prediction (the image row itself)."""
 _Q_REVIEW_PAGE = _search.ranked(select(Image.sha256).where(sql_text(REVIEW_WHERE)), (Image.top1_score, Image.sha256))
 """The review queue's page (PostgreSQL), in the order of its partial index ix_images_review."""
 _OTHER = aliased(Image)
@@ -114,8 +120,6 @@ _Q_DUPLICATES = (select(_OTHER.sha256).select_from(Image).outerjoin(_OTHER, and_
     _OTHER.dup_group == Image.dup_group, _OTHER.sha256 != Image.sha256)).where(Image.sha256 == bindparam("sha"))
     .order_by(_OTHER.sha256))
 """The other images of an image's duplicate group: no row when it is not catalogued, one NULL when it has none."""
-_Q_HISTORY_LABELS = select(Label.created, Label.label, Label.who, Label.source, Label.id).where(
-    Label.sha256 == bindparam("sha"))
 
 
 class Catalog:
@@ -236,17 +240,16 @@ class Catalog:
         events: list[dict[str, Any]] = []
         with self.db.read() as conn:
             sha = _full_hash(sha256) or _resolve(conn, sha256)
-            found = False
-            for pr in conn.execute(_Q_HISTORY_PREDICTIONS, {"sha": sha}):  # Core rows: no ORM objects per image page
-                found = True
-                if pr.created is not None:
-                    events.append({"kind": "prediction", "time": pr.created, "model_id": pr.model_id,
-                                   "top": pr.top, "decision": pr.decision, "candidates": pr.candidates})
-            if not found:
-                raise _unknown(sha256)
-            for lab in conn.execute(_Q_HISTORY_LABELS, {"sha": sha}):
-                events.append({"kind": "label", "time": lab.created, "label": lab.label, "who": lab.who,
-                               "source": lab.source, "id": lab.id})
+            rows = conn.execute(_Q_HISTORY, {"sha": sha}).all()  # Core rows: no ORM objects per image page
+        if not rows:
+            raise _unknown(sha256)
+        for r in rows:
+            if r.kind == "label":
+                events.append({"kind": "label", "time": r.time, "label": r.label, "who": r.who,
+                               "source": r.source, "id": r.id})
+            elif r.time is not None:
+                events.append({"kind": "prediction", "time": r.time, "model_id": r.model_id,
+                               "top": r.top, "decision": r.decision, "candidates": r.candidates})
         events.sort(key=lambda e: (e["time"], e["kind"] == "label", e.get("id", 0)))
         for e in events:
             e.pop("id", None)
