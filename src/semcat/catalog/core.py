@@ -115,6 +115,7 @@ _Q_HISTORY = union_all(
 prediction row without a time when it has no prediction (the image row itself)."""
 _Q_REVIEW_PAGE = _search.ranked(select(Image.sha256).where(sql_text(REVIEW_WHERE)), (Image.top1_score, Image.sha256))
 """The review queue's page (PostgreSQL), in the order of its partial index ix_images_review."""
+_Q_REVIEW_COUNT = select(func.count()).select_from(Image).where(sql_text(REVIEW_WHERE))
 _OTHER = aliased(Image)
 _Q_DUPLICATES = (select(_OTHER.sha256).select_from(Image).outerjoin(_OTHER, and_(
     _OTHER.dup_group == Image.dup_group, _OTHER.sha256 != Image.sha256)).where(Image.sha256 == bindparam("sha"))
@@ -274,7 +275,16 @@ class Catalog:
     def review_count(self) -> int:
         """Number of images in the review queue (what ``review_queue`` would list without a limit)."""
         with self.db.read() as conn:
-            return conn.execute(select(func.count()).select_from(Image).where(sql_text(REVIEW_WHERE))).scalar_one()
+            return conn.execute(_Q_REVIEW_COUNT).scalar_one()
+
+    def review_page(self, limit: int = 50, offset: int = 0) -> tuple[list[ImageRecord], int]:
+        """``review_queue`` and ``review_count`` together, as the review page shows them: on
+        PostgreSQL one statement, the count a column of the queue's records."""
+        if self.db.is_sqlite:
+            return self.review_queue(limit, offset), self.review_count()
+        with self.db.read() as conn:
+            return counted_page_records(conn, _Q_REVIEW_PAGE, {"page_limit": limit, "page_offset": offset},
+                                        _Q_REVIEW_COUNT)
 
     def stats(self) -> dict[str, Any]:
         """Counts: images, per category, per decision, confirmed/unconfirmed, errors, missing paths."""
