@@ -57,7 +57,7 @@ FULL: dict[str, list[list[str]]] = {
                  ["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--rounds", "3",
                   "--baseline", "09dfc9e", "--baseline-label", "09dfc9e (8-14 statements per page)",
                   "--out", "web_load-vs-09dfc9e.md"],
-                 ["--clients", "50", "--seconds", "5", "--backends", "sqlite,postgresql", "--rounds", "1",
+                 ["--clients", "1", "--seconds", "8", "--backends", "sqlite,postgresql", "--rounds", "3",
                   "--baseline", "d679044", "--baseline-label", "d679044 (09dfc9e + the statement counter)",
                   "--out", "web_load-statements.md"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
