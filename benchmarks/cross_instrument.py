@@ -50,6 +50,8 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--size-spread", type=float, default=1.0,
+                    help="each shot's structures scaled by a factor over this range (4: 1/2-2x): categories spanning scales")
     ap.add_argument("--out", type=Path, default=Path("cross_instrument.md"),
                     help="results file: a bare name is written under benchmarks/results/")
     ap.add_argument("--plot", type=Path, default=None, help="bar chart (default: docs/img/<out name>.png)")
@@ -92,7 +94,10 @@ def main() -> int:
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
         f"charging streaks, higher magnification) x 10 categories x {a.per_class} images, {a.size} px TIFF with the pixel "
         "size in the vendor tag (each category's structures one physical size: pixel size = its reference field / "
-        "(pixels x zoom)); a new set per draw",
+        "(pixels x zoom)"
+        + (f"; then every shot's structures scaled by a factor drawn log-uniformly over a {a.size_spread:g}x range "
+           "around 1, the pixel size unchanged: categories spanning scales" if a.size_spread > 1 else "")
+        + "); a new set per draw",
         "- methods (`semcat.crossval.METHODS`): semcat = the default (softmax head on the centre crop, data bar "
         "cropped, L2 penalty chosen by 5-fold CV as `semcat train` does, each feature's variance shrunk halfway to the "
         "median variance); -fullstd = the same head with every feature standardised to unit variance (the default before "
@@ -110,7 +115,13 @@ def main() -> int:
         "width, input pixel size = the median of the draw's images, crop side clamped to 1/3-1.5x the image); "
         "+scale/test-nopx = trained as +scale, the classified images without a pixel size (today's crop); "
         "+ms3 = multi-scale crops (the crop, its central 71% and 50%, features averaged): what images without a "
-        "pixel size could use",
+        "pixel size could use; +tta2 = features of the crop and its mirror image averaged (2 features per image); "
+        "+aug-flip = the head also trained on the mirrored crop's features (1 per image at classify); "
+        "+scale-mix = scale-mixed training: the head trained on the scaled crops and today's crops of the same "
+        "images, each file classified scaled when it has a pixel size (`--scale auto --augment noscale`); "
+        "+scale-jitter = the head also trained on crops at 1/√2 and √2 times the physical target "
+        "(`--augment scalejitter`); +aug-fliprot = the head also trained on the (scaled) crop's mirror image and "
+        "90° rotation (`--augment flip,rot90`)",
         "",
         ("| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
          "| left out, batches of 2 classes (%) | left out, batches of 1 class (%) |"),
@@ -155,7 +166,8 @@ def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
     out = []
     with tempfile.TemporaryDirectory(prefix="semcat-xinst-") as tmp:
         root = a.data / f"d{d}" if a.data else Path(tmp)
-        write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d)
+        write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d,
+                             size_spread=a.size_spread)
         for name in methods:  # one at a time, so the log holds each result as it comes
             if protocol.startswith("groups-") and not METHODS[name].adapt:
                 continue  # predictions that do not depend on the batch: the same as "groups"

@@ -42,7 +42,17 @@ FULL: dict[str, list[list[str]]] = {
     "cross_instrument": [["--jobs", "6"],
                          ["--jobs", "6", "--methods", "semcat,semcat+tta4,semcat+scale,semcat+scale/test-nopx,"
                           "semcat+scale+tta4,semcat+scale+tta4/test-nopx",
-                          "--out", "cross_instrument-nopx.md"]],
+                          "--out", "cross_instrument-nopx.md"],
+                         ["--jobs", "3", "--methods", "semcat,plain,semcat+tta2,semcat+scale,semcat+scale+tta2,"
+                          "semcat+scale-mix,semcat+scale-mix/test-nopx,semcat+scale-mix-jitter,"
+                          "semcat+scale-mix-jitter/test-nopx,semcat+scale-mix+tta2,semcat+scale-mix+tta2/test-nopx,"
+                          "semcat+scale-mix+aug-flip,semcat+scale-mix+aug-flip/test-nopx,semcat+scale+aug-fliprot,"
+                          "semcat+scale-mix+aug-fliprot,semcat+scale-mix+aug-fliprot/test-nopx",
+                          "--out", "cross_instrument-mix.md"],
+                         ["--jobs", "3", "--size-spread", "4", "--methods", "semcat,plain,semcat+scale,semcat+scale-mix,"
+                          "semcat+scale-mix-jitter,semcat+scale-mix+tta2,semcat+scale-mix+aug-flip,"
+                          "semcat+scale+aug-fliprot,semcat+scale-mix+aug-fliprot",
+                          "--out", "cross_instrument-spread.md"]],
     "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"],
