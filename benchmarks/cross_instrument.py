@@ -62,6 +62,8 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--size-spread", type=float, default=1.0,
+                    help="each shot's structures scaled by a factor over this range (4: 1/2-2x): categories spanning scales")
     ap.add_argument("--out", type=Path, default=Path("cross_instrument.md"),
                     help="results file: a bare name is written under benchmarks/results/")
     ap.add_argument("--plot", type=Path, default=None, help="bar chart (default: docs/img/<out name>.png)")
@@ -104,7 +106,10 @@ def main() -> int:
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
         f"charging streaks, higher magnification) x 10 categories x {a.per_class} images, {a.size} px TIFF with the pixel "
         "size in the vendor tag (each category's structures one physical size: pixel size = its reference field / "
-        "(pixels x zoom)); a new set per draw",
+        "(pixels x zoom)"
+        + (f"; then every shot's structures scaled by a factor drawn log-uniformly over a {a.size_spread:g}x range "
+           "around 1, the pixel size unchanged: categories spanning scales" if a.size_spread > 1 else "")
+        + "); a new set per draw",
         "- methods (`semcat.crossval.METHODS`): semcat = the default (softmax head on the centre crop, data bar "
         "cropped, L2 penalty chosen by 5-fold CV as `semcat train` does, each feature's variance shrunk halfway to the "
         "median variance); -fullstd = the same head with every feature standardised to unit variance (the default before "
@@ -122,7 +127,13 @@ def main() -> int:
         "width, input pixel size = the median of the draw's images, crop side clamped to 1/3-1.5x the image); "
         "+scale/test-nopx = trained as +scale, the classified images without a pixel size (today's crop); "
         "+ms3 = multi-scale crops (the crop, its central 71% and 50%, features averaged): what images without a "
-        "pixel size could use",
+        "pixel size could use; +tta2 = features of the crop and its mirror image averaged (2 features per image); "
+        "+aug-flip = the head also trained on the mirrored crop's features (1 per image at classify); "
+        "+scale-mix = scale-mixed training: the head trained on the scaled crops and today's crops of the same "
+        "images, each file classified scaled when it has a pixel size (`--scale auto --augment noscale`); "
+        "+scale-jitter = the head also trained on crops at 1/√2 and √2 times the physical target "
+        "(`--augment scalejitter`); +aug-fliprot = the head also trained on the (scaled) crop's mirror image and "
+        "90° rotation (`--augment flip,rot90`)",
         *([FINETUNE_NOTE] if any(METHODS[m].finetune for m in requested) else []),
         "",
         ("| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
@@ -169,7 +180,8 @@ def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
     out = []
     with tempfile.TemporaryDirectory(prefix="semcat-xinst-") as tmp:
         root = a.data / f"d{d}" if a.data else Path(tmp)
-        write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d)
+        write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d,
+                             size_spread=a.size_spread)
         for name in methods:  # one at a time, so the log holds each result as it comes
             if protocol.startswith("groups-") and not METHODS[name].adapt:
                 continue  # predictions that do not depend on the batch: the same as "groups"
@@ -202,24 +214,28 @@ def _finetune_log() -> Iterator[list[dict]]:
 
 
 def _finetune_cost(records: list[dict], methods: list[str]) -> list[str]:
-    """A table of what each fine-tuning method's fits cost (one fit per held-out group or per group)."""
-    fits = {m: [f for r in records if r["method"] == m for f in r.get("finetune", [])] for m in methods}
-    fits = {m: f for m, f in fits.items() if f}
-    if not fits:
+    """A table of what each fine-tuning method's fits cost, per protocol (one fit per held-out group or per group)."""
+    rows = []
+    for m in methods:
+        for protocol in ("groups", "within"):
+            fs = [f for r in records if r["method"] == m and r["protocol"] == protocol for f in r.get("finetune", [])]
+            if not fs:
+                continue
+            cpu, epochs = [f["cpu_seconds"] for f in fs], [f["epochs"] for f in fs]
+            stops = "/".join(str(sum(f["stopped"] == s for f in fs)) for s in ("budget", "early stop", "max epochs"))
+            rows.append(f"| {m} | {'leave one out' if protocol == 'groups' else 'within'} | {len(fs)} "
+                        f"| {np.mean([f['train_images'] for f in fs]):.0f} | {fs[0]['blocks']} | {fs[0]['seconds']:g} "
+                        f"| {np.mean(cpu):.1f} / {max(cpu):.1f} | {np.mean([f['total_cpu_seconds'] for f in fs]):.1f} "
+                        f"| {np.mean([f['wall_seconds'] for f in fs]):.0f} | {np.mean(epochs):.1f} ({min(epochs)}-{max(epochs)}) "
+                        f"| {stops} |")
+    if not rows:
         return []
-    lines = ["", "Fine-tuning per fit (one per held-out instrument, and one per instrument within; CPU seconds of "
-             "this process, all threads: the budget counts them, so other jobs on the machine do not change it):", "",
-             "| method | fits | blocks | budget (CPU s) | joint training (CPU s, mean / max) | whole fit (CPU s, mean) "
-             "| whole fit (wall s, mean) | epochs (mean, min-max) | stopped by budget / early stop / max epochs |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for m, fs in fits.items():
-        cpu = [f["cpu_seconds"] for f in fs]
-        epochs = [f["epochs"] for f in fs]
-        stops = "/".join(str(sum(f["stopped"] == s for f in fs)) for s in ("budget", "early stop", "max epochs"))
-        lines.append(f"| {m} | {len(fs)} | {fs[0]['blocks']} | {fs[0]['seconds']:g} | {np.mean(cpu):.1f} / {max(cpu):.1f} "
-                     f"| {np.mean([f['total_cpu_seconds'] for f in fs]):.1f} | {np.mean([f['wall_seconds'] for f in fs]):.0f} "
-                     f"| {np.mean(epochs):.1f} ({min(epochs)}-{max(epochs)}) | {stops} |")
-    return lines
+    return ["", "Fine-tuning per fit (CPU seconds of the process, all threads: the budget counts them, so other jobs "
+            "on a shared machine do not change what a fit trains; wall seconds do depend on them):", "",
+            "| method | protocol | fits | labelled images per fit (a fifth held out for early stopping) | blocks | budget (CPU s) | joint training (CPU s, mean / max) "
+            "| whole fit (CPU s, mean) | whole fit (wall s, mean) | epochs (mean, min-max) "
+            "| stopped by budget / early stop / max epochs |",
+            "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def _accuracies(records: list[dict], instruments: int) -> dict[tuple[str, str], list[float]]:

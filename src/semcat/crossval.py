@@ -28,6 +28,7 @@ import numpy as np
 from semcat.features import DEFAULT_VIEW
 from semcat.head import SCALE_SHRINKAGE
 from semcat.metrics import classification_metrics, run_stats
+from semcat.physical_scale import SCALE_AUGMENTATIONS, scale_variants
 from semcat.view_transforms import AUGMENTATIONS
 
 if TYPE_CHECKING:
@@ -155,7 +156,9 @@ def fit_finetuned(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
 class Method:
     """A named head, the feature variant it reads and the options measured against the default.
 
-    ``augment``: views whose features join the training rows (feature-space augmentation);
+    ``augment``: views whose features join the training rows (feature-space augmentation), or
+    :data:`semcat.physical_scale.SCALE_AUGMENTATIONS` (rows of the method's view unscaled or at
+    other scales; with ``scale``);
     ``test_view``: the view classified (test-time augmentation), default ``view``;
     ``group_standardize``: features standardised per group (the test group by its own batch);
     ``adapt``: a :data:`semcat.adapt.ADAPT_MODES` mode applied to each classified batch at test time;
@@ -215,6 +218,21 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat+scale/test-nopx", fit_semcat, scale=True, test_scale=False),  # test files without a pixel size
     Method("semcat+scale+tta4/test-nopx", fit_semcat, view="tta4", scale=True, test_scale=False),
     Method("semcat+ms3", fit_semcat, view="ms3"),  # multi-scale crops: for images without a pixel size
+    # issue 20, second round: scale-mixed training (scaled and unscaled rows; each file classified by
+    # whether it has a pixel size), scale jitter, and test-time augmentation at 2x the features
+    Method("semcat+tta2", fit_semcat, view="tta2"),
+    Method("semcat+scale+tta2", fit_semcat, view="tta2", scale=True),
+    Method("semcat+scale+aug-flip", fit_semcat, augment=("aug-flip",), scale=True),
+    Method("semcat+scale+aug-fliprot", fit_semcat, augment=("aug-flip", "aug-rot90"), scale=True),
+    *(Method(f"semcat+scale-{name}{nopx}", fit_semcat, view=view, augment=aug, scale=True,
+             test_scale=None if not nopx else False)
+      for name, view, aug in (("mix", DEFAULT_VIEW, ("aug-noscale",)),
+                              ("jitter", DEFAULT_VIEW, ("aug-scalejitter",)),
+                              ("mix-jitter", DEFAULT_VIEW, ("aug-noscale", "aug-scalejitter")),
+                              ("mix+tta2", "tta2", ("aug-noscale",)),
+                              ("mix+aug-flip", DEFAULT_VIEW, ("aug-noscale", "aug-flip")),
+                              ("mix+aug-fliprot", DEFAULT_VIEW, ("aug-noscale", "aug-flip", "aug-rot90")))
+      for nopx in ("", "/test-nopx")),
     # the backbone's last blocks fine-tuned with SEM augmentations on CPU, in a time budget per fit
     _finetune_method("semcat+ft", blocks=1, seconds=20),
     _finetune_method("semcat+ft2", blocks=2, seconds=20),
@@ -364,16 +382,23 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
-    feats: dict[tuple[str, bool, bool], GroupedFeatures] = {}
+    feats: dict[tuple[str, bool, float | None], GroupedFeatures] = {}
     targets: dict[bool, float | None] = {}
 
-    def variant(view: str, crop: bool, scale: bool = False) -> GroupedFeatures:
-        if (view, crop, scale) not in feats:
-            if scale and crop not in targets:
+    def variant(view: str, crop: bool, factor: float | None = None) -> GroupedFeatures:
+        """Features of ``view``; ``factor``: scale-normalised at that multiple of the folder's target."""
+        if (view, crop, factor) not in feats:
+            if factor is not None and crop not in targets:
                 targets[crop] = folder_scale_nm(data_dir, base.backbones[0].input_size, crop)
-            variant_spec = replace(base, view=view, crop_databar=crop, scale_nm=targets[crop] if scale else None)
-            feats[(view, crop, scale)] = grouped_features(data_dir, group_by, variant_spec, store=store, progress=progress)
-        return feats[(view, crop, scale)]
+            scale_nm = None if factor is None or targets[crop] is None else targets[crop] * factor
+            variant_spec = replace(base, view=view, crop_databar=crop, scale_nm=scale_nm)
+            feats[(view, crop, factor)] = grouped_features(data_dir, group_by, variant_spec, store=store, progress=progress)
+        return feats[(view, crop, factor)]
+
+    def augmented(m: Method, aug: str) -> list[GroupedFeatures]:
+        if aug not in SCALE_AUGMENTATIONS:
+            return [variant(aug, m.crop_databar, 1.0 if m.scale else None)]
+        return [variant(m.view, m.crop_databar, f) for f in scale_variants(aug, 1.0 if m.scale else None)]
 
     out = {}
     for name in methods:
@@ -381,10 +406,10 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
         if m.finetune is not None:
             out[name] = _run_finetuned(data_dir, group_by, m, base, protocol, seed, store)
             continue
-        f = variant(m.view, m.crop_databar, m.scale)
+        f = variant(m.view, m.crop_databar, 1.0 if m.scale else None)
         test_scale = m.scale if m.test_scale is None else m.test_scale
-        others = [_aligned(variant(v, m.crop_databar, m.scale), f) for v in m.augment]
-        others.append(_aligned(variant(m.test_view or m.view, m.crop_databar, test_scale), f))
+        others = [_aligned(g, f) for aug in m.augment for g in augmented(m, aug)]
+        others.append(_aligned(variant(m.test_view or m.view, m.crop_databar, 1.0 if test_scale else None), f))
         run = within_groups if protocol == "within" else partial(leave_one_group_out, batch_classes=PROTOCOLS[protocol])
         res = run(f.X, f.y, f.groups, f.classes, m.fit, seed=seed, group_standardize=m.group_standardize,
                   extra=others[:-1], X_test=others[-1] if m.test_view or test_scale != m.scale else None,

@@ -159,8 +159,8 @@ def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool
     import openvino as ov
     import torch
 
-    from semcat.features import _to_model_input
     from semcat.images import read_file_bytes, read_image_bytes
+    from semcat.runtime import model_input
 
     prefix, _ = split_backbone(spec)
     size = spec.input_size
@@ -169,7 +169,7 @@ def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool
 
     def flush() -> None:  # the frozen prefix on the pending views (a batch at a time: memory stays small)
         nonlocal compiled
-        x = _to_model_input(np.concatenate(pending), spec)
+        x = model_input(np.concatenate(pending), spec)
         pending.clear()
         if compiled is None:
             with torch.no_grad():
