@@ -22,7 +22,7 @@ from the category): random resized crop, flips and 90° rotations, brightness/co
 a detector shift (contrast inverted, SE <-> BSE-like), shot noise, scan-line noise, blur.
 
 An experiment measured by ``benchmarks/cross_instrument.py`` (methods ``semcat+ft*`` of
-:data:`semcat.crossval.METHODS`), not a product option: see docs/limits.md.
+:data:`semcat.crossval.METHODS`), not a product option: see docs/explanation/limits.md.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class FinetuneConfig:
     :data:`CACHED_BLOCKS`; ``seconds``: budget of the joint training in CPU seconds of this
     process (all its threads; checked after every batch): on a machine shared with other jobs a
     wall-clock budget would buy fewer epochs the busier it is, so results would depend on the
-    neighbours; on an idle 2-core machine 20 CPU seconds take about 10 s; ``views``: augmented views cached per image (plus the clean one);
+    neighbours (with 2 threads busy, a CPU second is about half a wall second on an idle machine); ``views``: augmented views cached per image (plus the clean one);
     ``max_epochs``: a cap (with a generous budget, it makes a run deterministic given the seed).
     """
 
