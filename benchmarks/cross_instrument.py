@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,15 @@ from semcat.synth.instruments import write_instrument_set
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import header, write_results  # noqa: E402
 
+FINETUNE_NOTE = (
+    "- fine-tuning (`semcat.finetune`): +ft = the backbone's last inverted-residual unit, conv_head and its BN affine "
+    "parameters trained (BN statistics and everything before frozen; the activations entering the last 2 units "
+    "computed once per image and view through OpenVINO) with a linear head, after a linear probe, Adam (lr 3e-4 tail, "
+    "1e-3 head, batch 32), one random view of each training image per epoch out of the clean crop and 3 SEM-augmented "
+    "views (random resized crop 35-100% of the area, flips, 90° rotations, contrast inverted with p 0.25, gamma, "
+    "brightness/contrast, blur, shot noise, scan-line noise), early stop on 20% of the training images (patience 3), "
+    "a budget of 20 CPU seconds of joint training per fit; then the default head fitted on the tuned tail's features "
+    "of the clean crops; +ft2 = the last 2 units; +ft-60s = 1 unit, 60 CPU seconds")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -50,6 +62,8 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--size-spread", type=float, default=1.0,
+                    help="each shot's structures scaled by a factor over this range (4: 1/2-2x): categories spanning scales")
     ap.add_argument("--out", type=Path, default=Path("cross_instrument.md"),
                     help="results file: a bare name is written under benchmarks/results/")
     ap.add_argument("--plot", type=Path, default=None, help="bar chart (default: docs/img/<out name>.png)")
@@ -92,7 +106,10 @@ def main() -> int:
         f"- data: {a.instruments} instruments (the last a held-out style: BSE, dark gamma, low dose, "
         f"charging streaks, higher magnification) x 10 categories x {a.per_class} images, {a.size} px TIFF with the pixel "
         "size in the vendor tag (each category's structures one physical size: pixel size = its reference field / "
-        "(pixels x zoom)); a new set per draw",
+        "(pixels x zoom)"
+        + (f"; then every shot's structures scaled by a factor drawn log-uniformly over a {a.size_spread:g}x range "
+           "around 1, the pixel size unchanged: categories spanning scales" if a.size_spread > 1 else "")
+        + "); a new set per draw",
         "- methods (`semcat.crossval.METHODS`): semcat = the default (softmax head on the centre crop, data bar "
         "cropped, L2 penalty chosen by 5-fold CV as `semcat train` does, each feature's variance shrunk halfway to the "
         "median variance); -fullstd = the same head with every feature standardised to unit variance (the default before "
@@ -110,7 +127,14 @@ def main() -> int:
         "width, input pixel size = the median of the draw's images, crop side clamped to 1/3-1.5x the image); "
         "+scale/test-nopx = trained as +scale, the classified images without a pixel size (today's crop); "
         "+ms3 = multi-scale crops (the crop, its central 71% and 50%, features averaged): what images without a "
-        "pixel size could use",
+        "pixel size could use; +tta2 = features of the crop and its mirror image averaged (2 features per image); "
+        "+aug-flip = the head also trained on the mirrored crop's features (1 per image at classify); "
+        "+scale-mix = scale-mixed training: the head trained on the scaled crops and today's crops of the same "
+        "images, each file classified scaled when it has a pixel size (`--scale auto --augment noscale`); "
+        "+scale-jitter = the head also trained on crops at 1/√2 and √2 times the physical target "
+        "(`--augment scalejitter`); +aug-fliprot = the head also trained on the (scaled) crop's mirror image and "
+        "90° rotation (`--augment flip,rot90`)",
+        *([FINETUNE_NOTE] if any(METHODS[m].finetune for m in requested) else []),
         "",
         ("| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
          "| left out, batches of 2 classes (%) | left out, batches of 1 class (%) |"),
@@ -127,6 +151,7 @@ def main() -> int:
               "", "Per held-out instrument (leave one instrument out, %; the last is the held-out style):", "",
               "| method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     lines += [f"| {name} | " + " | ".join(cell(name, g) for g in groups) + " |" for name in methods]
+    lines += _finetune_cost(records, methods)
     lines.append("")
     out = a.out if a.out.parent != Path() else RESULTS / a.out
     _plot(acc, [m for m in methods if (m, "groups") in acc], groups, a.plot or ROOT / "docs" / "img" / f"{out.stem}.png")
@@ -155,15 +180,62 @@ def _draw(job: tuple[argparse.Namespace, list[str], int, str]) -> list[dict]:
     out = []
     with tempfile.TemporaryDirectory(prefix="semcat-xinst-") as tmp:
         root = a.data / f"d{d}" if a.data else Path(tmp)
-        write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d)
+        write_instrument_set(root, instruments=a.instruments, per_class=a.per_class, size=a.size, seed=a.seed + d,
+                             size_spread=a.size_spread)
         for name in methods:  # one at a time, so the log holds each result as it comes
             if protocol.startswith("groups-") and not METHODS[name].adapt:
                 continue  # predictions that do not depend on the batch: the same as "groups"
-            r = run_methods(root, "folder", [name], spec=spec, protocol=protocol, seed=d)[name]
+            with _finetune_log() as fits:
+                r = run_methods(root, "folder", [name], spec=spec, protocol=protocol, seed=d)[name]
             out.append({"draw": d, "protocol": protocol, "method": name, "pooled": r["pooled"]["accuracy"],
-                        "per_group": {g: m["accuracy"] for g, m in r["per_group"].items()}})
+                        "per_group": {g: m["accuracy"] for g, m in r["per_group"].items()},
+                        **({"finetune": fits} if fits else {})})
             print("RESULT " + json.dumps(out[-1]), flush=True)
     return out
+
+
+@contextmanager
+def _finetune_log() -> Iterator[list[dict]]:
+    """Each fine-tuning's record (:mod:`semcat.finetune` logs one per fit: epochs, CPU seconds, stop)."""
+    fits: list[dict] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if hasattr(record, "finetune"):
+                fits.append(record.finetune)
+
+    logger, handler = logging.getLogger("semcat.finetune"), Collect()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield fits
+    finally:
+        logger.removeHandler(handler)
+
+
+def _finetune_cost(records: list[dict], methods: list[str]) -> list[str]:
+    """A table of what each fine-tuning method's fits cost, per protocol (one fit per held-out group or per group)."""
+    rows = []
+    for m in methods:
+        for protocol in ("groups", "within"):
+            fs = [f for r in records if r["method"] == m and r["protocol"] == protocol for f in r.get("finetune", [])]
+            if not fs:
+                continue
+            cpu, epochs = [f["cpu_seconds"] for f in fs], [f["epochs"] for f in fs]
+            stops = "/".join(str(sum(f["stopped"] == s for f in fs)) for s in ("budget", "early stop", "max epochs"))
+            rows.append(f"| {m} | {'leave one out' if protocol == 'groups' else 'within'} | {len(fs)} "
+                        f"| {np.mean([f['train_images'] for f in fs]):.0f} | {fs[0]['blocks']} | {fs[0]['seconds']:g} "
+                        f"| {np.mean(cpu):.1f} / {max(cpu):.1f} | {np.mean([f['total_cpu_seconds'] for f in fs]):.1f} "
+                        f"| {np.mean([f['wall_seconds'] for f in fs]):.0f} | {np.mean(epochs):.1f} ({min(epochs)}-{max(epochs)}) "
+                        f"| {stops} |")
+    if not rows:
+        return []
+    return ["", "Fine-tuning per fit (CPU seconds of the process, all threads: the budget counts them, so other jobs "
+            "on a shared machine do not change what a fit trains; wall seconds do depend on them):", "",
+            "| method | protocol | fits | labelled images per fit (a fifth held out for early stopping) | blocks | budget (CPU s) | joint training (CPU s, mean / max) "
+            "| whole fit (CPU s, mean) | whole fit (wall s, mean) | epochs (mean, min-max) "
+            "| stopped by budget / early stop / max epochs |",
+            "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def _accuracies(records: list[dict], instruments: int) -> dict[tuple[str, str], list[float]]:

@@ -35,7 +35,8 @@ from features import make_images  # benchmarks/features.py
 
 from semcat._io import sha256_bytes
 from semcat.backbones import get_backbone
-from semcat.features import _HIGH_PCT, _LOW_PCT, _preprocess_gray, _robust_range, _to_model_input
+from semcat.features import _HIGH_PCT, _LOW_PCT, _preprocess_gray, _robust_range
+from semcat.runtime import model_input
 from semcat.images import _downscale, _tiff_pixels, detect_databar, read_file_bytes, read_image_bytes, to_gray_float
 from semcat.semmeta import parse_tiff_tags
 
@@ -105,7 +106,7 @@ def _run_cpu_ms(files: list[Path], spec, rounds: int) -> tuple[float, float]:
             b = read_file_bytes(p)
             sha256_bytes(b)
             img = read_image_bytes(b, p, max_side=side)[0]
-            _to_model_input(_preprocess_gray(img, size, spec.interpolation, "center"), spec)
+            model_input(_preprocess_gray(img, size, spec.interpolation, "center"), spec)
 
     zero = ZeroRuntime(spec)
     runs = {"seq": in_turn, "pool": lambda: extract_features(files, spec, runtime=zero, store=None, progress=False)}
@@ -139,7 +140,7 @@ def _measure(files: list[Path], data: list[bytes], spec, rounds: int) -> list[tu
         ("contrast range: np.percentile (before)", lambda g: np.percentile(g, (_LOW_PCT, _HIGH_PCT)), imgs),
         (f"**all of preprocessing**: range, centre crop, resize to {size}, stretch",
          lambda g: _preprocess_gray(g, size, spec.interpolation, "center"), imgs),
-        ("gray → 3-channel normalised network input", lambda g: _to_model_input(g, spec), gray),
+        ("gray → 3-channel normalised network input", lambda g: model_input(g, spec), gray),
     ]
     return [(name, _best_ms(fn, inputs, rounds)) for name, fn, inputs in stages]
 

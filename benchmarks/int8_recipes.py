@@ -102,7 +102,8 @@ def main() -> None:
                 speed[k].append(net_cpu(rt, x))
 
         data = {name: labelled(folder) for name, folder in
-                write_sets(root / "parity", args.per_class, args.test_per_class, args.seed).items()}
+                write_sets(root / "parity", args.per_class, args.test_per_class, args.test_per_class,
+                           args.leave_out, args.seed, draws=1).items()}
         feats["fp32"] = set_features(data, fp32)
         res["fp32"] = train_evaluate(feats["fp32"], fp32, args.leave_out)
         for p, home in homes.items():

@@ -41,7 +41,19 @@ FULL: dict[str, list[list[str]]] = {
     "cross_instrument": [["--jobs", "6"],
                          ["--jobs", "6", "--methods", "semcat,semcat+tta4,semcat+scale,semcat+scale/test-nopx,"
                           "semcat+scale+tta4,semcat+scale+tta4/test-nopx",
-                          "--out", "cross_instrument-nopx.md"]],
+                          "--out", "cross_instrument-nopx.md"],
+                         ["--jobs", "3", "--methods", "semcat,plain,semcat+tta2,semcat+scale,semcat+scale+tta2,"
+                          "semcat+scale-mix,semcat+scale-mix/test-nopx,semcat+scale-mix-jitter,"
+                          "semcat+scale-mix-jitter/test-nopx,semcat+scale-mix+tta2,semcat+scale-mix+tta2/test-nopx,"
+                          "semcat+scale-mix+aug-flip,semcat+scale-mix+aug-flip/test-nopx,semcat+scale+aug-fliprot,"
+                          "semcat+scale-mix+aug-fliprot,semcat+scale-mix+aug-fliprot/test-nopx",
+                          "--out", "cross_instrument-mix.md"],
+                         ["--jobs", "3", "--size-spread", "4", "--methods", "semcat,plain,semcat+scale,semcat+scale-mix,"
+                          "semcat+scale-mix-jitter,semcat+scale-mix+tta2,semcat+scale-mix+aug-flip,"
+                          "semcat+scale+aug-fliprot,semcat+scale-mix+aug-fliprot",
+                          "--out", "cross_instrument-spread.md"],
+                         ["--jobs", "6", "--methods", "semcat,plain,semcat+ft,semcat+ft2,semcat+ft-60s",
+                          "--out", "cross_instrument-ft.md"]],
     "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"],
@@ -52,11 +64,18 @@ FULL: dict[str, list[list[str]]] = {
                   "--out", "web_load-pg.md"],
                  ["--clients", "1", "--seconds", "8", "--backends", "sqlite,postgresql", "--rounds", "3",
                   "--baseline", "0556e14", "--baseline-label", "0556e14 (pre-ping, BEGIN/ROLLBACK per read)",
-                  "--out", "web_load-pg-1client.md"]],
+                  "--out", "web_load-pg-1client.md"],
+                 ["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--rounds", "3",
+                  "--baseline", "09dfc9e", "--baseline-label", "09dfc9e (8-14 statements per page)",
+                  "--out", "web_load-vs-09dfc9e.md"],
+                 ["--clients", "1", "--seconds", "8", "--backends", "sqlite,postgresql", "--rounds", "3",
+                  "--baseline", "d679044", "--baseline-label", "d679044 (09dfc9e + the statement counter)",
+                  "--out", "web_load-statements.md"]],
     "lean_install": [["--work", "/tmp/semcat-install"]],
-    "int8": [["--per-class", "60", "--test-per-class", "40", "--speed-n", "384", "--rounds", "3", "--n-baseline", "16",
-              "--images", "/tmp/wt27e/full"]],
-    "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images, shared with int8
+    "int8": [["--per-class", "60", "--test-per-class", "80", "--unseen-per-style", "160", "--draws", "3", "--speed-n",
+              "384", "--rounds", "3", "--n-baseline", "16", "--images", "/tmp/int8-parity"]],  # larger sets than int8_recipes'
+    "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images
+    "int8_speed": [[], ["--isa-cap", "AVX2"]],  # the second writes int8_speed-avx2.md
     "tiles": [["--side", "8192"]],
     "spark_overhead": [["--n", "120", "--workers", "1"]],
     "map": [["--points", "100000", "--hovers", "300", "--lassos", "20", "--tsne-points", "1000"]],
@@ -71,7 +90,8 @@ QUICK: dict[str, list[str]] = {
     "databar": ["--sizes", "480x640", "--repeats", "1", "--bar-free", "2"],
     "data": ["--size", "256", "--n", "2", "--files", "200"],
     "features": ["--n", "200", "--n-baseline", "16", "--rss-n", "200"],
-    "int8": ["--per-class", "10", "--test-per-class", "5", "--speed-n", "32", "--rounds", "1", "--n-baseline", "4"],
+    "int8": ["--per-class", "10", "--test-per-class", "5", "--unseen-per-style", "10", "--draws", "2", "--speed-n", "32",
+             "--rounds", "1", "--n-baseline", "4"],
     "decode_stages": ["--n", "16", "--rounds", "3"], "int8_speed": ["--speed-n", "32", "--rounds", "1", "--n-baseline", "4"],
     "int8_recipes": ["--per-class", "6", "--test-per-class", "4", "--n-net", "32", "--rounds", "1"],
     "head": ["4000", "--rounds", "1"], "views": ["10", "--size", "160", "--runs", "2"],

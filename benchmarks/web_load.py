@@ -32,6 +32,8 @@ sys.path[:0] = [str(ROOT / "tests")]
 
 from reliability.conftest import Served, p95  # noqa: E402
 from reliability.test_rel_web import PAGE_KINDS, load  # noqa: E402
+from semcat.catalog.querycount import ENV as COUNT_ENV  # noqa: E402
+from semcat.catalog.querycount import PERIOD_S, read_total  # noqa: E402
 from semcat.synth import write_dataset  # noqa: E402
 
 from _results import header, write_results  # noqa: E402
@@ -45,7 +47,8 @@ def _pg_url(base: str) -> tuple[str, str]:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     with sa.create_engine(base).begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}", schema
+    # the application name marks the server's connections, whose backends' CPU is counted (_pg_cpu_s)
+    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}&application_name={schema}", schema
 
 
 def _drop_pg(base: str, schema: str) -> None:
@@ -70,19 +73,50 @@ def _ingest(src: Path, url: str, images: Path) -> list[str]:
 
 
 def run_once(src: Path, serve_args: list[str], url: str, shas: list[str], tmp: Path, clients: int,
-             seconds: float) -> dict:
-    """Serve ``url`` with the code in ``src`` and load it; latencies per kind, errors, server CPU."""
+             seconds: float, pg: tuple[str, str] | None = None) -> dict:
+    """Serve ``url`` with the code in ``src`` and load it; latencies per kind, errors, server CPU
+    (and, with ``pg`` = (base URL, application name), its PostgreSQL backends' CPU)."""
+    counts = tmp / "query-counts"
+    counts.mkdir()
     server = Served("--db", url, "--storage", tmp / "storage", *serve_args, log=tmp / "serve.log",
-                    env={"PYTHONPATH": str(src), "SEMCAT_HOME": str(tmp / "home")})
+                    env={"PYTHONPATH": str(src), "SEMCAT_HOME": str(tmp / "home"), COUNT_ENV: str(counts)})
     try:
         for sha in shas:  # warm the thumbnail cache, as a running server has it
             httpx.get(f"{server.url}/thumbs/{sha}.png", timeout=30)
+        queries0 = _queries(counts)
+        db0 = _pg_cpu_s(*pg) if pg else {}
         cpu0, client0 = _cpu_s(server.proc.pid), time.process_time()
         by_kind, errors = asyncio.run(load(server.url, shas, seconds, clients))
         cpu, client = _cpu_s(server.proc.pid) - cpu0, time.process_time() - client0
+        db1 = _pg_cpu_s(*pg) if pg else {}
+        queries = None if queries0 is None else _queries(counts) - queries0
     finally:
         server.stop()
-    return {"by_kind": by_kind, "errors": errors, "server_cpu_s": cpu, "client_cpu_s": client}
+    db = sum(t - db0.get(pid, 0.0) for pid, t in db1.items()) if db1 else None
+    return {"by_kind": by_kind, "errors": errors, "server_cpu_s": cpu, "client_cpu_s": client, "queries": queries,
+            "db_cpu_s": db}
+
+
+def _pg_cpu_s(base: str, application: str) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend of the server's connections (found by
+    their application name); empty when the database server is not on this machine."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(base)
+    try:
+        with engine.connect() as conn:
+            pids = conn.exec_driver_sql("SELECT pid FROM pg_stat_activity WHERE application_name = %(a)s",
+                                        {"a": application}).scalars().all()
+    finally:
+        engine.dispose()
+    return {pid: t for pid in pids if (t := _proc_cpu_s(pid)) is not None}
+
+
+def _queries(folder: Path) -> int | None:
+    """SQL statements the server has sent so far (``semcat.catalog.querycount``); None for a tree
+    that does not count them."""
+    time.sleep(3 * PERIOD_S)  # the server writes its count every PERIOD_S
+    return read_total(folder) if any(folder.iterdir()) else None
 
 
 def _source_tree(baseline: str, tmp: Path) -> Path:
@@ -102,14 +136,16 @@ def _uvicorn_impl() -> str:
 
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) the server process and its workers have used so far."""
-    total = 0.0
-    for p in [pid, *_children(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(_proc_cpu_s(p) or 0.0 for p in [pid, *_children(pid)])
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of one process, None when it is gone or not on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:
@@ -127,7 +163,13 @@ def summary(r: dict, seconds: float) -> dict:
     return {"req_s": n / seconds, "pages_p95": 1000 * p95(pages), "labels_p95": 1000 * p95(k["label"]),
             "list_p95": 1000 * p95(k["list"]), "thumb_p95": 1000 * p95(k["thumbnail"]),
             "n": n, "errors": len(r["errors"]), "cpu_ms": 1000 * r["server_cpu_s"] / max(n, 1),
+            "queries": None if r["queries"] is None else r["queries"] / max(n, 1),
+            "db_cpu_ms": None if r["db_cpu_s"] is None else 1000 * r["db_cpu_s"] / max(n, 1),
             "client_cpu_ms": 1000 * r["client_cpu_s"] / max(n, 1)}
+
+
+def _or_dash(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
 
 
 def main() -> int:
@@ -170,7 +212,8 @@ def main() -> int:
                         url, schema = _pg_url(pg)
                     shas = _ingest(src, url, images)
                     try:
-                        s = summary(run_once(src, serve_args, url, shas, work, a.clients, a.seconds), a.seconds)
+                        s = summary(run_once(src, serve_args, url, shas, work, a.clients, a.seconds,
+                                             (pg, schema) if schema else None), a.seconds)
                     finally:
                         if schema:
                             _drop_pg(pg, schema)
@@ -186,14 +229,21 @@ def main() -> int:
         "server = `semcat serve --retrain-every 0` (this commit) in its own process, clients in the benchmark "
         "process on the same machine; "
         "configurations alternate order per round. Goal (issue 18): p95 < 300 ms pages, < 500 ms label writes.",
-        f"- uvicorn's HTTP parser and event loop: {_uvicorn_impl()} (installed packages: the same for every tree)", "",
+        f"- uvicorn's HTTP parser and event loop: {_uvicorn_impl()} (installed packages: the same for every tree)",
+        "- per request, during the load: server CPU = the `semcat serve` process; PostgreSQL CPU = the database "
+        "backends of the server's connections (same machine); SQL statements = counted in the server "
+        "(`semcat.catalog.querycount`), each a network round trip on PostgreSQL (a write transaction adds its "
+        "BEGIN and COMMIT); – where a tree does not count them", "",
         "| backend | code | round | req/s | p95 pages ms | p95 catalog page ms | p95 thumbnail ms | "
-        "p95 label write ms | server CPU ms/request | client CPU ms/request | requests | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "p95 label write ms | server CPU ms/request | PostgreSQL CPU ms/request | SQL statements/request | "
+        "client CPU ms/request | requests | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for backend, name, round_, s in rows:
         lines.append(f"| {backend} | {name} | {round_} | {s['req_s']:.0f} | {s['pages_p95']:.0f} | {s['list_p95']:.0f} | "
-                     f"{s['thumb_p95']:.0f} | {s['labels_p95']:.0f} | {s['cpu_ms']:.1f} | {s['client_cpu_ms']:.1f} | {s['n']} | {s['errors']} |")
+                     f"{s['thumb_p95']:.0f} | {s['labels_p95']:.0f} | {s['cpu_ms']:.1f} | {_or_dash(s['db_cpu_ms'])} | "
+                     f"{_or_dash(s['queries'])} | "
+                     f"{s['client_cpu_ms']:.1f} | {s['n']} | {s['errors']} |")
     write_results(HERE / "results" / a.out, lines)
     return 0
 

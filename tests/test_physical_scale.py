@@ -151,3 +151,67 @@ def test_train_records_the_scale_and_commands_count_the_fallback(tmp_path: Path)
     assert result.exit_code == 1 and "none of the images records a pixel size" in " ".join(result.stderr.split())
     result = runner.invoke(app, ["train", str(data), "--scale", "-3"])
     assert result.exit_code == 1 and "positive pixel size" in " ".join(result.stderr.split())
+
+
+def test_scale_augmentations_have_their_own_cache_keys_and_need_a_scale() -> None:
+    from semcat.physical_scale import JITTER, scale_variants
+    from semcat.training import _augment_specs
+
+    scaled = FeatureSpec.resolve("efficientnet_lite0", scale_nm=20)
+    assert scale_variants("aug-noscale", 20.0) == [None]
+    assert scale_variants("aug-scalejitter", 20.0) == [pytest.approx(20 / JITTER), pytest.approx(20 * JITTER)]
+    specs = _augment_specs(scaled, ["aug-noscale", "aug-scalejitter", "aug-flip"])
+    # noscale shares today's crop's cache (a default model's features); jitter and flip have their own
+    assert specs[0].key == FeatureSpec.resolve("efficientnet_lite0").key
+    assert len({s.key for s in [scaled, *specs]}) == 5 and specs[3].view == "aug-flip" and specs[3].scale_nm == 20
+    assert _augment_specs(replace(scaled, view="tta2"), ["aug-noscale"])[0].view == "tta2"  # any view
+    with pytest.raises(ValueError, match="noscale needs scale normalisation"):
+        _augment_specs(FeatureSpec.resolve("efficientnet_lite0"), ["aug-noscale"])
+    with pytest.raises(ValueError, match="with view 'center'"):
+        _augment_specs(replace(scaled, view="tta2"), ["aug-flip"])
+
+
+def test_size_spread_varies_the_structures_not_the_pixel_size(tmp_path: Path) -> None:
+    kw = {"instruments": 2, "per_class": 4, "size": 64, "seed": 3, "categories": ["Particles"]}
+    write_instrument_set(tmp_path / "one", **kw)
+    write_instrument_set(tmp_path / "spread", size_spread=4.0, **kw)
+    one = list(csv.DictReader((tmp_path / "one" / "images.csv").open()))
+    spread = list(csv.DictReader((tmp_path / "spread" / "images.csv").open()))
+    assert "size_factor" not in one[0] and [r["pixel_nm"] for r in one] == [r["pixel_nm"] for r in spread]
+    factors = [float(r["size_factor"]) for r in spread]
+    assert all(0.5 <= f <= 2 for f in factors) and max(factors) / min(factors) > 1.5
+    differ = [not np.array_equal(cv2.imread(str(tmp_path / "one" / a["path"])), cv2.imread(str(tmp_path / "spread" / b["path"])))
+              for a, b in zip(one, spread)]
+    assert all(differ)
+    with pytest.raises(ValueError, match="size_spread must be >= 1"):
+        write_instrument_set(tmp_path / "bad", size_spread=0.5, **kw)
+
+
+@pytest.mark.slow
+def test_scale_mixed_training_from_the_cli(tmp_path: Path) -> None:
+    """`train --scale auto --augment noscale`: the head also sees today's crops, so classify does not
+    warn about files without a pixel size; `synth --size-spread` and `compare` run the variant."""
+    from semcat.model import load_model
+
+    data = tmp_path / "inst"
+    result = runner.invoke(app, ["synth", str(data), "--instruments", "2", "--per-class", "3", "--size", "96",
+                                 "--seed", "5", "--size-spread", "4", "--categories", "Particles,Nanowires"])
+    assert result.exit_code == 0, result.output
+    assert "size_factor" in (data / "images.csv").read_text().splitlines()[0]
+    model = tmp_path / "m.semcat"
+    result = runner.invoke(app, ["train", str(data), "--out", str(model), "--scale", "auto", "--augment", "noscale",
+                                 "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "m.semcat.report" / "report.json").read_text())
+    assert report["augment"] == ["aug-noscale"] and report["training_rows"] == 2 * sum(report["counts"]["train"].values())
+    assert load_model(model).spec.scale_nm is not None
+    cv2.imwrite(str(data / "Particles" / "extra.png"), cv2.imread(str(next(data.rglob("*.tif"))), cv2.IMREAD_GRAYSCALE))
+    result = runner.invoke(app, ["classify", str(model), str(data), "--format", "csv"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 0 and "1 of 13 images record no pixel size" in said and "less reliably" not in said
+    result = runner.invoke(app, ["train", str(data), "--out", str(model), "--augment", "noscale"])  # no --scale
+    assert result.exit_code == 1 and "noscale needs scale normalisation (--scale)" in " ".join(result.stderr.split())
+    result = runner.invoke(app, ["compare", str(data), "--cv", "groups", "--group-by", "folder", "--methods",
+                                 "semcat+scale-mix,semcat+scale-mix/test-nopx"])
+    assert result.exit_code == 0, result.output
+    assert "| semcat+scale-mix |" in result.stdout and "| semcat+scale-mix/test-nopx |" in result.stdout

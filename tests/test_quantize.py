@@ -163,3 +163,22 @@ def test_fp32_signature_and_cache_key_are_unchanged_by_the_precision_field() -> 
     entry = SemcatModel(FeatureSpec.resolve(FP32), head)._metadata()["backbones"][0]
     assert "precision" not in entry  # so fp32 models keep their model id (catalogued predictions stay theirs)
     assert SemcatModel(FeatureSpec.resolve(INT8), head, feature_keys=["k"])._metadata()["backbones"][0]["precision"] == "int8"
+
+
+@pytest.mark.slow
+def test_gray_views_are_normalised_inside_the_graph_as_numpy_does(quantised, small_dataset: Path) -> None:
+    """Extraction hands the runtime gray views and OpenVINO makes the 3 normalised channels in its
+    graph: fp32 features are bit-identical to the numpy-normalised batch's, int8 ones move only where
+    OpenVINO folds the normalisation into the first quantiser's rounding."""
+    from semcat.features import _preprocess_gray
+    from semcat.images import read_image
+    from semcat.runtime import OpenVINORuntime, model_input
+
+    files = sorted(small_dataset.glob("*/*.tif"))[::6]
+    gray = np.concatenate([_preprocess_gray(read_image(f)[0], 224, FP32.interpolation, "center") for f in files])
+    fp32, int8 = OpenVINORuntime(FP32), OpenVINORuntime(INT8)
+    assert np.array_equal(fp32.gray(gray), fp32(model_input(gray, FP32)))
+    assert _cosine(int8.gray(gray), int8(model_input(gray, INT8))).min() >= 0.9995
+    assert fp32.images == int8.images == 2 * len(files)
+    with pytest.raises(ValueError, match=r"gray views of shape \(N, 224, 224\)"):
+        fp32.gray(model_input(gray, FP32))

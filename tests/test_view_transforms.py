@@ -20,7 +20,7 @@ def _frame(seed: int = 0) -> np.ndarray:
 def test_each_view_is_gray_in_range_with_its_own_cache_key(view: str) -> None:
     out = _preprocess_gray(_frame(), 64, "bicubic", view)
     assert out.dtype == np.float32 and out.shape[1:] == (64, 64)
-    assert out.shape[0] == {"tta4": 4, "ms3": 3}.get(view, 1)
+    assert out.shape[0] == {"tta4": 4, "ms3": 3, "tta2": 2}.get(view, 1)
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     assert view in VIEWS and feature_key("efficientnet_lite0", view=view) != feature_key("efficientnet_lite0")
 
@@ -52,8 +52,19 @@ def test_rotation_tta_is_rotation_invariant() -> None:
     assert all(any(np.allclose(v, w, atol=1e-5) for w in a) for v in b)
 
 
+def test_mirror_tta_is_mirror_invariant_at_half_the_views() -> None:
+    sq = _frame()[:160, :160]
+    a = _preprocess_gray(sq, 64, "bicubic", "tta2")
+    b = _preprocess_gray(sq[:, ::-1].copy(), 64, "bicubic", "tta2")
+    assert len(a) == 2 and np.allclose(a[0], _preprocess_gray(sq, 64, "bicubic", "center")[0])
+    assert np.allclose(a[::-1], b, atol=1e-5)  # the mirrored image's views: the same two, swapped
+
+
 def test_parse_augment() -> None:
     assert parse_augment("flip, noise") == ("aug-flip", "aug-noise")
     assert parse_augment("all") == AUGMENTATIONS and parse_augment(None) == () and parse_augment("") == ()
     with pytest.raises(ValueError, match="unknown augmentation 'sharpen'; known: flip, rot90"):
         parse_augment("flip,sharpen")
+    # scale augmentations (with --scale) are named too, and are not part of "all"
+    assert parse_augment("noscale,scalejitter") == ("aug-noscale", "aug-scalejitter")
+    assert "aug-noscale" not in AUGMENTATIONS

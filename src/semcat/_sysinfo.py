@@ -51,7 +51,10 @@ def instruction_sets(flags: set[str] | None = None) -> str:
 
 
 INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
-"""Any of these gives int8 dot-product instructions; without them int8 gains little over fp32."""
+"""Any of these gives int8 dot-product instructions, where ``--precision auto`` picks int8 (issue 21's
+rule). Without them (AVX2 only) int8 still ran ~1.5x fp32 end to end where oneDNN was capped to AVX2
+on an AVX-512 CPU (benchmarks/results/int8_speed-avx2.md), against ~2.3x with VNNI: auto keeps fp32
+there, ``--precision int8`` is the user's choice."""
 
 
 def has_int8_acceleration() -> bool:

@@ -11,7 +11,9 @@ protocols run on the same cached features and compare heads side by side:
 - ``semcat+groupstd``: the softmax head on features standardised per group (each training group
   with its own mean/std; the test group with the statistics of the batch being classified);
 - ``semcat+adapt-*``: the default head, and test-time adaptation of the batch being classified
-  (:mod:`semcat.adapt`, ``semcat classify --adapt``), also on batches holding 1 or 2 classes only.
+  (:mod:`semcat.adapt`, ``semcat classify --adapt``), also on batches holding 1 or 2 classes only;
+- ``semcat+ft*``: the backbone's last blocks fine-tuned with SEM augmentations in a CPU time
+  budget (:mod:`semcat.finetune`), then the default head on the tuned features.
 """
 from __future__ import annotations
 
@@ -26,12 +28,15 @@ import numpy as np
 from semcat.features import DEFAULT_VIEW
 from semcat.head import SCALE_SHRINKAGE
 from semcat.metrics import classification_metrics, run_stats
+from semcat.physical_scale import SCALE_AUGMENTATIONS, scale_variants
 from semcat.view_transforms import AUGMENTATIONS
 
 if TYPE_CHECKING:
     from semcat.adapt import Reference
+    from semcat.backbones import BackboneSpec
     from semcat.features import StoreChoice
     from semcat.featurespec import FeatureSpec
+    from semcat.finetune import FinetuneConfig
 
 __all__ = ["METHODS", "PROTOCOLS", "GroupedFeatures", "cross_group_markdown", "grouped_features", "leave_one_group_out",
            "run_methods", "within_groups"]
@@ -132,18 +137,37 @@ def fit_plain(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
     return predict
 
 
+def fit_finetuned(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
+                  extra: tuple[np.ndarray, np.ndarray] | None = None, *, config: FinetuneConfig,
+                  spec: BackboneSpec) -> Predictor:
+    """Fine-tune the backbone's tail on activations ``X`` (N, 1 + views, C, H, W) of
+    :func:`semcat.finetune.file_activations`, then fit the default head on the tuned tail's
+    features of the clean views; the predictor reads activations of the same layout."""
+    from semcat.finetune import finetune_tail, split_backbone, tail_features
+
+    if extra is not None:
+        raise ValueError("fine-tuning augments in the image domain; feature-space augmentation does not apply")
+    tuned = finetune_tail(X, y, classes, split_backbone(spec)[1], config, seed).tail
+    predict = fit_semcat(tail_features(tuned, X[:, 0]), y, classes, seed)
+    return lambda Z: predict(tail_features(tuned, Z[:, 0]))
+
+
 @dataclass(frozen=True)
 class Method:
     """A named head, the feature variant it reads and the options measured against the default.
 
-    ``augment``: views whose features join the training rows (feature-space augmentation);
+    ``augment``: views whose features join the training rows (feature-space augmentation), or
+    :data:`semcat.physical_scale.SCALE_AUGMENTATIONS` (rows of the method's view unscaled or at
+    other scales; with ``scale``);
     ``test_view``: the view classified (test-time augmentation), default ``view``;
     ``group_standardize``: features standardised per group (the test group by its own batch);
     ``adapt``: a :data:`semcat.adapt.ADAPT_MODES` mode applied to each classified batch at test time;
     ``scale``: scale normalisation with the pixel size (:mod:`semcat.physical_scale`) at the ``auto``
     target of the whole folder (pixel sizes only, no labels: one feature extraction per draw);
     ``test_scale``: whether the classified images are scale-normalised, default ``scale`` (False
-    with ``scale``: a model trained with ``--scale`` meeting files without a pixel size).
+    with ``scale``: a model trained with ``--scale`` meeting files without a pixel size);
+    ``finetune``: rows are the activations of :func:`semcat.finetune.file_activations` (clean
+    and augmented views of the ``view`` crop), not pooled features; ``fit`` gets the backbone.
     """
 
     name: str
@@ -156,6 +180,14 @@ class Method:
     adapt: str | None = None
     scale: bool = False
     test_scale: bool | None = None
+    finetune: FinetuneConfig | None = None
+
+
+def _finetune_method(name: str, **config: Any) -> Method:
+    from semcat.finetune import FinetuneConfig
+
+    cfg = FinetuneConfig(**config)
+    return Method(name, partial(fit_finetuned, config=cfg), finetune=cfg)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -186,6 +218,25 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat+scale/test-nopx", fit_semcat, scale=True, test_scale=False),  # test files without a pixel size
     Method("semcat+scale+tta4/test-nopx", fit_semcat, view="tta4", scale=True, test_scale=False),
     Method("semcat+ms3", fit_semcat, view="ms3"),  # multi-scale crops: for images without a pixel size
+    # issue 20, second round: scale-mixed training (scaled and unscaled rows; each file classified by
+    # whether it has a pixel size), scale jitter, and test-time augmentation at 2x the features
+    Method("semcat+tta2", fit_semcat, view="tta2"),
+    Method("semcat+scale+tta2", fit_semcat, view="tta2", scale=True),
+    Method("semcat+scale+aug-flip", fit_semcat, augment=("aug-flip",), scale=True),
+    Method("semcat+scale+aug-fliprot", fit_semcat, augment=("aug-flip", "aug-rot90"), scale=True),
+    *(Method(f"semcat+scale-{name}{nopx}", fit_semcat, view=view, augment=aug, scale=True,
+             test_scale=None if not nopx else False)
+      for name, view, aug in (("mix", DEFAULT_VIEW, ("aug-noscale",)),
+                              ("jitter", DEFAULT_VIEW, ("aug-scalejitter",)),
+                              ("mix-jitter", DEFAULT_VIEW, ("aug-noscale", "aug-scalejitter")),
+                              ("mix+tta2", "tta2", ("aug-noscale",)),
+                              ("mix+aug-flip", DEFAULT_VIEW, ("aug-noscale", "aug-flip")),
+                              ("mix+aug-fliprot", DEFAULT_VIEW, ("aug-noscale", "aug-flip", "aug-rot90")))
+      for nopx in ("", "/test-nopx")),
+    # the backbone's last blocks fine-tuned with SEM augmentations on CPU, in a time budget per fit
+    _finetune_method("semcat+ft", blocks=1, seconds=20),
+    _finetune_method("semcat+ft2", blocks=2, seconds=20),
+    _finetune_method("semcat+ft-60s", blocks=1, seconds=60),
 )}
 
 
@@ -331,24 +382,34 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
-    feats: dict[tuple[str, bool, bool], GroupedFeatures] = {}
+    feats: dict[tuple[str, bool, float | None], GroupedFeatures] = {}
     targets: dict[bool, float | None] = {}
 
-    def variant(view: str, crop: bool, scale: bool = False) -> GroupedFeatures:
-        if (view, crop, scale) not in feats:
-            if scale and crop not in targets:
+    def variant(view: str, crop: bool, factor: float | None = None) -> GroupedFeatures:
+        """Features of ``view``; ``factor``: scale-normalised at that multiple of the folder's target."""
+        if (view, crop, factor) not in feats:
+            if factor is not None and crop not in targets:
                 targets[crop] = folder_scale_nm(data_dir, base.backbones[0].input_size, crop)
-            variant_spec = replace(base, view=view, crop_databar=crop, scale_nm=targets[crop] if scale else None)
-            feats[(view, crop, scale)] = grouped_features(data_dir, group_by, variant_spec, store=store, progress=progress)
-        return feats[(view, crop, scale)]
+            scale_nm = None if factor is None or targets[crop] is None else targets[crop] * factor
+            variant_spec = replace(base, view=view, crop_databar=crop, scale_nm=scale_nm)
+            feats[(view, crop, factor)] = grouped_features(data_dir, group_by, variant_spec, store=store, progress=progress)
+        return feats[(view, crop, factor)]
+
+    def augmented(m: Method, aug: str) -> list[GroupedFeatures]:
+        if aug not in SCALE_AUGMENTATIONS:
+            return [variant(aug, m.crop_databar, 1.0 if m.scale else None)]
+        return [variant(m.view, m.crop_databar, f) for f in scale_variants(aug, 1.0 if m.scale else None)]
 
     out = {}
     for name in methods:
         m = METHODS[name]
-        f = variant(m.view, m.crop_databar, m.scale)
+        if m.finetune is not None:
+            out[name] = _run_finetuned(data_dir, group_by, m, base, protocol, seed, store)
+            continue
+        f = variant(m.view, m.crop_databar, 1.0 if m.scale else None)
         test_scale = m.scale if m.test_scale is None else m.test_scale
-        others = [_aligned(variant(v, m.crop_databar, m.scale), f) for v in m.augment]
-        others.append(_aligned(variant(m.test_view or m.view, m.crop_databar, test_scale), f))
+        others = [_aligned(g, f) for aug in m.augment for g in augmented(m, aug)]
+        others.append(_aligned(variant(m.test_view or m.view, m.crop_databar, 1.0 if test_scale else None), f))
         run = within_groups if protocol == "within" else partial(leave_one_group_out, batch_classes=PROTOCOLS[protocol])
         res = run(f.X, f.y, f.groups, f.classes, m.fit, seed=seed, group_standardize=m.group_standardize,
                   extra=others[:-1], X_test=others[-1] if m.test_view or test_scale != m.scale else None,
@@ -357,6 +418,37 @@ def run_methods(data_dir: str | Path, group_by: str, methods: Sequence[str] = ("
         res["ungrouped"] = f.ungrouped
         out[name] = res
     return out
+
+
+def _run_finetuned(data_dir: str | Path, group_by: str, m: Method, base: FeatureSpec, protocol: str, seed: int,
+                   store: StoreChoice) -> dict[str, Any]:
+    """One fine-tuning method on one protocol: activations of the default view's readable files."""
+    assert m.finetune is not None
+    if len(base.backbones) != 1 or base.backbones[0].precision != "fp32":
+        raise ValueError("fine-tuning needs one fp32 backbone")
+    f = grouped_features(data_dir, group_by, replace(base, view=m.view, crop_databar=m.crop_databar), store=store)
+    X, errors = _activations(tuple(f.paths), base.backbones[0], m.crop_databar, m.finetune.views, seed)
+    ok = np.isin(f.paths, [p for p, _ in errors], invert=True)
+    fit = partial(m.fit, spec=base.backbones[0])
+    run = within_groups if protocol == "within" else partial(leave_one_group_out, batch_classes=PROTOCOLS[protocol])
+    res = run(X, f.y[ok], f.groups[ok], f.classes, fit, seed=seed)
+    return {**res, "errors": f.errors + errors, "ungrouped": f.ungrouped}
+
+
+_ACTIVATIONS: dict[tuple[Any, ...], tuple[np.ndarray, list[tuple[str, str]]]] = {}
+
+
+def _activations(paths: tuple[str, ...], spec: BackboneSpec, crop_databar: bool, views: int,
+                 seed: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """:func:`semcat.finetune.file_activations`, the last set kept: fine-tuning methods run one
+    after another on the same images share the frozen prefix's (slow) pass."""
+    from semcat.finetune import file_activations
+
+    key = (paths, spec.signature(), crop_databar, views, seed)
+    if key not in _ACTIVATIONS:
+        _ACTIVATIONS.clear()
+        _ACTIVATIONS[key] = file_activations(list(paths), spec, crop_databar=crop_databar, views=views, seed=seed)
+    return _ACTIVATIONS[key]
 
 
 def folder_scale_nm(data_dir: str | Path, size: int, crop_databar: bool = True) -> float | None:

@@ -10,7 +10,8 @@ Preprocessing (:func:`preprocess`) turns a gray float image into the backbone's 
    image (as the paper did), ``center`` takes the central square, ``tiles5`` averages the
    features of the full image and its four quadrants (5 forward passes). Downscaling uses
    area averaging (anti-aliased, like PIL); upscaling the spec's interpolation.
-3. Gray → 3 channels, then the spec's ImageNet mean/std.
+3. Gray → 3 channels, then the spec's ImageNet mean/std (during extraction inside the OpenVINO
+   graph: :meth:`semcat.runtime.Runtime.gray`).
 
 Extraction (:func:`iter_features`, :func:`extract_features`) streams: a thread pool reads each
 file once (bytes → SHA-256 → decode from the same bytes), skips images whose features are
@@ -47,7 +48,7 @@ from semcat._io import atomic_write, atomic_write_text, iter_image_files, sha256
 from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
 from semcat.config import compute_threads, default_feature_cache
 from semcat.errors import CacheError, ImageReadError
-from semcat.runtime import Runtime, int8_record, load_runtime
+from semcat.runtime import Runtime, int8_record, load_runtime, model_input
 from semcat.view_transforms import TRANSFORMS, VERSIONS
 
 __all__ = [
@@ -96,7 +97,7 @@ def preprocess(img: np.ndarray, spec: BackboneSpec | str, *, view: str = DEFAULT
     ``V`` is 1 for ``full``/``center`` and 5 for ``tiles5``.
     """
     spec = get_backbone(spec) if isinstance(spec, str) else spec
-    return _to_model_input(_preprocess_gray(img, spec.input_size, spec.interpolation, view), spec)
+    return model_input(_preprocess_gray(img, spec.input_size, spec.interpolation, view), spec)
 
 
 def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) -> np.ndarray:
@@ -130,7 +131,7 @@ def file_input(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_databa
     it (the defaults are :class:`~semcat.featurespec.FeatureSpec`'s; int8 calibration uses it).
     ``name`` names the file in errors and finds its sidecar; an unreadable file raises
     :class:`~semcat.errors.ImageReadError`."""
-    return _to_model_input(_file_views(data, name, spec, crop_databar=crop_databar, view=view, scale_nm=scale_nm)[0],
+    return model_input(_file_views(data, name, spec, crop_databar=crop_databar, view=view, scale_nm=scale_nm)[0],
                            spec)
 
 
@@ -149,15 +150,6 @@ def _file_views(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_datab
         img = scale_crop(img, info.pixel_size_m * 1e9 * info.shape[1] / img.shape[1], scale_nm, spec.input_size)
         scaled = True
     return _preprocess_gray(img, spec.input_size, spec.interpolation, view), scaled
-
-
-def _to_model_input(gray: np.ndarray, spec: BackboneSpec) -> np.ndarray:
-    """(V, S, S) in [0, 1] → (V, 3, S, S) normalised with the spec's mean/std."""
-    out = np.empty((gray.shape[0], 3, *gray.shape[1:]), np.float32)
-    for c in range(3):
-        np.subtract(gray, spec.mean[c], out=out[:, c])
-        out[:, c] *= 1.0 / spec.std[c]
-    return out
 
 
 def _robust_range(img: np.ndarray) -> tuple[float, float]:
@@ -250,8 +242,11 @@ def key_signature(spec: BackboneSpec, crop_databar: bool, view: str, scale_nm: f
 
 
 def _quantisation(spec: BackboneSpec) -> str:
-    """int8 features depend on the calibration too: re-quantising on other images changes the key."""
-    return "" if spec.precision == "fp32" else f"|int8={int8_record(spec)['key']}"
+    """int8 features depend on the calibration too: re-quantising on other images changes the key.
+    ``input=gray``: since the runtime takes gray views (:meth:`~semcat.runtime.Runtime.gray`),
+    OpenVINO folds the normalisation into the int8 graph's first quantiser, which moves a few
+    rounding boundaries (int8 features cosine ≥ 0.9997 to before; fp32 ones are bit-identical)."""
+    return "" if spec.precision == "fp32" else f"|int8={int8_record(spec)['key']}|input=gray"
 
 
 # --- the feature store -----------------------------------------------------------------------
@@ -669,8 +664,8 @@ def _finish_chunk(chunk: list[_Item], spec: BackboneSpec, key: str, store: Featu
     if new:
         hashes = list(new)
         views = new[hashes[0]].shape[0]
-        x = _to_model_input(np.concatenate([new[h] for h in hashes]), spec)
-        out = np.concatenate([rt(x[i: i + batch_size * views]) for i in range(0, len(x), batch_size * views)])
+        x = np.concatenate([new[h] for h in hashes])  # gray views: the runtime makes the network input
+        out = np.concatenate([rt.gray(x[i: i + batch_size * views]) for i in range(0, len(x), batch_size * views)])
         feats = out.reshape(len(hashes), views, -1).mean(axis=1).astype(np.float32)
         computed = dict(zip(hashes, feats))
         if store is not None:

@@ -11,7 +11,10 @@ between :data:`BAND` [0] and [1] times its shorter side (a larger field is mirro
 Outside the band the crop is clamped, which leaves those images at a fixed ratio of today's view.
 
 Images without a pixel size take today's centre crop; extraction lists them
-(``FeatureResult.unscaled``) so commands can say how many.
+(``FeatureResult.unscaled``) so commands can say how many. A head trained on scaled crops only
+misses on today's crop, so :data:`SCALE_AUGMENTATIONS` add training rows of the same images
+unscaled (``noscale``: files without a pixel size then meet a crop the head has seen) or at
+:data:`JITTER` times the target either way (``scalejitter``: a category whose size varies).
 """
 from __future__ import annotations
 
@@ -26,11 +29,17 @@ import numpy as np
 if TYPE_CHECKING:
     from semcat.featurespec import FeatureSpec
 
-__all__ = ["BAND", "auto_scale_nm", "has_pixel_size", "parse_scale", "scale_crop", "survey", "with_scale"]
+__all__ = ["BAND", "JITTER", "SCALE_AUGMENTATIONS", "auto_scale_nm", "has_pixel_size", "parse_scale", "scale_crop", "scale_variants", "survey",
+           "with_scale"]
 
 BAND = (1 / 3, 1.5)
 """The physical crop's side, as a fraction of the image's shorter side: at most 3x upsampling,
 and at most half the field mirrored on each side."""
+
+SCALE_AUGMENTATIONS = ("aug-noscale", "aug-scalejitter")
+"""Training-row augmentations of a scale-normalised model (``semcat train --scale ... --augment``)."""
+JITTER = 2 ** 0.5
+"""``scalejitter``'s factor: rows at target / JITTER and target x JITTER (a 2x band around it)."""
 
 
 def scale_crop(img: np.ndarray, pixel_nm: float, scale_nm: float, size: int) -> np.ndarray:
@@ -106,6 +115,15 @@ def with_scale(spec: FeatureSpec, choice: float | str | None, files: Sequence[st
         raise ValueError("--scale auto: none of the images records a pixel size (vendor TIFF tags or a sidecar); "
                          "give --scale PIXEL_NM or leave it off.")
     return replace(spec, scale_nm=target), missing
+
+
+def scale_variants(name: str, scale_nm: float | None) -> list[float | None]:
+    """The scale targets (None = unscaled) whose features a scale augmentation adds to training."""
+    if name not in SCALE_AUGMENTATIONS:
+        raise ValueError(f"not a scale augmentation: {name!r}; known: {', '.join(SCALE_AUGMENTATIONS)}")
+    if scale_nm is None:
+        raise ValueError(f"augmentation {name.removeprefix('aug-')} needs scale normalisation (--scale)")
+    return [None] if name == "aug-noscale" else [scale_nm / JITTER, scale_nm * JITTER]
 
 
 def parse_scale(text: str | None) -> float | str | None:

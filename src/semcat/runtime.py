@@ -27,6 +27,7 @@ import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -55,6 +56,7 @@ __all__ = [
     "int8_ir_path",
     "int8_info",
     "int8_record",
+    "model_input",
 ]
 
 RUNTIMES = ("auto", "torch", "openvino")
@@ -85,11 +87,28 @@ class Runtime(ABC):
                 f"{self.name} runtime for {self.spec.name}: expected a batch of shape (N, 3, {s}, {s}); "
                 f"got {batch.shape}. Use semcat.features.preprocess to make one."
             )
+        return self._run(self._infer, batch)
+
+    def gray(self, batch: np.ndarray) -> np.ndarray:
+        """Features of gray views (N, S, S) in [0, 1], what extraction hands over: the same as
+        ``self(model_input(batch, spec))``, but a runtime may do the 3 channels and the mean/std
+        itself (OpenVINO does, inside its compiled graph: no 3x larger batch written in numpy)."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        s = self.spec.input_size
+        if batch.ndim != 3 or batch.shape[1:] != (s, s):
+            raise ValueError(f"{self.name} runtime for {self.spec.name}: expected gray views of shape (N, {s}, {s}); "
+                             f"got {batch.shape}.")
+        return self._run(self._infer_gray, batch)
+
+    def _run(self, infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
         with self._lock:  # one batch at a time: each runtime already uses every core
-            out = self._infer(batch) if len(batch) else np.zeros((0, self.spec.feature_dim), np.float32)
+            out = infer(batch) if len(batch) else np.zeros((0, self.spec.feature_dim), np.float32)
             self.calls += 1
             self.images += len(batch)
         return out
+
+    def _infer_gray(self, batch: np.ndarray) -> np.ndarray:
+        return self._infer(model_input(batch, self.spec))
 
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray: ...
@@ -160,31 +179,80 @@ class OpenVINORuntime(Runtime):
                   # tasks) would share core 0 and run no faster than one. Pin only when this
                   # process owns every core.
                   "ENABLE_CPU_PINNING": n_threads >= (os.cpu_count() or 1)}
+        self._core, self._config = core, config
+        # extraction feeds gray views (:meth:`Runtime.gray`): that graph is compiled now (and load
+        # errors surface here), the one for normalised 3-channel batches on first use
+        self.compiled = self._compile(gray=True)
+        self._queues: dict[bool, Any] = {}
+
+    def _compile(self, *, gray: bool) -> Any:
         try:
-            self.compiled = core.compile_model(core.read_model(str(self.ir)), "CPU", config)
+            model = self._core.read_model(str(self.ir))
+            return self._core.compile_model(gray_input_model(model, self.spec) if gray else model, "CPU", self._config)
         except Exception as e:
             raise SemcatError(
                 f"{self.ir}: OpenVINO could not load the converted model ({str(e)[:200]}); delete "
                 f"{self.ir.parent} to reconvert, or use --runtime torch."
             ) from None
-        self.n_requests = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-        self._queue = ov.AsyncInferQueue(self.compiled, self.n_requests)
+
+    def _queue(self, gray: bool) -> Any:
+        """The infer-request queue of the graph for gray views or for normalised batches."""
+        if gray not in self._queues:
+            import openvino as ov
+
+            compiled = self.compiled if gray else self._compile(gray=False)
+            n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            self._queues[gray] = ov.AsyncInferQueue(compiled, n)
+        return self._queues[gray]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._run_queue(self._queue(gray=False), batch)
+
+    def _infer_gray(self, batch: np.ndarray) -> np.ndarray:
+        return self._run_queue(self._queue(gray=True), batch[:, None])
+
+    def _run_queue(self, queue: Any, batch: np.ndarray) -> np.ndarray:
         out = np.empty((len(batch), self.spec.feature_dim), np.float32)
         # Sub-batches of <= 8 images: same speed, and OpenVINO's per-request activation memory
         # stays ~4x smaller than with 16-32 image requests (peak RSS matters for 150k-image runs).
-        n_parts = min(len(batch), max(self.n_requests, -(-len(batch) // _MAX_REQUEST)))
+        n_parts = min(len(batch), max(len(queue), -(-len(batch) // _MAX_REQUEST)))
         parts = np.array_split(np.arange(len(batch)), n_parts)
 
         def done(request, rows: np.ndarray) -> None:
             out[rows] = request.get_output_tensor(0).data.reshape(len(rows), -1)
 
-        self._queue.set_callback(done)
-        for rows in parts:
-            self._queue.start_async({0: batch[rows[0]: rows[-1] + 1]}, rows)
-        self._queue.wait_all()
+        queue.set_callback(done)
+        for rows in parts:  # share_inputs: the requests read the batch in place (it outlives wait_all)
+            queue.start_async({0: batch[rows[0]: rows[-1] + 1]}, rows, share_inputs=True)
+        queue.wait_all()
         return out
+
+
+def model_input(gray: np.ndarray, spec: BackboneSpec) -> np.ndarray:
+    """Gray views (V, S, S) in [0, 1] → the network's input (V, 3, S, S), normalised with the spec's mean/std."""
+    out = np.empty((gray.shape[0], 3, *gray.shape[1:]), np.float32)
+    for c in range(3):
+        np.subtract(gray, spec.mean[c], out=out[:, c])
+        out[:, c] *= 1.0 / spec.std[c]
+    return out
+
+
+def gray_input_model(model: Any, spec: BackboneSpec) -> Any:
+    """``model`` (input: normalised (N, 3, S, S)) with gray views (N, 1, S, S) in [0, 1] as its input:
+    :func:`model_input`'s arithmetic (float32 subtract, then multiply by 1/std) as graph nodes, so
+    OpenVINO broadcasts the channels and normalises inside its own threads."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    s = spec.input_size
+    gray = ops.parameter([-1, 1, s, s], np.float32, name="gray")
+    mean = np.array(spec.mean, np.float32).reshape(1, 3, 1, 1)
+    scale = np.array([1.0 / v for v in spec.std], np.float32).reshape(1, 3, 1, 1)
+    x = ops.multiply(ops.subtract(gray, ops.constant(mean)), ops.constant(scale))
+    (param,) = model.get_parameters()
+    for target in param.output(0).get_target_inputs():
+        target.replace_source_output(x.output(0))
+    return ov.Model(model.get_results(), [gray], model.get_friendly_name())
 
 
 def openvino_available() -> bool:

@@ -155,11 +155,13 @@ def train_on_samples(
     ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
     ``features`` = (result of ``spec.extract``, seconds) reuses features already extracted (``compare``).
     ``augment``: views of :data:`semcat.view_transforms.AUGMENTATIONS` whose features join the
-    training rows (feature-space augmentation, ``spec.view == "center"`` only); the penalty is still
-    chosen on the original images, so no image's augmented copy sits in another fold.
+    training rows (feature-space augmentation, ``spec.view == "center"`` only), or scale
+    augmentations (``aug-noscale``, ``aug-scalejitter``: with ``spec.scale_nm``, any view); the penalty
+    is still chosen on the original images, so no image's augmented copy sits in another fold.
     Returns the model (not yet saved) and a JSON-safe report.
     """
     spec = spec if spec is not None else FeatureSpec.resolve(precision="auto")
+    aug_specs = _augment_specs(spec, augment)
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
     if features is None:
@@ -196,7 +198,7 @@ def train_on_samples(
             X[tr], y[tr], fold, data.classes, lambda wd: _head(solver, seed, data.classes, **hyper | {"weight_decay": wd}))
         hyper = hyper | {"weight_decay": wd}
         cv.update(folds=int(fold.max()) + 1, log_loss={str(k): round(v, 4) for k, v in losses.items()})
-    Xa, ya = _augmented_rows([data.paths[keep[i]] for i in tr], augment, spec, store, progress, X[tr], y[tr])
+    Xa, ya = _augmented_rows([data.paths[keep[i]] for i in tr], aug_specs, store, progress, X[tr], y[tr])
     head = _head(solver, seed, data.classes, **hyper)
     head.fit(Xa, ya, *((X[va], y[va]) if len(va) else ()))
     head_s = time.perf_counter() - t0
@@ -216,6 +218,7 @@ def train_on_samples(
         "protocol": protocol,
         "weight_decay": float(head.weight_decay),
         "augment": list(augment),
+        "training_rows": len(Xa),  # with augment: the images' rows and their augmented copies
         "weight_decay_cv": cv or None,
         "counts": {s: {c: int(np.sum(y[idx] == c)) for c in data.classes}
                    for s, idx in (("train", tr), ("val", va), ("test", te))},
@@ -237,22 +240,31 @@ def train_on_samples(
     return model, report
 
 
-def _augmented_rows(paths: list[str], augment: Sequence[str], spec: FeatureSpec, store: StoreChoice,
-                    progress: bool, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training rows ``X``/``y`` (of ``paths``) plus the features of each augmented view of the same images."""
+def _augment_specs(spec: FeatureSpec, augment: Sequence[str]) -> list[FeatureSpec]:
+    """The feature specs of ``augment``'s training rows (checked before any extraction).
+
+    Views of :data:`semcat.view_transforms.AUGMENTATIONS` need view 'center'; scale augmentations
+    (:data:`semcat.physical_scale.SCALE_AUGMENTATIONS`) need ``spec.scale_nm`` and keep the view."""
     from dataclasses import replace
 
+    from semcat.physical_scale import SCALE_AUGMENTATIONS, scale_variants
     from semcat.view_transforms import AUGMENTATIONS
 
-    if not augment:
-        return X, y
-    bad = [a for a in augment if a not in AUGMENTATIONS]
-    if bad or spec.view != DEFAULT_VIEW:
-        raise ValueError(f"augment must name views of {', '.join(AUGMENTATIONS)} with view 'center'; "
-                         f"got {list(augment)} with view {spec.view!r}.")
+    bad = [a for a in augment if a not in AUGMENTATIONS + SCALE_AUGMENTATIONS]
+    if bad or (spec.view != DEFAULT_VIEW and set(augment) - set(SCALE_AUGMENTATIONS)):
+        raise ValueError(f"augment must name views of {', '.join(AUGMENTATIONS)} with view 'center', or "
+                         f"{', '.join(SCALE_AUGMENTATIONS)} with any view; got {list(augment)} with view {spec.view!r}.")
+    specs = [replace(spec, scale_nm=s) for aug in augment if aug in SCALE_AUGMENTATIONS
+             for s in scale_variants(aug, spec.scale_nm)]
+    return specs + [replace(spec, view=aug) for aug in augment if aug in AUGMENTATIONS]
+
+
+def _augmented_rows(paths: list[str], specs: Sequence[FeatureSpec], store: StoreChoice, progress: bool,
+                    X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows ``X``/``y`` (of ``paths``) plus the features of the same images under each of ``specs``."""
     rows, labels = [X], [y]
-    for aug in augment:
-        res = replace(spec, view=aug).extract(paths, store=store, progress=progress)
+    for variant in specs:
+        res = variant.extract(paths, store=store, progress=progress)
         index = {p: i for i, p in enumerate(res.paths)}
         have = [i for i, p in enumerate(paths) if str(Path(p)) in index]
         rows.append(res.features[[index[str(Path(paths[i]))] for i in have]])

@@ -11,6 +11,7 @@ Every function takes the contrast-stretched centre crop (S, S) in [0, 1] and ret
 - ``clahe``: contrast-limited adaptive histogram equalisation (OpenCV, 8x8 tiles, clip 2).
 - ``histeq``: global histogram equalisation (each pixel replaced by its mid-rank).
 - ``tta4``: the four 90° rotations, features averaged (test-time augmentation).
+- ``tta2``: the crop and its mirror image, features averaged: half ``tta4``'s classify cost.
 - ``ms3``: multi-scale crops, features averaged: the crop and its central 71% and 50% (each
   resized back): for images without a pixel size, whose magnification is unknown
   (:mod:`semcat.physical_scale` handles those with one).
@@ -47,6 +48,10 @@ def _rotations(c: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.stack([np.rot90(c, k) for k in range(4)]))
 
 
+def _mirrored(c: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.stack([c, c[:, ::-1]]))
+
+
 def _multiscale(c: np.ndarray) -> np.ndarray:
     size = c.shape[0]
     out = [c]
@@ -67,6 +72,7 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "clahe": _clahe,
     "histeq": _histeq,
     "tta4": _rotations,
+    "tta2": _mirrored,
     "ms3": _multiscale,
     "aug-flip": lambda c: np.ascontiguousarray(c[:, ::-1])[None],
     "aug-rot90": lambda c: np.ascontiguousarray(np.rot90(c))[None],
@@ -79,13 +85,16 @@ AUGMENTATIONS = tuple(v for v in TRANSFORMS if v.startswith("aug-"))
 
 
 def parse_augment(text: str | None) -> tuple[str, ...]:
-    """``"flip,noise"`` or ``"all"`` (``semcat train --augment``) → augmentation view names."""
+    """``"flip,noise"`` or ``"all"`` (``semcat train --augment``) → augmentation names: views, or
+    :data:`semcat.physical_scale.SCALE_AUGMENTATIONS` (``all`` = the views only)."""
+    from semcat.physical_scale import SCALE_AUGMENTATIONS
+
     names = [t.strip() for t in (text or "").split(",") if t.strip()]
     if names == ["all"]:
         return AUGMENTATIONS
     views = tuple(f"aug-{n}" for n in names)
-    bad = [n for n, v in zip(names, views) if v not in AUGMENTATIONS]
+    bad = [n for n, v in zip(names, views) if v not in AUGMENTATIONS + SCALE_AUGMENTATIONS]
     if bad:
-        known = ", ".join(a.removeprefix("aug-") for a in AUGMENTATIONS)
+        known = ", ".join(a.removeprefix("aug-") for a in AUGMENTATIONS + SCALE_AUGMENTATIONS)
         raise ValueError(f"unknown augmentation {', '.join(map(repr, bad))}; known: {known} or all.")
     return views

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, literal_column, null, select, type_coerce, union_all, update
 from sqlalchemy import text as sql_text
+from sqlalchemy.orm import aliased
 
 from semcat.catalog import ingest as _ingest
 from semcat.catalog import search as _search
 from semcat.catalog.db import CatalogError, Database
 from semcat.catalog.migrations import current_version, upgrade
-from semcat.catalog.records import ImageRecord, load_records
+from semcat.catalog.records import ImageRecord, counted_page_records, load_records, page_records
 from semcat.catalog.schema import (
     Category,
     SCHEMA_VERSION,
@@ -59,20 +60,41 @@ def _resolve(conn: Connection, sha_or_prefix: str) -> str:
         found = list(conn.execute(select(Image.sha256).where(
             Image.sha256 >= s, Image.sha256 < s + "g", Image.sha256.like(s + "%")).limit(3)).scalars())
     if not found:
-        raise CatalogError(f"no image with hash {sha_or_prefix!r} in the catalog: ingest it first (semcat ingest)")
+        raise _unknown(sha_or_prefix)
     if len(found) > 1:
         raise CatalogError(f"hash prefix {sha_or_prefix!r} is ambiguous ({', '.join(x[:12] for x in found)}…): "
                            "give more digits")
     return found[0]
 
 
-def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None, source: str) -> None:
-    """Insert the label rows and update the images' latest label (full hashes, checked by the caller).
+def _unknown(sha_or_prefix: str) -> CatalogError:
+    return CatalogError(f"no image with hash {sha_or_prefix!r} in the catalog: ingest it first (semcat ingest)")
 
-    Concurrent confirmations of one image queue on its row lock (PostgreSQL; SQLite has one
-    writer), so the label shown is always the latest one stored."""
+
+def _full_hash(sha_or_prefix: str) -> str | None:
+    """The hash itself when it is a whole SHA-256, else None (a prefix, to ``_resolve``).
+
+    A caller whose own query finds the image by its whole hash needs no lookup first: on
+    PostgreSQL every query is a network round trip, and an image page resolved its hash four times.
+    """
+    s = sha_or_prefix.strip().lower()
+    return s if len(s) == 64 and _HEX.issuperset(s) else None
+
+
+def _lock_images(conn: Connection, shas: list[str]) -> set[str]:
+    """Lock the rows of these images (PostgreSQL ``FOR UPDATE``; SQLite has one writer) and return
+    the hashes found: concurrent confirmations of one image queue on its row lock, so the label
+    shown is always the latest one stored."""
+    found: set[str] = set()
     for i in range(0, len(shas), 1000):
-        conn.execute(select(Image.sha256).where(Image.sha256.in_(shas[i:i + 1000])).with_for_update())
+        found.update(conn.execute(select(Image.sha256).where(Image.sha256.in_(shas[i:i + 1000]))
+                                  .with_for_update()).scalars())
+    return found
+
+
+def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None, source: str) -> None:
+    """Insert the label rows and update the images' latest label (full hashes, locked by the caller
+    with ``_lock_images``)."""
     now = utcnow()
     conn.execute(Label.__table__.insert(), [{"sha256": s, "label": label, "who": who, "source": source,
                                              "created": now} for s in shas])
@@ -81,10 +103,24 @@ def _write_labels(conn: Connection, shas: list[str], label: str, who: str | None
                      .values(label=label, label_source=source, category=label))
 
 
-_Q_HISTORY_PREDICTIONS = select(Prediction.created, Prediction.model_id, Prediction.top, Prediction.decision,
-                                Prediction.candidates).where(Prediction.sha256 == bindparam("sha"))
-_Q_HISTORY_LABELS = select(Label.created, Label.label, Label.who, Label.source, Label.id).where(
-    Label.sha256 == bindparam("sha"))
+_Q_HISTORY = union_all(
+    select(literal_column("'prediction'").label("kind"), Prediction.created.label("time"), Prediction.model_id,
+           Prediction.top, Prediction.decision, Prediction.candidates, type_coerce(null(), Label.label.type).label("label"),
+           type_coerce(null(), Label.who.type).label("who"), type_coerce(null(), Label.source.type).label("source"),
+           type_coerce(null(), Label.id.type).label("id"))
+    .select_from(Image).outerjoin(Prediction, Prediction.sha256 == Image.sha256).where(Image.sha256 == bindparam("sha")),
+    select(literal_column("'label'"), Label.created, null(), null(), null(), null(), Label.label, Label.who,
+           Label.source, Label.id).where(Label.sha256 == bindparam("sha")))
+"""An image's predictions and labels in one statement: no row when it is not catalogued, a
+prediction row without a time when it has no prediction (the image row itself)."""
+_Q_REVIEW_PAGE = _search.ranked(select(Image.sha256).where(sql_text(REVIEW_WHERE)), (Image.top1_score, Image.sha256))
+"""The review queue's page (PostgreSQL), in the order of its partial index ix_images_review."""
+_Q_REVIEW_COUNT = select(func.count()).select_from(Image).where(sql_text(REVIEW_WHERE))
+_OTHER = aliased(Image)
+_Q_DUPLICATES = (select(_OTHER.sha256).select_from(Image).outerjoin(_OTHER, and_(
+    _OTHER.dup_group == Image.dup_group, _OTHER.sha256 != Image.sha256)).where(Image.sha256 == bindparam("sha"))
+    .order_by(_OTHER.sha256))
+"""The other images of an image's duplicate group: no row when it is not catalogued, one NULL when it has none."""
 
 
 class Catalog:
@@ -137,8 +173,24 @@ class Catalog:
         f = _search.Filters(category, decision, min_score, max_score, confirmed, mag_min, mag_max,
                             pixel_size_min, pixel_size_max, date_from, date_to, text, tag, measurement)
         with self.db.read() as conn:
+            if not self.db.is_sqlite:  # the page's hashes are a subquery of the records query: one round trip
+                _search.check_page(limit, offset)
+                return page_records(conn, _search.ranked_page(f, order), {"page_limit": limit, "page_offset": offset})
             return load_records(conn, _search.run_search(conn, f, limit=limit, offset=offset, order=order,
                                                          rare_cache=self._rare_trigrams))
+
+    def search_page(self, *, limit: int = 100, offset: int = 0, order: str = "recent", count_at_most: int | None = None,
+                    **filters: Any) -> tuple[list[ImageRecord], int]:
+        """``search`` and ``count`` (up to ``count_at_most``) of the same filters, as a catalog page
+        shows them: on PostgreSQL in one statement, the count a column of the page's records."""
+        if self.db.is_sqlite:
+            return (self.search(limit=limit, offset=offset, order=order, **filters),
+                    self.count(at_most=count_at_most, **filters))
+        f = _search.Filters(**filters)
+        _search.check_page(limit, offset)
+        with self.db.read() as conn:
+            return counted_page_records(conn, _search.ranked_page(f, order), {"page_limit": limit, "page_offset": offset},
+                                        _search.count_query(f, at_most=count_at_most))
 
     def count(self, *, at_most: int | None = None, **filters: Any) -> int:
         """Number of images matching the same keyword filters as ``search``.
@@ -175,10 +227,12 @@ class Catalog:
     def get(self, sha256: str) -> ImageRecord | None:
         """The record of one image (full hash or unique prefix), or None when it is not catalogued."""
         with self.db.read() as conn:
-            try:
-                sha = _resolve(conn, sha256)
-            except CatalogError:
-                return None
+            sha = _full_hash(sha256)
+            if sha is None:
+                try:
+                    sha = _resolve(conn, sha256)
+                except CatalogError:
+                    return None
             recs = load_records(conn, [sha])
         return recs[0] if recs else None
 
@@ -186,13 +240,17 @@ class Catalog:
         """Predictions and labels of one image, oldest first."""
         events: list[dict[str, Any]] = []
         with self.db.read() as conn:
-            sha = _resolve(conn, sha256)
-            for pr in conn.execute(_Q_HISTORY_PREDICTIONS, {"sha": sha}):  # Core rows: no ORM objects per image page
-                events.append({"kind": "prediction", "time": pr.created, "model_id": pr.model_id,
-                               "top": pr.top, "decision": pr.decision, "candidates": pr.candidates})
-            for lab in conn.execute(_Q_HISTORY_LABELS, {"sha": sha}):
-                events.append({"kind": "label", "time": lab.created, "label": lab.label, "who": lab.who,
-                               "source": lab.source, "id": lab.id})
+            sha = _full_hash(sha256) or _resolve(conn, sha256)
+            rows = conn.execute(_Q_HISTORY, {"sha": sha}).all()  # Core rows: no ORM objects per image page
+        if not rows:
+            raise _unknown(sha256)
+        for r in rows:
+            if r.kind == "label":
+                events.append({"kind": "label", "time": r.time, "label": r.label, "who": r.who,
+                               "source": r.source, "id": r.id})
+            elif r.time is not None:
+                events.append({"kind": "prediction", "time": r.time, "model_id": r.model_id,
+                               "top": r.top, "decision": r.decision, "candidates": r.candidates})
         events.sort(key=lambda e: (e["time"], e["kind"] == "label", e.get("id", 0)))
         for e in events:
             e.pop("id", None)
@@ -207,6 +265,8 @@ class Catalog:
     def review_queue(self, limit: int = 50, offset: int = 0) -> list[ImageRecord]:
         """Unconfirmed images whose decision needs a person, least sure first (``offset`` skipped)."""
         with self.db.read() as conn:
+            if not self.db.is_sqlite:  # one round trip, as for a search page
+                return page_records(conn, _Q_REVIEW_PAGE, {"page_limit": limit, "page_offset": offset})
             shas = list(conn.execute(  # served in order by the partial index ix_images_review
                 select(Image.sha256).where(sql_text(REVIEW_WHERE))
                 .order_by(Image.top1_score, Image.sha256).limit(limit).offset(offset)).scalars())
@@ -215,7 +275,16 @@ class Catalog:
     def review_count(self) -> int:
         """Number of images in the review queue (what ``review_queue`` would list without a limit)."""
         with self.db.read() as conn:
-            return conn.execute(select(func.count()).select_from(Image).where(sql_text(REVIEW_WHERE))).scalar_one()
+            return conn.execute(_Q_REVIEW_COUNT).scalar_one()
+
+    def review_page(self, limit: int = 50, offset: int = 0) -> tuple[list[ImageRecord], int]:
+        """``review_queue`` and ``review_count`` together, as the review page shows them: on
+        PostgreSQL one statement, the count a column of the queue's records."""
+        if self.db.is_sqlite:
+            return self.review_queue(limit, offset), self.review_count()
+        with self.db.read() as conn:
+            return counted_page_records(conn, _Q_REVIEW_PAGE, {"page_limit": limit, "page_offset": offset},
+                                        _Q_REVIEW_COUNT)
 
     def stats(self) -> dict[str, Any]:
         """Counts: images, per category, per decision, confirmed/unconfirmed, errors, missing paths."""
@@ -287,7 +356,9 @@ class Catalog:
         """
         self._check_label(label, source, allowed)
         with self.db.write() as conn:
-            sha = _resolve(conn, sha256)
+            sha = _full_hash(sha256) or _resolve(conn, sha256)
+            if not _lock_images(conn, [sha]):
+                raise _unknown(sha256)
             _write_labels(conn, [sha], label, who, source)
         return sha
 
@@ -298,9 +369,7 @@ class Catalog:
         shas = list(dict.fromkeys(shas))
         self._check_label(label, source, allowed)
         with self.db.write() as conn:
-            found: set[str] = set()
-            for i in range(0, len(shas), 1000):
-                found.update(conn.execute(select(Image.sha256).where(Image.sha256.in_(shas[i:i + 1000]))).scalars())
+            found = _lock_images(conn, shas)
             missing = [s for s in shas if s not in found]
             if missing:
                 raise CatalogError(f"{len(missing)} of {len(shas)} hashes are not catalogued "
@@ -410,9 +479,13 @@ class Catalog:
         if k < 1:
             raise ValueError(f"k must be >= 1; got {k}")
         with self.db.read() as conn:
-            sha = _resolve(conn, sha256)
-            row = conn.execute(select(Feature.key, Feature.vector).where(Feature.sha256 == sha).limit(1)).first()
+            sha = _full_hash(sha256) or _resolve(conn, sha256)
+            row = conn.execute(select(Feature.key, Feature.vector).select_from(Image)  # no row: not catalogued
+                               .outerjoin(Feature, Feature.sha256 == Image.sha256).where(Image.sha256 == sha)
+                               .limit(1)).first()
         if row is None:
+            raise _unknown(sha256)
+        if row.key is None:
             raise CatalogError(f"image {sha[:12]} has no stored features: ingest it with a model "
                                "(semcat ingest DIR --model MODEL) to enable similarity search")
         return FeatureIndex(self.db, row[0], self._index_dir()).query(bytes_to_vector(row[1]), k, exclude=sha)
@@ -472,12 +545,11 @@ class Catalog:
     def duplicates_of(self, sha256: str) -> list[str]:
         """The other images of this image's duplicate group (empty when it has none)."""
         with self.db.read() as conn:
-            sha = _resolve(conn, sha256)
-            group = conn.execute(select(Image.dup_group).where(Image.sha256 == sha)).scalar()
-            if group is None:
-                return []
-            return [s for s in conn.execute(select(Image.sha256).where(Image.dup_group == group)
-                                            .order_by(Image.sha256)).scalars() if s != sha]
+            sha = _full_hash(sha256) or _resolve(conn, sha256)
+            found = list(conn.execute(_Q_DUPLICATES, {"sha": sha}).scalars())
+        if not found:
+            raise _unknown(sha256)
+        return [s for s in found if s is not None]
 
     def _index_dir(self) -> Path:
         db = self.db.engine.url.database

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
+from semcat.catalog.querycount import count_statements
 from semcat.errors import SemcatError
 
 BUSY_TIMEOUT_MS = 60_000
@@ -84,6 +85,7 @@ def create_catalog_engine(url: str, *, read_only: bool = False) -> Engine:
         extra = {"connect_args": {"options": "-c default_transaction_read_only=on"}} if read_only else {}
         engine = create_engine(url, pool_size=POOL_SIZE, json_deserializer=orjson.loads, **extra)
         event.listen(engine, "checkout", _drop_if_closed_by_server)
+        count_statements(engine)
         return engine
     if read_only and u.database:
         path = str(Path(u.database).expanduser())
@@ -112,6 +114,7 @@ def create_catalog_engine(url: str, *, read_only: bool = False) -> Engine:
         # on the driver's connection: through exec_driver_sql this was ~5% of a web request's CPU
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    count_statements(engine)
     return engine
 
 

@@ -7,7 +7,7 @@ from datetime import date, datetime, time
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Integer, Select, and_, exists, func, literal_column, select, text
+from sqlalchemy import ColumnElement, Connection, Integer, Select, and_, bindparam, exists, func, literal_column, select, text
 
 from semcat.catalog.schema import Image, ImagePath, Measurement, Tag
 
@@ -191,9 +191,28 @@ def _like_pattern(text_: str) -> str:
 def search_query(f: Filters, *, limit: int = 100, offset: int = 0, order: str = "recent",
                  fts: bool = False, rare: Sequence[str] = ()) -> Select[Any]:
     """SELECT of matching image hashes, ordered and paged."""
+    check_page(limit, offset)
+    return _matching(f, order, fts, tuple(rare)).limit(limit).offset(offset)
+
+
+def check_page(limit: int, offset: int) -> None:
     if limit < 0 or offset < 0:
         raise ValueError(f"limit and offset must be >= 0; got limit={limit}, offset={offset}")
-    return _matching(f, order, fts, tuple(rare)).limit(limit).offset(offset)
+
+
+@lru_cache(maxsize=256)
+def ranked_page(f: Filters, order: str) -> Select[Any]:
+    """Matching hashes with their place in ``order`` (``pos``), one page of them (bound
+    ``page_limit`` and ``page_offset``): a subquery of the records query, so that a PostgreSQL
+    search page is one round trip (``records.page_records``). Built once per filter set."""
+    return ranked(select(Image.sha256).where(and_(True, *conditions(f))), _order(order, f))
+
+
+def ranked(query: Select[Any], by: Sequence[Any]) -> Select[Any]:
+    """``query`` (of ``Image.sha256``) with each row's place in the order ``by`` as ``pos``, one
+    page of it (bound ``page_limit`` and ``page_offset``): the page source of ``records.page_records``."""
+    return (query.add_columns(func.row_number().over(order_by=by).label("pos")).order_by(*by)
+            .limit(bindparam("page_limit", type_=Integer)).offset(bindparam("page_offset", type_=Integer)))
 
 
 @lru_cache(maxsize=256)

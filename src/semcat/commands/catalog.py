@@ -259,11 +259,10 @@ def search_cmd(
                    text=text, tag=tag, measurement=meas)
     cat = _open(db)
     try:
-        records = cat.search(**filters, limit=limit, order=order)
         from semcat.catalog.search import COUNT_CAP
 
         cap = max(COUNT_CAP, limit + 1)
-        total = cat.count(**filters, at_most=cap)
+        records, total = cat.search_page(**filters, limit=limit, order=order, count_at_most=cap)
     finally:
         cat.close()
     _print_records(records, fmt)

@@ -73,6 +73,7 @@ def synth(
     alignment: Annotated[int, typer.Option("--alignment", min=0, help="Also write N nanowire images with known alignment (order 0..1) and truth.csv into OUT-alignment/.")] = 0,
     blends: Annotated[int, typer.Option("--blends", min=0, help="Also write N ambiguous two-category images and truth.csv into OUT-blends/.")] = 0,
     instruments: Annotated[int, typer.Option("--instruments", min=0, help="Instead, render every category as seen by N instruments (the last a held-out style) into OUT/<category>/<instrument>/ (PNG, --per-class per instrument); evaluate with --cv groups --group-by folder.")] = 0,
+    size_spread: Annotated[float, typer.Option("--size-spread", min=1.0, max=100.0, help="With --instruments: each shot's structures scaled by a factor over this range (4 = 1/2 to 2x), the recorded pixel size unchanged: categories spanning scales (1 = one physical size per category).")] = 1.0,
     categories: Annotated[Optional[str], typer.Option("--categories", help="Comma-separated subset of the 10 categories (default: all), e.g. to keep one unseen by a model.")] = None,
 ) -> None:
     """Write procedural SEM-like images for the 10 NFFA categories (deterministic by --seed).
@@ -82,16 +83,18 @@ def synth(
     Existing files are kept, so an interrupted run resumes and a larger --per-class only adds
     images. Prints the folders written to stdout.
 
-    Example: semcat synth data/inst --instruments 4 --per-class 20 --size 256
+    Examples:
+      semcat synth data/inst --instruments 4 --per-class 20 --size 256
+      semcat synth data/inst-spread --instruments 4 --size-spread 4
     """
     from semcat.synth import write_alignment_set, write_blend_set, write_dataset
 
     shape_rc = _parse_shape(shape)
+    chosen = {"categories": [c.strip() for c in categories.split(",") if c.strip()]} if categories else {}
     if instruments:
-        _synth_instruments(out, instruments, per_class, size, seed, databar)
+        _synth_instruments(out, instruments, per_class, size, seed, databar, size_spread, **chosen)
         return
     try:
-        chosen = {"categories": [c.strip() for c in categories.split(",") if c.strip()]} if categories else {}
         written = write_dataset(out, per_class=per_class, size=size, seed=seed, databar=databar,
                                 fmt=fmt.value, shape=shape_rc, bit_depth=int(bit_depth.value), metadata=metadata,
                                 progress=True, **chosen)
@@ -117,11 +120,13 @@ def synth(
         typer.echo(str(folder))
 
 
-def _synth_instruments(out: Path, n: int, per_class: int, size: int, seed: int, databar: bool) -> None:
+def _synth_instruments(out: Path, n: int, per_class: int, size: int, seed: int, databar: bool,
+                       size_spread: float = 1.0, **chosen: list[str]) -> None:
     from semcat.synth.instruments import write_instrument_set
 
     try:
-        written = write_instrument_set(out, instruments=n, per_class=per_class, size=size, seed=seed, databar=databar)
+        written = write_instrument_set(out, instruments=n, per_class=per_class, size=size, seed=seed, databar=databar,
+                                       size_spread=size_spread, **chosen)
     except ValueError as exc:
         err_console.print(f"[red]error[/red]: {exc}", markup=True, soft_wrap=True)
         raise typer.Exit(code=2) from None

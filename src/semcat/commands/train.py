@@ -116,10 +116,12 @@ def train(
     view: Annotated[ViewChoice, typer.Option(help="Which part of the image the backbone sees: center (the "
                                            "paper's centre crop), full (whole image) or tiles5; clahe or "
                                            "histeq (centre crop, equalised); tta4 (the features of the crop's "
-                                           "4 rotations averaged).")] = ViewChoice(DEFAULT_VIEW),
+                                           "4 rotations averaged); tta2 (the crop and its mirror image).")] = ViewChoice(DEFAULT_VIEW),
     augment: Annotated[str | None, typer.Option(help="Also train the head on features of augmented copies of each "
                                                      "training image: comma-separated flip, rot90, dark, bright, "
-                                                     "noise, blur, or all (with --view center).")] = None,
+                                                     "noise, blur, or all (with --view center); with --scale also "
+                                                     "noscale (today's crop too, for files without a pixel size) and "
+                                                     "scalejitter (crops at 1/√2 and √2 the physical scale).")] = None,
     solver: Annotated[Solver, typer.Option(help="lbfgs: scikit-learn's full-batch L-BFGS (default, measured faster and "
                                                 "as accurate); adam: minibatch Adam.")] = Solver.lbfgs,
     epochs: Annotated[int | None, typer.Option("--epochs", "--steps", min=1,
@@ -163,6 +165,7 @@ def train(
     Examples:
       semcat train data/ --group-by '^([^_]+_[^_]+)_' --out model.semcat
       semcat train data/ --scale auto --out model.semcat
+      semcat train data/ --scale auto --augment noscale --out model.semcat
     """
     from semcat.errors import SemcatError
     from semcat.featurespec import FeatureSpec
@@ -291,7 +294,12 @@ def compare(
                                               "logreg@center, semcat-nostd, semcat+clahe, semcat+histeq, semcat+aug-all, "
                                               "semcat+aug-all+groupstd, semcat+tta4, semcat-fullstd, semcat+adapt-group, "
                                               "semcat+adapt-balanced, semcat+adapt-scale, semcat+adapt-classwise, "
-                                              "semcat+scale, semcat+scale+tta4, semcat+scale/test-nopx, semcat+scale+tta4/test-nopx, semcat+ms3 "
+                                              "semcat+scale, semcat+scale+tta4, semcat+scale/test-nopx, semcat+scale+tta4/test-nopx, semcat+ms3, "
+                                              "semcat+tta2, semcat+scale+tta2, semcat+scale+aug-flip, semcat+scale+aug-fliprot, semcat+scale-mix, "
+                                              "semcat+scale-jitter, semcat+scale-mix-jitter, semcat+scale-mix+tta2, semcat+scale-mix+aug-flip, "
+                                              "semcat+scale-mix+aug-fliprot (each scale-mix and -jitter also /test-nopx), "
+                                              "semcat+ft, semcat+ft2, semcat+ft-60s (the backbone's last blocks fine-tuned "
+                                              "in a CPU budget; needs torch) "
                                               "(see the manual, how-to/train).")] = "semcat,plain",
 ) -> None:
     """Compare backbones and preprocessing variants: test accuracy mean ± std over runs, time per stage.
@@ -444,7 +452,8 @@ def classify(
 
         unscaled = len(survey(files, model.backbone.input_size, model.crop_databar)[1])
         scale_note(model.spec.scale_nm, unscaled, len(files))
-        if unscaled:  # measured: a --scale head is far less accurate on crops it was not trained on
+        mixed = "aug-noscale" in (model.meta.get("training") or {}).get("augment", [])  # head saw both crops
+        if unscaled and not mixed:  # measured: a --scale head is far less accurate on crops it was not trained on
             warning(f"{model_path} was trained with --scale: its {unscaled} image(s) without a pixel size are "
                     "classified less reliably (docs: explanation/limits)")
 

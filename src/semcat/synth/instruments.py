@@ -15,6 +15,11 @@ at zoom ``z`` has the pixel size ``reference / (min(shape) x z)`` and a structur
 same in nm on every instrument. The pixel size is written where semcat reads it: the vendor tag
 of a TIFF (Zeiss ``CZ_SEM`` for Zeiss-bar instruments, else FEI), as a real archive holds it.
 
+Real categories (particles, films) span many sizes, which flatters nothing as much as scale
+normalisation in a world where each has one: ``size_spread`` (``semcat synth --size-spread``)
+multiplies each shot's structures by a factor drawn log-uniformly over that range (4 = a 4x range,
+1/2 to 2x; 1 = off, the default and the images of before), the recorded pixel size unchanged.
+
 Layout written by :func:`write_instrument_set`: ``DIR/<category>/<instrument>/<instrument>_NNN.tif``
 (``--group-by folder`` makes the instrument the group), ``DIR/instruments.csv`` describing each
 instrument and ``DIR/images.csv`` with each image's pixel size.
@@ -110,17 +115,19 @@ def pixel_size_nm(category: str, zoom: float, shape: tuple[int, int]) -> float:
     return reference_field_m(_check_category(category)) * 1e9 / (min(shape) * zoom)
 
 
-def render_instrument_image(category: str, inst: Instrument, rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, float]:
+def render_instrument_image(category: str, inst: Instrument, rng: np.random.Generator, size: int = 256,
+                            size_factor: float = 1.0) -> tuple[np.ndarray, float]:
     """One ``uint8`` image of ``category`` as ``inst`` sees it, and its pixel size in nm.
 
     ``rng`` drives both the specimen and the shot's jitter; callers seed it without the category
     (see :func:`write_instrument_set`) so the style draws are the same for every category.
+    ``size_factor``: the specimen's structures that many times their category's physical size.
     """
     shape = _check_shape(size, None)
     style_rng = np.random.default_rng(rng.integers(0, 2**63))
     look = _image_look(inst, style_rng)
     pixel_nm = pixel_size_nm(category, look.zoom, shape)
-    h, mat = _GENERATORS[_check_category(category)](rng, look, shape)
+    h, mat = _GENERATORS[_check_category(category)](rng, replace(look, zoom=look.zoom * size_factor), shape)
     if inst.detector == "BSE":  # backscatter: material (atomic number) contrast, topography damped
         h = h * np.float32(0.15)
         mat = 1.0 + 3.0 * (mat - 1.0) + 0.25 * np.tanh(h / 8.0)
@@ -151,17 +158,22 @@ def write_instrument_set(
     seed: int = 0,
     databar: bool = False,
     categories: Sequence[str] = CATEGORIES,
+    size_spread: float = 1.0,
 ) -> dict[str, int]:
     """Write ``per_class`` images of each category per instrument; returns {instrument: written}.
 
     Image ``k`` of an instrument uses the generator ``(seed, instrument, k)`` for every category:
     the same jitter draws whatever the label (the pixel size follows from the drawn zoom and the
-    category's physical scale). Existing files are kept (resumable).
+    category's physical scale). ``size_spread`` > 1: each shot's structures scaled by a factor
+    drawn log-uniformly over that range around 1 (``images.csv`` column ``size_factor``).
+    Existing files are kept (resumable).
     """
+    if not (np.isfinite(size_spread) and size_spread >= 1):
+        raise ValueError(f"size_spread must be >= 1 (1 = each category one physical size); got {size_spread!r}")
     out = Path(out)
     insts = draw_instruments(instruments, seed)
     written = {inst.name: 0 for inst in insts}
-    rows = ["path,category,instrument,pixel_nm"]
+    rows = ["path,category,instrument,pixel_nm" + (",size_factor" if size_spread > 1 else "")]
     for inst_i, inst in enumerate(insts):
         for cat in categories:
             folder = out / _check_category(cat) / inst.name
@@ -170,10 +182,12 @@ def write_instrument_set(
                 zoom = _image_look(inst, np.random.default_rng(
                     np.random.default_rng([seed, 21, inst_i, k]).integers(0, 2**63))).zoom
                 pixel_nm = pixel_size_nm(cat, zoom, (size, size))
-                rows.append(f"{path.relative_to(out).as_posix()},{cat},{inst.name},{pixel_nm:.6g}")
+                factor = _size_factor(size_spread, [seed, 23, inst_i, k])
+                rows.append(f"{path.relative_to(out).as_posix()},{cat},{inst.name},{pixel_nm:.6g}"
+                            + (f",{factor:.4g}" if size_spread > 1 else ""))
                 if path.exists():
                     continue
-                img, _ = render_instrument_image(cat, inst, np.random.default_rng([seed, 21, inst_i, k]), size)
+                img, _ = render_instrument_image(cat, inst, np.random.default_rng([seed, 21, inst_i, k]), size, factor)
                 tag = _vendor_tag(inst, inst_i, pixel_nm, img.shape)
                 if databar:
                     bar = render_databar(img.shape[1], max(12, img.shape[0] // 12),
@@ -184,6 +198,14 @@ def write_instrument_set(
     atomic_write_text(out / "instruments.csv", _instruments_csv(insts))
     atomic_write_text(out / "images.csv", "\n".join(rows) + "\n")
     return written
+
+
+def _size_factor(spread: float, seed: list[int]) -> float:
+    """A shot's structure-size factor, log-uniform over ``spread`` around 1 (1: none, nothing drawn)."""
+    if spread <= 1:
+        return 1.0
+    half = math.log(spread) / 2
+    return float(np.exp(np.random.default_rng(seed).uniform(-half, half)))
 
 
 def _vendor_tag(inst: Instrument, inst_i: int, pixel_nm: float, shape: tuple[int, int]) -> tuple[int, str]:

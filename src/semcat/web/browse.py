@@ -123,10 +123,9 @@ search_filters.__signature__ = inspect.signature(SearchFilters).replace(  # type
 
 def catalog_page(request: Request, f: Annotated[SearchFilters, Depends(search_filters)]) -> Response:
     """Search the catalog: matching images (newest first by default), with paging."""
-    cat = state(request).catalog
-    images = cat.search(**f.filters, limit=f.limit, offset=f.offset, order=f.order)
     cap = max(COUNT_CAP, f.offset + f.limit + 1)  # enough to know whether a next page exists
-    total = cat.count(**f.filters, at_most=cap)
+    images, total = state(request).catalog.search_page(**f.filters, limit=f.limit, offset=f.offset, order=f.order,
+                                                       count_at_most=cap)
     paging = {k: v for k, v in f.form.items() if k not in ("offset",)}
     context = {
         "total": total, "total_is_lower_bound": total >= cap, "offset": f.offset, "limit": f.limit, "filters": f.form,

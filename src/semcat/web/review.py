@@ -55,19 +55,20 @@ def queue_page(request: Request,
     st = state(request)
     cat = st.catalog
     if strategy is None:
-        records = cat.review_queue(limit=limit, offset=offset)
+        records, remaining = cat.review_page(limit=limit, offset=offset)
     else:
         try:
             records = review_order(cat, strategy, offset + limit)[offset:]
         except ValueError as exc:  # e.g. diversity without stored features: say so on the page
             raise HTTPException(400, f"strategy: {exc}") from None
+        remaining = cat.review_count()
     queue = [r.to_dict() for r in records]
     current = queue[0] if queue else None
     classes = st.classes()
     just = cat.get(check_hash(done)) if done else None
     qs = f"&strategy={strategy}" if strategy else ""
     context = {
-        "queue": queue, "current": current, "offset": offset, "remaining": cat.review_count(),
+        "queue": queue, "current": current, "offset": offset, "remaining": remaining,
         "choices": choices(current, classes, suggest(cat, current["sha256"], st.created_categories())) if current else [],
         "prev_offset": offset - 1 if offset else None,
         "next_offset": offset + 1 if len(queue) > 1 else None,
