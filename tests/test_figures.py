@@ -31,10 +31,6 @@ FIGURE = re.compile(r"(?<![\w.,/#-])(?<![≥≤<>=]\s)(?<![≥≤<>=])(\d[\d,]*(
 SOURCE = re.compile(r"results/([\w.-]+?)\.md")
 UNMEASURED = ("<!-- fig: spec -->", "<!-- fig: derived -->")
 
-OLD_HEADERS = {  # written before the shared header (benchmarks/_results.py); `make bench-full` rewrites them
-    "catalog",
-    "spark_cluster-quiet",
-}
 UNCOMMITTED = {"views"}  # measured with uncommitted changes to src/ or benchmarks/: no commit reproduces it exactly
 
 
@@ -113,13 +109,10 @@ def test_results_file_header_names_script_commit_machine_date(name: str) -> None
     head = (RESULTS / f"{name}.md").read_text(encoding="utf-8").splitlines()[:6]
     fields = [line.split(":", 1)[0].removeprefix("- ") for line in head[2:6]]
     complete = tuple(fields) == _results.HEADER_FIELDS and "(" in head[4]  # machine (instruction sets)
-    if name in OLD_HEADERS:
-        assert not complete, f"{name}.md has the shared header now: take it off OLD_HEADERS"
-    else:
-        assert complete, f"{name}.md must open with benchmarks/_results.header(...): {head}"
-        dirty = "uncommitted changes" in head[3]
-        assert dirty == (name in UNCOMMITTED), (
-            f"{name}.md: {head[3]}: commit the code, then rerun it" if dirty else f"take {name} off UNCOMMITTED")
+    assert complete, f"{name}.md must open with benchmarks/_results.header(...): {head}"
+    dirty = "uncommitted changes" in head[3]
+    assert dirty == (name in UNCOMMITTED), (
+        f"{name}.md: {head[3]}: commit the code, then rerun it" if dirty else f"take {name} off UNCOMMITTED")
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in RESULTS.glob("*.md")))
@@ -129,10 +122,9 @@ def test_make_bench_full_rewrites_the_results_file(name: str) -> None:
     assert benchmark, f"{name}.md: no benchmark in run_all.ORDER writes it (delete it or add the benchmark)"
     script = re.search(r"^- script: `python benchmarks/(\w+)\.py ?(.*)`$",
                        (RESULTS / f"{name}.md").read_text(encoding="utf-8"), re.M)
-    if name not in OLD_HEADERS:
-        assert script and script.group(1) == benchmark, f"{name}.md: script line names another benchmark"
-        assert shlex.split(script.group(2)) in run_all.FULL.get(benchmark, [[]]), (
-            f"{name}.md was made by `{script.group(0)}`, which `make bench-full` does not run: add it to run_all.FULL")
+    assert script and script.group(1) == benchmark, f"{name}.md: script line names another benchmark"
+    assert shlex.split(script.group(2)) in run_all.FULL.get(benchmark, [[]]), (
+        f"{name}.md was made by `{script.group(0)}`, which `make bench-full` does not run: add it to run_all.FULL")
 
 
 def test_run_all_knows_every_benchmark() -> None:

@@ -39,7 +39,7 @@ def _rosettasciio(path: Path) -> dict[str, Any]:
     (HyperSpy applies ``mapping`` when it loads; ``file_reader`` only returns it)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d = rsciio_tiff.file_reader(str(path), lazy=True)[0]
+        d = rsciio_tiff.file_reader(str(path), lazy=False)[0]  # lazy keeps the file open (ResourceWarning)
     mapped: dict[str, Any] = {}
     for source, (target, convert) in d["mapping"].items():
         value: Any = d["original_metadata"]
