@@ -35,6 +35,7 @@ from semcat.commands._common import (
     plural,
 )
 from semcat.engines.spark import DEFAULT_CHUNK
+from semcat.interrupts import sigint_deferred
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Catalog URL: sqlite:///PATH, a file path, or postgresql://USER@HOST/DB "
@@ -158,12 +159,14 @@ def ingest_cmd(
         if m is not None:
             use_model_precision(m, precision)
         try:
-            summary = cat.ingest(inputs, m, batch_size=batch_size, progress=True, follow_links=follow_links)
+            try:
+                summary = cat.ingest(inputs, m, batch_size=batch_size, progress=True, follow_links=follow_links)
+            finally:
+                with sigint_deferred():  # a Ctrl-C during the close comes after it, not inside SQLAlchemy
+                    cat.close()
         except KeyboardInterrupt:
             err_console.print("interrupted: finished batches are committed; run the same command again to resume")
             raise typer.Exit(code=130) from None
-        finally:
-            cat.close()
     for path, problem in summary.errors:
         error_line(path, problem)
     if not summary.seen:
@@ -200,11 +203,13 @@ def watch_cmd(
 
     err_console.print(f"watching {', '.join(map(shown, folders))} (Ctrl-C to stop)")
     try:
-        watch(cat, folders, m, settle_s=settle, initial=initial, stop=threading.Event(), on_ingest=report)
+        try:
+            watch(cat, folders, m, settle_s=settle, initial=initial, stop=threading.Event(), on_ingest=report)
+        finally:
+            with sigint_deferred():
+                cat.close()
     except KeyboardInterrupt:
         err_console.print("stopped")
-    finally:
-        cat.close()
     raise typer.Exit(code=1 if failed else 0)
 
 
