@@ -11,6 +11,14 @@ import pytest
 from semcat.interrupts import sigint_deferred
 
 
+@pytest.fixture(autouse=True)
+def default_sigint():
+    """Python's own Ctrl-C handler for the test (another test in this process may have set one, e.g. Spark's)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_a_ctrl_c_inside_the_block_is_delivered_after_it() -> None:
     done = []
     with pytest.raises(KeyboardInterrupt):
