@@ -216,6 +216,31 @@ def test_weight_decay_is_chosen_by_out_of_fold_log_loss() -> None:
     assert losses[1e-4] != losses[1.0]
 
 
+def test_augmented_copies_stay_in_their_images_fold() -> None:
+    """With ``extra`` copies each fold trains on its own images' copies only: copies of the
+    held-out images (here exact ones, of random labels) would let every fold score perfectly."""
+    from semcat.head import SoftmaxHead
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 32)).astype(np.float32)
+    y = np.array(["a", "b", "c"] * 20)[rng.permutation(60)]  # labels unrelated to the features
+    folds, _ = fold_ids(y, k=5)
+    classes = ["a", "b", "c"]
+
+    def head(wd: float) -> SoftmaxHead:
+        return SoftmaxHead(classes=classes, weight_decay=wd)
+
+    copies = (np.concatenate([X, X]), np.concatenate([y, y]), np.tile(np.arange(60), 2))
+    _, with_copies, _ = select_weight_decay(X, y, folds, classes, head, grid=(1e-4,), extra=copies)
+    _, alone, _ = select_weight_decay(X, y, folds, classes, head, grid=(1e-4,))
+    hits = (np.array(classes)[with_copies.argmax(1)] == y).mean()
+    assert hits < 0.6 and not np.allclose(with_copies, alone)  # chance, not memory; yet the copies were used
+    # a wrong source row (image 0) for every copy: 4 folds of 5 train on their held-out images' copies
+    leaked = (np.concatenate([X, X]), np.concatenate([y, y]), np.zeros(120, np.int64))
+    _, memorised, _ = select_weight_decay(X, y, folds, classes, head, grid=(1e-4,), extra=leaked)
+    assert (np.array(classes)[memorised.argmax(1)] == y).mean() > 0.8  # the test can fail
+
+
 def test_train_chooses_the_penalty_on_series_folds() -> None:
     """train's inner folds keep each file-name series together, as calibrate's do (issue 17): the
     reported out-of-fold losses are those of the series folds, not of folds drawn image by image."""

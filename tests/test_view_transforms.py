@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from semcat.features import VIEWS, _preprocess_gray, feature_key
-from semcat.view_transforms import AUGMENTATIONS, TRANSFORMS, parse_augment
+from semcat.view_transforms import ALL, AUGMENTATIONS, DIHEDRAL, TRANSFORMS, parse_augment
 
 
 def _frame(seed: int = 0) -> np.ndarray:
@@ -62,9 +62,26 @@ def test_mirror_tta_is_mirror_invariant_at_half_the_views() -> None:
 
 def test_parse_augment() -> None:
     assert parse_augment("flip, noise") == ("aug-flip", "aug-noise")
-    assert parse_augment("all") == AUGMENTATIONS and parse_augment(None) == () and parse_augment("") == ()
+    assert parse_augment("all") == ALL and parse_augment(None) == () and parse_augment("") == ()
+    assert parse_augment("none") == () and set(ALL) < set(AUGMENTATIONS)  # "all" kept its six views
+    assert parse_augment("noscale,dihedral,flip") == ("aug-noscale", *DIHEDRAL)  # repeats dropped
     with pytest.raises(ValueError, match="unknown augmentation 'sharpen'; known: flip, rot90"):
         parse_augment("flip,sharpen")
     # scale augmentations (with --scale) are named too, and are not part of "all"
     assert parse_augment("noscale,scalejitter") == ("aug-noscale", "aug-scalejitter")
     assert "aug-noscale" not in AUGMENTATIONS
+
+
+def test_dihedral_views_are_the_crops_other_rotations_and_mirrors() -> None:
+    """``--augment dihedral``: the 7 other rotations and mirror images of the crop, each once."""
+    center = _preprocess_gray(_frame(), 64, "bicubic", "center")[0]
+    views = [_preprocess_gray(_frame(), 64, "bicubic", v)[0] for v in DIHEDRAL]
+    group = [np.rot90(center, k) for k in range(1, 4)] + [np.rot90(center[:, ::-1], k) for k in range(4)]
+    assert all(sum(np.array_equal(v, g) for g in group) == 1 for v in views)  # each a distinct element
+    assert len({v.tobytes() for v in views} | {center.tobytes()}) == 8
+    # the views of a rotated, mirrored micrograph are the same 8 images: no orientation is preferred
+    turned = np.ascontiguousarray(np.rot90(_frame()[:160, :160])[::-1])
+    a = [_preprocess_gray(_frame()[:160, :160], 64, "bicubic", x)[0] for x in ("center", *DIHEDRAL)]
+    b = [_preprocess_gray(turned, 64, "bicubic", x)[0] for x in ("center", *DIHEDRAL)]
+    assert all(sum(np.allclose(v, w, atol=1e-5) for w in a) == 1 for v in b)
+    assert np.allclose(_preprocess_gray(_frame(), 64, "bicubic", "aug-invert")[0], 1 - center)

@@ -145,13 +145,22 @@ def _grouped_split(folds: np.ndarray, y: np.ndarray, keys: list[str], n_folds: i
         folds[test] = f
 
 
+Augmented = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Augmented training rows: features, labels and the row of ``X`` (the image) each one copies."""
+
+
 def out_of_fold_logits(X: np.ndarray, y: np.ndarray, folds: np.ndarray,
-                       make_head: Callable[[], SoftmaxHead]) -> np.ndarray:
-    """Logits (N, n_classes) of each image from a head fitted on the other folds."""
+                       make_head: Callable[[], SoftmaxHead], extra: Augmented | None = None) -> np.ndarray:
+    """Logits (N, n_classes) of each image from a head fitted on the other folds (and on the
+    ``extra`` copies of their images: an image's copies stay in its fold)."""
     out: np.ndarray | None = None
     for f in np.unique(folds):
         held = folds == f
-        head = make_head().fit(X[~held], y[~held])
+        Xf, yf = X[~held], y[~held]
+        if extra is not None:
+            copies = ~held[extra[2]]
+            Xf, yf = np.concatenate([Xf, extra[0][copies]]), np.concatenate([yf, extra[1][copies]])
+        head = make_head().fit(Xf, yf)
         logits = head.decision_function(X[held])
         if out is None:
             out = np.empty((len(X), logits.shape[1]), np.float32)
@@ -173,18 +182,21 @@ def select_weight_decay(
     classes: Sequence[str],
     make_head: Callable[[float], SoftmaxHead],
     grid: Sequence[float] = WEIGHT_DECAY_GRID,
+    extra: Augmented | None = None,
 ) -> tuple[float, np.ndarray, dict[float, float]]:
     """The L2 penalty with the lowest out-of-fold log-loss, its out-of-fold logits, and every loss.
 
     Replaces early stopping on a validation split that, with a small set, holds too few images
     to stop on. ``make_head(weight_decay)`` builds an unfitted head whose logit columns are ``classes``.
+    ``extra``: augmented copies that join each fold's training rows (the penalty is then chosen
+    for the head that is fitted with them); the loss is still of the original images only.
     """
     index = {str(c): i for i, c in enumerate(classes)}
     yi = np.array([index[str(v)] for v in y], dtype=np.int64)
     losses: dict[float, float] = {}
     best: tuple[float, float, np.ndarray] | None = None
     for wd in grid:
-        logits = out_of_fold_logits(X, y, folds, lambda wd=wd: make_head(wd))
+        logits = out_of_fold_logits(X, y, folds, lambda wd=wd: make_head(wd), extra)
         losses[float(wd)] = _log_loss(logits, yi)
         if best is None or losses[float(wd)] < best[0]:
             best = (losses[float(wd)], float(wd), logits)

@@ -29,7 +29,7 @@ from semcat.features import DEFAULT_VIEW
 from semcat.head import SCALE_SHRINKAGE
 from semcat.metrics import classification_metrics, run_stats
 from semcat.physical_scale import SCALE_AUGMENTATIONS, scale_variants
-from semcat.view_transforms import AUGMENTATIONS
+from semcat.view_transforms import ALL, DIHEDRAL
 
 if TYPE_CHECKING:
     from semcat.adapt import Reference
@@ -78,14 +78,17 @@ def grouped_features(data_dir: str | Path, group_by: str, spec: FeatureSpec, *, 
 
 def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
                extra: tuple[np.ndarray, np.ndarray] | None = None, *, standardize: bool = True,
-               scale_shrinkage: float = SCALE_SHRINKAGE, grid: Sequence[float] | None = None) -> Predictor:
+               scale_shrinkage: float = SCALE_SHRINKAGE, grid: Sequence[float] | None = None,
+               aug_cv: bool = False) -> Predictor:
     """The project's default head, as ``semcat train`` fits it: L2 penalty chosen by 5-fold CV.
 
     ``extra`` (features of augmented views and their labels) joins the final fit only: the
     penalty is chosen on the original images, so no image's augmented copy sits in another fold.
     ``standardize=False``: the head on raw features (as the plain baseline's LogisticRegression);
     ``scale_shrinkage``: the head's shrinkage of feature scales (``semcat train``'s by default);
-    ``grid``: the penalties tried (default ``semcat.crossfit.WEIGHT_DECAY_GRID``).
+    ``grid``: the penalties tried (default ``semcat.crossfit.WEIGHT_DECAY_GRID``);
+    ``aug_cv``: the penalty chosen for the augmented head (each fold trained with its images'
+    ``extra`` copies, whose rows are blocks aligned with ``X``), not for the head on ``X`` alone.
     """
     from semcat.crossfit import (
         DEFAULT_FOLDS,
@@ -103,8 +106,11 @@ def fit_semcat(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
 
     grid = tuple(grid or WEIGHT_DECAY_GRID)
     wd = grid[0]
+    copies = None
+    if aug_cv and extra is not None:
+        copies = (extra[0], extra[1].astype(str), np.tile(np.arange(len(X)), len(extra[0]) // len(X)))
     if min(np.unique(y, return_counts=True)[1]) >= 2:  # else no fold could predict that class's image
-        wd, _, _ = select_weight_decay(X, y, fold_ids(y, k=DEFAULT_FOLDS, seed=seed)[0], classes, head, grid)
+        wd, _, _ = select_weight_decay(X, y, fold_ids(y, k=DEFAULT_FOLDS, seed=seed)[0], classes, head, grid, copies)
     if extra is not None:
         X, y = np.concatenate([X, extra[0]]), np.concatenate([y, extra[1].astype(str)])
     return head(wd).fit(X, y).predict_proba
@@ -203,8 +209,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("semcat+clahe", fit_semcat, view="clahe"),
     Method("semcat+histeq", fit_semcat, view="histeq"),
     # feature-space augmentation: the head also trained on features of augmented views
-    Method("semcat+aug-all", fit_semcat, augment=AUGMENTATIONS),
-    Method("semcat+aug-all+groupstd", fit_semcat, augment=AUGMENTATIONS, group_standardize=True),
+    Method("semcat+aug-all", fit_semcat, augment=ALL),
+    Method("semcat+aug-all+groupstd", fit_semcat, augment=ALL, group_standardize=True),
     # test-time augmentation: features of the four rotations averaged
     Method("semcat+tta4", fit_semcat, view="tta4"),
     # test-time adaptation of the classified batch, as `semcat classify --adapt`
@@ -232,6 +238,22 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                               ("mix+tta2", "tta2", ("aug-noscale",)),
                               ("mix+aug-flip", DEFAULT_VIEW, ("aug-noscale", "aug-flip")),
                               ("mix+aug-fliprot", DEFAULT_VIEW, ("aug-noscale", "aug-flip", "aug-rot90")))
+      for nopx in ("", "/test-nopx")),
+    # issue 20, third round: more training-side views on scale-mix+aug-fliprot (one feature per image
+    # at classify time). Each is a change a real archive shows: an SEM image has no "up" (d4: the
+    # whole dihedral group), operators and detectors set different gammas (gamma: 1.8 and 0.55),
+    # detectors flip the contrast's polarity (invert: SE vs BSE), a lower dose or faster scan adds
+    # shot noise (noise); +cv: the penalty chosen for the head trained with its augmented rows
+    *(Method(f"semcat+scale-mix+aug-{name}{nopx}", partial(fit_semcat, aug_cv=name.endswith("+cv")), augment=aug,
+             scale=True, test_scale=None if not nopx else False)
+      for name, aug in (("d4", ("aug-noscale", *DIHEDRAL)),
+                        ("d4+cv", ("aug-noscale", *DIHEDRAL)),
+                        ("fliprot+cv", ("aug-noscale", "aug-flip", "aug-rot90")),
+                        ("fliprot+gamma", ("aug-noscale", "aug-flip", "aug-rot90", "aug-dark", "aug-bright")),
+                        ("fliprot+invert", ("aug-noscale", "aug-flip", "aug-rot90", "aug-invert")),
+                        ("fliprot+noise", ("aug-noscale", "aug-flip", "aug-rot90", "aug-noise")),
+                        ("d4+gamma", ("aug-noscale", *DIHEDRAL, "aug-dark", "aug-bright")),
+                        ("d4+sem", ("aug-noscale", *DIHEDRAL, "aug-dark", "aug-bright", "aug-invert", "aug-noise")))
       for nopx in ("", "/test-nopx")),
     # the backbone's last blocks fine-tuned with SEM augmentations on CPU, in a time budget per fit
     _finetune_method("semcat+ft", blocks=1, seconds=20),

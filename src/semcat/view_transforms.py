@@ -18,6 +18,13 @@ Every function takes the contrast-stretched centre crop (S, S) in [0, 1] and ret
 - ``aug-*``: one augmented view each, for training the head on features of augmented images
   (``semcat train --augment``): a flip, a 90° rotation, a darker and a brighter gamma, shot
   noise, defocus blur. Noise is seeded from the image itself, so features stay cacheable.
+- the rest of the dihedral group (:data:`DIHEDRAL`: the other rotations, the vertical flip, the
+  two transposes): an SEM image has no "up" (the scan rotation, the stage and the sample's
+  mounting are arbitrary), so every rotation and mirror image of a micrograph is another
+  micrograph of the same category.
+- ``aug-invert``: contrast inverted. Why: the same structure's polarity flips between detectors
+  and settings (a light element's grain is dark in backscatter and bright in secondary
+  electrons; edges glow in SE and in-lens but not in BSE; charging can invert a region).
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-__all__ = ["AUGMENTATIONS", "TRANSFORMS", "VERSIONS", "parse_augment"]
+__all__ = ["ALL", "AUGMENTATIONS", "DIHEDRAL", "TRANSFORMS", "VERSIONS", "parse_augment"]
 
 VERSIONS = {"histeq": 2}
 """Part of a view's cache key: bump a view's version when its output changes (histeq 2: mid-ranks)."""
@@ -80,21 +87,34 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "aug-bright": lambda c: (c ** 0.55)[None],
     "aug-noise": _noise,
     "aug-blur": lambda c: cv2.GaussianBlur(c, (0, 0), 1.5)[None],
+    "aug-rot180": lambda c: np.ascontiguousarray(np.rot90(c, 2))[None],
+    "aug-rot270": lambda c: np.ascontiguousarray(np.rot90(c, 3))[None],
+    "aug-flipud": lambda c: np.ascontiguousarray(c[::-1])[None],
+    "aug-transpose": lambda c: np.ascontiguousarray(c.T)[None],
+    "aug-transverse": lambda c: np.ascontiguousarray(np.rot90(c, 2).T)[None],
+    "aug-invert": lambda c: (1 - c)[None],
 }
 AUGMENTATIONS = tuple(v for v in TRANSFORMS if v.startswith("aug-"))
+ALL = ("aug-flip", "aug-rot90", "aug-dark", "aug-bright", "aug-noise", "aug-blur")
+"""``--augment all``: the first six views (measured as ``semcat+aug-all``), kept as they were."""
+DIHEDRAL = ("aug-flip", "aug-rot90", "aug-rot180", "aug-rot270", "aug-flipud", "aug-transpose", "aug-transverse")
+"""The 7 rotations and mirror images of the crop other than itself (``--augment dihedral``)."""
 
 
 def parse_augment(text: str | None) -> tuple[str, ...]:
-    """``"flip,noise"`` or ``"all"`` (``semcat train --augment``) → augmentation names: views, or
-    :data:`semcat.physical_scale.SCALE_AUGMENTATIONS` (``all`` = the views only)."""
+    """``"flip,noise"``, ``"all"`` or ``"dihedral,noscale"`` (``semcat train --augment``) →
+    augmentation names: views, or :data:`semcat.physical_scale.SCALE_AUGMENTATIONS`; ``all`` =
+    :data:`ALL` (alone), ``dihedral`` = :data:`DIHEDRAL`; ``none`` = no augmentation."""
     from semcat.physical_scale import SCALE_AUGMENTATIONS
 
     names = [t.strip() for t in (text or "").split(",") if t.strip()]
     if names == ["all"]:
-        return AUGMENTATIONS
-    views = tuple(f"aug-{n}" for n in names)
-    bad = [n for n, v in zip(names, views) if v not in AUGMENTATIONS + SCALE_AUGMENTATIONS]
+        return ALL
+    if names == ["none"]:
+        return ()
+    views = [v for n in names for v in (DIHEDRAL if n == "dihedral" else (f"aug-{n}",))]
+    bad = [n for n in names if n != "dihedral" and f"aug-{n}" not in AUGMENTATIONS + SCALE_AUGMENTATIONS]
     if bad:
         known = ", ".join(a.removeprefix("aug-") for a in AUGMENTATIONS + SCALE_AUGMENTATIONS)
-        raise ValueError(f"unknown augmentation {', '.join(map(repr, bad))}; known: {known} or all.")
-    return views
+        raise ValueError(f"unknown augmentation {', '.join(map(repr, bad))}; known: {known}, dihedral, all or none.")
+    return tuple(dict.fromkeys(views))
