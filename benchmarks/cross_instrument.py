@@ -50,6 +50,13 @@ FINETUNE_NOTE = (
     "brightness/contrast, blur, shot noise, scan-line noise), early stop on 20% of the training images (patience 3), "
     "a budget of 20 CPU seconds of joint training per fit; then the default head fitted on the tuned tail's features "
     "of the clean crops; +ft2 = the last 2 units; +ft-60s = 1 unit, 60 CPU seconds")
+AUG_NOTE = (
+    "- training views on scale-mix+aug-fliprot (1 feature per image at classify): +aug-d4 = the head also trained "
+    "on the (scaled) crop's 7 other rotations and mirror images, the whole dihedral group (`--augment "
+    "noscale,dihedral`); +gamma = also gamma 1.8 and 0.55 (dark, bright); +invert = also the contrast inverted; "
+    "+noise = also Gaussian noise 0.08; +sem = d4 with gamma, invert and noise; +cv = the L2 penalty chosen by 5-fold "
+    "CV whose training folds hold their images' augmented copies (not the head on the images alone); -wd0.1 = the "
+    "penalty fixed at 0.1 instead of chosen by CV")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -135,6 +142,7 @@ def main() -> int:
         "(`--augment scalejitter`); +aug-fliprot = the head also trained on the (scaled) crop's mirror image and "
         "90° rotation (`--augment flip,rot90`)",
         *([FINETUNE_NOTE] if any(METHODS[m].finetune for m in requested) else []),
+        *([AUG_NOTE] if any("+aug-d4" in m or "fliprot+" in m for m in requested) else []),
         "",
         ("| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
          "| left out, batches of 2 classes (%) | left out, batches of 1 class (%) |"),

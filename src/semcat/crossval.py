@@ -255,6 +255,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                         ("d4+gamma", ("aug-noscale", *DIHEDRAL, "aug-dark", "aug-bright")),
                         ("d4+sem", ("aug-noscale", *DIHEDRAL, "aug-dark", "aug-bright", "aug-invert", "aug-noise")))
       for nopx in ("", "/test-nopx")),
+    # the penalty fixed at 0.1 (the CV picks 0.01): picked on draws 0-2, so measured on fresh draws
+    *(Method(f"semcat+scale-mix+aug-d4-wd0.1{nopx}", partial(fit_semcat, grid=(0.1,)), augment=("aug-noscale", *DIHEDRAL),
+             scale=True, test_scale=None if not nopx else False) for nopx in ("", "/test-nopx")),
     # the backbone's last blocks fine-tuned with SEM augmentations on CPU, in a time budget per fit
     _finetune_method("semcat+ft", blocks=1, seconds=20),
     _finetune_method("semcat+ft2", blocks=2, seconds=20),
