@@ -262,6 +262,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     _finetune_method("semcat+ft", blocks=1, seconds=20),
     _finetune_method("semcat+ft2", blocks=2, seconds=20),
     _finetune_method("semcat+ft-60s", blocks=1, seconds=60),
+    _finetune_method("semcat+ft-120s", blocks=1, seconds=120),
 )}
 
 
