@@ -13,6 +13,7 @@ from semcat.cli import app
 from semcat.crossval import fit_plain, fit_semcat, leave_one_group_out, within_groups
 from semcat.synth.instruments import draw_instruments, render_instrument_image, write_instrument_set
 from semcat.synth.metadata import reference_field_m
+from semcat.view_transforms import DIHEDRAL
 
 runner = CliRunner()
 CATS = ["Particles", "Nanowires", "Patterned_surface"]
@@ -121,10 +122,12 @@ def test_compare_and_evaluate_cv_groups_cli(inst_set: Path, tmp_path: Path, monk
     result = runner.invoke(app, ["compare", str(inst_set), "--cv", "groups", "--group-by", "folder", "--methods", "nope"])
     assert result.exit_code == 1 and "unknown methods" in result.stderr
     model = tmp_path / "m.semcat"
-    result = runner.invoke(app, ["train", str(inst_set), "--out", str(model), "--augment", "flip,noise"])
+    result = runner.invoke(app, ["train", str(inst_set), "--out", str(model), "--augment", "dihedral,invert"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "m.semcat.report" / "report.json").read_text())
-    assert report["augment"] == ["aug-flip", "aug-noise"]
+    assert report["augment"] == [*DIHEDRAL, "aug-invert"]  # the 7 other rotations and mirror images, then invert
+    fitted = sum(report["counts"]["train"].values()) + sum(report["counts"]["val"].values())
+    assert report["training_rows"] == 9 * fitted  # each training image and its 8 copies
     result = runner.invoke(app, ["train", str(inst_set), "--out", str(tmp_path / "x.semcat"), "--augment", "sharpen"])
     assert result.exit_code == 1 and "unknown augmentation 'sharpen'" in result.stderr
     from semcat.featurespec import FeatureSpec

@@ -119,7 +119,9 @@ def train(
                                            "4 rotations averaged); tta2 (the crop and its mirror image).")] = ViewChoice(DEFAULT_VIEW),
     augment: Annotated[str | None, typer.Option(help="Also train the head on features of augmented copies of each "
                                                      "training image: comma-separated flip, rot90, dark, bright, "
-                                                     "noise, blur, or all (with --view center); with --scale also "
+                                                     "noise, blur, invert (contrast inverted), dihedral (the 7 other "
+                                                     "rotations and mirror images), or all (the first six; with "
+                                                     "--view center); none: no augmentation (the default); with --scale also "
                                                      "noscale (today's crop too, for files without a pixel size) and "
                                                      "scalejitter (crops at 1/√2 and √2 the physical scale).")] = None,
     solver: Annotated[Solver, typer.Option(help="lbfgs: scikit-learn's full-batch L-BFGS (default, measured faster and "
@@ -298,7 +300,10 @@ def compare(
                                               "semcat+tta2, semcat+scale+tta2, semcat+scale+aug-flip, semcat+scale+aug-fliprot, semcat+scale-mix, "
                                               "semcat+scale-jitter, semcat+scale-mix-jitter, semcat+scale-mix+tta2, semcat+scale-mix+aug-flip, "
                                               "semcat+scale-mix+aug-fliprot (each scale-mix and -jitter also /test-nopx), "
-                                              "semcat+ft, semcat+ft2, semcat+ft-60s (the backbone's last blocks fine-tuned "
+                                              "semcat+scale-mix+aug-d4 (also +cv, -wd0.1, +gamma, +sem), "
+                                              "semcat+scale-mix+aug-fliprot+cv (also +gamma, +invert, +noise) "
+                                              "(each also /test-nopx), "
+                                              "semcat+ft, semcat+ft2, semcat+ft-60s, semcat+ft-120s (the backbone's last blocks fine-tuned "
                                               "in a CPU budget; needs torch) "
                                               "(see the manual, how-to/train).")] = "semcat,plain",
 ) -> None:
