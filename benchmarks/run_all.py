@@ -23,6 +23,8 @@ ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features"
 RESULTS_NAME = {"spark_scaling": "spark"}
 """A benchmark whose results file is not named after it; variants add ``-<suffix>`` to the name."""
 
+_PROTOCOLS_0_2 = ["--jobs", "2", *(a for d in range(3) for p in ("groups", "within") for a in ("--only", f"{d}:{p}"))]
+"""cross_instrument on draws 0-2, leave one out and within only (the batch protocols change no method here)."""
 _CALIBRATION = ["--data", "/tmp/calsmall17/data", "--draws", "3", "--seed", "71"]
 FULL: dict[str, list[list[str]]] = {
     # benchmark → one argument list per results file it writes (the figures quoted in the docs)
@@ -53,7 +55,18 @@ FULL: dict[str, list[list[str]]] = {
                           "semcat+scale+aug-fliprot,semcat+scale-mix+aug-fliprot",
                           "--out", "cross_instrument-spread.md"],
                          ["--jobs", "6", "--methods", "semcat,plain,semcat+ft,semcat+ft2,semcat+ft-60s",
-                          "--out", "cross_instrument-ft.md"]],
+                          "--out", "cross_instrument-ft.md"],
+                         [*_PROTOCOLS_0_2, "--methods", "semcat,plain,semcat+scale-mix+aug-fliprot,semcat+scale-mix+aug-d4,"
+                          "semcat+scale-mix+aug-d4+cv,semcat+scale-mix+aug-d4-wd0.1,semcat+scale-mix+aug-fliprot+cv,"
+                          "semcat+scale-mix+aug-d4+gamma,semcat+scale-mix+aug-fliprot+gamma,"
+                          "semcat+scale-mix+aug-fliprot+invert,semcat+scale-mix+aug-fliprot+noise,"
+                          "semcat+scale-mix+aug-d4+sem,semcat+scale-mix+aug-d4/test-nopx,"
+                          "semcat+scale-mix+aug-d4-wd0.1/test-nopx,semcat+scale-mix+aug-d4+gamma/test-nopx",
+                          "--out", "cross_instrument-aug.md"],
+                         ["--seed", "100", *_PROTOCOLS_0_2, "--methods", "semcat,plain,semcat+scale-mix+aug-fliprot,"
+                          "semcat+scale-mix+aug-d4,semcat+scale-mix+aug-d4-wd0.1,semcat+scale-mix+aug-fliprot/test-nopx,"
+                          "semcat+scale-mix+aug-d4/test-nopx,semcat+scale-mix+aug-d4-wd0.1/test-nopx",
+                          "--out", "cross_instrument-confirm.md"]],
     "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"],
