@@ -66,7 +66,12 @@ FULL: dict[str, list[list[str]]] = {
                          ["--seed", "100", *_PROTOCOLS_0_2, "--methods", "semcat,plain,semcat+scale-mix+aug-fliprot,"
                           "semcat+scale-mix+aug-d4,semcat+scale-mix+aug-d4-wd0.1,semcat+scale-mix+aug-fliprot/test-nopx,"
                           "semcat+scale-mix+aug-d4/test-nopx,semcat+scale-mix+aug-d4-wd0.1/test-nopx",
-                          "--out", "cross_instrument-confirm.md"]],
+                          "--out", "cross_instrument-confirm.md"],
+                         ["--seed", "100", "--size-spread", "4", "--jobs", "1", *_PROTOCOLS_0_2[2:], "--methods",
+                          "semcat,plain,semcat+scale-mix+aug-fliprot,semcat+scale-mix+aug-d4",
+                          "--out", "cross_instrument-confirm-spread.md"],
+                         ["--jobs", "2", *(a for d in range(3) for a in ("--only", f"{d}:groups")),
+                          "--methods", "semcat,plain,semcat+ft-120s", "--out", "cross_instrument-ft120.md"]],
     "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"],
