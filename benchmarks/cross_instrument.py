@@ -49,7 +49,10 @@ FINETUNE_NOTE = (
     "views (random resized crop 35-100% of the area, flips, 90° rotations, contrast inverted with p 0.25, gamma, "
     "brightness/contrast, blur, shot noise, scan-line noise), early stop on 20% of the training images (patience 3), "
     "a budget of 20 CPU seconds of joint training per fit; then the default head fitted on the tuned tail's features "
-    "of the clean crops; +ft2 = the last 2 units; +ft-60s / +ft-120s = 1 unit, 60 / 120 CPU seconds")
+    "of the clean crops; +ft2 = the last 2 units; +ft-60s / +ft-120s = 1 unit, 60 / 120 CPU seconds; "
+    "semcat+scale-mix+aug-fliprot+ft-60s = 1 unit, 60 CPU seconds, the clean view the scaled crop (`--scale auto`) "
+    "and 3 more fixed views cached and drawn in training (today's crop, the scaled crop's mirror image and 90° "
+    "rotation), whose tuned features are also the default head's extra training rows (the scale-mixed head)")
 AUG_NOTE = (
     "- training views on scale-mix+aug-fliprot (1 feature per image at classify): +aug-d4 = the head also trained "
     "on the (scaled) crop's 7 other rotations and mirror images, the whole dihedral group (`--augment "

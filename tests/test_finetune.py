@@ -43,6 +43,21 @@ def acts(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.ndarr
     return X, y, groups, CATS
 
 
+def test_fixed_views_follow_the_clean_one(acts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``fixed``: the scale-mixed head's views (today's crop, the scaled crop's mirror image) sit
+    between the clean view and the random ones; the scaled clean view differs from today's crop."""
+    X = acts[0]
+    write_instrument_set(tmp_path, instruments=2, per_class=3, size=96, seed=3, categories=CATS)
+    paths = sorted(str(p) for p in tmp_path.rglob("*.tif"))[:2]
+    F, _ = file_activations(paths, SPEC, views=1, seed=0, fixed=("noscale", "aug-flip"))
+    assert F.shape == (2, 4, *X.shape[2:])
+    assert np.allclose(F[:, 0], X[:2, 0], atol=1e-4) and np.allclose(F[:, 1], F[:, 0], atol=1e-4)  # unscaled: today's
+    assert np.allclose(F[:, 3], X[:2, 1], atol=1e-4)  # the random view drawn as before
+    assert not np.allclose(F[:, 2], F[:, 0], atol=1e-2)  # the mirror image is another input
+    S, _ = file_activations(paths, SPEC, views=0, seed=0, scale_nm=50.0, fixed=("noscale",))
+    assert np.allclose(S[:, 1], X[:2, 0], atol=1e-4) and not np.allclose(S[:, 0], S[:, 1], atol=1e-2)
+
+
 def _params(module) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
     return {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
 

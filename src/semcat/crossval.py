@@ -148,13 +148,16 @@ def fit_finetuned(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int,
                   spec: BackboneSpec) -> Predictor:
     """Fine-tune the backbone's tail on activations ``X`` (N, 1 + views, C, H, W) of
     :func:`semcat.finetune.file_activations`, then fit the default head on the tuned tail's
-    features of the clean views; the predictor reads activations of the same layout."""
+    features of the clean views (and of ``config.fixed`` views, as extra rows); the predictor
+    reads activations of the same layout."""
     from semcat.finetune import finetune_tail, split_backbone, tail_features
 
     if extra is not None:
         raise ValueError("fine-tuning augments in the image domain; feature-space augmentation does not apply")
     tuned = finetune_tail(X, y, classes, split_backbone(spec)[1], config, seed).tail
-    predict = fit_semcat(tail_features(tuned, X[:, 0]), y, classes, seed)
+    rows = [tail_features(tuned, X[:, 1 + k]) for k in range(len(config.fixed))]
+    predict = fit_semcat(tail_features(tuned, X[:, 0]), y, classes, seed,
+                         extra=(np.concatenate(rows), np.concatenate([y] * len(rows))) if rows else None)
     return lambda Z: predict(tail_features(tuned, Z[:, 0]))
 
 
@@ -189,11 +192,11 @@ class Method:
     finetune: FinetuneConfig | None = None
 
 
-def _finetune_method(name: str, **config: Any) -> Method:
+def _finetune_method(name: str, scale: bool = False, **config: Any) -> Method:
     from semcat.finetune import FinetuneConfig
 
     cfg = FinetuneConfig(**config)
-    return Method(name, partial(fit_finetuned, config=cfg), finetune=cfg)
+    return Method(name, partial(fit_finetuned, config=cfg), finetune=cfg, scale=scale)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -263,6 +266,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     _finetune_method("semcat+ft2", blocks=2, seconds=20),
     _finetune_method("semcat+ft-60s", blocks=1, seconds=60),
     _finetune_method("semcat+ft-120s", blocks=1, seconds=120),
+    # with the scale-mixed head's views: the scaled crop clean, today's crop, its mirror image and rotation
+    _finetune_method("semcat+scale-mix+aug-fliprot+ft-60s", scale=True, blocks=1, seconds=60,
+                     fixed=("noscale", "aug-flip", "aug-rot90")),
 )}
 
 
@@ -453,7 +459,8 @@ def _run_finetuned(data_dir: str | Path, group_by: str, m: Method, base: Feature
     if len(base.backbones) != 1 or base.backbones[0].precision != "fp32":
         raise ValueError("fine-tuning needs one fp32 backbone")
     f = grouped_features(data_dir, group_by, replace(base, view=m.view, crop_databar=m.crop_databar), store=store)
-    X, errors = _activations(tuple(f.paths), base.backbones[0], m.crop_databar, m.finetune.views, seed)
+    scale_nm = folder_scale_nm(data_dir, base.backbones[0].input_size, m.crop_databar) if m.scale else None
+    X, errors = _activations(tuple(f.paths), base.backbones[0], m.crop_databar, m.finetune, seed, scale_nm)
     ok = np.isin(f.paths, [p for p, _ in errors], invert=True)
     fit = partial(m.fit, spec=base.backbones[0])
     run = within_groups if protocol == "within" else partial(leave_one_group_out, batch_classes=PROTOCOLS[protocol])
@@ -464,16 +471,17 @@ def _run_finetuned(data_dir: str | Path, group_by: str, m: Method, base: Feature
 _ACTIVATIONS: dict[tuple[Any, ...], tuple[np.ndarray, list[tuple[str, str]]]] = {}
 
 
-def _activations(paths: tuple[str, ...], spec: BackboneSpec, crop_databar: bool, views: int,
-                 seed: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def _activations(paths: tuple[str, ...], spec: BackboneSpec, crop_databar: bool, config: FinetuneConfig,
+                 seed: int, scale_nm: float | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """:func:`semcat.finetune.file_activations`, the last set kept: fine-tuning methods run one
     after another on the same images share the frozen prefix's (slow) pass."""
     from semcat.finetune import file_activations
 
-    key = (paths, spec.signature(), crop_databar, views, seed)
+    key = (paths, spec.signature(), crop_databar, config.views, config.fixed, seed, scale_nm)
     if key not in _ACTIVATIONS:
         _ACTIVATIONS.clear()
-        _ACTIVATIONS[key] = file_activations(list(paths), spec, crop_databar=crop_databar, views=views, seed=seed)
+        _ACTIVATIONS[key] = file_activations(list(paths), spec, crop_databar=crop_databar, views=config.views,
+                                             seed=seed, scale_nm=scale_nm, fixed=config.fixed)
     return _ACTIVATIONS[key]
 
 

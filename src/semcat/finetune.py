@@ -59,7 +59,10 @@ class FinetuneConfig:
     process (all its threads; checked after every batch): on a machine shared with other jobs a
     wall-clock budget would buy fewer epochs the busier it is, so results would depend on the
     neighbours (with 2 threads busy, a CPU second is about half a wall second on an idle machine); ``views``: augmented views cached per image (plus the clean one);
-    ``max_epochs``: a cap (with a generous budget, it makes a run deterministic given the seed).
+    ``max_epochs``: a cap (with a generous budget, it makes a run deterministic given the seed);
+    ``fixed``: deterministic views cached after the clean one (``noscale``: today's crop of a
+    scale-normalised clean view; or :data:`semcat.view_transforms.AUGMENTATIONS`), drawn in training
+    like the others and, tuned, extra training rows of the final head (the scale-mixed head's rows).
     """
 
     blocks: int = 1
@@ -71,6 +74,7 @@ class FinetuneConfig:
     batch: int = 32
     val_share: float = 0.2
     patience: int = 3
+    fixed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.blocks <= CACHED_BLOCKS:
@@ -149,9 +153,12 @@ def split_backbone(spec: BackboneSpec, blocks: int = CACHED_BLOCKS) -> tuple[tor
 
 
 def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool = True, views: int = 3,
-                     seed: int = 0, batch: int = 32) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Activations entering the last :data:`CACHED_BLOCKS` units, (N, 1 + views, C, H, W), of
-    each readable file's clean and augmented views, and ``(path, error)`` of the others.
+                     seed: int = 0, batch: int = 32, scale_nm: float | None = None,
+                     fixed: tuple[str, ...] = ()) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Activations entering the last :data:`CACHED_BLOCKS` units, (N, 1 + len(fixed) + views, C, H, W),
+    of each readable file's clean view, ``fixed`` views (:class:`FinetuneConfig`) and augmented views,
+    and ``(path, error)`` of the others. With ``scale_nm`` the clean view (and the fixed views but
+    ``noscale``) is the physical crop of :mod:`semcat.physical_scale` when the file records a pixel size.
 
     The frozen prefix runs through OpenVINO (fp32; several times faster than torch's eager CPU path); image ``i``'s
     views are drawn from ``(seed, i)``.
@@ -159,11 +166,13 @@ def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool
     import openvino as ov
     import torch
 
+    from semcat.features import DEFAULT_VIEW, _file_views
     from semcat.images import read_file_bytes, read_image_bytes
     from semcat.runtime import model_input
 
     prefix, _ = split_backbone(spec)
     size = spec.input_size
+    n_views = 1 + len(fixed) + views
     compiled: Any = None
     outs, pending, errors = [], [], []
 
@@ -179,19 +188,25 @@ def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool
 
     for i, p in enumerate(paths):
         try:
-            img, _ = read_image_bytes(read_file_bytes(p), p, crop_databar=crop_databar, max_side=2 * size)
+            data = read_file_bytes(p)
+            img, _ = read_image_bytes(data, p, crop_databar=crop_databar, max_side=2 * size)
+            stack = augmented_views(img, spec, views, np.random.default_rng([seed, i]))
+            if scale_nm is not None or fixed:
+                shown = [_file_views(data, p, spec, crop_databar=crop_databar, view=DEFAULT_VIEW if v == "noscale" else v,
+                                     scale_nm=None if v == "noscale" else scale_nm)[0] for v in (DEFAULT_VIEW, *fixed)]
+                stack = np.concatenate([*shown, stack[1:]])
         except Exception as e:  # a bad file must never stop the batch
             errors.append((p, f"{type(e).__name__}: {e}"))
             continue
-        pending.append(augmented_views(img, spec, views, np.random.default_rng([seed, i])))
-        if len(pending) * (1 + views) >= batch:
+        pending.append(stack)
+        if len(pending) * n_views >= batch:
             flush()
     if pending:
         flush()
     if not outs:
-        return np.zeros((0, 1 + views, 0, 0, 0), np.float32), errors
+        return np.zeros((0, n_views, 0, 0, 0), np.float32), errors
     out = np.concatenate(outs)
-    return out.reshape(-1, 1 + views, *out.shape[1:]).astype(np.float32, copy=False), errors
+    return out.reshape(-1, n_views, *out.shape[1:]).astype(np.float32, copy=False), errors
 
 
 def tail_features(tail: torch.nn.Module, acts: np.ndarray, batch: int = 64) -> np.ndarray:
