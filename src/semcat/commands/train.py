@@ -303,7 +303,7 @@ def compare(
                                               "semcat+scale-mix+aug-d4 (also +cv, -wd0.1, +gamma, +sem), "
                                               "semcat+scale-mix+aug-fliprot+cv (also +gamma, +invert, +noise) "
                                               "(each also /test-nopx), "
-                                              "semcat+ft, semcat+ft2, semcat+ft-60s, semcat+ft-120s (the backbone's last blocks fine-tuned "
+                                              "semcat+ft, semcat+ft2, semcat+ft-60s, semcat+ft-120s, semcat+scale-mix+aug-fliprot+ft-60s (the backbone's last blocks fine-tuned "
                                               "in a CPU budget; needs torch) "
                                               "(see the manual, how-to/train).")] = "semcat,plain",
 ) -> None:
