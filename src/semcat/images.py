@@ -64,9 +64,9 @@ _serial = {"users": 0, "before": 1}  # decode pools inside serial_opencv, OpenCV
 @contextmanager
 def serial_opencv() -> Iterator[None]:
     """OpenCV's own thread pool off while a pool of decode threads runs: each thread decodes a
-    whole image, so the pool only adds hand-offs and its workers' spin-waits (~0.35 ms CPU per
-    1024x768 TIFF on 2 cores, ``benchmarks/results/int8_pipeline.md``). Process-wide, as OpenCV's
-    setting is; nested and concurrent uses share it, and the last one out restores the count."""
+    whole image, so the pool only adds hand-offs and its workers' waits (they took 0.26 ms of CPU
+    per 1024x768 TIFF decoded on 2 cores, ``benchmarks/results/int8_pipeline.md``). Process-wide,
+    as OpenCV's setting is; nested and concurrent uses share it, and the last one out restores it."""
     with _SERIAL_LOCK:
         if _serial["users"] == 0:
             _serial["before"] = cv2.getNumThreads()
