@@ -16,9 +16,9 @@ On ``--n`` synthetic 1024x768 8-bit TIFFs (``benchmarks/features.py``'s set), ef
 2. **Where the CPU goes** (this tree, int8 end to end): per thread (the main thread, OpenVINO's,
    the decode threads: what ``/proc/self/task`` no longer lists after the run) and per decode stage
    (thread CPU time inside each stage function, wrapped for the run).
-3. **Network only**, int8 and fp32, on preprocessed views: requests of at most 8/16/32 images
-   (``semcat.runtime._MAX_REQUEST``) x 2 streams of 1 thread (today's THROUGHPUT hint on 2 cores),
-   1 stream of 2 threads, 1 stream of 1 thread.
+3. **Network only**, int8 and fp32, on preprocessed views: requests of at most 1/2/4/8/16/32 images
+   (``semcat.runtime._MAX_REQUEST``) on 2 streams of 1 thread (the THROUGHPUT hint on 2 cores), and
+   of 2/8/32 on 1 stream of 2 threads and on 1 stream of 1 thread.
 4. **Thread layouts end to end** (int8, this tree): decode threads 1/2/3, OpenVINO unpinned, one
    1-thread stream, 64-image batches.
 """
@@ -264,17 +264,18 @@ def network(files: list[Path], rounds: int) -> dict[str, list[tuple[float, float
             rt._config.update({"NUM_STREAMS": str(streams), "INFERENCE_NUM_THREADS": str(streams * threads),
                                "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"})
             rt.compiled, rt._queues = rt._compile(gray=True), {}
-            for req in (8, 16, 32):
+            for req in (1, 2, 4, 8, 16, 32) if streams == 2 else (2, 8, 32):
                 variants[f"{spec.precision}, {streams} stream(s) x {threads} thread(s), requests <= {req}"] = (rt, req)
     today = R._MAX_REQUEST
     out: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
     try:
         for rt, req in variants.values():
-            R._MAX_REQUEST = req
+            R._MAX_REQUEST = dict.fromkeys(today, req)
             rt.gray(x[:32])
         for r in range(rounds):
             for k in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
-                rt, R._MAX_REQUEST = variants[k]
+                rt, req = variants[k]
+                R._MAX_REQUEST = dict.fromkeys(today, req)
                 t, c = time.perf_counter(), time.process_time()
                 for i in range(0, len(x), 32):
                     rt.gray(x[i: i + 32])
