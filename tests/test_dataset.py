@@ -72,6 +72,18 @@ def test_group_by_regex_keeps_a_sample_in_one_split(small_dataset: Path) -> None
     assert all(row["groups"] >= 2 for row in ds.counts().values())
 
 
+def test_a_group_keeps_its_split_when_its_files_bytes_change(small_dataset_copy: Path) -> None:
+    """The split follows the group's name: editing a file's metadata (new bytes) moves nothing."""
+    before = scan_dataset(small_dataset_copy, group_by=SAMPLE_RE)
+    assert all(s.split == assign_split(s.group, before.fractions) for s in before.samples)
+    for f in sorted((small_dataset_copy / "Fibres").iterdir())[:8]:
+        with open(f, "ab") as fh:  # trailing bytes: a TIFF reader ignores them, the content hash changes
+            fh.write(b"edited")
+    after = scan_dataset(small_dataset_copy, group_by=SAMPLE_RE)
+    assert {s.sha256 for s in after.samples} != {s.sha256 for s in before.samples}
+    assert {s.path: s.split for s in after.samples} == {s.path: s.split for s in before.samples}
+
+
 def test_group_by_folder_and_nested_subcategories(tmp_path: Path) -> None:
     for sample in ("waferA", "waferB", "waferC/day2"):
         write_dataset(tmp_path / "tmp" / sample, per_class=3, size=48, seed=len(sample), categories=["Particles"])

@@ -301,8 +301,9 @@ def _split_keys(items: list[tuple[str, str | None]], links: Sequence[tuple[str, 
     """Split key per sample: its group, merged with every group sharing an identical file and
     with the content hashes ``links`` joins (near duplicates).
 
-    Union-find over group names and content hashes; the smallest name of each connected set is
-    the key, so duplicates and groups both stay on one side.
+    Union-find over group names and content hashes; the key of each connected set is its smallest
+    group name (its smallest content hash when it holds no group), so duplicates and groups both
+    stay on one side, and a group keeps its side when a file's bytes change (metadata edited).
     """
     parent: dict[str, str] = {}
 
@@ -316,10 +317,13 @@ def _split_keys(items: list[tuple[str, str | None]], links: Sequence[tuple[str, 
     def node(digest: str, group: str | None) -> str:
         return f"group:{group}" if group is not None else digest
 
+    def rank(x: str) -> tuple[bool, str]:  # group names before content hashes
+        return (not x.startswith("group:"), x)
+
     for a, b in [(node(d, g), d) for d, g in items] + list(links):
         a, b = find(a), find(b)
         if a != b:
-            parent[max(a, b)] = min(a, b)
+            parent[max(a, b, key=rank)] = min(a, b, key=rank)
     keys = []
     for digest, group in items:
         rep = find(node(digest, group))
