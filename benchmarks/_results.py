@@ -59,6 +59,16 @@ def header(title: str, *, started: float | None = None, script: str | None = Non
             f"- date: {date}"]
 
 
+def source_tree(baseline: str, tmp: Path) -> Path:
+    """A folder holding ``semcat/`` to measure against: ``baseline`` itself, or the ``src`` of that
+    git commit, extracted under ``tmp``."""
+    if Path(baseline).is_dir():
+        return Path(baseline).resolve()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "src"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    return tmp / "src"
+
+
 def write_results(out: Path, lines: list[str]) -> None:
     """Replace ``out`` (folders created) with ``lines`` as Markdown, atomically, and echo them.
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "int8_recipes", "head", "views", "cross_instrument",
+ORDER = ["decode", "decode_stages", "tiff_codecs", "databar", "data", "features", "int8", "int8_speed", "int8_pipeline", "int8_recipes", "head", "views", "cross_instrument",
          "ood", "calibration_small", "unknown_threshold", "catalog", "spark_scaling", "spark_cluster", "spark_overhead", "alignment",
          "duplicates", "active_learning", "map", "web_load", "lean_install", "tiles"]
 
@@ -97,6 +97,7 @@ FULL: dict[str, list[list[str]]] = {
               "384", "--rounds", "3", "--n-baseline", "16", "--images", "/tmp/int8-parity"]],  # larger sets than int8_recipes'
     "int8_recipes": [["--images", "/tmp/wt27e/full"]],  # --images keeps the generated images
     "int8_speed": [[], ["--isa-cap", "AVX2"]],  # the second writes int8_speed-avx2.md
+    "int8_pipeline": [[]],  # its defaults: 384 images, 5 before/after rounds against c3bc0b1
     "tiles": [["--side", "8192"]],
     "spark_overhead": [["--n", "120", "--workers", "1"]],
     "map": [["--points", "100000", "--hovers", "300", "--lassos", "20", "--tsne-points", "1000"]],
@@ -114,6 +115,7 @@ QUICK: dict[str, list[str]] = {
     "int8": ["--per-class", "10", "--test-per-class", "5", "--unseen-per-style", "10", "--draws", "2", "--speed-n", "32",
              "--rounds", "1", "--n-baseline", "4"],
     "decode_stages": ["--n", "16", "--rounds", "3"], "int8_speed": ["--speed-n", "32", "--rounds", "1", "--n-baseline", "4"],
+    "int8_pipeline": ["--n", "32", "--rounds", "1", "--layout-rounds", "1"],
     "int8_recipes": ["--per-class", "6", "--test-per-class", "4", "--n-net", "32", "--rounds", "1"],
     "head": ["4000", "--rounds", "1"], "views": ["10", "--size", "160", "--runs", "2"],
     "cross_instrument": ["--instruments", "3", "--per-class", "5", "--draws", "1"],

@@ -36,7 +36,7 @@ from semcat.catalog.querycount import ENV as COUNT_ENV  # noqa: E402
 from semcat.catalog.querycount import PERIOD_S, read_total  # noqa: E402
 from semcat.synth import write_dataset  # noqa: E402
 
-from _results import header, write_results  # noqa: E402
+from _results import header, source_tree, write_results  # noqa: E402
 
 OUT = HERE / "results" / "web_load.md"
 
@@ -119,15 +119,6 @@ def _queries(folder: Path) -> int | None:
     return read_total(folder) if any(folder.iterdir()) else None
 
 
-def _source_tree(baseline: str, tmp: Path) -> Path:
-    """A folder holding ``semcat/``: ``baseline`` itself, or the ``src`` of that git commit, extracted."""
-    if Path(baseline).is_dir():
-        return Path(baseline).resolve()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "src"], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
-    return tmp / "src"
-
-
 def _uvicorn_impl() -> str:
     from importlib.util import find_spec
 
@@ -190,7 +181,7 @@ def main() -> int:
     first = a.workers.split(",")[0]  # the baseline tree is served as the first configuration is
     tmp = Path(tempfile.mkdtemp(prefix="semcat-webload-"))
     if a.baseline:
-        trees.append((f"{a.baseline_label}, --workers {first}", _source_tree(a.baseline, tmp),
+        trees.append((f"{a.baseline_label}, --workers {first}", source_tree(a.baseline, tmp),
                       ["--workers", first, "--retrain-every", "0"]))
     rows = []
     try:

@@ -86,7 +86,7 @@ def chromium_path() -> str:
     return path
 
 
-DEMO_PER_CLASS = 8
+DEMO_PER_CLASS = 10
 """Images per category of the shared demo: the fewest with which every class keeps a sample group
 for training and one for testing under the demo's --group-by."""
 

@@ -176,6 +176,42 @@ def test_no_store_always_computes(data: Path, rt, spec) -> None:
     np.testing.assert_allclose(a.features, b.features, atol=1e-6)
 
 
+def test_opencv_runs_serially_while_images_decode_and_is_restored_after(data: Path, spec) -> None:
+    """The decode threads are extraction's parallelism: OpenCV's own pool is off while they run
+    (issue 21), for nested and overlapping runs alike, and the caller's setting comes back after."""
+    import cv2
+
+    from semcat.images import serial_opencv
+    from semcat.runtime import Runtime
+
+    seen: list[int] = []
+
+    class Probe(Runtime):  # records OpenCV's thread count while batches flow
+        name = "probe"
+
+        def _infer(self, batch: np.ndarray) -> np.ndarray:
+            seen.append(cv2.getNumThreads())
+            return np.zeros((len(batch), self.spec.feature_dim), np.float32)
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        res = extract_features(data, spec, runtime=Probe(spec), store=None, progress=False, batch_size=4)
+        assert len(res.paths) == 9 and seen and set(seen) == {1}
+        assert cv2.getNumThreads() == 3
+        with serial_opencv():
+            stream = iter_features(data, spec, runtime=Probe(spec), store=None, progress=False, batch_size=4)
+            next(stream)  # a run still open when the outer one ends keeps OpenCV serial
+            with serial_opencv():
+                assert cv2.getNumThreads() == 1
+            assert cv2.getNumThreads() == 1
+        assert cv2.getNumThreads() == 1
+        stream.close()
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_feature_key_depends_on_preprocessing(spec) -> None:
     keys = {feature_key(spec, crop_databar=c, view=v) for c in (True, False) for v in ("full", "center", "tiles5")}
     assert len(keys) == 6

@@ -182,3 +182,23 @@ def test_gray_views_are_normalised_inside_the_graph_as_numpy_does(quantised, sma
     assert fp32.images == int8.images == 2 * len(files)
     with pytest.raises(ValueError, match=r"gray views of shape \(N, 224, 224\)"):
         fp32.gray(model_input(gray, FP32))
+
+
+@pytest.mark.slow
+def test_features_do_not_depend_on_how_a_batch_is_split_into_requests(quantised, small_dataset: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO runs a batch as infer requests of at most ``_MAX_REQUEST[precision]`` images (fp32 2,
+    int8 8: the cheapest per image, issue 21); every split gives each image the same features."""
+    import semcat.runtime as R
+    from semcat.features import _preprocess_gray
+    from semcat.images import read_image
+
+    files = sorted(small_dataset.glob("*/*.tif"))[::4]
+    gray = np.concatenate([_preprocess_gray(read_image(f)[0], 224, FP32.interpolation, "center") for f in files])
+    for spec in (FP32, INT8):
+        rt = R.OpenVINORuntime(spec)
+        got = {}
+        for most in (1, 3, len(gray)):
+            monkeypatch.setitem(R._MAX_REQUEST, spec.precision, most)
+            got[most] = rt.gray(gray)
+        assert len(gray) >= 4 and all(np.array_equal(got[1], g) for g in got.values()), spec.precision

@@ -119,3 +119,28 @@ def test_no_metadata_and_garbage(tmp_path):
 
 def test_dataclass_defaults():
     assert SemMetadata().to_dict()["raw"] == {}
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real-vendor-files"
+
+
+def test_pixels_only_reads_skip_zeiss_tags_and_keep_the_crop(tmp_path):
+    """``read_image_bytes(metadata=False)`` (what feature extraction asks for, issue 21) gives the
+    same pixels and data-bar crop as a full read: FEI's scan height and TESCAN's strip still decide
+    the crop; Zeiss's tag, which never does, is left unparsed (the vendor alone is named)."""
+    from semcat.images import read_image_bytes
+
+    files = [_write(tmp_path / "fei.tif", 34680, FEI_TEXT), _write(tmp_path / "zeiss.tif", 34118, ZEISS_TEXT),
+             _write(tmp_path / "tescan.tif", 50431, TESCAN_TEXT + "ImageStripSize=20\r\n")]
+    files += sorted(REAL.glob("*.tif")) if REAL.is_dir() else []  # real vendor files where present
+    for path in files:
+        data = path.read_bytes()
+        full, info = read_image_bytes(data, path, max_side=448)
+        lean, lean_info = read_image_bytes(data, path, max_side=448, metadata=False)
+        assert np.array_equal(full, lean), path.name
+        assert (lean_info.databar_rows, lean_info.databar_source) == (info.databar_rows, info.databar_source), path.name
+        if info.metadata is not None and info.metadata.vendor == "Zeiss":
+            assert lean_info.metadata == SemMetadata(vendor="Zeiss") and info.pixel_size_m
+        else:
+            assert lean_info.metadata == info.metadata, path.name
+    assert read_image_bytes(files[0].read_bytes(), files[0], metadata=False)[1].databar_source == "metadata"

@@ -123,3 +123,40 @@ def test_deflate_and_zstd_strips_take_the_libdeflate_zstd_path(dtype):
         offset = tif.pages.first.dataoffsets[0]
         data[offset + 2: offset + 40] = bytes(38)
         assert _strip_pixels(tif.pages.first, bytes(data)) is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16], ids=["8bit", "16bit"])
+def test_uncompressed_pages_are_a_view_of_the_bytes_with_tifffiles_samples(dtype):
+    """Uncompressed gray pages in one run of bytes skip tifffile's copy (issue 21) and give its samples;
+    other layouts (tiled, big-endian, colour, a truncated file) are left to tifffile (None)."""
+    from semcat.images import _contiguous_pixels
+
+    arr = _content(dtype)
+    cases = {"stripped": ({}, True), "one_row_strips": ({"rowsperstrip": 1}, True),
+             "miniswhite": ({"photometric": "miniswhite"}, True), "tiled": ({"tile": (32, 48)}, False),
+             "big_endian": ({"byteorder": ">"}, dtype is np.uint8), "rgb": ({"photometric": "rgb"}, False)}
+    for name, (kw, viewed) in cases.items():
+        data = _tiff(np.dstack([arr, arr, arr]) if name == "rgb" else arr, **kw)
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            got = _contiguous_pixels(tif.pages.first, data)
+            want = tif.pages.first.asarray()
+            assert (got is not None) == viewed, name
+            if viewed:
+                assert got.dtype == want.dtype and np.array_equal(got, want), name
+                assert not got.flags.writeable  # a view of the file's bytes, never written
+                assert _contiguous_pixels(tif.pages.first, data[:-10]) is None  # truncated: tifffile explains
+        if name not in ("miniswhite", "rgb"):  # their meaning is applied after (tested above)
+            img, _ = read_image_bytes(data, f"{name}.tif", crop_databar=False)
+            assert np.array_equal(img, to_gray_float(tifffile.imread(io.BytesIO(data)))), name
+
+
+def test_palette_lookup_gives_numpys_luminance():
+    """8-bit palette pages (Zeiss writes them) are looked up with OpenCV's LUT (issue 21): the same
+    luminance as the colour map's numpy lookup, for a random map."""
+    rng = np.random.default_rng(3)
+    idx = _content(np.uint8)
+    cmap = rng.integers(0, 65536, (3, 256), dtype=np.uint16)
+    lum = 0.299 * cmap[0].astype(np.float32) + 0.587 * cmap[1].astype(np.float32) + 0.114 * cmap[2].astype(np.float32)
+    want = (lum / 257.0).round().astype(np.uint8)[idx]
+    got, _ = read_image_bytes(_tiff(idx, photometric="palette", colormap=cmap), "pal.tif", crop_databar=False)
+    assert np.array_equal(got, to_gray_float(want))

@@ -144,7 +144,9 @@ def _file_views(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_datab
     from semcat.images import read_image_bytes
     from semcat.physical_scale import scale_crop
 
-    img, info = read_image_bytes(data, name, crop_databar=crop_databar, max_side=2 * spec.input_size)
+    # vendor metadata matters only for the crop, and with a physical scale for the pixel size
+    img, info = read_image_bytes(data, name, crop_databar=crop_databar, max_side=2 * spec.input_size,
+                                 metadata=scale_nm is not None)
     scaled = False
     if scale_nm is not None and info.pixel_size_m:
         img = scale_crop(img, info.pixel_size_m * 1e9 * info.shape[1] / img.shape[1], scale_nm, spec.input_size)
@@ -560,41 +562,44 @@ def _stream(files: list[Path], spec: BackboneSpec, *, runtime: str | Runtime, ba
 
     rt: list[Runtime] = []
     window = max(4 * batch_size, 2 * (workers or _default_workers()))
-    pool = ThreadPoolExecutor(max_workers=workers or _default_workers(), thread_name_prefix="semcat-decode")
-    bar = _Progress(progress, len(files), spec.name)
-    try:
-        todo = iter(files)
-        inflight: deque[Future[_Item]] = deque()
-        chunk: list[_Item] = []
-        n_new = 0
+    from semcat.images import serial_opencv
 
-        def top_up() -> None:
-            while len(inflight) < window:
-                nxt = next(todo, None)
-                if nxt is None:
-                    return
-                inflight.append(pool.submit(load, nxt))
+    with serial_opencv():  # the decode threads are the parallelism; OpenCV's own pool would only add CPU
+        pool = ThreadPoolExecutor(max_workers=workers or _default_workers(), thread_name_prefix="semcat-decode")
+        bar = _Progress(progress, len(files), spec.name)
+        try:
+            todo = iter(files)
+            inflight: deque[Future[_Item]] = deque()
+            chunk: list[_Item] = []
+            n_new = 0
 
-        top_up()
-        while inflight:
-            item = inflight.popleft().result()
+            def top_up() -> None:
+                while len(inflight) < window:
+                    nxt = next(todo, None)
+                    if nxt is None:
+                        return
+                    inflight.append(pool.submit(load, nxt))
+
             top_up()
-            chunk.append(item)
-            n_new += item.gray is not None
-            if n_new >= batch_size or len(chunk) >= chunk_size or not inflight:
-                if n_new and not rt:
-                    rt.append(load_runtime(spec, runtime))
-                result = _finish_chunk(chunk, spec, key, store, rt[0] if rt else None, batch_size, info)
-                bar.advance(len(chunk))
-                chunk, n_new = [], 0
-                yield result
-    finally:
-        # Wait for the decodes already running (a few images): threads still inside native code
-        # when the interpreter exits after Ctrl-C abort the process ("exception not rethrown").
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        if store is not None:
-            _maybe_compact(store, key)
+            while inflight:
+                item = inflight.popleft().result()
+                top_up()
+                chunk.append(item)
+                n_new += item.gray is not None
+                if n_new >= batch_size or len(chunk) >= chunk_size or not inflight:
+                    if n_new and not rt:
+                        rt.append(load_runtime(spec, runtime))
+                    result = _finish_chunk(chunk, spec, key, store, rt[0] if rt else None, batch_size, info)
+                    bar.advance(len(chunk))
+                    chunk, n_new = [], 0
+                    yield result
+        finally:
+            # Wait for the decodes already running (a few images): threads still inside native code
+            # when the interpreter exits after Ctrl-C abort the process ("exception not rethrown").
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+            if store is not None:
+                _maybe_compact(store, key)
 
 
 def extract_features(

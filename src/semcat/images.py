@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from semcat.semmeta import SemMetadata
 
 __all__ = ["ImageInfo", "read_image", "read_image_bytes", "read_file_bytes", "detect_databar", "to_gray_float",
-           "sniff_format", "image_bands"]
+           "sniff_format", "image_bands", "serial_opencv"]
 
 MIN_SIDE = 8
 """Images smaller than this on either side are refused: nothing to classify."""
@@ -53,6 +55,30 @@ _UNSUPPORTED: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "PDF"), (b"PK\x03\x04", "ZIP"), (b"\x1f\x8b", "gzip"),
 )
 _SUPPORTED = "supported: TIFF, PNG, JPEG, BMP"
+
+
+_SERIAL_LOCK = threading.Lock()
+_serial = {"users": 0, "before": 1}  # decode pools inside serial_opencv, OpenCV's thread count before the first
+
+
+@contextmanager
+def serial_opencv() -> Iterator[None]:
+    """OpenCV's own thread pool off while a pool of decode threads runs: each thread decodes a
+    whole image, so the pool only adds hand-offs and its workers' waits (they took 0.26 ms of CPU
+    per 1024x768 TIFF decoded on 2 cores, ``benchmarks/results/int8_pipeline.md``). Process-wide,
+    as OpenCV's setting is; nested and concurrent uses share it, and the last one out restores it."""
+    with _SERIAL_LOCK:
+        if _serial["users"] == 0:
+            _serial["before"] = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _serial["users"] += 1
+    try:
+        yield
+    finally:
+        with _SERIAL_LOCK:
+            _serial["users"] -= 1
+            if _serial["users"] == 0:
+                cv2.setNumThreads(_serial["before"])
 
 
 @dataclass(frozen=True)
@@ -138,17 +164,19 @@ def read_file_bytes(path: str | Path) -> bytes:
 
 def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar: bool = True,
                      max_side: int | None = None, max_pixels: int = 200_000_000,
-                     max_decode_bytes: int = MAX_DECODE_BYTES) -> tuple[np.ndarray, ImageInfo]:
+                     max_decode_bytes: int = MAX_DECODE_BYTES, metadata: bool = True) -> tuple[np.ndarray, ImageInfo]:
     """Like :func:`read_image` for bytes already in memory (``name`` is used in messages).
 
     When ``name`` is a ``Path`` and the file has no vendor metadata of its own, a JEOL/Hitachi/
-    TESCAN sidecar next to it is read (:func:`semcat.sidecar.read_sidecar`).
+    TESCAN sidecar next to it is read (:func:`semcat.sidecar.read_sidecar`). ``metadata=False``
+    (for callers that want only the pixels): vendor tags are read only as far as they decide the
+    data-bar crop (:func:`semcat.semmeta.parse_tiff_tags` with ``full=False``); the pixels are the same.
     """
     fmt = sniff_format(data, name)
     meta = None
     try:
         if fmt == "TIFF":
-            raw, header, meta = _decode_tiff(data, name, max_pixels, max_decode_bytes)
+            raw, header, meta = _decode_tiff(data, name, max_pixels, max_decode_bytes, metadata=metadata)
         else:
             header = _HEADER_READERS[fmt](data, name)
             _check_size(header, name, max_pixels)
@@ -560,8 +588,8 @@ def _jpeg_factor(h: _Header, max_side: int | None) -> int:
     return next((f for f in (8, 4, 2) if max_side and max(h.rows, h.cols) / f >= max_side), 1)
 
 
-def _decode_tiff(data: bytes, name: str | Path, max_pixels: int,
-                 max_decode_bytes: int = MAX_DECODE_BYTES) -> tuple[np.ndarray, _Header, SemMetadata | None]:
+def _decode_tiff(data: bytes, name: str | Path, max_pixels: int, max_decode_bytes: int = MAX_DECODE_BYTES, *,
+                 metadata: bool = True) -> tuple[np.ndarray, _Header, SemMetadata | None]:
     try:
         tif = tifffile.TiffFile(io.BytesIO(data))
     except Exception as exc:  # tifffile raises many types on corrupt headers
@@ -575,7 +603,7 @@ def _decode_tiff(data: bytes, name: str | Path, max_pixels: int,
         if end > len(data):
             raise ImageReadError(name, f"truncated TIFF: image data ends at byte {end:,} "
                                        f"but the file has {len(data):,} bytes")
-        meta = parse_tiff_tags(tif)
+        meta = parse_tiff_tags(tif, full=metadata)
         try:
             arr = _tiff_pixels(page, data)
         except Exception as exc:  # a codec tifffile lacks: OpenCV's libtiff may still read it
@@ -604,8 +632,8 @@ def _tiff_header(tif: tifffile.TiffFile, name: str | Path) -> _Header:
 
 
 # Compressions libtiff decodes into the same samples tifffile returns (TIFF tag 259 values):
-# LZW, JPEG, Deflate, PackBits, Adobe Deflate, LZMA, ZSTD, WebP. Uncompressed pages stay with
-# tifffile, which reads them as fast (a copy) and has always decoded them here.
+# LZW, JPEG, Deflate, PackBits, Adobe Deflate, LZMA, ZSTD, WebP. Uncompressed pages are a view of
+# the file's bytes (:func:`_contiguous_pixels`) or, in any other layout, tifffile's.
 _LIBTIFF_COMPRESSIONS = frozenset({5, 7, 8, 32773, 32946, 34925, 50000, 50001})
 _LIBTIFF_PHOTOMETRICS = frozenset({0, 1, 2, 3})  # MinIsWhite, MinIsBlack, RGB, palette: raw samples
 
@@ -613,6 +641,7 @@ _LIBTIFF_PHOTOMETRICS = frozenset({0, 1, 2, 3})  # MinIsWhite, MinIsBlack, RGB, 
 def _tiff_pixels(page: tifffile.TiffPage, data: bytes) -> np.ndarray:
     """The first page's raw samples, through the fastest decoder that gives tifffile's pixels.
 
+    Uncompressed gray pages in one run of bytes are a view of ``data`` (:func:`_contiguous_pixels`),
     Deflate and ZSTD strips go through :func:`_strip_pixels`; otherwise libtiff
     (``imagecodecs.tiff_decode``) decodes a whole 8/16-bit page in one C call, where tifffile
     decodes strip by strip from Python (PackBits in 1-row strips: 6.4 ms for the pixels of a
@@ -620,7 +649,9 @@ def _tiff_pixels(page: tifffile.TiffPage, data: bytes) -> np.ndarray:
     ``benchmarks/results/tiff_codecs.md``). Anything else (YCbCr, 1-bit, float, odd layouts)
     or any libtiff refusal goes through tifffile, whose errors the caller reports.
     """
-    arr = _strip_pixels(page, data)
+    arr = _contiguous_pixels(page, data)
+    if arr is None:
+        arr = _strip_pixels(page, data)
     if arr is not None:
         return arr
     if (int(page.compression) in _LIBTIFF_COMPRESSIONS and int(page.photometric) in _LIBTIFF_PHOTOMETRICS
@@ -632,6 +663,23 @@ def _tiff_pixels(page: tifffile.TiffPage, data: bytes) -> np.ndarray:
         if arr is not None and arr.shape == page.shape and arr.dtype == page.dtype:
             return arr
     return page.asarray()
+
+
+def _contiguous_pixels(page: tifffile.TiffPage, data: bytes) -> np.ndarray | None:
+    """An uncompressed gray 8/16-bit page stored in one run of bytes, as a read-only view of
+    ``data``: the samples tifffile copies out, without the copy (one image's worth of memory
+    traffic less per file). None for any other layout (big-endian 16-bit included)."""
+    dtype = page.dtype
+    if (int(page.compression) != 1 or dtype not in (np.uint8, np.uint16) or page.samplesperpixel != 1
+            or page.bitspersample != 8 * dtype.itemsize or int(page.predictor) != 1 or int(page.fillorder) != 1
+            or (dtype.itemsize > 1 and page.parent.byteorder != "<") or page.shape != (page.imagelength, page.imagewidth)
+            or not page.is_contiguous):
+        return None
+    count = page.imagelength * page.imagewidth
+    offset = int(page.dataoffsets[0])
+    if offset + count * dtype.itemsize > len(data):
+        return None  # truncated: tifffile's decode says so
+    return np.frombuffer(data, dtype, count, offset).reshape(page.shape)
 
 
 # Codecs faster than libtiff's own on the same strips (benchmarks/results/tiff_codecs.md):
@@ -683,6 +731,8 @@ def _tiff_page_to_2d(arr: np.ndarray, page: tifffile.TiffPage, axes: str) -> np.
         cmap = page.colormap.astype(np.float32)
         lum = 0.299 * cmap[0] + 0.587 * cmap[1] + 0.114 * cmap[2]
         lut = (lum / 257.0).round().astype(np.uint8) if arr.dtype == np.uint8 else lum.round().astype(np.uint16)
+        if arr.dtype == np.uint8 and arr.ndim == 2 and lut.size == 256:
+            return cv2.LUT(arr, lut)  # the same lookup, ~10x quicker than numpy's (Zeiss writes palette files)
         return lut[arr]
     if arr.ndim == 3:
         arr = _to_gray(arr)

@@ -64,7 +64,12 @@ FAITHFUL_COSINE = 0.9999
 """Minimum cosine between OpenVINO and torch fp32 features for ``auto`` to choose OpenVINO."""
 
 
-_MAX_REQUEST = 8
+_MAX_REQUEST = {"fp32": 2, "int8": 8}
+"""Most images per OpenVINO infer request, by precision (features do not depend on it, tested):
+fp32 activations are 4x int8's, and 2-image requests keep more of them in cache (10.8 against
+12.0 ms of CPU per image end to end at 8, ``benchmarks/results/int8_pipeline.md``); int8 is
+cheapest at 8. Either way a request's activation memory stays small (peak RSS matters for
+150k-image runs)."""
 
 
 class Runtime(ABC):
@@ -213,9 +218,8 @@ class OpenVINORuntime(Runtime):
 
     def _run_queue(self, queue: Any, batch: np.ndarray) -> np.ndarray:
         out = np.empty((len(batch), self.spec.feature_dim), np.float32)
-        # Sub-batches of <= 8 images: same speed, and OpenVINO's per-request activation memory
-        # stays ~4x smaller than with 16-32 image requests (peak RSS matters for 150k-image runs).
-        n_parts = min(len(batch), max(len(queue), -(-len(batch) // _MAX_REQUEST)))
+        most = _MAX_REQUEST[self.spec.precision]
+        n_parts = min(len(batch), max(len(queue), -(-len(batch) // most)))
         parts = np.array_split(np.arange(len(batch)), n_parts)
 
         def done(request, rows: np.ndarray) -> None:
