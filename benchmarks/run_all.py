@@ -67,6 +67,10 @@ FULL: dict[str, list[list[str]]] = {
                           "semcat+scale-mix+aug-d4,semcat+scale-mix+aug-d4-wd0.1,semcat+scale-mix+aug-fliprot/test-nopx,"
                           "semcat+scale-mix+aug-d4/test-nopx,semcat+scale-mix+aug-d4-wd0.1/test-nopx",
                           "--out", "cross_instrument-confirm.md"],
+                         ["--backbone", "efficientnet_lite2", "--methods", "semcat,plain", "--jobs", "1",
+                          "--out", "cross_instrument-lite2.md"],
+                         ["--seed", "100", "--backbone", "efficientnet_lite2", "--methods", "semcat,plain", "--jobs", "1",
+                          "--out", "cross_instrument-lite2-confirm.md"],
                          ["--seed", "100", "--size-spread", "4", "--jobs", "1", *_PROTOCOLS_0_2[2:], "--methods",
                           "semcat,plain,semcat+scale-mix+aug-fliprot,semcat+scale-mix+aug-d4",
                           "--out", "cross_instrument-confirm-spread.md"],
