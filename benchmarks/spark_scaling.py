@@ -417,8 +417,8 @@ def _report(args, ns, cores, results, startups, out_bytes, ingest_rows, master, 
                   f"classified {packed['ok']}/{packed['n']} images in {packed['job_s']:.1f} s (archive "
                   f"download and unpacking included), {packed['differ']} differing from the local engine.")
     extra += (f"\n\nLoad average (1 min) at the start: {load_before:.1f}, at the end: {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} logical CPUs: other work shared this machine, so absolute rates are low; "
-              "ratios come from the same run.")
+              f"on {os.cpu_count()} logical CPUs (this run's own work counts in it: a load well above the CPU "
+              "count means other jobs shared the machine and absolute rates are low); ratios come from the same run.")
     return f"""`semcat classify --engine spark` on {where}; synthetic {args.size}-px images, efficientnet_lite0,
 feature cache off (every image decoded and run through the CNN). Times exclude Spark session
 start-up (mean {sum(startups) / len(startups):.1f} s) but include loading the model in each executor
