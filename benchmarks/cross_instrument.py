@@ -39,6 +39,7 @@ from semcat.featurespec import FeatureSpec
 from semcat.synth.instruments import write_instrument_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _clean_candidates  # noqa: E402,F401  (registers the semcat+x-* methods)
 from _results import header, write_results  # noqa: E402
 
 FINETUNE_NOTE = (
@@ -60,6 +61,14 @@ AUG_NOTE = (
     "+noise = also Gaussian noise 0.08; +sem = d4 with gamma, invert and noise; +cv = the L2 penalty chosen by 5-fold "
     "CV whose training folds hold their images' augmented copies (not the head on the images alone); -wd0.1 = the "
     "penalty fixed at 0.1 instead of chosen by CV")
+CLEAN_NOTE = (
+    "- clean-up candidates (`benchmarks/_clean_candidates.py`, each on the contrast-stretched 224 px centre crop): "
+    "+x-median3 / +x-median5 = a 3x3 / 5x5 median; +x-destripe = each row's median subtracted; +x-rdestripe = each "
+    "row's offset from the running median of 9 row medians; +x-flatten = the background (a Gaussian of 1/8 the side) "
+    "subtracted, contrast stretched again; +x-nlm = non-local means at twice the estimated noise; +x-gauss-adapt = a "
+    "Gaussian blur growing with the estimated noise; +x-gammanorm = the gamma mapping the median to 0.5; "
+    "+x-bilateral = a bilateral filter; a+b = a, then b (+x-flatten+median5 is `clean` as first written: a full-size "
+    "blur and an 8-bit median)")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -120,9 +129,11 @@ def main() -> int:
         + (f"; then every shot's structures scaled by a factor drawn log-uniformly over a {a.size_spread:g}x range "
            "around 1, the pixel size unchanged: categories spanning scales" if a.size_spread > 1 else "")
         + "); a new set per draw",
-        "- methods (`semcat.crossval.METHODS`): semcat = the default (softmax head on the centre crop, data bar "
-        "cropped, L2 penalty chosen by 5-fold CV as `semcat train` does, each feature's variance shrunk halfway to the "
-        "median variance); -fullstd = the same head with every feature standardised to unit variance (the default before "
+        "- methods (`semcat.crossval.METHODS`): semcat = the default (softmax head on the `clean` view: the centre "
+        "crop, data bar cropped, its background flattened and a 5x5 median; L2 penalty chosen by 5-fold CV as `semcat "
+        "train` does, each feature's variance shrunk halfway to the median variance); semcat@center = the same head on "
+        "the plain centre crop (the default before the `clean` view; every other method reads that crop unless "
+        "named); -fullstd = the same head with every feature standardised to unit variance (the default before "
         "issue 20's shrinkage); plain = scikit-learn LogisticRegression (C=1) "
         "on the centre crop with the bar kept and no contrast stretch; +groupstd = features standardised per "
         "instrument (the test instrument by its own batch); -wd1e-3 = the fixed penalty 1e-3; logreg@center = "
@@ -146,6 +157,7 @@ def main() -> int:
         "90° rotation (`--augment flip,rot90`)",
         *([FINETUNE_NOTE] if any(METHODS[m].finetune for m in requested) else []),
         *([AUG_NOTE] if any("+aug-d4" in m or "fliprot+" in m for m in requested) else []),
+        *([CLEAN_NOTE] if any("+x-" in m for m in requested) else []),
         "",
         ("| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
          "| left out, batches of 2 classes (%) | left out, batches of 1 class (%) |"),

@@ -8,7 +8,7 @@ its own input (the previous stage's output, prepared beforehand) with ``time.per
 image's best of ``--rounds`` (on a shared machine the best run is the one nothing else
 interrupted), averaged over the images; one thread. The stages are the calls
 ``semcat.features.iter_features`` makes per image at the default backbone's size
-(``max_side`` 448, ``center`` view, 224 px). The contrast range is also timed with
+(``max_side`` 448, the default view, 224 px: the ``center`` crop's preprocessing, then ``clean``'s clean-up). The contrast range is also timed with
 ``np.percentile``, the rule before the histogram (``_histogram_percentiles``), on the same images.
 
 Then the whole path as a run meets it, in CPU time per image (all threads, median of
@@ -35,8 +35,10 @@ from features import make_images  # benchmarks/features.py
 
 from semcat._io import sha256_bytes
 from semcat.backbones import get_backbone
-from semcat.features import _HIGH_PCT, _LOW_PCT, _preprocess_gray, _robust_range
+from semcat.contrast import HIGH_PCT as _HIGH_PCT, LOW_PCT as _LOW_PCT, robust_range as _robust_range
+from semcat.features import DEFAULT_VIEW, _preprocess_gray
 from semcat.runtime import model_input
+from semcat.view_transforms import TRANSFORMS
 from semcat.images import _downscale, _tiff_pixels, detect_databar, read_file_bytes, read_image_bytes, to_gray_float
 from semcat.semmeta import parse_tiff_tags
 
@@ -74,16 +76,16 @@ def main() -> None:
         data = [read_file_bytes(p) for p in files]
         ms = _measure(files, data, spec, args.rounds)
         seq, pool = _run_cpu_ms(files, spec, args.rounds)
-    total = ms[0][1] + ms[1][1] + ms[7][1] + ms[10][1] + ms[11][1]
+    total = ms[0][1] + ms[1][1] + ms[7][1] + ms[10][1] + ms[11][1] + ms[12][1]
     write_results(OUT, [
         *header("Decode path, stage by stage: one 1024x768 8-bit TIFF before the network"),
         f"- timing: shared machine, each image's best of {args.rounds} runs",
         f"- images: {args.n} synthetic SEM images (10 categories), uncompressed; one Python thread; the calls "
-        f"`semcat features` makes per image for {spec.name} (max_side {2 * spec.input_size}, centre view, "
+        f"`semcat features` makes per image for {spec.name} (max_side {2 * spec.input_size}, `{DEFAULT_VIEW}` view, "
         f"{spec.input_size} px)", "",
         "| stage | ms per image |", "|---|---:|",
         *(f"| {name} | {v:.3f} |" for name, v in ms),
-        f"| **per image before the network** (read + SHA-256 + read_image + preprocessing + input) | {total:.3f} |",
+        f"| **per image before the network** (read + SHA-256 + read_image + preprocessing + clean-up + input) | {total:.3f} |",
         "",
         f"CPU time per image of the same path as a run meets it (all threads, median of {args.rounds} rounds): "
         f"every file once in turn, one thread: {seq:.2f} ms; `extract_features` with its decode threads and a "
@@ -106,7 +108,7 @@ def _run_cpu_ms(files: list[Path], spec, rounds: int) -> tuple[float, float]:
             b = read_file_bytes(p)
             sha256_bytes(b)
             img = read_image_bytes(b, p, max_side=side, metadata=False)[0]
-            model_input(_preprocess_gray(img, size, spec.interpolation, "center"), spec)
+            model_input(_preprocess_gray(img, size, spec.interpolation, DEFAULT_VIEW), spec)
 
     zero = ZeroRuntime(spec)
     runs = {"seq": in_turn, "pool": lambda: extract_features(files, spec, runtime=zero, store=None, progress=False)}
@@ -125,7 +127,8 @@ def _measure(files: list[Path], data: list[bytes], spec, rounds: int) -> list[tu
     raw = [_pixels(d) for d in data]
     small = [_downscale(r, side) for r in raw]
     imgs = [read_image_bytes(d, p, max_side=side, metadata=False)[0] for d, p in zip(data, files)]
-    gray = [_preprocess_gray(g, size, spec.interpolation, "center") for g in imgs]
+    center = [_preprocess_gray(g, size, spec.interpolation, "center") for g in imgs]
+    gray = [_preprocess_gray(g, size, spec.interpolation, DEFAULT_VIEW) for g in imgs]
     stages = [
         ("read the file's bytes", lambda p: read_file_bytes(p), files),
         ("SHA-256 of the bytes (the cache key)", sha256_bytes, data),
@@ -140,6 +143,8 @@ def _measure(files: list[Path], data: list[bytes], spec, rounds: int) -> list[tu
         ("contrast range: np.percentile (before)", lambda g: np.percentile(g, (_LOW_PCT, _HIGH_PCT)), imgs),
         (f"**all of preprocessing**: range, centre crop, resize to {size}, stretch",
          lambda g: _preprocess_gray(g, size, spec.interpolation, "center"), imgs),
+        (f"clean-up of the `{DEFAULT_VIEW}` view (background subtracted, stretched again, 5x5 median; on the crop)",
+         lambda c: TRANSFORMS[DEFAULT_VIEW](c[0]), center),
         ("gray → 3-channel normalised network input", lambda g: model_input(g, spec), gray),
     ]
     return [(name, _best_ms(fn, inputs, rounds)) for name, fn, inputs in stages]

@@ -196,7 +196,7 @@ _STAGES = [  # (module, function, label): the per-image calls of extraction, out
     ("semcat.images", "_downscale", "downscale to 448 px"),
     ("semcat.images", "detect_databar", "data-bar detection"),
     ("semcat.images", "to_gray_float", "to float32"),
-    ("semcat.features", "_robust_range", "contrast range (histogram)"),
+    ("semcat.features", "robust_range", "contrast range (histogram)"),
     ("semcat.features", "_resize", "centre crop resized to 224"),
     ("semcat.features", "_preprocess_gray", "all of preprocessing (range, resize, stretch)"),
     ("semcat.features", "_file_views", "all of decode + preprocessing (read_image + preprocessing)"),

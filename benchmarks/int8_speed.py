@@ -54,20 +54,21 @@ def percentile_check(files: list[Path], spec) -> tuple[int, float, float]:
     import numpy as np
 
     import semcat.features as sf
+    from semcat.contrast import HIGH_PCT, LOW_PCT, PCT_SAMPLES
 
     def percentile_range(img: np.ndarray) -> tuple[float, float]:
-        step = max(1, int(np.sqrt(img.size / sf._PCT_SAMPLES)))
+        step = max(1, int(np.sqrt(img.size / PCT_SAMPLES)))
         sample = img[::step, ::step]
-        lo, hi = np.percentile(sample[np.isfinite(sample)], (sf._LOW_PCT, sf._HIGH_PCT))
+        lo, hi = np.percentile(sample[np.isfinite(sample)], (LOW_PCT, HIGH_PCT))
         return float(lo), float(hi)
 
     now = sf.extract_features(files, spec, runtime="openvino", store=None, progress=False).features
-    today = sf._robust_range
-    sf._robust_range = percentile_range
+    today = sf.robust_range
+    sf.robust_range = percentile_range
     try:
         before = sf.extract_features(files, spec, runtime="openvino", store=None, progress=False).features
     finally:
-        sf._robust_range = today
+        sf.robust_range = today
     cos = (now * before).sum(1) / (np.linalg.norm(now, axis=1) * np.linalg.norm(before, axis=1))
     return len(files), float(cos.min()), float(np.abs(now - before).max())
 

@@ -25,6 +25,10 @@ RESULTS_NAME = {"spark_scaling": "spark"}
 
 _PROTOCOLS_0_2 = ["--jobs", "2", *(a for d in range(3) for p in ("groups", "within") for a in ("--only", f"{d}:{p}"))]
 """cross_instrument on draws 0-2, leave one out and within only (the batch protocols change no method here)."""
+_CLEAN_METHODS = ("semcat,semcat@center,plain," + ",".join(
+    f"semcat+x-{n}" for n in ("median3", "median5", "destripe", "rdestripe", "flatten", "nlm", "gauss-adapt", "gammanorm",
+                              "bilateral", "destripe+median5", "rdestripe+median5", "flatten+median5")))
+"""Issue 20's clean-up round: the default (``clean``), the centre crop before it, and the rejected candidates."""
 _CALIBRATION = ["--data", "/tmp/calsmall17/data", "--draws", "3", "--seed", "71"]
 FULL: dict[str, list[list[str]]] = {
     # benchmark → one argument list per results file it writes (the figures quoted in the docs)
@@ -78,7 +82,13 @@ FULL: dict[str, list[list[str]]] = {
                           "--methods", "semcat,plain,semcat+ft-120s", "--out", "cross_instrument-ft120.md"],
                          ["--jobs", "2", *(a for d in range(3) for a in ("--only", f"{d}:groups")), "--methods",
                           "semcat,plain,semcat+scale-mix+aug-fliprot,semcat+scale-mix+aug-fliprot+ft-60s",
-                          "--out", "cross_instrument-ft-mix.md"]],
+                          "--out", "cross_instrument-ft-mix.md"],
+                         [*_PROTOCOLS_0_2, "--methods", _CLEAN_METHODS, "--out", "cross_instrument-clean.md"],
+                         ["--seed", "100", *_PROTOCOLS_0_2, "--methods", _CLEAN_METHODS, "--out", "cross_instrument-clean-confirm.md"],
+                         ["--seed", "200", *_PROTOCOLS_0_2, "--methods", "semcat,semcat@center,plain",
+                          "--out", "cross_instrument-clean-fresh.md"],
+                         ["--size-spread", "4", *_PROTOCOLS_0_2, "--methods", "semcat,semcat@center,plain,semcat+x-median5,"
+                          "semcat+x-destripe+median5", "--out", "cross_instrument-clean-spread.md"]],
     "data": [["--size", "256", "--n", "2", "--files", "200"]],
     "web_load": [["--clients", "50", "--seconds", "10", "--backends", "sqlite,postgresql", "--workers", "1,2",
                   "--rounds", "2"],

@@ -50,7 +50,7 @@ def _files(root: Path) -> list[Path]:
 
 def test_preprocess_views_shapes_and_normalisation(spec) -> None:
     img = generate_image("Particles", np.random.default_rng(0), shape=(300, 400)).astype(np.float32) / 255
-    for view, v in (("full", 1), ("center", 1), ("tiles5", 5)):
+    for view, v in (("full", 1), ("center", 1), ("tiles5", 5), ("clean", 1)):
         x = preprocess(img, spec, view=view)
         assert x.shape == (v, 3, 224, 224) and x.dtype == np.float32
         assert x.min() >= -1.0 and x.max() <= 1.0  # [0,1] through mean/std 0.5
@@ -75,7 +75,7 @@ def test_contrast_normalisation_makes_12_bit_and_dim_images_look_alike(spec) -> 
 def test_contrast_range_from_histogram_equals_numpy_percentile() -> None:
     """The histogram shortcut gives np.percentile's values for 8-bit, 16-bit and arbitrary [0, 1]
     images, strided views and single pixels; out-of-range or NaN images take np.percentile itself."""
-    from semcat.features import _HIGH_PCT, _LOW_PCT, _robust_range
+    from semcat.contrast import HIGH_PCT as _HIGH_PCT, LOW_PCT as _LOW_PCT, robust_range as _robust_range
 
     rng = np.random.default_rng(7)
     images = [rng.integers(0, 256, (97, 131)) / np.float32(255), rng.integers(0, 65536, (64, 300)) / np.float32(65535),

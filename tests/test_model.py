@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from semcat.features import DEFAULT_VIEW
 from semcat.featurespec import FeatureSpec
 from semcat import CATEGORIES
 from semcat.errors import ModelFileError
@@ -29,7 +30,7 @@ def test_round_trip_keeps_everything(tmp_path: Path) -> None:
     m.calibration = {"temperature": 2.0, "t_auto": 0.9, "t_suggest": 0.4}
     path = m.save(tmp_path / "m.semcat")
     back = load_model(path)
-    assert back.classes == list(CATEGORIES) and back.view == "center" and back.crop_databar
+    assert back.classes == list(CATEGORIES) and back.view == DEFAULT_VIEW == "clean" and back.crop_databar
     assert back.backbone.name == "efficientnet_lite0" and back.meta["training"] == {"note": "test"}
     assert back.calibration == m.calibration and back.model_id == m.model_id
     np.testing.assert_array_equal(back.extra_tensors["ood.params"], [0.0, 1.0, 2.0])

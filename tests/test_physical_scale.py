@@ -163,11 +163,11 @@ def test_scale_augmentations_have_their_own_cache_keys_and_need_a_scale() -> Non
     specs = _augment_specs(scaled, ["aug-noscale", "aug-scalejitter", "aug-flip"])
     # noscale shares today's crop's cache (a default model's features); jitter and flip have their own
     assert specs[0].key == FeatureSpec.resolve("efficientnet_lite0").key
-    assert len({s.key for s in [scaled, *specs]}) == 5 and specs[3].view == "aug-flip" and specs[3].scale_nm == 20
+    assert len({s.key for s in [scaled, *specs]}) == 5 and specs[3].view == "clean+aug-flip" and specs[3].scale_nm == 20
     assert _augment_specs(replace(scaled, view="tta2"), ["aug-noscale"])[0].view == "tta2"  # any view
     with pytest.raises(ValueError, match="noscale needs scale normalisation"):
         _augment_specs(FeatureSpec.resolve("efficientnet_lite0"), ["aug-noscale"])
-    with pytest.raises(ValueError, match="with view 'center'"):
+    with pytest.raises(ValueError, match="with view 'center' or 'clean'"):
         _augment_specs(replace(scaled, view="tta2"), ["aug-flip"])
 
 

@@ -59,8 +59,9 @@ def test_int8_model_loads_and_stays_close_to_fp32(quantised, small_dataset: Path
     b = extract_features(small_dataset, INT8, progress=False)  # cached: the next test trains on them
     assert b.paths == a.paths and len(a.paths) == 120 and b.computed == 120
     cos = _cosine(a.features, b.features)
-    # 16 calibration images and 160-px images: looser than the 300-image default (benchmarks/int8.py)
-    assert np.median(cos) > 0.98 and cos.min() > 0.9, (np.median(cos), cos.min())
+    # 16 calibration images and 160-px images: looser than the 300-image default (benchmarks/int8.py);
+    # the least alike image: 0.88 on the default clean view (issue 20), 0.9 and more on the centre crop
+    assert np.median(cos) > 0.98 and cos.min() > 0.85, (np.median(cos), cos.min())
     # parity figures on a small set: a head trained on half the fp32 features labels the other half
     # alike whether it is fed fp32 or int8 features
     labels = np.array([Path(p).parent.name for p in a.paths])

@@ -97,7 +97,7 @@ def test_compare_table(data60: Path, trained: tuple[Path, dict, Path], tmp_path:
     out = tmp_path / "table.csv"
     result = runner.invoke(app, ["compare", str(data60), "--runs", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "| efficientnet_lite0 | center | on |" in result.stdout and "±" in result.stdout
+    assert "| efficientnet_lite0 | clean | on |" in result.stdout and "±" in result.stdout
     rows = list(csv.DictReader(out.open()))
     assert rows[0]["runs"] == "2" and float(rows[0]["accuracy_mean"]) >= 0.9
     assert int(rows[0]["features_cached"]) == int(rows[0]["n_images"])  # reused the training features

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semcat.features import VIEWS, _preprocess_gray, feature_key
-from semcat.view_transforms import ALL, AUGMENTATIONS, DIHEDRAL, TRANSFORMS, parse_augment
+from semcat.features import DEFAULT_VIEW, VIEWS, _preprocess_gray, feature_key
+from semcat.view_transforms import ALL, AUGMENTATIONS, DIHEDRAL, TRANSFORMS, augmented_view, parse_augment
 
 
 def _frame(seed: int = 0) -> np.ndarray:
@@ -22,7 +22,7 @@ def test_each_view_is_gray_in_range_with_its_own_cache_key(view: str) -> None:
     assert out.dtype == np.float32 and out.shape[1:] == (64, 64)
     assert out.shape[0] == {"tta4": 4, "ms3": 3, "tta2": 2}.get(view, 1)
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    assert view in VIEWS and feature_key("efficientnet_lite0", view=view) != feature_key("efficientnet_lite0")
+    assert view in VIEWS and feature_key("efficientnet_lite0", view=view) != feature_key("efficientnet_lite0", view="center")
 
 
 def test_equalisations_spread_a_dark_frame_and_augmentations_change_it() -> None:
@@ -85,3 +85,41 @@ def test_dihedral_views_are_the_crops_other_rotations_and_mirrors() -> None:
     b = [_preprocess_gray(turned, 64, "bicubic", x)[0] for x in ("center", *DIHEDRAL)]
     assert all(sum(np.allclose(v, w, atol=1e-5) for w in a) == 1 for v in b)
     assert np.allclose(_preprocess_gray(_frame(), 64, "bicubic", "aug-invert")[0], 1 - center)
+
+
+def _scene(seed: int = 0) -> np.ndarray:
+    """Bright discs on a dark ground (a micrograph's structure), 160 px."""
+    yy, xx = np.mgrid[0:160, 0:160]
+    img = np.zeros((160, 160), np.float32)
+    for cy, cx in np.random.default_rng(seed).integers(15, 145, (12, 2)):
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 64] = 1.0
+    return 0.2 + 0.6 * img
+
+
+def test_clean_view_removes_noise_and_uneven_background_but_keeps_structure() -> None:
+    """Issue 20: the default view. The same scene under another microscope's noise and shading
+    (a brightness ramp across the field) comes out closer to the clean scene than the centre crop
+    does, and a real horizontal structure (a film's layers) is kept: no scan direction is assumed."""
+    assert DEFAULT_VIEW == "clean"
+    scene = _scene()
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(-0.25, 0.25, 160, dtype=np.float32)[None, :]
+    other = (scene + ramp + rng.normal(0, 0.15, scene.shape)).astype(np.float32)
+    ref = _preprocess_gray(scene, 224, "bicubic", "clean")[0]
+    gap = {v: np.abs(_preprocess_gray(other, 224, "bicubic", v)[0] - _preprocess_gray(scene, 224, "bicubic", v)[0]).mean()
+           for v in ("center", "clean")}
+    assert gap["clean"] < 0.75 * gap["center"], gap
+    assert np.corrcoef(ref.ravel(), _preprocess_gray(scene, 224, "bicubic", "center")[0].ravel())[0, 1] > 0.9
+    layers = np.repeat(np.where(np.arange(160) // 20 % 2 == 0, 0.3, 0.7)[:, None], 160, 1).astype(np.float32)
+    rows = _preprocess_gray(layers, 224, "bicubic", "clean")[0].mean(1)
+    assert rows.max() - rows.min() > 0.4  # the layers' contrast survives
+    assert np.all(_preprocess_gray(np.full((50, 60), 0.3, np.float32), 224, "bicubic", "clean") == 0.5)
+
+
+def test_augmented_views_of_a_clean_model_are_taken_of_the_clean_crop() -> None:
+    clean = _preprocess_gray(_frame(), 64, "bicubic", "clean")[0]
+    assert augmented_view("clean", "aug-flip") == "clean+aug-flip" and augmented_view("center", "aug-flip") == "aug-flip"
+    assert np.array_equal(_preprocess_gray(_frame(), 64, "bicubic", "clean+aug-flip")[0], clean[:, ::-1])
+    assert np.allclose(_preprocess_gray(_frame(), 64, "bicubic", "clean+aug-invert")[0], 1 - clean)
+    with pytest.raises(ValueError, match="augmentations are views of center or clean"):
+        augmented_view("tiles5", "aug-flip")

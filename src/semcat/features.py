@@ -47,6 +47,7 @@ import numpy as np
 from semcat._io import atomic_write, atomic_write_text, iter_image_files, sha256_bytes
 from semcat.backbones import DEFAULT_BACKBONE, BackboneSpec, get_backbone
 from semcat.config import compute_threads, default_feature_cache
+from semcat.contrast import HIGH_PCT, LOW_PCT, robust_range
 from semcat.errors import CacheError, ImageReadError
 from semcat.runtime import Runtime, int8_record, load_runtime, model_input
 from semcat.view_transforms import TRANSFORMS, VERSIONS
@@ -72,14 +73,14 @@ VIEWS = ("full", "center", "tiles5", "plain", *TRANSFORMS)
 """``plain``: the centre crop without the contrast stretch (pixel values by dtype range), the
 baseline of ``semcat compare --cv groups``. The others (normalisations, test-time and training
 augmentations of the centre crop) are in :mod:`semcat.view_transforms`."""
-DEFAULT_VIEW = "center"
-"""The paper's single centre crop; ``benchmarks/views.py`` measures full and tiles5 against it."""
+DEFAULT_VIEW = "clean"
+"""The centre crop with its background flattened and a median filter (:mod:`semcat.view_transforms`):
+issue 20's cross-instrument winner (``benchmarks/cross_instrument.py``). Models trained before it
+keep their own view (the paper's ``center``); ``benchmarks/views.py`` measures full and tiles5."""
 PREPROCESS_VERSION = 1
 """Bump when preprocessing changes its output: every cache key changes with it."""
 SCALE_VERSION = 1
 """Part of a physically scaled key (:mod:`semcat.physical_scale`): bump when its crop changes."""
-_LOW_PCT, _HIGH_PCT = 0.5, 99.5
-_PCT_SAMPLES = 1 << 18  # percentiles from at most ~262k pixels (a strided subsample)
 
 
 # --- preprocessing ---------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def _preprocess_gray(img: np.ndarray, size: int, interpolation: str, view: str) 
     img = img.astype(np.float32, copy=False)
     if view in TRANSFORMS:
         return TRANSFORMS[view](_preprocess_gray(img, size, interpolation, "center")[0])
-    lo, hi = (0.0, 1.0) if view == "plain" else _robust_range(img)
+    lo, hi = (0.0, 1.0) if view == "plain" else robust_range(img)
     out = np.empty((5 if view == "tiles5" else 1, size, size), np.float32)
     for i, crop in enumerate(_crops(img, view)):
         r = _resize(crop, size, interpolation)
@@ -152,48 +153,6 @@ def _file_views(data: bytes, name: str | Path, spec: BackboneSpec, *, crop_datab
         img = scale_crop(img, info.pixel_size_m * 1e9 * info.shape[1] / img.shape[1], scale_nm, spec.input_size)
         scaled = True
     return _preprocess_gray(img, spec.input_size, spec.interpolation, view), scaled
-
-
-def _robust_range(img: np.ndarray) -> tuple[float, float]:
-    step = max(1, int(np.sqrt(img.size / _PCT_SAMPLES)))
-    sample = img[::step, ::step]
-    lo, hi = float(sample.min()), float(sample.max())  # NaN fails both tests below
-    if 0.0 <= lo and hi <= 1.0:
-        return _histogram_percentiles(sample)
-    finite = sample[np.isfinite(sample)]
-    if finite.size == 0:
-        return 0.0, 0.0
-    lo, hi = np.percentile(finite, (_LOW_PCT, _HIGH_PCT))
-    return float(lo), float(hi)
-
-
-def _histogram_percentiles(sample: np.ndarray) -> tuple[float, float]:
-    """``np.percentile``'s (linear) low and high percentiles of values in [0, 1], 4x cheaper
-    than its partial sort of every pixel: an 8-bit histogram of the rounded values finds the
-    bins holding the wanted ranks (rounding keeps the order), and only those bins' values are
-    searched, so the result is exact for any values, not only 8-bit levels."""
-    sample = np.ascontiguousarray(sample)
-    levels = cv2.convertScaleAbs(sample, alpha=255)  # round(255 x) as uint8, in one pass
-    cum = np.cumsum(cv2.calcHist([levels], [0], None, [256], [0, 256]).ravel().astype(np.int64))
-    n = int(cum[-1])
-    bins: dict[int, np.ndarray] = {}
-
-    def ranked(r: int) -> float:  # the value of rank r (0-based) among all values
-        b = int(np.searchsorted(cum, r, side="right"))
-        if b not in bins:
-            bins[b] = sample[levels == b]
-        vals, within = bins[b], r - (int(cum[b - 1]) if b else 0)
-        lo, hi = vals.min(), vals.max()
-        return float(lo if lo == hi else np.partition(vals, within)[within])
-
-    out = []
-    for pct in (_LOW_PCT, _HIGH_PCT):
-        pos = (n - 1) * pct / 100
-        k = int(pos)
-        a, b = ranked(k), ranked(min(k + 1, n - 1))
-        t = pos - k
-        out.append(a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t))  # numpy's lerp
-    return out[0], out[1]
 
 
 def _crops(img: np.ndarray, view: str) -> list[np.ndarray]:
@@ -237,7 +196,7 @@ def feature_key(spec: BackboneSpec | str, *, crop_databar: bool = True, view: st
 def key_signature(spec: BackboneSpec, crop_databar: bool, view: str, scale_nm: float | None = None) -> str:
     """The full signature behind :func:`feature_key` (stored in the key's ``key.json``)."""
     return (f"{spec.signature()}|view={view}|databar={'crop' if crop_databar else 'keep'}"
-            f"|contrast={'dtype' if view == 'plain' else f'p{_LOW_PCT:g}-p{_HIGH_PCT:g}'}"
+            f"|contrast={'dtype' if view == 'plain' else f'p{LOW_PCT:g}-p{HIGH_PCT:g}'}"
             f"|preprocess=v{PREPROCESS_VERSION}{_quantisation(spec)}"
             + (f"|transforms=v{VERSIONS[view]}" if view in VERSIONS else "")
             + ("" if scale_nm is None else f"|scale={scale_nm:.6g}nm-v{SCALE_VERSION}"))

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 CACHED_BLOCKS = 2
 """Activations are cached at the input of the last this many units: configs training fewer units
 run the frozen ones in between once per fit, so every config shares one cache per image set."""
+VIEW = "center"
+"""The view fine-tuning was measured on (issue 20; rejected, ``benchmarks/cross_instrument.py``): the
+paper's centre crop, the default view of then, kept so that its measurements can be rerun."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def sem_augment(img: np.ndarray, size: int, interpolation: str, rng: np.random.G
     side = min(rows, cols)
     crop = max(8, round(side * np.sqrt(rng.uniform(0.35, 1.0))))
     r0, c0 = rng.integers(0, rows - crop + 1), rng.integers(0, cols - crop + 1)
-    c = _preprocess_gray(img[r0: r0 + crop, c0: c0 + crop], size, interpolation, "center")[0]
+    c = _preprocess_gray(img[r0: r0 + crop, c0: c0 + crop], size, interpolation, VIEW)[0]
     c = np.rot90(c[:, ::-1] if rng.random() < 0.5 else c, int(rng.integers(4)))
     if rng.random() < 0.25:  # detector shift: what was bright (edges in SE) is dark (BSE-like)
         c = 1.0 - c
@@ -121,10 +124,10 @@ def sem_augment(img: np.ndarray, size: int, interpolation: str, rng: np.random.G
 
 
 def augmented_views(img: np.ndarray, spec: BackboneSpec, views: int, rng: np.random.Generator) -> np.ndarray:
-    """The clean centre crop (the default view) and ``views`` augmented views: (1 + views, S, S)."""
-    from semcat.features import DEFAULT_VIEW, _preprocess_gray
+    """The centre crop (:data:`VIEW`) and ``views`` augmented views: (1 + views, S, S)."""
+    from semcat.features import _preprocess_gray
 
-    clean = _preprocess_gray(img, spec.input_size, spec.interpolation, DEFAULT_VIEW)
+    clean = _preprocess_gray(img, spec.input_size, spec.interpolation, VIEW)
     extra = [sem_augment(img, spec.input_size, spec.interpolation, rng)[None] for _ in range(views)]
     return np.concatenate([clean, *extra])
 
@@ -166,7 +169,7 @@ def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool
     import openvino as ov
     import torch
 
-    from semcat.features import DEFAULT_VIEW, _file_views
+    from semcat.features import _file_views
     from semcat.images import read_file_bytes, read_image_bytes
     from semcat.runtime import model_input
 
@@ -192,8 +195,8 @@ def file_activations(paths: list[str], spec: BackboneSpec, *, crop_databar: bool
             img, _ = read_image_bytes(data, p, crop_databar=crop_databar, max_side=2 * size)
             stack = augmented_views(img, spec, views, np.random.default_rng([seed, i]))
             if scale_nm is not None or fixed:
-                shown = [_file_views(data, p, spec, crop_databar=crop_databar, view=DEFAULT_VIEW if v == "noscale" else v,
-                                     scale_nm=None if v == "noscale" else scale_nm)[0] for v in (DEFAULT_VIEW, *fixed)]
+                shown = [_file_views(data, p, spec, crop_databar=crop_databar, view=VIEW if v == "noscale" else v,
+                                     scale_nm=None if v == "noscale" else scale_nm)[0] for v in (VIEW, *fixed)]
                 stack = np.concatenate([*shown, stack[1:]])
         except Exception as e:  # a bad file must never stop the batch
             errors.append((p, f"{type(e).__name__}: {e}"))

@@ -155,7 +155,7 @@ def train_on_samples(
     ``hyper`` passes head hyperparameters (weight_decay, lr, epochs, batch_size, class_weight).
     ``features`` = (result of ``spec.extract``, seconds) reuses features already extracted (``compare``).
     ``augment``: views of :data:`semcat.view_transforms.AUGMENTATIONS` whose features join the
-    training rows (feature-space augmentation, ``spec.view == "center"`` only), or scale
+    training rows (feature-space augmentation, of the model's view), or scale
     augmentations (``aug-noscale``, ``aug-scalejitter``: with ``spec.scale_nm``, any view); the penalty
     is still chosen on the original images, so no image's augmented copy sits in another fold.
     Returns the model (not yet saved) and a JSON-safe report.
@@ -243,20 +243,22 @@ def train_on_samples(
 def _augment_specs(spec: FeatureSpec, augment: Sequence[str]) -> list[FeatureSpec]:
     """The feature specs of ``augment``'s training rows (checked before any extraction).
 
-    Views of :data:`semcat.view_transforms.AUGMENTATIONS` need view 'center'; scale augmentations
+    Views of :data:`semcat.view_transforms.AUGMENTATIONS` are taken of the model's view (one of
+    :data:`~semcat.view_transforms.AUGMENTED_BASES`); scale augmentations
     (:data:`semcat.physical_scale.SCALE_AUGMENTATIONS`) need ``spec.scale_nm`` and keep the view."""
     from dataclasses import replace
 
     from semcat.physical_scale import SCALE_AUGMENTATIONS, scale_variants
-    from semcat.view_transforms import AUGMENTATIONS
+    from semcat.view_transforms import AUGMENTATIONS, AUGMENTED_BASES, augmented_view
 
     bad = [a for a in augment if a not in AUGMENTATIONS + SCALE_AUGMENTATIONS]
-    if bad or (spec.view != DEFAULT_VIEW and set(augment) - set(SCALE_AUGMENTATIONS)):
-        raise ValueError(f"augment must name views of {', '.join(AUGMENTATIONS)} with view 'center', or "
-                         f"{', '.join(SCALE_AUGMENTATIONS)} with any view; got {list(augment)} with view {spec.view!r}.")
+    if bad or (spec.view not in AUGMENTED_BASES and set(augment) - set(SCALE_AUGMENTATIONS)):
+        raise ValueError(f"augment must name views of {', '.join(AUGMENTATIONS)} with view "
+                         f"{' or '.join(map(repr, AUGMENTED_BASES))}, or {', '.join(SCALE_AUGMENTATIONS)} with any view; "
+                         f"got {list(augment)} with view {spec.view!r}.")
     specs = [replace(spec, scale_nm=s) for aug in augment if aug in SCALE_AUGMENTATIONS
              for s in scale_variants(aug, spec.scale_nm)]
-    return specs + [replace(spec, view=aug) for aug in augment if aug in AUGMENTATIONS]
+    return specs + [replace(spec, view=augmented_view(spec.view, aug)) for aug in augment if aug in AUGMENTATIONS]
 
 
 def _augmented_rows(paths: list[str], specs: Sequence[FeatureSpec], store: StoreChoice, progress: bool,

@@ -65,11 +65,11 @@ def train_cmd(
 
     Example: semcat align train aligned/ random/ --out align.semcat
     """
-    from semcat.alignment import train_alignment_model
+    from semcat.alignment import ALIGNMENT_VIEW, train_alignment_model
     from semcat.featurespec import FeatureSpec
 
     try:
-        model, errors = train_alignment_model([aligned_dir], [not_aligned_dir], spec=FeatureSpec.resolve(backbone),
+        model, errors = train_alignment_model([aligned_dir], [not_aligned_dir], spec=FeatureSpec.resolve(backbone, view=ALIGNMENT_VIEW),
                                               weight_decay=weight_decay, progress=True)
     except ValueError as exc:
         error(exc)

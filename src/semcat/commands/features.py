@@ -28,9 +28,9 @@ from semcat.commands._common import (
 )
 from semcat.engines.spark import DEFAULT_CHUNK
 from semcat.errors import SemcatError
-from semcat.features import VIEWS
+from semcat.features import DEFAULT_VIEW, VIEWS
 from semcat.quantize import PRESET, RECIPES
-from semcat.view_transforms import AUGMENTATIONS
+from semcat.view_transforms import AUGMENTED_VIEWS
 
 
 class RuntimeChoice(str, Enum):
@@ -41,7 +41,7 @@ class RuntimeChoice(str, Enum):
 
 PresetChoice = Enum("PresetChoice", {p: p for p in RECIPES}, type=str)  # NNCF presets of semcat.quantize
 # The views a user picks: semcat.features.VIEWS less the compare baseline and the training augmentations.
-ViewChoice = Enum("ViewChoice", {v: v for v in VIEWS if v != "plain" and v not in AUGMENTATIONS}, type=str)
+ViewChoice = Enum("ViewChoice", {v: v for v in VIEWS if v != "plain" and v not in AUGMENTED_VIEWS}, type=str)
 
 
 def backbones(
@@ -81,7 +81,7 @@ def features(
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registered backbone or any timm name (see `semcat backbones`).")] = DEFAULT_BACKBONE,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local checkpoint (safetensors or torch state dict) for the backbone.", exists=True, dir_okay=False)] = None,
     runtime: Annotated[RuntimeChoice, typer.Option("--runtime", help="Inference runtime; auto = OpenVINO fp32 on CPU, torch on CUDA.")] = RuntimeChoice.auto,
-    view: Annotated[ViewChoice, typer.Option("--view", help="What is resized to the input: whole image squashed, centre square, or full + 4 tiles averaged; clahe, histeq, tta4, tta2: the centre square equalised, or its 4 rotations (its mirror image) averaged.")] = ViewChoice.center,
+    view: Annotated[ViewChoice, typer.Option("--view", help="What is resized to the input: clean (default: the centre square, its background flattened and a 5x5 median), center (the centre square as it is), the whole image squashed, or full + 4 tiles averaged; clahe, histeq, tta4, tta2: the centre square equalised, or its 4 rotations (its mirror image) averaged.")] = ViewChoice(DEFAULT_VIEW),
     batch_size: Annotated[int, typer.Option("--batch-size", max=MAX_COUNT, min=1, help="Images per forward pass.")] = 32,
     no_crop_databar: Annotated[bool, typer.Option("--no-crop-databar", help="Keep the instrument data bar (default: crop it).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write features to this .npz (paths, sha256, features), or a Parquet folder with --engine spark.")] = None,

@@ -113,15 +113,16 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False, help="Model file to write (.semcat).")] = Path("model.semcat"),
     backbone: Annotated[str, typer.Option(help="Feature backbone; join two with '+' to concatenate their "
                                                "features (e.g. efficientnet_lite0+efficientnet_lite2).")] = DEFAULT_BACKBONE,
-    view: Annotated[ViewChoice, typer.Option(help="Which part of the image the backbone sees: center (the "
-                                           "paper's centre crop), full (whole image) or tiles5; clahe or "
+    view: Annotated[ViewChoice, typer.Option(help="Which part of the image the backbone sees: clean (the "
+                                           "default: the centre crop, its background flattened and a 5x5 median), "
+                                           "center (the paper's centre crop as it is), full (whole image) or tiles5; clahe or "
                                            "histeq (centre crop, equalised); tta4 (the features of the crop's "
                                            "4 rotations averaged); tta2 (the crop and its mirror image).")] = ViewChoice(DEFAULT_VIEW),
     augment: Annotated[str | None, typer.Option(help="Also train the head on features of augmented copies of each "
                                                      "training image: comma-separated flip, rot90, dark, bright, "
                                                      "noise, blur, invert (contrast inverted), dihedral (the 7 other "
-                                                     "rotations and mirror images), or all (the first six; with "
-                                                     "--view center); none: no augmentation (the default); with --scale also "
+                                                     "rotations and mirror images), or all (the first six); with "
+                                                     "--view clean or center; none: no augmentation (the default); with --scale also "
                                                      "noscale (today's crop too, for files without a pixel size) and "
                                                      "scalejitter (crops at 1/√2 and √2 the physical scale).")] = None,
     solver: Annotated[Solver, typer.Option(help="lbfgs: scikit-learn's full-batch L-BFGS (default, measured faster and "
