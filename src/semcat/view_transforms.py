@@ -60,7 +60,7 @@ def _clean(c: np.ndarray) -> np.ndarray:
     small = max(8, size // 4)  # the background is smooth: blur a quarter-size copy, 16x cheaper
     bg = cv2.resize(cv2.GaussianBlur(cv2.resize(c, (small, small), interpolation=cv2.INTER_AREA), (0, 0),
                                      _BACKGROUND_SHARE * small), (size, size), interpolation=cv2.INTER_LINEAR)
-    flat = c - bg
+    flat = (c - bg + 1) * 0.5  # in [0, 1], as the stretch's histogram rule needs (np.percentile: 5x slower)
     lo, hi = robust_range(flat)
     if not hi > lo:  # a blank frame stays mid-grey, as the centre crop's stretch leaves it
         return np.full((1, *c.shape), 0.5, np.float32)

@@ -292,7 +292,9 @@ def compare(
     out: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the table: .md (Markdown) or .csv.")] = None,
     cv: Annotated[CV, typer.Option(help="split: repeated train/val/test splits; groups: leave one group out "
                                         "(--group-by) for each method of --methods.")] = CV.split,
-    methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head), plain (centre crop, no contrast stretch, bar "
+    methods: Annotated[str, typer.Option(help="With --cv groups: semcat (default head on the default clean view), semcat@center "
+                                              "(the same head on the centre crop: the default before; the methods below read "
+                                              "that crop), plain (centre crop, no contrast stretch, bar "
                                               "kept, scikit-learn LogisticRegression), semcat+groupstd, semcat-wd1e-3, "
                                               "logreg@center, semcat-nostd, semcat+clahe, semcat+histeq, semcat+aug-all, "
                                               "semcat+aug-all+groupstd, semcat+tta4, semcat-fullstd, semcat+adapt-group, "
