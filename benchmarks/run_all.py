@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import re
 import sys
 from pathlib import Path
 
@@ -170,8 +171,41 @@ def benchmarks_md() -> str:
     results = HERE / "results"
     names = sorted(p.stem for p in results.glob("*.md"))
     names.sort(key=lambda n: ORDER.index(b) if (b := benchmark_of(n)) else len(ORDER))
-    parts += [(results / f"{n}.md").read_text(encoding="utf-8").strip() + "\n" for n in names]
+    for n in names:
+        if benchmark_of(n) == "cross_instrument" and n == next(m for m in names if benchmark_of(m) == "cross_instrument"):
+            parts.append(cross_instrument_index([results / f"{m}.md" for m in names if benchmark_of(m) == "cross_instrument"]))
+        parts.append((results / f"{n}.md").read_text(encoding="utf-8").strip() + "\n")
     return "\n".join(parts)
+
+
+def cross_instrument_index(files: list[Path]) -> str:
+    """Issue 20's one table: every method of every cross_instrument results file, both protocols,
+    copied from those files (each row names its file, whose section below has the run's header)."""
+    rows = []
+    for f in files:
+        lines = f.read_text(encoding="utf-8").splitlines()
+        script = next((x for x in lines if x.startswith("- script:")), "")
+        commit = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("- commit:")), "?")
+        seed = re.search(r"--seed (\d+)", script)
+        spread = re.search(r"--size-spread (\S+)", script)
+        backbone = re.search(r"--backbone (\S+)", script)
+        data = ", ".join(x for x in (f"seeds {int(seed.group(1)) if seed else 0}-{int(seed.group(1)) + 2 if seed else 2}",
+                                     f"size spread {spread.group(1)}" if spread else "",
+                                     backbone.group(1) if backbone else "") if x)
+        start = next((i for i, x in enumerate(lines) if x.startswith("| method | leave one instrument out")), None)
+        for x in lines[start + 2:] if start is not None else []:
+            if not x.startswith("| "):
+                break
+            cells = [c.strip() for c in x.strip("|").split("|")]
+            rows.append(f"| {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {data} | `{f.name}` at {commit} |")
+    return "\n".join([
+        "# Cross-instrument: every method tried (issue 20)", "",
+        "One row per method and run, copied from the `cross_instrument*` results files below (mean ± std over 3 "
+        "draws of 4 synthetic instruments x 10 categories x 15 images; each file's section says what its methods "
+        "are). `semcat` is the default at the run's commit: the centre crop until the `clean` view (commit "
+        "72b420f), `clean` since; `semcat@center` is the centre crop after it.", "",
+        "| method | leave one instrument out, pooled (%) | held-out style alone (%) | within instrument (%) "
+        "| draws | results file |", "|---|---|---|---|---|---|", *rows, ""])
 
 
 def assemble() -> Path:
