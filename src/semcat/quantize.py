@@ -17,7 +17,8 @@ cosine than full bias correction, and keeping the depthwise convolutions in fp32
 (``fp32_depthwise``, an ignored scope) improved it a little more but gave back much of the speed.
 
 The int8 IR sits beside the fp32 IR (:func:`semcat.runtime.int8_ir_path`); its ``.json`` holds the
-calibration key (fp32 IR, NNCF/OpenVINO versions, recipe, calibration images' SHA-256) and the
+calibration key (fp32 IR, NNCF/OpenVINO versions, recipe, the view the calibration images are
+preprocessed with: the default view, and their SHA-256) and the
 parity to fp32 on :data:`HELD_OUT` synthetic images never used for calibration. A call with the
 same inputs re-uses it; other inputs rebuild it.
 """
@@ -41,7 +42,7 @@ from semcat._io import atomic_write_text, iter_image_files, sha256_bytes
 from semcat._sysinfo import has_int8_acceleration
 from semcat.backbones import PRECISIONS, BackboneSpec
 from semcat.errors import ImageReadError, SemcatError
-from semcat.features import file_input, preprocess
+from semcat.features import DEFAULT_VIEW, file_input, preprocess
 from semcat.runtime import ensure_ir, int8_info, int8_ir_path, openvino_available
 
 __all__ = [
@@ -122,7 +123,7 @@ def quantize_backbone(
     recipe = RECIPES[preset] + ("+fp32-depthwise" if fp32_depthwise else "")
     key = hashlib.sha256("|".join([
         fp32_xml.name, f"nncf={nncf.__version__}", f"ov={ov.get_version()}", recipe,
-        f"synthetic={n_synthetic}@{_SYNTH_SEED}", *sorted(hashes)]).encode()).hexdigest()[:16]
+        f"synthetic={n_synthetic}@{_SYNTH_SEED}", f"view={DEFAULT_VIEW}", *sorted(hashes)]).encode()).hexdigest()[:16]
     xml = int8_ir_path(spec)
     old = int8_info(spec)
     if old is not None and old.get("key") == key and not rebuild:
