@@ -246,7 +246,7 @@ def _hash_one(path: Path, check: bool, phash: bool) -> tuple[str, str | None, PH
         if phash:  # decoding for the hash checks the image too; cached content decoded fine before
             digest = sha256_bytes(data)
             return digest, None, phash_store.lookup(digest) or phash_bytes(data, path)
-        read_image_bytes(data, path, crop_databar=False, max_side=64)
+        read_image_bytes(data, path, crop_databar=False, max_side=64, metadata=False)
     except ImageReadError as exc:
         return "", exc.problem, None
     return sha256_bytes(data), None, None

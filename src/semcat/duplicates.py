@@ -76,8 +76,8 @@ def phash_bytes(data: bytes, name: str | Path = "<bytes>") -> PHash:
     """:data:`PHash` of an image file's bytes (``ImageReadError`` if unreadable)."""
     from semcat.images import read_image_bytes
 
-    cropped, _ = read_image_bytes(data, name, crop_databar=True, max_side=256)
-    whole, _ = read_image_bytes(data, name, crop_databar=False, max_side=256)
+    cropped, _ = read_image_bytes(data, name, crop_databar=True, max_side=256, metadata=False)
+    whole, _ = read_image_bytes(data, name, crop_databar=False, max_side=256, metadata=False)
     return perceptual_hash(cropped), perceptual_hash(whole)
 
 

@@ -82,5 +82,6 @@ def render_png(data: bytes, name: str, size: int | None, *, max_decode_bytes: in
     from semcat.images import read_image_bytes
 
     _, side, crop = rendering_key(size)
-    img, _ = read_image_bytes(data, name, crop_databar=crop, max_side=2 * side, max_decode_bytes=max_decode_bytes)
+    img, _ = read_image_bytes(data, name, crop_databar=crop, max_side=2 * side, max_decode_bytes=max_decode_bytes,
+                              metadata=False)  # the pixels only: no vendor tags beyond what decides the crop
     return display_png(img, side)
