@@ -10,6 +10,8 @@ Preprocessing (:func:`preprocess`) turns a gray float image into the backbone's 
    image (as the paper did), ``center`` takes the central square, ``tiles5`` averages the
    features of the full image and its four quadrants (5 forward passes). Downscaling uses
    area averaging (anti-aliased, like PIL); upscaling the spec's interpolation.
+   The other views (:mod:`semcat.view_transforms`) start from the central square: the default
+   ``clean`` subtracts its slowly varying background and applies a 5x5 median (issue 20).
 3. Gray → 3 channels, then the spec's ImageNet mean/std (during extraction inside the OpenVINO
    graph: :meth:`semcat.runtime.Runtime.gray`).
 
