@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -177,3 +180,53 @@ def test_augmented_rows_and_test_view_reach_the_head() -> None:
 
     within = within_groups(X, y, g, classes, fit, extra=[aug, aug], X_test=aug, test_share=0.5)
     assert sizes == [(15, 30)] * 3 and within["pooled"]["n"] == 45
+
+
+def test_groups_from_sem_metadata(inst_set: Path, tmp_path: Path) -> None:
+    """Issue 20: --group-by meta:instrument / meta:detector / meta:magnification read each file's
+    vendor tags. On synthetic instruments the instrument in the tags is the instrument folder."""
+    from semcat.dataset import META_GROUPS, scan_dataset
+
+    folder = {s.path: s.group for s in scan_dataset(inst_set, group_by="folder").samples}
+    for how in ("meta:instrument", "meta:detector"):
+        meta = {s.path: s.group for s in scan_dataset(inst_set, group_by=how).samples}
+        pairs = {(folder[p], meta[p]) for p in folder}
+        assert len(pairs) == 3 and len({m for _, m in pairs}) == 3 and None not in {m for _, m in pairs}, (how, pairs)
+    bands = {s.group for s in scan_dataset(inst_set, group_by="meta:magnification").samples}
+    assert bands and all(re.fullmatch(r"\d+-\d+x", b) for b in bands), bands
+    assert META_GROUPS == ("meta:instrument", "meta:detector", "meta:magnification")
+    with pytest.raises(ValueError, match="SEM metadata groups are meta:instrument"):
+        scan_dataset(inst_set, group_by="meta:voltage")
+    # a file without vendor tags is left ungrouped, and the scan says why
+    plain = tmp_path / "plain" / "Particles"
+    plain.mkdir(parents=True)
+    cv2.imwrite(str(plain / "a.png"), np.full((32, 32), 128, np.uint8))
+    ds = scan_dataset(tmp_path / "plain", group_by="meta:instrument")
+    assert ds.samples[0].group is None and any("have no instrument in their SEM metadata" in w for w in ds.warnings)
+
+
+def test_groups_from_real_vendor_metadata(tmp_path: Path) -> None:
+    """The real Zeiss and FEI test files name their instrument and detector in their tags."""
+    from semcat.dataset import scan_dataset
+
+    src = Path(__file__).resolve().parents[2] / "shared" / "real-vendor-files"
+    files = sorted(src.glob("*.tif")) if src.is_dir() else []
+    if not files:
+        pytest.skip("../shared/real-vendor-files is absent")
+    (tmp_path / "Any").mkdir()
+    for f in files:
+        shutil.copy(f, tmp_path / "Any" / f.name)
+    groups = {s.path.name: s.group for s in scan_dataset(tmp_path, group_by="meta:instrument").samples}
+    zeiss = {g for n, g in groups.items() if n.lower().startswith(("zeiss", "test_tiff_zeiss"))}
+    fei = {g for n, g in groups.items() if n.startswith("FEI")}
+    assert None not in zeiss | fei and zeiss.isdisjoint(fei), groups
+
+
+@pytest.mark.slow
+def test_compare_cv_groups_by_sem_metadata_cli(inst_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "meta.json"
+    result = runner.invoke(app, ["compare", str(inst_set), "--cv", "groups", "--group-by", "meta:instrument",
+                                 "--methods", "semcat", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    assert len(res["semcat"]["per_group"]) == 3 and res["semcat"]["pooled"]["n"] == 27

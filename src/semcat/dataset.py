@@ -23,9 +23,14 @@ from semcat._io import IMAGE_SUFFIXES, iter_image_files, read_regular_bytes, sha
 if TYPE_CHECKING:
     from semcat.duplicates import PHash
 
-__all__ = ["SPLITS", "Dataset", "Sample", "assign_split", "check_fractions", "scan_dataset"]
+__all__ = ["META_GROUPS", "SPLITS", "Dataset", "Sample", "assign_split", "check_fractions", "scan_dataset"]
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
+META_GROUPS: tuple[str, ...] = ("meta:instrument", "meta:detector", "meta:magnification")
+"""``group_by`` values read from each file's SEM metadata (vendor TIFF tags): the instrument, the
+detector, or the magnification's decade (``1000-10000x``). Why (issue 20): leaving one instrument,
+detector or magnification band out is what a facility meets with a new microscope, and archives
+rarely sort files by instrument. A file without that field is left ungrouped."""
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,8 @@ def scan_dataset(
     root : folder whose first-level sub-folders are the classes (hidden entries are ignored).
     fractions : (train, val, test) shares, summing to 1.
     group_by : ``None`` (each image on its own), ``"folder"`` (the sub-folder path below the class
-        is the sample) or a regular expression with one capture group applied to the file name,
-        e.g. ``'^([^_]+_[^_]+)_'``. Images of one group share a split; files that are exact
+        is the sample), one of :data:`META_GROUPS` (the file's SEM metadata) or a regular
+        expression with one capture group applied to the file name, e.g. ``'^([^_]+_[^_]+)_'``. Images of one group share a split; files that are exact
         duplicates always share a split too, even across groups.
     check_images : also decode each file (``semcat.images.read_image_bytes``) and list the ones
         that are not readable images, instead of finding out later.
@@ -200,10 +205,13 @@ def scan_dataset(
 
 
 def group_pattern(group_by: str | None) -> re.Pattern[str] | None:
-    """The compiled ``group_by`` regex (None for no grouping or ``'folder'``); ValueError when it is
-    not a regex with a capture group (the CLI checks it before scanning: a usage error)."""
-    if group_by is None or group_by == "folder":
+    """The compiled ``group_by`` regex (None for no grouping, ``'folder'`` or :data:`META_GROUPS`);
+    ValueError when it is not a regex with a capture group (the CLI checks it before scanning: a
+    usage error)."""
+    if group_by is None or group_by == "folder" or group_by in META_GROUPS:
         return None
+    if group_by.startswith("meta:"):
+        raise ValueError(f"group_by {group_by!r}: SEM metadata groups are {', '.join(META_GROUPS)}")
     try:
         pattern = re.compile(group_by)
     except re.error as exc:
@@ -219,10 +227,27 @@ def group_pattern(group_by: str | None) -> re.Pattern[str] | None:
 def _group_of(path: Path, sub: str | None, group_by: str | None, pattern: re.Pattern[str] | None) -> str | None:
     if group_by is None:
         return None
+    if group_by in META_GROUPS:
+        return _meta_group(path, group_by.removeprefix("meta:"))
     if pattern is None:  # "folder"
         return sub
     m = pattern.search(path.name)
     return m.group(1) if m and m.group(1) else None
+
+
+def _meta_group(path: Path, field: str) -> str | None:
+    """The file's instrument, detector or magnification decade from its vendor TIFF tags, or None."""
+    from semcat.semmeta import read_sem_metadata
+
+    meta = read_sem_metadata(path)
+    value = getattr(meta, field, None) if meta is not None else None
+    if field == "magnification":
+        if not value or not math.isfinite(value) or value <= 0:
+            return None
+        low = 10 ** math.floor(math.log10(value))
+        return f"{low:g}-{10 * low:g}x"
+    text = str(value).strip() if value is not None else ""
+    return text or None
 
 
 def _hash_one(path: Path, check: bool, phash: bool) -> tuple[str, str | None, PHash | None]:
@@ -341,7 +366,9 @@ def _warnings(ds: Dataset) -> list[str]:
     if ds.group_by is not None:
         missing = sum(1 for s in ds.samples if s.group is None)
         if missing:
-            how = "are directly in their class folder" if ds.group_by == "folder" else "match no group in the regex"
+            how = ("are directly in their class folder" if ds.group_by == "folder" else
+                   f"have no {ds.group_by.removeprefix('meta:')} in their SEM metadata" if ds.group_by in META_GROUPS
+                   else "match no group in the regex")
             out.append(f"{missing} of {len(ds.samples)} images {how}: each is split on its own "
                        f"(check --group-by {ds.group_by!r})")
         needed = sum(1 for f in ds.fractions if f > 0)

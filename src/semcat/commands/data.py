@@ -72,7 +72,7 @@ def synth(
     metadata: Annotated[bool, typer.Option("--metadata/--no-metadata", help="Embed Zeiss or FEI/Thermo acquisition tags (magnification, pixel size, HV, WD, detector, date) in TIFFs.")] = True,
     alignment: Annotated[int, typer.Option("--alignment", min=0, help="Also write N nanowire images with known alignment (order 0..1) and truth.csv into OUT-alignment/.")] = 0,
     blends: Annotated[int, typer.Option("--blends", min=0, help="Also write N ambiguous two-category images and truth.csv into OUT-blends/.")] = 0,
-    instruments: Annotated[int, typer.Option("--instruments", min=0, help="Instead, render every category as seen by N instruments (the last a held-out style) into OUT/<category>/<instrument>/ (PNG, --per-class per instrument); evaluate with --cv groups --group-by folder.")] = 0,
+    instruments: Annotated[int, typer.Option("--instruments", min=0, help="Instead, render every category as seen by N instruments (the last a held-out style) into OUT/<category>/<instrument>/ (TIFF, the pixel size, instrument and detector in its vendor tag; --per-class per instrument); evaluate with --cv groups --group-by folder (or meta:instrument).")] = 0,
     size_spread: Annotated[float, typer.Option("--size-spread", min=1.0, max=100.0, help="With --instruments: each shot's structures scaled by a factor over this range (4 = 1/2 to 2x), the recorded pixel size unchanged: categories spanning scales (1 = one physical size per category).")] = 1.0,
     categories: Annotated[Optional[str], typer.Option("--categories", help="Comma-separated subset of the 10 categories (default: all), e.g. to keep one unseen by a model.")] = None,
 ) -> None:
@@ -140,7 +140,7 @@ def _synth_instruments(out: Path, n: int, per_class: int, size: int, seed: int, 
 @dataset_app.command("summary")
 def summary(
     root: Annotated[Path, typer.Argument(metavar="DIR", help="Folder with one sub-folder per class (nested sub-folders allowed).", exists=True, file_okay=False)],
-    group_by: Annotated[Optional[str], typer.Option("--group-by", help="Keep samples together: 'folder' (sub-folder below the class) or a regex with one group over the file name, e.g. '^([^_]+_[^_]+)_'.")] = None,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help="Keep samples together: 'folder' (sub-folder below the class), a regex with one group over the file name, e.g. '^([^_]+_[^_]+)_', or the file's SEM metadata: meta:instrument, meta:detector, meta:magnification (its decade).")] = None,
     fractions: Annotated[str, typer.Option("--fractions", help="Train,val,test shares summing to 1.")] = "0.8,0.1,0.1",
     check: Annotated[bool, typer.Option("--check/--no-check", help="Decode every image to list unreadable ones (slower); --no-check --no-near-duplicates only hashes.")] = True,
     fmt: Annotated[DocFormat, typer.Option("--format", help=DOC_FORMAT_HELP)] = DocFormat.table,

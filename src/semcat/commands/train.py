@@ -240,7 +240,9 @@ def evaluate(
     cv: Annotated[CV, typer.Option(help="split: MODEL as trained; groups: leave one group out (retrain MODEL's "
                                         "head on all groups but one, test on it, for each group).")] = CV.split,
     group_by: Annotated[str | None, typer.Option(help="With --cv groups: 'folder' (sub-folder below the category, "
-                                                      "e.g. the instrument) or a regex with one group over the file name.")] = None,
+                                                      "e.g. the instrument), a regex with one group over the file name, or "
+                                                      "the file's SEM metadata: meta:instrument, meta:detector, "
+                                                      "meta:magnification (its decade).")] = None,
 ) -> None:
     """Accuracy, precision, recall@1, top-2 and the confusion matrix of MODEL on a labelled folder.
 
@@ -287,7 +289,11 @@ def compare(
     variants: Annotated[str, typer.Option(help="Comma-separated preprocessing variants VIEW[:nocrop], "
                                                "e.g. center,full,tiles5,center:nocrop.")] = DEFAULT_VIEW,
     solver: Annotated[Solver, typer.Option(help="Head solver.")] = Solver.lbfgs,
-    group_by: Annotated[str | None, typer.Option(help="Regex naming the sample in each file name (grouped split).")] = None,
+    group_by: Annotated[str | None, typer.Option(help="Groups: 'folder' (sub-folder below the category), a regex naming "
+                                                      "the sample in each file name, or the file's SEM metadata: "
+                                                      "meta:instrument, meta:detector, meta:magnification (its decade). "
+                                                      "--cv split keeps a group in one split; --cv groups leaves each "
+                                                      "out in turn.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first run (run r uses seed + r).")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the table: .md (Markdown) or .csv.")] = None,
     cv: Annotated[CV, typer.Option(help="split: repeated train/val/test splits; groups: leave one group out "
@@ -317,7 +323,11 @@ def compare(
     With --cv groups: per-group and pooled accuracy and per-class recall of each method, trained
     on all groups but one and tested on that one (e.g. instruments never seen in training).
 
-    Example: semcat compare data/inst --cv groups --group-by folder --out logo.md
+    Examples:
+
+      semcat compare data/inst --cv groups --group-by folder --out logo.md
+
+      semcat compare data/ --cv groups --group-by meta:instrument   # the instrument in each TIFF's tags
     """
     from rich.table import Table
 
