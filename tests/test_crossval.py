@@ -230,3 +230,29 @@ def test_compare_cv_groups_by_sem_metadata_cli(inst_set: Path, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     res = json.loads(out.read_text())
     assert len(res["semcat"]["per_group"]) == 3 and res["semcat"]["pooled"]["n"] == 27
+
+
+def test_unparseable_vendor_tags_leave_a_file_ungrouped(inst_set: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Malformed vendor tags are data: with --group-by meta:* the file is ungrouped, the scan goes on."""
+    import semcat.semmeta
+    from semcat.dataset import scan_dataset
+
+    def broken(path: object) -> None:
+        raise RuntimeError("a tag no parser expected")
+
+    monkeypatch.setattr(semcat.semmeta, "read_sem_metadata", broken)
+    ds = scan_dataset(inst_set, group_by="meta:instrument")
+    assert len(ds.samples) == 27 and all(s.group is None for s in ds.samples) and not ds.errors
+    assert any("have no instrument in their SEM metadata" in w for w in ds.warnings)
+
+
+def test_cross_group_table_escapes_outside_names() -> None:
+    """Group and class names come from folders, file names and SEM metadata: a '|' or a newline
+    in one cannot break the Markdown table or forge a line."""
+    from semcat.crossval import cross_group_markdown
+
+    metrics = {"accuracy": 0.5, "recall": {"A|B\nforged": 0.5}, "classes": ["A|B\nforged"]}
+    md = cross_group_markdown({"semcat": {"per_group": {"inst|1\n| x |": metrics}, "pooled": metrics}})
+    lines = md.splitlines()
+    assert lines[0] == "| method | inst\\|1\\n\\| x \\| (held out) | pooled |"
+    assert "| A\\|B\\nforged | 50.0 |" in lines and len(lines) == 7

@@ -506,9 +506,18 @@ def _aligned(other: GroupedFeatures, base: GroupedFeatures) -> np.ndarray:
 
 
 def cross_group_markdown(results: dict[str, dict[str, Any]]) -> str:
-    """Per-group and pooled accuracy per method, then pooled per-class recall (percent)."""
+    """Per-group and pooled accuracy per method, then pooled per-class recall (percent).
+
+    Group and class names come from outside (folder names, file names, SEM metadata): each is one
+    escaped line (:func:`semcat.commands._common.shown`) with ``|`` escaped, so a name cannot
+    break the table or forge lines."""
+    from semcat.commands._common import shown
+
+    def cell(name: object) -> str:
+        return shown(name).replace("|", "\\|")
+
     groups = sorted({g for r in results.values() for g in r["per_group"]})
-    lines = ["| method | " + " | ".join(f"{g} (held out)" for g in groups) + " | pooled |",
+    lines = ["| method | " + " | ".join(f"{cell(g)} (held out)" for g in groups) + " | pooled |",
              "|---|" + "---|" * (len(groups) + 1)]
     for name, r in results.items():
         cells = [f"{100 * r['per_group'][g]['accuracy']:.1f}" if g in r["per_group"] else "–" for g in groups]
@@ -517,7 +526,7 @@ def cross_group_markdown(results: dict[str, dict[str, Any]]) -> str:
                if any(c in r["pooled"]["recall"] for r in results.values())]
     lines += ["", "| class (recall %) | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
     for c in classes:
-        lines.append(f"| {c} | " + " | ".join(f"{100 * r['pooled']['recall'].get(c, float('nan')):.1f}"
+        lines.append(f"| {cell(c)} | " + " | ".join(f"{100 * r['pooled']['recall'].get(c, float('nan')):.1f}"
                                                for r in results.values()) + " |")
     return "\n".join(lines) + "\n"
 

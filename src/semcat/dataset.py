@@ -175,17 +175,20 @@ def scan_dataset(
         raise ValueError(f"found no category sub-folders in {root}: expected {root}/<category>/<images>")
 
     found = [(path, d.name) for d in class_dirs for path in iter_image_files([d])]
-    hashes = _hash_all([p for p, _ in found], check_images or near_duplicates, near_duplicates, progress, workers)
+    meta_field = group_by.removeprefix("meta:") if group_by in META_GROUPS else None
+    hashes = _hash_all([p for p, _ in found], check_images or near_duplicates, near_duplicates, progress, workers,
+                       meta_field)
 
     raw: list[tuple[Path, str, str, str | None, str | None]] = []
     phashes: list[PHash | None] = []
-    for (path, label), (digest, problem, phash) in zip(found, hashes):
+    for (path, label), (digest, problem, phash, meta_group) in zip(found, hashes):
         if problem is not None:
             errors.append((str(path), problem))
             continue
         sub = path.parent.relative_to(root / label).as_posix()
         sub = None if sub == "." else sub
-        raw.append((path, label, digest, sub, _group_of(path, sub, group_by, pattern)))
+        group = meta_group if meta_field else _group_of(path, sub, group_by, pattern)
+        raw.append((path, label, digest, sub, group))
         phashes.append(phash)
 
     links = _near_links([r[0] for r in raw], [r[2] for r in raw], phashes) if near_duplicates else []
@@ -227,8 +230,6 @@ def group_pattern(group_by: str | None) -> re.Pattern[str] | None:
 def _group_of(path: Path, sub: str | None, group_by: str | None, pattern: re.Pattern[str] | None) -> str | None:
     if group_by is None:
         return None
-    if group_by in META_GROUPS:
-        return _meta_group(path, group_by.removeprefix("meta:"))
     if pattern is None:  # "folder"
         return sub
     m = pattern.search(path.name)
@@ -236,10 +237,14 @@ def _group_of(path: Path, sub: str | None, group_by: str | None, pattern: re.Pat
 
 
 def _meta_group(path: Path, field: str) -> str | None:
-    """The file's instrument, detector or magnification decade from its vendor TIFF tags, or None."""
+    """The file's instrument, detector or magnification decade from its vendor TIFF tags, or None
+    (no such tag, or tags that cannot be parsed: the file is then ungrouped, never a failed scan)."""
     from semcat.semmeta import read_sem_metadata
 
-    meta = read_sem_metadata(path)
+    try:
+        meta = read_sem_metadata(path)
+    except Exception:  # malformed vendor tags are data: they leave the file ungrouped, the scan goes on
+        return None
     value = getattr(meta, field, None) if meta is not None else None
     if field == "magnification":
         if not value or not math.isfinite(value) or value <= 0:
@@ -278,9 +283,10 @@ def _hash_one(path: Path, check: bool, phash: bool) -> tuple[str, str | None, PH
 
 
 def _hash_all(
-    paths: list[Path], check: bool, phash: bool, progress: bool, workers: int | None
-) -> list[tuple[str, str | None, PHash | None]]:
-    """Hash (and optionally decode) files on a thread pool: hashing releases the GIL."""
+    paths: list[Path], check: bool, phash: bool, progress: bool, workers: int | None, meta_field: str | None = None
+) -> list[tuple[str, str | None, PHash | None, str | None]]:
+    """Hash (and optionally decode) files on a thread pool: hashing releases the GIL. With
+    ``meta_field`` each file's metadata group (:func:`_meta_group`) is read in the same pass."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from semcat.commands._common import err_console
@@ -288,12 +294,13 @@ def _hash_all(
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     bar = Progress(TextColumn("hashing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=err_console, disable=not progress, transient=True)
-    out: list[tuple[str, str | None, PHash | None]] = []
+    out: list[tuple[str, str | None, PHash | None, str | None]] = []
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         with bar:
             task = bar.add_task("hashing", total=len(paths))
-            for result in pool.map(lambda p: _hash_one(p, check, phash), paths):
+            for result in pool.map(lambda p: (*_hash_one(p, check, phash),
+                                                 _meta_group(p, meta_field) if meta_field else None), paths):
                 out.append(result)
                 bar.advance(task)
     finally:  # Ctrl-C: drop the queued files instead of hashing them all first
@@ -301,7 +308,7 @@ def _hash_all(
     if phash:
         from semcat import phash_store
 
-        phash_store.store({digest: h for digest, _, h in out if h is not None})
+        phash_store.store({digest: h for digest, _, h, _ in out if h is not None})
     return out
 
 
