@@ -144,3 +144,26 @@ def test_pixels_only_reads_skip_zeiss_tags_and_keep_the_crop(tmp_path):
         else:
             assert lean_info.metadata == info.metadata, path.name
     assert read_image_bytes(files[0].read_bytes(), files[0], metadata=False)[1].databar_source == "metadata"
+
+
+def test_cropped_and_whole_from_one_decode_match_two_reads(tmp_path):
+    """``read_cropped_and_whole`` (the perceptual hashes' one decode) gives exactly the pixels of
+    ``read_image_bytes`` with and without the data-bar crop: metadata crops (FEI, TESCAN), a
+    detected bar (a synthetic Zeiss-style bar), and the real vendor files where present."""
+    from semcat.images import read_cropped_and_whole, read_image_bytes
+    from semcat.synth import write_dataset
+
+    files = [_write(tmp_path / "fei.tif", 34680, FEI_TEXT),
+             _write(tmp_path / "tescan.tif", 50431, TESCAN_TEXT + "ImageStripSize=20\r\n")]
+    write_dataset(tmp_path / "bars", per_class=1, size=160, seed=3, databar=True, categories=["Particles"])
+    files += sorted((tmp_path / "bars").rglob("*.tif"))
+    files += sorted(REAL.glob("*.tif")) if REAL.is_dir() else []
+    cropped_somewhere = 0
+    for path in files:
+        data = path.read_bytes()
+        cropped, whole = read_cropped_and_whole(data, path, max_side=256)
+        ref_cropped, info = read_image_bytes(data, path, max_side=256, metadata=False)
+        ref_whole, _ = read_image_bytes(data, path, crop_databar=False, max_side=256, metadata=False)
+        assert np.array_equal(cropped, ref_cropped) and np.array_equal(whole, ref_whole), path.name
+        cropped_somewhere += cropped.shape[0] < whole.shape[0]
+    assert cropped_somewhere >= 3  # FEI and TESCAN by metadata, the synthetic bar by detection

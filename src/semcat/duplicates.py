@@ -74,10 +74,9 @@ other (bar detection on a JPEG re-save) still matches."""
 
 def phash_bytes(data: bytes, name: str | Path = "<bytes>") -> PHash:
     """:data:`PHash` of an image file's bytes (``ImageReadError`` if unreadable)."""
-    from semcat.images import read_image_bytes
+    from semcat.images import read_cropped_and_whole
 
-    cropped, _ = read_image_bytes(data, name, crop_databar=True, max_side=256, metadata=False)
-    whole, _ = read_image_bytes(data, name, crop_databar=False, max_side=256, metadata=False)
+    cropped, whole = read_cropped_and_whole(data, name, max_side=256)
     return perceptual_hash(cropped), perceptual_hash(whole)
 
 

@@ -37,8 +37,8 @@ from semcat.sidecar import read_sidecar
 if TYPE_CHECKING:
     from semcat.semmeta import SemMetadata
 
-__all__ = ["ImageInfo", "read_image", "read_image_bytes", "read_file_bytes", "detect_databar", "to_gray_float",
-           "sniff_format", "image_bands", "serial_opencv"]
+__all__ = ["ImageInfo", "read_image", "read_image_bytes", "read_cropped_and_whole", "read_file_bytes", "detect_databar",
+           "to_gray_float", "sniff_format", "image_bands", "serial_opencv"]
 
 MIN_SIDE = 8
 """Images smaller than this on either side are refused: nothing to classify."""
@@ -172,6 +172,31 @@ def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar:
     (for callers that want only the pixels): vendor tags are read only as far as they decide the
     data-bar crop (:func:`semcat.semmeta.parse_tiff_tags` with ``full=False``); the pixels are the same.
     """
+    fmt, raw, header, meta = _decode(data, name, max_side, max_pixels, max_decode_bytes, metadata)
+    cut, bar, source = _databar_cut(raw, meta, header.rows) if crop_databar else (0, 0, None)
+    if cut:
+        raw = raw[: raw.shape[0] - cut]
+    info = ImageInfo(
+        path=str(name), format=fmt, bit_depth=header.bit_depth, shape=(header.rows, header.cols),
+        channels=header.channels, databar_rows=bar,
+        pixel_size_m=meta.pixel_size_m if meta else None, metadata=meta, databar_source=source,
+    )
+    return to_gray_float(raw), info
+
+
+def read_cropped_and_whole(data: bytes, name: str | Path = "<bytes>", *, max_side: int | None = None,
+                           max_pixels: int = 200_000_000,
+                           max_decode_bytes: int = MAX_DECODE_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of :func:`read_image_bytes` with the data bar cropped and without, from one
+    decode (``metadata=False``): what perceptual hashes of both need, one decode instead of two."""
+    _, raw, header, meta = _decode(data, name, max_side, max_pixels, max_decode_bytes, metadata=False)
+    cut = _databar_cut(raw, meta, header.rows)[0]
+    return to_gray_float(raw[: raw.shape[0] - cut] if cut else raw), to_gray_float(raw)
+
+
+def _decode(data: bytes, name: str | Path, max_side: int | None, max_pixels: int, max_decode_bytes: int,
+            metadata: bool) -> tuple[str, np.ndarray, _Header, SemMetadata | None]:
+    """(format, pixels in their own dtype at most ``max_side``, header, vendor or sidecar metadata)."""
     fmt = sniff_format(data, name)
     meta = None
     try:
@@ -188,34 +213,24 @@ def read_image_bytes(data: bytes, name: str | Path = "<bytes>", *, crop_databar:
         header = over.header
         raw, meta = decode_reduced(data, name, fmt, header.rows, header.cols, max_side=max_side,
                                    max_bytes=max_decode_bytes, gray=_to_gray, tiff_2d=_tiff_page_to_2d)
-    rows, cols = header.rows, header.cols
     if meta is None and isinstance(name, Path):
-        meta = read_sidecar(name, rows)
-
+        meta = read_sidecar(name, header.rows)
     if max_side is not None and max(raw.shape) > max_side:
         raw = _downscale(raw, max_side)
+    return fmt, raw, header, meta
+
+
+def _databar_cut(raw: np.ndarray, meta: SemMetadata | None, rows: int) -> tuple[int, int, str | None]:
+    """(bottom rows of ``raw`` that are the data bar, the bar's rows in the file, ``"metadata"`` or
+    ``"image"``; None when there is no bar): the vendor's scanned height when known, else detection."""
     scale = raw.shape[0] / rows
-
-    bar, source = 0, None
-    if crop_databar:
-        known = databar_rows_from_metadata(meta, rows)
-        if known is not None:
-            cut = min(raw.shape[0] - 1, int(np.ceil(known * scale)))
-            bar, source = known, "metadata"
-        else:
-            cut = detect_databar(raw)
-            bar, source = min(rows - 1, round(cut / scale)), "image"
-        if cut:
-            raw = raw[: raw.shape[0] - cut]
-        else:
-            bar, source = 0, None
-
-    info = ImageInfo(
-        path=str(name), format=fmt, bit_depth=header.bit_depth, shape=(rows, cols),
-        channels=header.channels, databar_rows=bar,
-        pixel_size_m=meta.pixel_size_m if meta else None, metadata=meta, databar_source=source,
-    )
-    return to_gray_float(raw), info
+    known = databar_rows_from_metadata(meta, rows)
+    if known is not None:
+        cut, bar, source = min(raw.shape[0] - 1, int(np.ceil(known * scale))), known, "metadata"
+    else:
+        cut = detect_databar(raw)
+        bar, source = min(rows - 1, round(cut / scale)), "image"
+    return (cut, bar, source) if cut else (0, 0, None)
 
 
 def image_bands(data: bytes, name: str | Path = "<bytes>", *, max_pixels: int = 200_000_000,
