@@ -126,11 +126,20 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "aug-invert": lambda c: (1 - c)[None],
 }
 AUGMENTATIONS = tuple(v for v in TRANSFORMS if v.startswith("aug-"))
+ALL = ("aug-flip", "aug-rot90", "aug-dark", "aug-bright", "aug-noise", "aug-blur")
+"""``--augment all``: the first six views (measured as ``semcat+aug-all``), kept as they were."""
+DIHEDRAL = ("aug-flip", "aug-rot90", "aug-rot180", "aug-rot270", "aug-flipud", "aug-transpose", "aug-transverse")
+"""The 7 rotations and mirror images of the crop other than itself (``--augment dihedral``)."""
 AUGMENTED_BASES = ("center", "clean")
 """Views whose augmented copies can be training rows: ``aug-*`` of the centre crop, ``clean+aug-*`` of ``clean``."""
-TRANSFORMS.update({f"clean+{aug}": (lambda f: lambda c: f(_clean(c)[0]))(TRANSFORMS[aug]) for aug in AUGMENTATIONS})
 
 
+def _of_clean(aug: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The augmentation ``aug`` taken of the ``clean`` view of the crop."""
+    return lambda c: aug(_clean(c)[0])
+
+
+TRANSFORMS.update({f"clean+{aug}": _of_clean(TRANSFORMS[aug]) for aug in AUGMENTATIONS})
 AUGMENTED_VIEWS = tuple(v for v in TRANSFORMS if "aug-" in v)
 """Every augmented view (training rows only: never a model's view)."""
 
@@ -140,10 +149,6 @@ def augmented_view(base: str, aug: str) -> str:
     if base not in AUGMENTED_BASES or aug not in AUGMENTATIONS:
         raise ValueError(f"augmentations are views of {' or '.join(AUGMENTED_BASES)}; got {aug!r} of view {base!r}.")
     return aug if base == "center" else f"{base}+{aug}"
-ALL = ("aug-flip", "aug-rot90", "aug-dark", "aug-bright", "aug-noise", "aug-blur")
-"""``--augment all``: the first six views (measured as ``semcat+aug-all``), kept as they were."""
-DIHEDRAL = ("aug-flip", "aug-rot90", "aug-rot180", "aug-rot270", "aug-flipud", "aug-transpose", "aug-transverse")
-"""The 7 rotations and mirror images of the crop other than itself (``--augment dihedral``)."""
 
 
 def parse_augment(text: str | None) -> tuple[str, ...]:
